@@ -1,0 +1,135 @@
+//! Types shared by capprof's kernel programs (`capprof-ebpf`) and its userspace (`capprof`).
+//!
+//! Every type here crosses the kernel/user boundary through a BPF map or the ring buffer, so
+//! each is `#[repr(C)]` with explicitly sized fields laid out without implicit padding: both
+//! sides must agree on every byte.
+#![no_std]
+
+/// Length of a task's `comm`, as the kernel stores it.
+pub const COMM_LEN: usize = 16;
+/// Kernel stack frames captured with the first sighting of a check (for the report's "path").
+pub const STACK_DEPTH: usize = 16;
+/// How many ancestor levels of the current cgroup the scope test walks.
+pub const MAX_CGROUP_LEVELS: u32 = 8;
+/// Words of kernel stack copied per calibration sample.
+pub const CALIBRATION_WORDS: usize = 48;
+
+/// `CheckKey::flags`: the check returned an error (the capability was not granted).
+pub const FLAG_DENIED: u32 = 1 << 0;
+/// `CheckKey::flags`: the task had not yet exec'd inside the recorded scope (runtime set-up:
+/// capprof's own child before exec, runc init, ...).
+pub const FLAG_SETUP: u32 = 1 << 1;
+/// `CheckKey::flags`: the credentials checked were not the task's own (`cred != real_cred`),
+/// e.g. overlayfs copy-up on the mounter's credentials.
+pub const FLAG_BORROWED: u32 = 1 << 2;
+/// `CheckKey::flags`: the call site could not be read (calibration failed or frames shifted).
+pub const FLAG_SITE_UNKNOWN: u32 = 1 << 3;
+
+/// Indexes of the loss and health counters (a per-CPU array summed by userspace).
+pub mod counter {
+    /// A new check could not be stored: the aggregation map is full.
+    pub const CHECKS_MAP_FULL: u32 = 0;
+    /// A first-sighting event could not be reserved: the ring buffer is full.
+    pub const EVENTS_DROPPED: u32 = 1;
+    /// A task could not be marked as workload: the task map is full.
+    pub const TASKS_MAP_FULL: u32 = 2;
+    /// Checks seen in scope (all verdicts), for the report's totals and the benchmarks.
+    pub const CHECKS_SEEN: u32 = 3;
+    /// Checks whose call site could not be read.
+    pub const SITE_UNKNOWN: u32 = 4;
+    /// Number of counters.
+    pub const COUNT: u32 = 8;
+}
+
+/// One distinct capability check: the key of the in-kernel aggregation map.
+///
+/// `site` is the return address into the function that asked for the capability: the API
+/// function that called `security_capable` (`ns_capable`, `ns_capable_noaudit`,
+/// `capable_wrt_inode_uidgid`, ...) or, for commoncap's own direct calls, `cap_vm_enough_memory`
+/// and friends. Userspace symbolizes it; it is what separates a probe from a need.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CheckKey {
+    /// cgroup v2 id of the checking task.
+    pub cgroup_id: u64,
+    /// Return address identifying the call site (0 when unknown).
+    pub site: u64,
+    /// Capability number (`CAP_CHOWN` = 0, ...).
+    pub cap: u32,
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    /// The checking task's `comm`.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Sent once per new `CheckKey` through the ring buffer: who made the check first, and how.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CheckEvent {
+    pub key: CheckKey,
+    /// Thread id (kernel `pid`).
+    pub tid: u32,
+    /// Process id (kernel `tgid`).
+    pub tgid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub ktime_ns: u64,
+    /// Bytes of `stack` filled by `bpf_get_stack`, or a negative error.
+    pub stack_bytes: i32,
+    /// The raw verdict (`ret` of `cap_capable`).
+    pub ret: i32,
+    /// Kernel return addresses, innermost first.
+    pub stack: [u64; STACK_DEPTH],
+}
+
+/// An address range `[start, end)` of kernel text the call-site classifier knows.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SiteRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+/// Run-time configuration of the kernel programs (one entry of an array map), written by
+/// userspace after load and before the workload starts.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Config {
+    /// Count every cgroup (daemon) instead of the watched subtrees only.
+    pub watch_all: u32,
+    /// When non-zero, only this thread's checks are sampled into the calibration map.
+    pub calibrate_tid: u32,
+    /// Byte offset from the tracepoint's saved stack pointer to the return address into the
+    /// caller of `cap_capable` (0: unknown, call sites are not read).
+    pub caller_offset: u32,
+    /// Byte offset from there to the return address into the caller of `security_capable`.
+    pub api_offset: u32,
+    /// Offset of `real_cred` in `struct task_struct` (0: unknown, borrowed creds not detected).
+    pub real_cred_offset: u32,
+    /// Offset of `child_pid` in the `sched_process_fork` record.
+    pub fork_child_pid_offset: u32,
+    /// `security_capable`: checks arriving from it are attributed to its caller.
+    pub security_capable: SiteRange,
+}
+
+/// Calibration sample: a window of kernel stack words above the tracepoint's frame.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CalibrationSample {
+    pub words: [u64; CALIBRATION_WORDS],
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all are repr(C), Copy, made only of integers, with no implicit padding.
+    unsafe impl aya::Pod for super::CheckKey {}
+    unsafe impl aya::Pod for super::CheckEvent {}
+    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::SiteRange {}
+    unsafe impl aya::Pod for super::CalibrationSample {}
+}
+
+// Layout guards: a change that adds padding fails to compile on both sides.
+const _: () = assert!(core::mem::size_of::<CheckKey>() == 40);
+const _: () = assert!(core::mem::size_of::<CheckEvent>() == 40 + 32 + 8 * STACK_DEPTH);
+const _: () = assert!(core::mem::size_of::<Config>() == 24 + 16);

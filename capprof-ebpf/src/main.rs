@@ -1,0 +1,302 @@
+//! capprof's kernel programs: the `capability:cap_capable` tracepoint backend.
+//!
+//! Per check, in order of cost: scope test (cgroup ancestry, or everything in daemon mode),
+//! verdict, set-up phase (has the task exec'd inside the scope yet?), borrowed credentials,
+//! call site (two return addresses read at calibrated stack offsets: ~2 probe reads instead of a
+//! stack walk), then one counter increment in `CHECKS`. Only the first sighting of a key pays for
+//! a ring-buffer event with a kernel stack, for the report's "path".
+//!
+//! `sched_process_exec/fork/exit` maintain `WORKLOAD_TASKS`: the tasks that exec'd inside the
+//! scope and their descendants. Checks from tasks not in it are runtime set-up (runc init,
+//! capprof's own child before exec) and are flagged, not dropped, so the report can show them.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_get_current_task, bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_probe_read_kernel_buf,
+        generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_stack},
+    },
+    macros::{map, tracepoint},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    programs::TracePointContext,
+    EbpfContext,
+};
+use capprof_common::{
+    counter, CalibrationSample, CheckEvent, CheckKey, Config, CALIBRATION_WORDS, FLAG_BORROWED,
+    FLAG_DENIED, FLAG_SETUP, FLAG_SITE_UNKNOWN, MAX_CGROUP_LEVELS, STACK_DEPTH,
+};
+
+// Offsets in the `capability:cap_capable` record. Stable since the tracepoint was added (6.14);
+// userspace checks them against tracefs' format file before loading.
+const TP_CRED: usize = 8;
+const TP_CAP: usize = 32;
+const TP_RET: usize = 36;
+const EEXIST: i32 = 17;
+
+/// Counters per distinct check, one slot per CPU (no atomics, no shared cache line).
+#[map]
+static CHECKS: PerCpuHashMap<CheckKey, u64> = PerCpuHashMap::with_max_entries(16384, 0);
+
+/// cgroup v2 ids whose subtrees are recorded.
+#[map]
+static WATCHED: HashMap<u64, u8> = HashMap::with_max_entries(1024, 0);
+
+/// Thread ids that belong to the workload (exec'd in scope, or forked from such a task).
+#[map]
+static WORKLOAD_TASKS: HashMap<u32, u8> = HashMap::with_max_entries(32768, 0);
+
+/// First sightings of each key.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+/// Losses and totals, see `capprof_common::counter`.
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Run-time configuration, entry 0.
+#[map]
+static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+/// Calibration samples: entry 0 the latest check of the calibrating thread per capability slot
+/// (0: CAP_SYS_ADMIN, the overcommit probe; 1: CAP_SETUID, a `security_capable` check).
+#[map]
+static CALIBRATION: Array<CalibrationSample> = Array::with_max_entries(2, 0);
+
+#[tracepoint(category = "capability", name = "cap_capable")]
+pub fn cap_capable(ctx: TracePointContext) -> u32 {
+    let _ = on_check(&ctx);
+    0
+}
+
+#[tracepoint(category = "sched", name = "sched_process_exec")]
+pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
+    let Some(cfg) = config() else { return 0 };
+    if in_scope(cfg) {
+        let tid = bpf_get_current_pid_tgid() as u32;
+        mark_workload(tid);
+    }
+    0
+}
+
+#[tracepoint(category = "sched", name = "sched_process_fork")]
+pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+    let Some(cfg) = config() else { return 0 };
+    let parent = bpf_get_current_pid_tgid() as u32;
+    if WORKLOAD_TASKS.get_ptr(&parent).is_some() {
+        if let Ok(child) = unsafe { ctx.read_at::<u32>(cfg.fork_child_pid_offset as usize) } {
+            mark_workload(child);
+        }
+    }
+    0
+}
+
+#[tracepoint(category = "sched", name = "sched_process_exit")]
+pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let _ = WORKLOAD_TASKS.remove(&tid);
+    0
+}
+
+#[inline(always)]
+fn config() -> Option<&'static Config> {
+    CONFIG.get(0)
+}
+
+#[inline(always)]
+fn bump(index: u32) {
+    if let Some(c) = COUNTERS.get_ptr_mut(index) {
+        // Per-CPU slot: no other writer.
+        unsafe { *c += 1 };
+    }
+}
+
+#[inline(always)]
+fn mark_workload(tid: u32) {
+    if WORKLOAD_TASKS.insert(&tid, &1, 0).is_err() {
+        bump(counter::TASKS_MAP_FULL);
+    }
+}
+
+/// Is the current task in a watched cgroup or one of its descendants?
+#[inline(always)]
+fn in_scope(cfg: &Config) -> bool {
+    if cfg.watch_all != 0 {
+        return true;
+    }
+    // Shallow levels first: recorded cgroups sit one or two levels below the root.
+    for level in 1..=MAX_CGROUP_LEVELS {
+        let id = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
+        if id == 0 {
+            return false;
+        }
+        if WATCHED.get_ptr(&id).is_some() {
+            return true;
+        }
+    }
+    false
+}
+
+fn on_check(ctx: &TracePointContext) -> Result<(), i32> {
+    let cfg = config().ok_or(0)?;
+    let tid = bpf_get_current_pid_tgid() as u32;
+    if cfg.calibrate_tid != 0 {
+        if tid == cfg.calibrate_tid {
+            calibrate(ctx)?;
+        }
+        return Ok(());
+    }
+    if !in_scope(cfg) {
+        return Ok(());
+    }
+    bump(counter::CHECKS_SEEN);
+
+    // Direct context loads: cheaper than a probe-read helper per field.
+    let raw = ctx.as_ptr() as *const u8;
+    let cap = unsafe { *(raw.add(TP_CAP) as *const i32) };
+    let ret = unsafe { *(raw.add(TP_RET) as *const i32) };
+    let cred = unsafe { *(raw.add(TP_CRED) as *const u64) };
+
+    let mut flags = 0u32;
+    if ret < 0 {
+        flags |= FLAG_DENIED;
+    }
+    if WORKLOAD_TASKS.get_ptr(&tid).is_none() {
+        flags |= FLAG_SETUP;
+    }
+    if cfg.real_cred_offset != 0 {
+        let task = unsafe { bpf_get_current_task() } as *const u8;
+        let real = unsafe { bpf_probe_read_kernel(task.add(cfg.real_cred_offset as usize) as *const u64) };
+        if matches!(real, Ok(real) if real != cred) {
+            flags |= FLAG_BORROWED;
+        }
+    }
+    let site = call_site(ctx, cfg);
+    if site == 0 {
+        flags |= FLAG_SITE_UNKNOWN;
+        bump(counter::SITE_UNKNOWN);
+    }
+
+    let key = CheckKey {
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        site,
+        cap: cap as u32,
+        flags,
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+    };
+    if count(&key) {
+        return Ok(());
+    }
+    match CHECKS.insert(&key, &1, BPF_NOEXIST as u64) {
+        Ok(()) => first_sighting(ctx, &key, ret),
+        // Another CPU inserted it between our lookup and insert.
+        Err(e) if e == -EEXIST => {
+            count(&key);
+        }
+        Err(_) => bump(counter::CHECKS_MAP_FULL),
+    }
+    Ok(())
+}
+
+/// Adds one to an existing counter; false when the key is new.
+#[inline(always)]
+fn count(key: &CheckKey) -> bool {
+    match CHECKS.get_ptr_mut(key) {
+        Some(ptr) => {
+            // This CPU's slot: tracepoint programs run with migration disabled.
+            unsafe { *ptr += 1 };
+            true
+        }
+        None => false,
+    }
+}
+
+/// The return address identifying who asked: for `security_capable` checks, the API function
+/// that called it; for commoncap's direct calls (overcommit, mmap_min_addr, ...), that function.
+#[inline(always)]
+fn call_site(ctx: &TracePointContext, cfg: &Config) -> u64 {
+    if cfg.caller_offset == 0 {
+        return 0;
+    }
+    let Some(sp) = saved_stack_pointer(ctx) else { return 0 };
+    let caller = match unsafe { bpf_probe_read_kernel((sp + cfg.caller_offset as u64) as *const u64) } {
+        Ok(a) => a,
+        Err(_) => return 0,
+    };
+    let sc = cfg.security_capable;
+    if caller >= sc.start && caller < sc.end {
+        let at = sp + cfg.caller_offset as u64 + cfg.api_offset as u64;
+        return unsafe { bpf_probe_read_kernel(at as *const u64) }.unwrap_or(0);
+    }
+    caller
+}
+
+/// perf stores the `pt_regs` captured in `perf_trace_cap_capable` in the record's first 8 bytes
+/// before running BPF; its `sp` is that function's frame address, a fixed distance below
+/// `cap_capable`'s return address.
+#[inline(always)]
+fn saved_stack_pointer(ctx: &TracePointContext) -> Option<u64> {
+    // Direct ctx loads below offset 8 are refused by the verifier: read it with a helper.
+    let regs = unsafe { ctx.read_at::<u64>(0) }.ok()?;
+    // struct pt_regs on x86_64: sp is the 20th word.
+    const PT_REGS_SP: u64 = 19 * 8;
+    unsafe { bpf_probe_read_kernel((regs + PT_REGS_SP) as *const u64) }.ok()
+}
+
+fn calibrate(ctx: &TracePointContext) -> Result<(), i32> {
+    let raw = ctx.as_ptr() as *const u8;
+    let cap = unsafe { *(raw.add(TP_CAP) as *const i32) };
+    let slot = match cap {
+        21 => 0, // CAP_SYS_ADMIN
+        7 => 1,  // CAP_SETUID
+        _ => return Ok(()),
+    };
+    let sp = saved_stack_pointer(ctx).ok_or(0)?;
+    let sample = CALIBRATION.get_ptr_mut(slot).ok_or(0)?;
+    let dst = unsafe { &mut (*sample).words };
+    let bytes = unsafe {
+        core::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut u8, CALIBRATION_WORDS * 8)
+    };
+    unsafe { bpf_probe_read_kernel_buf(sp as *const u8, bytes) }
+}
+
+/// Emits who made a new kind of check, with its kernel stack, built in place in the ring buffer.
+#[inline(always)]
+fn first_sighting(ctx: &TracePointContext, key: &CheckKey, ret: i32) {
+    let Some(mut entry) = EVENTS.reserve::<CheckEvent>(0) else {
+        bump(counter::EVENTS_DROPPED);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let uid_gid = bpf_get_current_uid_gid();
+    unsafe {
+        (*ev).key = *key;
+        (*ev).tid = pid_tgid as u32;
+        (*ev).tgid = (pid_tgid >> 32) as u32;
+        (*ev).uid = uid_gid as u32;
+        (*ev).gid = (uid_gid >> 32) as u32;
+        (*ev).ktime_ns = bpf_ktime_get_ns();
+        (*ev).ret = ret;
+        (*ev).stack_bytes = bpf_get_stack(
+            ctx.as_ptr(),
+            (*ev).stack.as_mut_ptr() as *mut _,
+            (STACK_DEPTH * 8) as u32,
+            0,
+        ) as i32;
+    }
+    entry.submit(0);
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

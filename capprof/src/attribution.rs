@@ -1,0 +1,176 @@
+//! Attribution: turns raw observations into named checks: which program (comm, executable),
+//! which cgroup, which kernel function asked and by which path, and whether the task was the
+//! workload or the runtime setting it up.
+
+use capprof_common::{CheckKey, FLAG_BORROWED, FLAG_DENIED, FLAG_SETUP};
+
+use crate::collector::Observation;
+use crate::kernel::kallsyms::Symbols;
+
+/// A check with everything symbolized.
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub capability: u32,
+    pub denied: bool,
+    /// Made before the task exec'd inside the scope (runtime set-up).
+    pub setup: bool,
+    /// Made on credentials other than the task's own.
+    pub borrowed: bool,
+    pub count: u64,
+    pub cgroup_id: u64,
+    pub comm: String,
+    pub exe: Option<String>,
+    /// The kernel function that asked for the capability (`capable_wrt_inode_uidgid`, ...).
+    pub site: Option<String>,
+    /// The first sighting's kernel path, outermost first, tracing frames removed.
+    pub path: Vec<String>,
+    /// System call the first sighting was made in, if any.
+    pub syscall: Option<String>,
+}
+
+/// Programs whose own set-up runs inside the workload's cgroup and never counts as workload.
+const RUNTIME_COMMS: [&str; 6] = ["runc", "crun", "conmon", "docker-init", "tini", "containerd-shim"];
+
+/// Is this `comm` a container runtime's own process (runc's `runc:[2:INIT]` and friends)?
+pub fn is_runtime_comm(comm: &str) -> bool {
+    comm.starts_with("runc:[") || RUNTIME_COMMS.iter().any(|r| comm == *r || comm.starts_with("containerd-shim"))
+}
+
+/// API functions between `security_capable` and the real asker; never the asker themselves.
+const CAPABILITY_API: [&str; 14] = [
+    "cap_capable",
+    "security_capable",
+    "ns_capable",
+    "ns_capable_noaudit",
+    "ns_capable_setid",
+    "capable",
+    "has_ns_capability",
+    "has_ns_capability_noaudit",
+    "has_capability",
+    "has_capability_noaudit",
+    "file_ns_capable",
+    "capable_wrt_inode_uidgid",
+    "sockopt_ns_capable",
+    "sk_ns_capable",
+];
+
+pub fn symbolize(obs: &Observation, symbols: &Symbols) -> Check {
+    let key: &CheckKey = &obs.key;
+    let stack: Vec<String> = obs
+        .sighting
+        .as_ref()
+        .map(|s| s.stack.iter().filter_map(|a| symbols.function(*a)).map(str::to_string).collect())
+        .unwrap_or_default();
+    // Frames inside cap_capable and the tracing machinery come first: keep what follows.
+    let start = stack.iter().position(|f| f == "cap_capable").map(|i| i + 1).unwrap_or(0);
+    let mut inner: Vec<String> = stack[start..]
+        .iter()
+        .take_while(|f| !f.starts_with("do_syscall") && !f.starts_with("entry_SYSCALL"))
+        .cloned()
+        .collect();
+    let syscall = inner.iter().find_map(|f| syscall_name(f)).map(str::to_string);
+    let site = (key.site != 0)
+        .then(|| symbols.function(key.site).map(str::to_string))
+        .flatten()
+        .or_else(|| inner.iter().find(|f| f.as_str() != "security_capable").cloned());
+    inner.dedup();
+    inner.reverse();
+    Check {
+        capability: key.cap,
+        denied: key.flags & FLAG_DENIED != 0,
+        setup: key.flags & FLAG_SETUP != 0,
+        borrowed: key.flags & FLAG_BORROWED != 0,
+        count: obs.count,
+        cgroup_id: key.cgroup_id,
+        comm: comm_string(&key.comm),
+        exe: obs.sighting.as_ref().and_then(|s| s.exe.clone()),
+        site,
+        path: inner,
+        syscall,
+    }
+}
+
+impl Check {
+    /// Short path for reports: `chown -> setattr_prepare (capable_wrt_inode_uidgid)`.
+    pub fn path_summary(&self) -> String {
+        let asker = self
+            .path
+            .iter()
+            .rev()
+            .find(|f| !CAPABILITY_API.contains(&f.as_str()) && syscall_name(f).is_none())
+            .cloned();
+        let mut parts = Vec::new();
+        if let Some(s) = &self.syscall {
+            parts.push(s.clone());
+        }
+        if let Some(a) = asker {
+            parts.push(a);
+        }
+        let mut out = if parts.is_empty() { "(no kernel stack)".to_string() } else { parts.join(" -> ") };
+        if let Some(site) = &self.site {
+            if !parts.contains(site) {
+                out.push_str(&format!(" ({site})"));
+            }
+        }
+        out
+    }
+
+    /// Does the first sighting's path pass through `function`?
+    pub fn via(&self, function: &str) -> bool {
+        self.site.as_deref() == Some(function) || self.path.iter().any(|f| f == function)
+    }
+}
+
+/// `__x64_sys_chown` → `chown`.
+fn syscall_name(frame: &str) -> Option<&str> {
+    ["__x64_sys_", "__ia32_sys_", "__do_sys_", "__se_sys_", "__arm64_sys_", "ksys_"]
+        .iter()
+        .find_map(|p| frame.strip_prefix(p))
+}
+
+fn comm_string(raw: &[u8]) -> String {
+    let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_comms() {
+        assert!(is_runtime_comm("runc:[2:INIT]"));
+        assert!(is_runtime_comm("docker-init"));
+        assert!(is_runtime_comm("containerd-shim-runc-v2"));
+        assert!(!is_runtime_comm("nginx"));
+        assert!(!is_runtime_comm("runcible"));
+    }
+
+    #[test]
+    fn syscall_names() {
+        assert_eq!(syscall_name("__x64_sys_chown"), Some("chown"));
+        assert_eq!(syscall_name("__do_sys_setuid"), Some("setuid"));
+        assert_eq!(syscall_name("setattr_prepare"), None);
+    }
+
+    #[test]
+    fn summary_names_syscall_asker_and_site() {
+        let c = Check {
+            capability: 0,
+            denied: false,
+            setup: false,
+            borrowed: false,
+            count: 1,
+            cgroup_id: 1,
+            comm: "scenario".into(),
+            exe: None,
+            site: Some("capable_wrt_inode_uidgid".into()),
+            path: ["__x64_sys_fchownat", "do_fchownat", "chown_common", "notify_change", "setattr_prepare", "capable_wrt_inode_uidgid"]
+                .map(String::from)
+                .to_vec(),
+            syscall: Some("fchownat".into()),
+        };
+        assert_eq!(c.path_summary(), "fchownat -> setattr_prepare (capable_wrt_inode_uidgid)");
+        assert!(c.via("notify_change"));
+    }
+}

@@ -1,0 +1,156 @@
+//! Kernel side, userspace half: load one backend's programs, configure and calibrate them, and
+//! give the collector its maps. The backend is the seam where kprobe/fexit programs plug in
+//! beside the tracepoint; every backend fills the same maps with the same `CheckKey`s.
+
+mod calibrate;
+mod tracepoint;
+
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
+use aya::Ebpf;
+use capprof_common::{counter, CheckKey, Config};
+use serde::Serialize;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::kernel::kallsyms::Symbols;
+
+pub use calibrate::CallSites;
+pub use tracepoint::kernel_release;
+
+/// Which kernel hook feeds the maps, and what it can see.
+#[derive(Clone, Debug, Serialize)]
+pub struct BackendInfo {
+    /// `tracepoint` (capability:cap_capable).
+    pub name: &'static str,
+    /// Whether `cap_capable`'s `opts` (NOAUDIT, INSETID) are visible.
+    pub sees_opts: bool,
+    /// How probes are told from needs on this backend.
+    pub classification: String,
+}
+
+/// Sizes of the kernel maps (entries).
+#[derive(Clone, Copy, Debug)]
+pub struct MapSizes {
+    pub checks: u32,
+    pub tasks: u32,
+}
+
+impl Default for MapSizes {
+    fn default() -> Self {
+        Self { checks: 16384, tasks: 32768 }
+    }
+}
+
+/// Loss and health counters summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Counters {
+    /// Checks in scope, all verdicts.
+    pub checks_seen: u64,
+    /// New checks not stored: the aggregation map was full.
+    pub checks_map_full: u64,
+    /// First-sighting events lost: the ring buffer was full.
+    pub events_dropped: u64,
+    /// Workload tasks not tracked: the task map was full (their checks count as set-up).
+    pub tasks_map_full: u64,
+    /// Checks whose call site could not be read.
+    pub site_unknown: u64,
+}
+
+impl Counters {
+    /// True when any data was lost.
+    pub fn any_loss(&self) -> bool {
+        self.checks_map_full + self.events_dropped + self.tasks_map_full > 0
+    }
+}
+
+/// A loaded and attached backend. Dropping it detaches every program.
+pub struct Backend {
+    ebpf: Ebpf,
+    config: Config,
+    pub info: BackendInfo,
+    pub call_sites: Option<CallSites>,
+}
+
+impl Backend {
+    /// Loads and attaches the best backend the kernel allows (today: the tracepoint), then
+    /// calibrates call-site reading. Nothing is counted until `watch_*` is called.
+    pub fn start(symbols: &Symbols, sizes: MapSizes) -> Result<Self> {
+        let mut backend = tracepoint::load(sizes)?;
+        backend.call_sites = calibrate::calibrate(&mut backend, symbols)?;
+        if let Some(cs) = &backend.call_sites {
+            backend.config.caller_offset = cs.caller_offset;
+            backend.config.api_offset = cs.api_offset;
+            backend.config.security_capable = cs.security_capable;
+        }
+        backend.info.classification = match backend.call_sites {
+            Some(_) => "call site of each check read from two calibrated kernel stack slots (no opts on the tracepoint)".into(),
+            None => "call-site calibration failed: probes are told from needs by the first kernel stack of each check only".into(),
+        };
+        backend.push_config()?;
+        Ok(backend)
+    }
+
+    fn push_config(&mut self) -> Result<()> {
+        let config = self.config;
+        let mut map: Array<&mut MapData, Config> = Array::try_from(self.map_mut("CONFIG")?).map_err(internal)?;
+        map.set(0, config, 0).map_err(internal)
+    }
+
+    fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
+        self.ebpf.map_mut(name).ok_or_else(|| Error::new(ErrorKind::Internal, format!("map {name} missing from the eBPF object")))
+    }
+
+    /// Counts checks from this cgroup (v2 id) and its descendants.
+    pub fn watch_cgroup(&mut self, id: u64) -> Result<()> {
+        let mut watched: HashMap<&mut MapData, u64, u8> = HashMap::try_from(self.map_mut("WATCHED")?).map_err(internal)?;
+        watched.insert(id, 1, 0).map_err(|e| Error::new(ErrorKind::Internal, format!("watching cgroup {id}: {e}")))
+    }
+
+    /// Counts checks from every cgroup (daemon mode).
+    pub fn watch_all(&mut self) -> Result<()> {
+        self.config.watch_all = 1;
+        self.push_config()
+    }
+
+    /// Marks already-running threads as workload (for attaching to running workloads).
+    pub fn mark_workload_tasks(&mut self, tids: &[u32]) -> Result<()> {
+        let mut tasks: HashMap<&mut MapData, u32, u8> = HashMap::try_from(self.map_mut("WORKLOAD_TASKS")?).map_err(internal)?;
+        for tid in tids {
+            tasks.insert(*tid, 1, 0).map_err(internal)?;
+        }
+        Ok(())
+    }
+
+    /// The first-sighting ring buffer, for the collector to drain.
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
+        let map = self.ebpf.take_map("EVENTS").ok_or_else(|| Error::new(ErrorKind::Internal, "EVENTS map already taken"))?;
+        RingBuf::try_from(map).map_err(internal)
+    }
+
+    /// Every aggregated check with its count summed over CPUs.
+    pub fn checks(&mut self) -> Result<Vec<(CheckKey, u64)>> {
+        let map: PerCpuHashMap<&mut MapData, CheckKey, u64> = PerCpuHashMap::try_from(self.map_mut("CHECKS")?).map_err(internal)?;
+        let mut out = Vec::new();
+        for entry in map.iter() {
+            let (key, values) = entry.map_err(internal)?;
+            out.push((key, values.iter().sum()));
+        }
+        Ok(out)
+    }
+
+    /// Loss and health counters.
+    pub fn counters(&mut self) -> Result<Counters> {
+        let map: PerCpuArray<&mut MapData, u64> = PerCpuArray::try_from(self.map_mut("COUNTERS")?).map_err(internal)?;
+        let get = |i: u32| -> Result<u64> { Ok(map.get(&i, 0).map_err(internal)?.iter().sum()) };
+        Ok(Counters {
+            checks_seen: get(counter::CHECKS_SEEN)?,
+            checks_map_full: get(counter::CHECKS_MAP_FULL)?,
+            events_dropped: get(counter::EVENTS_DROPPED)?,
+            tasks_map_full: get(counter::TASKS_MAP_FULL)?,
+            site_unknown: get(counter::SITE_UNKNOWN)?,
+        })
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Internal, format!("BPF map access: {e}"))
+}

@@ -1,0 +1,143 @@
+//! cgroup v2: where the recorded workload lives. Finds the unified hierarchy (pure v2 at
+//! /sys/fs/cgroup, or hybrid hosts' /sys/fs/cgroup/unified), creates a fresh cgroup per
+//! recording, maps ids to paths, and empties and removes the cgroup on every exit path.
+
+use std::ffi::CString;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Mount point of the cgroup v2 hierarchy.
+pub fn unified_mount() -> Result<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| Error::io("reading /proc/self/mountinfo", e))?;
+    mountinfo
+        .lines()
+        .find_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            if right.split_whitespace().next()? != "cgroup2" {
+                return None;
+            }
+            left.split_whitespace().nth(4).map(PathBuf::from)
+        })
+        .ok_or_else(|| {
+            Error::new(ErrorKind::UnsupportedKernel, "no cgroup v2 hierarchy is mounted (capprof scopes recordings by cgroup v2): mount -t cgroup2 none /sys/fs/cgroup/unified")
+        })
+}
+
+/// The cgroup v2 id of a directory: its inode number on cgroupfs.
+pub fn id_of(dir: &Path) -> Result<u64> {
+    std::fs::metadata(dir).map(|m| m.ino()).map_err(|e| Error::io(format!("stat {}", dir.display()), e))
+}
+
+/// The cgroup v2 path (relative to the mount, starting with '/') of a process.
+pub fn path_of_pid(pid: u32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("0::")).map(str::to_string)
+}
+
+/// A cgroup created for one recording. Dropping it kills what is left inside and removes it.
+pub struct RecordCgroup {
+    dir: PathBuf,
+    procs: CString,
+    pub id: u64,
+    pub relative: String,
+}
+
+impl RecordCgroup {
+    pub fn create() -> Result<Self> {
+        let mount = unified_mount()?;
+        let base = mount.join("capprof");
+        std::fs::create_dir_all(&base).map_err(|e| Error::io(format!("creating cgroup {}", base.display()), e))?;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let name = format!("record-{}-{nanos}", std::process::id());
+        let dir = base.join(&name);
+        std::fs::create_dir(&dir).map_err(|e| Error::io(format!("creating cgroup {}", dir.display()), e))?;
+        let procs = CString::new(dir.join("cgroup.procs").into_os_string().into_encoded_bytes())
+            .map_err(|_| Error::new(ErrorKind::Internal, "cgroup path has a NUL byte"))?;
+        let id = id_of(&dir)?;
+        Ok(Self { dir, procs, id, relative: format!("/capprof/{name}") })
+    }
+
+    /// Moves the calling process into this cgroup. Async-signal-safe (raw syscalls only), for
+    /// use between fork and exec.
+    pub fn join_from_child(&self) -> std::io::Result<()> {
+        unsafe {
+            let fd = libc::open(self.procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let n = libc::write(fd, b"0\n".as_ptr().cast(), 2);
+            let err = std::io::Error::last_os_error();
+            libc::close(fd);
+            if n < 0 {
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
+    /// Processes still inside (left behind by the workload).
+    pub fn remaining(&self) -> Vec<u32> {
+        read_pids(&self.dir.join("cgroup.procs"))
+    }
+
+    /// Kills everything left inside (cgroup.kill where the kernel has it, else SIGKILL each).
+    pub fn kill_all(&self) {
+        if std::fs::write(self.dir.join("cgroup.kill"), "1").is_err() {
+            for pid in self.remaining() {
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !self.remaining().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for RecordCgroup {
+    fn drop(&mut self) {
+        self.kill_all();
+        // Children first (the workload may have made sub-cgroups).
+        remove_tree(&self.dir);
+    }
+}
+
+fn remove_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+fn read_pids(file: &Path) -> Vec<u32> {
+    std::fs::read_to_string(file).map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect()).unwrap_or_default()
+}
+
+/// Maps cgroup v2 ids to paths by walking the hierarchy (ids are inode numbers).
+pub fn paths_by_id(ids: &[u64]) -> std::collections::HashMap<u64, String> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(mount) = unified_mount() else { return out };
+    let mut stack = vec![mount.clone()];
+    while let Some(dir) = stack.pop() {
+        if out.len() == ids.len() {
+            break;
+        }
+        if let Ok(meta) = std::fs::metadata(&dir) {
+            if ids.contains(&meta.ino()) {
+                let rel = dir.strip_prefix(&mount).map(|p| format!("/{}", p.display())).unwrap_or_default();
+                out.insert(meta.ino(), rel);
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            stack.extend(entries.flatten().filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false)).map(|e| e.path()));
+        }
+    }
+    out
+}

@@ -1,0 +1,85 @@
+//! Collector: drains the first-sighting ring buffer while the workload runs (so the executable
+//! of short-lived processes can still be read) and, at the end, the aggregation map and the
+//! loss counters, into plain `Observation`s.
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, RawFd};
+
+use aya::maps::{MapData, RingBuf};
+use capprof_common::{CheckEvent, CheckKey};
+
+use crate::backend::{Backend, Counters};
+use crate::error::Result;
+
+/// Who made a check first, with its kernel stack.
+#[derive(Clone, Debug)]
+pub struct Sighting {
+    pub tid: u32,
+    pub tgid: u32,
+    pub uid: u32,
+    pub exe: Option<String>,
+    /// Kernel return addresses, innermost first.
+    pub stack: Vec<u64>,
+}
+
+/// One aggregated check.
+#[derive(Clone, Debug)]
+pub struct Observation {
+    pub key: CheckKey,
+    pub count: u64,
+    pub sighting: Option<Sighting>,
+}
+
+/// Everything the kernel side saw.
+#[derive(Clone, Debug, Default)]
+pub struct Observations {
+    pub checks: Vec<Observation>,
+    pub counters: Counters,
+}
+
+pub struct Collector {
+    pub backend: Backend,
+    events: RingBuf<MapData>,
+    sightings: HashMap<CheckKey, Sighting>,
+}
+
+impl Collector {
+    pub fn new(mut backend: Backend) -> Result<Self> {
+        let events = backend.take_events()?;
+        Ok(Self { backend, events, sightings: HashMap::new() })
+    }
+
+    /// File descriptor that polls readable when events are waiting.
+    pub fn events_fd(&self) -> RawFd {
+        self.events.as_raw_fd()
+    }
+
+    /// Processes every waiting first-sighting event.
+    pub fn drain(&mut self) {
+        while let Some(item) = self.events.next() {
+            if item.len() < std::mem::size_of::<CheckEvent>() {
+                continue;
+            }
+            // SAFETY: the kernel wrote a whole CheckEvent (size checked); read unaligned.
+            let ev: CheckEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            let frames = if ev.stack_bytes > 0 { (ev.stack_bytes as usize / 8).min(ev.stack.len()) } else { 0 };
+            let exe = std::fs::read_link(format!("/proc/{}/exe", ev.tgid)).ok().map(|p| p.display().to_string());
+            self.sightings.insert(
+                ev.key,
+                Sighting { tid: ev.tid, tgid: ev.tgid, uid: ev.uid, exe, stack: ev.stack[..frames].to_vec() },
+            );
+        }
+    }
+
+    /// Final drain: every check with its count and first sighting, and the counters.
+    pub fn finish(&mut self) -> Result<Observations> {
+        self.drain();
+        let checks = self
+            .backend
+            .checks()?
+            .into_iter()
+            .map(|(key, count)| Observation { key, count, sighting: self.sightings.get(&key).cloned() })
+            .collect();
+        Ok(Observations { checks, counters: self.backend.counters()? })
+    }
+}

@@ -1,0 +1,103 @@
+//! Just enough BTF reading to find struct member offsets in the running kernel
+//! (`/sys/kernel/btf/vmlinux`): Rust eBPF has no CO-RE relocations, so offsets the programs need
+//! are resolved here at load time and passed in their configuration.
+
+use crate::error::{Error, ErrorKind, Result};
+
+const MAGIC: u16 = 0xeb9f;
+const KIND_STRUCT: u32 = 4;
+const KIND_UNION: u32 = 5;
+
+/// The kernel's BTF blob.
+pub struct Btf {
+    data: Vec<u8>,
+    types: std::ops::Range<usize>,
+    strings: std::ops::Range<usize>,
+}
+
+impl Btf {
+    pub fn from_sys_fs() -> Result<Self> {
+        let data = std::fs::read("/sys/kernel/btf/vmlinux").map_err(|e| {
+            Error::new(ErrorKind::UnsupportedKernel, format!("kernel BTF not readable at /sys/kernel/btf/vmlinux ({e}): CONFIG_DEBUG_INFO_BTF is needed"))
+        })?;
+        Self::parse(data)
+    }
+
+    pub fn parse(data: Vec<u8>) -> Result<Self> {
+        let bad = || Error::new(ErrorKind::UnsupportedKernel, "kernel BTF is malformed");
+        if data.len() < 24 || u16::from_le_bytes([data[0], data[1]]) != MAGIC {
+            return Err(bad());
+        }
+        let u = |o: usize| u32::from_le_bytes(data[o..o + 4].try_into().unwrap()) as usize;
+        let (hdr_len, type_off, type_len, str_off, str_len) = (u(4), u(8), u(12), u(16), u(20));
+        let types = hdr_len + type_off..hdr_len + type_off + type_len;
+        let strings = hdr_len + str_off..hdr_len + str_off + str_len;
+        if types.end > data.len() || strings.end > data.len() {
+            return Err(bad());
+        }
+        Ok(Self { data, types, strings })
+    }
+
+    fn u32_at(&self, o: usize) -> u32 {
+        u32::from_le_bytes(self.data[o..o + 4].try_into().unwrap())
+    }
+
+    fn name(&self, off: u32) -> &str {
+        let start = self.strings.start + off as usize;
+        let end = self.data[start..self.strings.end].iter().position(|b| *b == 0).map_or(self.strings.end, |p| start + p);
+        std::str::from_utf8(&self.data[start..end]).unwrap_or("")
+    }
+
+    /// Byte offsets of every type record, indexed by type id (id 0 is void).
+    fn index(&self) -> Vec<usize> {
+        let mut offsets = vec![0];
+        let mut o = self.types.start;
+        while o + 12 <= self.types.end {
+            offsets.push(o);
+            let info = self.u32_at(o + 4);
+            let vlen = (info & 0xffff) as usize;
+            let extra = match (info >> 24) & 0x1f {
+                1 | 14 | 17 => 4,
+                3 => 12,
+                4 | 5 | 15 | 19 => 12 * vlen,
+                6 | 13 => 8 * vlen,
+                _ => 0,
+            };
+            o += 12 + extra;
+        }
+        offsets
+    }
+
+    /// Byte offset of `member` in `struct name`, looking through anonymous structs and unions.
+    pub fn member_offset(&self, name: &str, member: &str) -> Option<u32> {
+        let index = self.index();
+        let id = index.iter().skip(1).position(|&o| {
+            let info = self.u32_at(o + 4);
+            (info >> 24) & 0x1f == KIND_STRUCT && self.name(self.u32_at(o)) == name && self.u32_at(o + 8) > 0
+        })? + 1;
+        self.find_member(&index, id, member, 0)
+    }
+
+    fn find_member(&self, index: &[usize], id: usize, member: &str, base_bits: u32) -> Option<u32> {
+        let o = *index.get(id)?;
+        let info = self.u32_at(o + 4);
+        let kind = (info >> 24) & 0x1f;
+        if kind != KIND_STRUCT && kind != KIND_UNION {
+            return None;
+        }
+        let kind_flag = info >> 31 == 1;
+        for i in 0..(info & 0xffff) as usize {
+            let m = o + 12 + 12 * i;
+            let (name_off, ty, raw) = (self.u32_at(m), self.u32_at(m + 4), self.u32_at(m + 8));
+            let bits = base_bits + if kind_flag { raw & 0xff_ffff } else { raw };
+            if name_off == 0 {
+                if let Some(found) = self.find_member(index, ty as usize, member, bits) {
+                    return Some(found);
+                }
+            } else if self.name(name_off) == member {
+                return Some(bits / 8);
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,62 @@
+//! The one pipeline every face (record, verify, minimize) drives: check privileges, load and
+//! calibrate the backend, watch scopes, collect while a workload runs, then attribute,
+//! classify and build the profile.
+
+use std::time::Instant;
+
+use crate::attribution::{symbolize, Check};
+use crate::backend::{Backend, MapSizes};
+use crate::collector::{Collector, Observations};
+use crate::error::Result;
+use crate::kernel::{kallsyms::Symbols, privileges};
+use crate::profile::{BackendSummary, Losses, Profile, WorkloadMeta, WorkloadProfile};
+use crate::workload::{Exit, Workload};
+
+/// Kernel programs attached, collecting.
+pub struct Tracer {
+    symbols: Symbols,
+    collector: Collector,
+    started: Instant,
+}
+
+impl Tracer {
+    pub fn start(sizes: MapSizes) -> Result<Self> {
+        privileges::check_tracer()?;
+        let symbols = Symbols::load()?;
+        let backend = Backend::start(&symbols, sizes)?;
+        Ok(Self { collector: Collector::new(backend)?, symbols, started: Instant::now() })
+    }
+
+    pub fn watch_cgroup(&mut self, id: u64) -> Result<()> {
+        self.collector.backend.watch_cgroup(id)
+    }
+
+    /// Collects first sightings until the workload exits.
+    pub fn follow(&mut self, workload: &mut Workload) -> Result<Exit> {
+        let fd = self.collector.events_fd();
+        let collector = &mut self.collector;
+        workload.wait_polling(fd, || collector.drain())
+    }
+
+    /// Reads everything collected; the programs stay attached until the tracer is dropped.
+    pub fn observations(&mut self) -> Result<Observations> {
+        self.collector.finish()
+    }
+
+    pub fn symbolize(&self, obs: &Observations) -> Vec<Check> {
+        obs.checks.iter().map(|o| symbolize(o, &self.symbols)).collect()
+    }
+
+    /// Builds the profile of the given workloads (each with its own checks).
+    pub fn profile(&self, obs: &Observations, workloads: Vec<(WorkloadMeta, Vec<Check>)>) -> Profile {
+        let info = &self.collector.backend.info;
+        Profile {
+            capprof_version: env!("CARGO_PKG_VERSION").into(),
+            kernel: crate::backend::kernel_release(),
+            backend: BackendSummary { name: info.name.into(), sees_opts: info.sees_opts, classification: info.classification.clone() },
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            losses: Losses::from(obs.counters),
+            workloads: workloads.into_iter().map(|(meta, checks)| WorkloadProfile::build(meta, checks)).collect(),
+        }
+    }
+}

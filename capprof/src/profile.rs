@@ -1,0 +1,237 @@
+//! The profile: the one model every output format is rendered from, and the JSON that
+//! `record -o` writes and later commands read back.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::attribution::Check;
+use crate::backend::Counters;
+use crate::capability::{name_of, CapSet, Capability};
+use crate::classify::{classify, fold_alternatives, Classification};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Everything one recording learned.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Profile {
+    pub capprof_version: String,
+    pub kernel: String,
+    pub backend: BackendSummary,
+    pub duration_ms: u64,
+    pub losses: Losses,
+    pub workloads: Vec<WorkloadProfile>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BackendSummary {
+    pub name: String,
+    pub sees_opts: bool,
+    pub classification: String,
+}
+
+/// Counted losses, reported, never hidden.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Losses {
+    pub checks_seen: u64,
+    pub checks_map_full: u64,
+    pub events_dropped: u64,
+    pub tasks_map_full: u64,
+    pub site_unknown: u64,
+}
+
+impl From<Counters> for Losses {
+    fn from(c: Counters) -> Self {
+        Self {
+            checks_seen: c.checks_seen,
+            checks_map_full: c.checks_map_full,
+            events_dropped: c.events_dropped,
+            tasks_map_full: c.tasks_map_full,
+            site_unknown: c.site_unknown,
+        }
+    }
+}
+
+impl Losses {
+    /// One line per kind of loss, empty when nothing was lost.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.checks_map_full > 0 {
+            w.push(format!("{} checks were not counted: the kernel aggregation map was full (raise --max-checks)", self.checks_map_full));
+        }
+        if self.events_dropped > 0 {
+            w.push(format!("{} first-sighting events were dropped: the ring buffer was full (programs/paths may be missing)", self.events_dropped));
+        }
+        if self.tasks_map_full > 0 {
+            w.push(format!("{} workload tasks were not tracked: the task map was full (their checks count as runtime set-up)", self.tasks_map_full));
+        }
+        w
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkloadKind {
+    Command,
+    Container,
+}
+
+/// One workload: a recorded command, or a container it started.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkloadProfile {
+    pub name: String,
+    pub kind: WorkloadKind,
+    pub command: Vec<String>,
+    pub cgroup: String,
+    /// Shell-style exit status (128+N for signal N), when the workload ended during recording.
+    pub exit_status: Option<i32>,
+    pub capabilities: CapabilityChange,
+    /// Refused capabilities the workload tried to use.
+    pub would_need: Vec<Capability>,
+    /// Granted, but with a silent fallback: verify before keeping.
+    pub optional: Vec<Capability>,
+    /// Whether `allowPrivilegeEscalation: false` / no-new-privileges is compatible with what ran.
+    pub no_new_privileges_safe: bool,
+    pub checks: Vec<CheckSummary>,
+}
+
+/// The minimal set as a change to a container's capabilities.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CapabilityChange {
+    pub drop: Vec<String>,
+    pub add: Vec<Capability>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Granted,
+    Denied,
+}
+
+/// Checks of one capability with one verdict, class and asking site.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CheckSummary {
+    pub capability: String,
+    pub verdict: Verdict,
+    pub classification: Classification,
+    pub reason: String,
+    pub count: u64,
+    pub site: Option<String>,
+    /// `syscall -> asking function (API)`.
+    pub path: String,
+    /// The first sighting's kernel stack, outermost first.
+    pub stack: Vec<String>,
+    pub programs: Vec<Program>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Program {
+    pub comm: String,
+    pub exe: Option<String>,
+}
+
+/// Facts about a workload that do not come from its checks.
+pub struct WorkloadMeta {
+    pub name: String,
+    pub kind: WorkloadKind,
+    pub command: Vec<String>,
+    pub cgroup: String,
+    pub exit_status: Option<i32>,
+}
+
+impl WorkloadProfile {
+    /// Classifies and aggregates a workload's checks and derives its minimal set.
+    pub fn build(meta: WorkloadMeta, checks: Vec<Check>) -> Self {
+        let mut classified: Vec<(Check, Classification, String)> = checks
+            .into_iter()
+            .map(|c| {
+                let (k, r) = classify(&c);
+                (c, k, r)
+            })
+            .collect();
+        fold_alternatives(&mut classified);
+
+        let mut groups: BTreeMap<(u32, bool, Classification, Option<String>), CheckSummary> = BTreeMap::new();
+        let mut needed = CapSet::empty();
+        let mut would_need = CapSet::empty();
+        let mut optional = CapSet::empty();
+        let mut no_new_privs_safe = true;
+        for (c, class, reason) in classified {
+            if let Some(cap) = Capability::from_number(c.capability) {
+                match class {
+                    Classification::Needed => needed.insert(cap),
+                    Classification::Denied => would_need.insert(cap),
+                    Classification::Optional => optional.insert(cap),
+                    _ => {}
+                }
+            }
+            if class != Classification::Runtime && c.path.iter().any(|f| f.contains("bprm")) {
+                no_new_privs_safe = false;
+            }
+            let program = Program { comm: c.comm.clone(), exe: c.exe.clone() };
+            let entry = groups.entry((c.capability, c.denied, class, c.site.clone())).or_insert_with(|| CheckSummary {
+                capability: name_of(c.capability),
+                verdict: if c.denied { Verdict::Denied } else { Verdict::Granted },
+                classification: class,
+                reason,
+                count: 0,
+                site: c.site.clone(),
+                path: c.path_summary(),
+                stack: c.path.clone(),
+                programs: Vec::new(),
+            });
+            entry.count += c.count;
+            if entry.stack.is_empty() && !c.path.is_empty() {
+                entry.path = c.path_summary();
+                entry.stack = c.path.clone();
+            }
+            if !entry.programs.contains(&program) {
+                entry.programs.push(program);
+            }
+        }
+        let mut checks: Vec<CheckSummary> = groups.into_values().collect();
+        for c in &mut checks {
+            c.programs.sort();
+            // One entry per comm: keep the one with a known executable.
+            c.programs.dedup_by(|b, a| a.comm == b.comm && (a.exe.is_some() || b.exe.is_none()));
+        }
+        checks.sort_by(|a, b| (a.classification, &a.capability, a.verdict).cmp(&(b.classification, &b.capability, b.verdict)));
+        let mut would_need_only = would_need;
+        for c in needed.iter() {
+            would_need_only.remove(c);
+        }
+        let mut optional_only = optional;
+        for c in needed.iter() {
+            optional_only.remove(c);
+        }
+        Self {
+            name: meta.name,
+            kind: meta.kind,
+            command: meta.command,
+            cgroup: meta.cgroup,
+            exit_status: meta.exit_status,
+            capabilities: CapabilityChange { drop: vec!["ALL".into()], add: sorted(needed) },
+            would_need: sorted(would_need_only),
+            optional: sorted(optional_only),
+            no_new_privileges_safe: no_new_privs_safe,
+            checks,
+        }
+    }
+
+    pub fn needed(&self) -> CapSet {
+        self.capabilities.add.iter().copied().collect()
+    }
+}
+
+fn sorted(set: CapSet) -> Vec<Capability> {
+    let mut v: Vec<Capability> = set.iter().collect();
+    v.sort_by_key(|c| c.name());
+    v
+}
+
+impl Profile {
+    /// Reads a profile written by `record --format json`.
+    pub fn from_json(text: &str, origin: &str) -> Result<Self> {
+        serde_json::from_str(text).map_err(|e| Error::new(ErrorKind::MalformedInput, format!("{origin} is not a capprof JSON profile: {e}")))
+    }
+}

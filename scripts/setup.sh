@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs everything capprof needs to build and test on a fresh Debian 12 machine.
+# Idempotent: safe to run again; slow steps are skipped when already done.
+set -euo pipefail
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+[ "$(id -u)" -eq 0 ] || { echo "setup: must run as root (apt-get, tracefs mount)" >&2; exit 1; }
+
+export DEBIAN_FRONTEND=noninteractive
+PKGS=(
+  # Rust eBPF toolchain from Debian: prebuilt core for bpfel-unknown-none, LLVM 22 for bpf-linker.
+  rustc-web cargo-web libstd-rust-web-dev-bpf rust-web-src
+  llvm-22-dev libpolly-22-dev zlib1g-dev libzstd-dev
+  # Workloads and container engines for the tests.
+  busybox-static docker.io
+  # Peer for the benchmark.
+  bpftrace
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# bpf-linker links the eBPF object; its LLVM must match Debian rustc's (22).
+if ! command -v bpf-linker >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/bpf-linker" ]; then
+  log "building bpf-linker (about 2 minutes)"
+  LLVM_PREFIX=/usr/lib/llvm-22 cargo install --locked bpf-linker --no-default-features --features llvm-22
+fi
+
+# Debian's rustc (with a prebuilt BPF core) as a rustup toolchain, used by capprof/build.rs.
+if ! rustup toolchain list | grep -q '^debian-bpf'; then
+  log "linking Debian's rustc as rustup toolchain debian-bpf"
+  rustup toolchain link debian-bpf /usr
+fi
+
+# The capability:cap_capable tracepoint lives in tracefs.
+if [ ! -d /sys/kernel/tracing/events ]; then
+  log "mounting tracefs"
+  mount -t tracefs tracefs /sys/kernel/tracing
+fi
+log "ok"

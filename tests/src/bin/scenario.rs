@@ -1,0 +1,100 @@
+//! Scenario helper: performs exactly one privileged operation per subcommand, so a test can
+//! run it under `capprof record` and expect an exact capability set. Exits 0 when the
+//! operation succeeded, 1 when it failed (with the errno on stderr), 2 on bad usage.
+
+use std::ffi::CString;
+use std::io::Error;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| args.get(i).cloned().unwrap_or_else(|| usage());
+    let result = match args.first().map(String::as_str) {
+        Some("nothing") => Ok(()),
+        Some("chown") => path_call(&arg(1), |p| unsafe { libc::chown(p, 65534, 65534) }),
+        Some("bind") => bind_tcp(arg(1).parse().unwrap_or_else(|_| usage())),
+        Some("rawsock") => check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) }),
+        Some("mknod") => path_call(&arg(1), |p| unsafe { libc::mknod(p, libc::S_IFCHR | 0o600, libc::makedev(1, 3)) }),
+        Some("setuid") => check(unsafe { libc::setuid(65534) }),
+        Some("setgid") => check(unsafe { libc::setgid(65534) }),
+        Some("kill") => check(unsafe { libc::kill(arg(1).parse().unwrap_or_else(|_| usage()), libc::SIGTERM) }),
+        Some("chroot") => path_call(&arg(1), |p| unsafe { libc::chroot(p) }),
+        Some("read") => std::fs::read(arg(1)).map(|_| ()),
+        Some("rcvbufforce") => rcvbufforce(),
+        Some("setuid-loop") => loop_n(&arg(1), || unsafe { libc::syscall(libc::SYS_setuid, 0) as i32 }),
+        Some("mmap-loop") => loop_n(&arg(1), mmap_once),
+        Some("sleep") => {
+            std::thread::sleep(std::time::Duration::from_secs_f64(arg(1).parse().unwrap_or_else(|_| usage())));
+            Ok(())
+        }
+        Some("exit") => std::process::exit(arg(1).parse().unwrap_or_else(|_| usage())),
+        _ => usage(),
+    };
+    if let Err(e) = result {
+        eprintln!("scenario {}: {e}", args.join(" "));
+        std::process::exit(1);
+    }
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: scenario nothing | chown FILE | bind PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chroot DIR | read FILE | rcvbufforce | setuid-loop N | mmap-loop N | sleep SECS | exit CODE"
+    );
+    std::process::exit(2)
+}
+
+fn check(rc: i32) -> std::io::Result<()> {
+    if rc < 0 {
+        Err(Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn path_call(path: &str, f: impl FnOnce(*const libc::c_char) -> i32) -> std::io::Result<()> {
+    let c = CString::new(path).map_err(|_| Error::from_raw_os_error(libc::EINVAL))?;
+    check(f(c.as_ptr()))
+}
+
+fn bind_tcp(port: u16) -> std::io::Result<()> {
+    let listener = std::net::TcpListener::bind(("0.0.0.0", port))?;
+    drop(listener);
+    Ok(())
+}
+
+/// Asks for a forced receive buffer (CAP_NET_ADMIN) and falls back silently, as many
+/// daemons do.
+fn rcvbufforce() -> std::io::Result<()> {
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        check(fd)?;
+        let size: libc::c_int = 1 << 20;
+        let p = &size as *const libc::c_int as *const libc::c_void;
+        let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        if libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, p, len) < 0 {
+            check(libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, p, len))?;
+        }
+        libc::close(fd);
+    }
+    Ok(())
+}
+
+fn mmap_once() -> i32 {
+    unsafe {
+        let p = libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+        if p == libc::MAP_FAILED {
+            return -1;
+        }
+        libc::munmap(p, 4096)
+    }
+}
+
+/// Runs `f` N times and prints the mean nanoseconds per iteration (for BENCHMARKS.md).
+fn loop_n(n: &str, mut f: impl FnMut() -> i32) -> std::io::Result<()> {
+    let n: u64 = n.parse().unwrap_or_else(|_| usage());
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        check(f())?;
+    }
+    println!("{:.1}", start.elapsed().as_nanos() as f64 / n as f64);
+    Ok(())
+}
