@@ -20,6 +20,8 @@ pub struct Check {
     pub cgroup_id: u64,
     pub comm: String,
     pub exe: Option<String>,
+    /// The executable is set-id or has file capabilities.
+    pub exe_gains_privilege: bool,
     /// The kernel function that asked for the capability (`capable_wrt_inode_uidgid`, ...).
     pub site: Option<String>,
     /// The first sighting's kernel path, outermost first, tracing frames removed.
@@ -84,6 +86,7 @@ pub fn symbolize(obs: &Observation, symbols: &Symbols) -> Check {
         cgroup_id: key.cgroup_id,
         comm: comm_string(&key.comm),
         exe: obs.sighting.as_ref().and_then(|s| s.exe.clone()),
+        exe_gains_privilege: obs.sighting.as_ref().is_some_and(|s| s.exe_gains_privilege),
         site,
         path: inner,
         syscall,
@@ -164,6 +167,7 @@ mod tests {
             cgroup_id: 1,
             comm: "scenario".into(),
             exe: None,
+            exe_gains_privilege: false,
             site: Some("capable_wrt_inode_uidgid".into()),
             path: ["__x64_sys_fchownat", "do_fchownat", "chown_common", "notify_change", "setattr_prepare", "capable_wrt_inode_uidgid"]
                 .map(String::from)

@@ -18,6 +18,8 @@ pub struct Sighting {
     pub tgid: u32,
     pub uid: u32,
     pub exe: Option<String>,
+    /// The executable is set-id or carries file capabilities (gains privilege at exec).
+    pub exe_gains_privilege: bool,
     /// Kernel return addresses, innermost first.
     pub stack: Vec<u64>,
 }
@@ -64,9 +66,10 @@ impl Collector {
             let ev: CheckEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
             let frames = if ev.stack_bytes > 0 { (ev.stack_bytes as usize / 8).min(ev.stack.len()) } else { 0 };
             let exe = std::fs::read_link(format!("/proc/{}/exe", ev.tgid)).ok().map(|p| p.display().to_string());
+            let exe_gains_privilege = exe.as_deref().is_some_and(gains_privilege);
             self.sightings.insert(
                 ev.key,
-                Sighting { tid: ev.tid, tgid: ev.tgid, uid: ev.uid, exe, stack: ev.stack[..frames].to_vec() },
+                Sighting { tid: ev.tid, tgid: ev.tgid, uid: ev.uid, exe, exe_gains_privilege, stack: ev.stack[..frames].to_vec() },
             );
         }
     }
@@ -82,4 +85,14 @@ impl Collector {
             .collect();
         Ok(Observations { checks, counters: self.backend.counters()? })
     }
+}
+
+/// Set-uid/set-gid bits or a `security.capability` xattr: exec'ing it raises privileges, which
+/// no-new-privileges would block.
+fn gains_privilege(path: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let setid = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o6000 != 0).unwrap_or(false);
+    let Ok(c) = std::ffi::CString::new(path) else { return setid };
+    let has_fcaps = unsafe { libc::getxattr(c.as_ptr(), c"security.capability".as_ptr(), std::ptr::null_mut(), 0) } > 0;
+    setid || has_fcaps
 }

@@ -165,7 +165,7 @@ impl WorkloadProfile {
                     _ => {}
                 }
             }
-            if class != Classification::Runtime && c.path.iter().any(|f| f.contains("bprm")) {
+            if class != Classification::Runtime && (c.exe_gains_privilege || c.via("cap_bprm_creds_from_file")) {
                 no_new_privs_safe = false;
             }
             let program = Program { comm: c.comm.clone(), exe: c.exe.clone() };

@@ -22,6 +22,7 @@ fn main() {
         Some("rcvbufforce") => rcvbufforce(),
         Some("setuid-loop") => loop_n(&arg(1), || unsafe { libc::syscall(libc::SYS_setuid, 0) as i32 }),
         Some("mmap-loop") => loop_n(&arg(1), mmap_once),
+        Some("names") => distinct_names(arg(1).parse().unwrap_or_else(|_| usage())),
         Some("sleep") => {
             std::thread::sleep(std::time::Duration::from_secs_f64(arg(1).parse().unwrap_or_else(|_| usage())));
             Ok(())
@@ -37,7 +38,7 @@ fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: scenario nothing | chown FILE | bind PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chroot DIR | read FILE | rcvbufforce | setuid-loop N | mmap-loop N | sleep SECS | exit CODE"
+        "usage: scenario nothing | chown FILE | bind PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chroot DIR | read FILE | rcvbufforce | setuid-loop N | mmap-loop N | names N | sleep SECS | exit CODE"
     );
     std::process::exit(2)
 }
@@ -96,5 +97,16 @@ fn loop_n(n: &str, mut f: impl FnMut() -> i32) -> std::io::Result<()> {
         check(f())?;
     }
     println!("{:.1}", start.elapsed().as_nanos() as f64 / n as f64);
+    Ok(())
+}
+
+/// Makes N checks that differ by task name (each a distinct key in capprof's map): for the
+/// loss-reporting test.
+fn distinct_names(n: u32) -> std::io::Result<()> {
+    for i in 0..n {
+        let name = CString::new(format!("n{i}")).expect("name");
+        check(unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) })?;
+        check(mmap_once())?;
+    }
     Ok(())
 }

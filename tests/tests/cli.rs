@@ -1,0 +1,77 @@
+//! Error paths and small tools: one-line errors, documented exit codes, never a panic.
+
+use capprof_tests::*;
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn decode_names_the_docker_default_set() {
+    let out = capprof_cmd(&["decode", "00000000a80425fb"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("0x00000000a80425fb=cap_chown,cap_dac_override,cap_fowner,cap_fsetid,cap_kill,"), "{text}");
+    assert_eq!(text.lines().count(), 15);
+}
+
+#[test]
+fn bad_masks_are_usage_errors() {
+    for mask in ["zz", "12345678901234567", ""] {
+        let out = capprof_cmd(&["decode", mask]);
+        assert_eq!(out.status.code(), Some(64), "{mask}: {}", stderr(&out));
+        assert_eq!(stderr(&out).lines().count(), 1, "one line: {}", stderr(&out));
+        assert!(stderr(&out).starts_with("capprof: error: "));
+    }
+}
+
+#[test]
+fn caps_of_a_process() {
+    let out = capprof_cmd(&["caps", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for set in ["effective", "permitted", "inheritable", "bounding", "ambient"] {
+        assert!(text.contains(set), "{text}");
+    }
+    let out = capprof_cmd(&["caps", "4000000"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(stderr(&out).contains("no process with PID 4000000"));
+}
+
+#[test]
+fn command_not_found_and_not_executable() {
+    require_root();
+    let out = capprof_cmd(&["record", "--", "/nonexistent/capprof-test"]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert!(stderr(&out).contains("command not found"));
+    let file = scratch("noexec").join("data");
+    std::fs::write(&file, "not a program").unwrap();
+    let out = capprof_cmd(&["record", "--", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+}
+
+#[test]
+fn missing_privileges_name_the_capabilities() {
+    // As nobody, with no capabilities at all.
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(capprof())
+        .args(["record", "--", "true"])
+        .output()
+        .expect("setpriv");
+    assert_eq!(out.status.code(), Some(77), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("CAP_BPF") && err.contains("CAP_PERFMON") && err.contains("run it as root"), "{err}");
+    assert_eq!(err.lines().count(), 1);
+}
+
+#[test]
+fn usage_errors() {
+    let out = capprof_cmd(&["record"]);
+    assert_eq!(out.status.code(), Some(64));
+    let out = capprof_cmd(&["record", "--max-checks", "1", "--", "true"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(stderr(&out).contains("--max-checks"));
+    let out = capprof_cmd(&["record", "-f", "yaml", "--", "true"]);
+    assert_eq!(out.status.code(), Some(64));
+}

@@ -1,0 +1,184 @@
+//! `capprof record -- CMD` on the real kernel: one privileged operation per scenario, each
+//! with its exact expected minimal set.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use capprof_tests::*;
+
+fn expect_set(args: &[&str], expected: &[&str]) -> Recording {
+    require_root();
+    let r = record_scenario(args);
+    assert_eq!(r.status, 0, "scenario {args:?} failed under capprof: {}", r.stderr);
+    assert_eq!(r.added(), expected, "scenario {args:?}: profile {}", r.profile);
+    r
+}
+
+#[test]
+fn nothing_needs_nothing() {
+    let r = expect_set(&["nothing"], &[]);
+    // The overcommit probe is seen, and reported as a probe, never as a need.
+    let sys_admin = r.checks_of("SYS_ADMIN");
+    assert!(!sys_admin.is_empty(), "the exec's overcommit probe should be visible: {}", r.profile);
+    assert!(sys_admin.iter().all(|c| c["classification"] == "probed" || c["classification"] == "runtime"), "{sys_admin:?}");
+}
+
+#[test]
+fn shell_true_reports_nothing() {
+    require_root();
+    let r = record(&[], &["sh", "-c", "true"]);
+    assert_eq!(r.status, 0);
+    assert_eq!(r.added(), Vec::<String>::new());
+    assert!(r.workload()["would_need"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn chown_needs_chown() {
+    let dir = scratch("chown");
+    let file = dir.join("f");
+    std::fs::write(&file, "x").unwrap();
+    let r = expect_set(&["chown", file.to_str().unwrap()], &["CHOWN"]);
+    let chown = r.checks_of("CHOWN");
+    assert_eq!(chown[0]["classification"], "needed");
+    assert!(chown[0]["path"].as_str().unwrap().contains("setattr_prepare"), "path: {}", chown[0]["path"]);
+    assert!(chown[0]["programs"][0]["comm"] == "scenario", "{}", chown[0]["programs"]);
+}
+
+#[test]
+fn bind_port_80_on_host_network_needs_net_bind_service() {
+    expect_set(&["bind", "80"], &["NET_BIND_SERVICE"]);
+}
+
+#[test]
+fn raw_socket_needs_net_raw() {
+    expect_set(&["rawsock"], &["NET_RAW"]);
+}
+
+#[test]
+fn mknod_needs_mknod() {
+    let dir = scratch("mknod");
+    expect_set(&["mknod", dir.join("null").to_str().unwrap()], &["MKNOD"]);
+}
+
+#[test]
+fn setuid_needs_setuid() {
+    expect_set(&["setuid"], &["SETUID"]);
+}
+
+#[test]
+fn setgid_needs_setgid() {
+    expect_set(&["setgid"], &["SETGID"]);
+}
+
+#[test]
+fn chroot_needs_sys_chroot() {
+    expect_set(&["chroot", "/"], &["SYS_CHROOT"]);
+}
+
+#[test]
+fn killing_another_users_process_needs_kill() {
+    require_root();
+    // The victim runs outside capprof's cgroup, as nobody.
+    let mut victim = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups", "sleep", "60"])
+        .spawn()
+        .expect("setpriv");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let pid = victim.id().to_string();
+    expect_set(&["kill", &pid], &["KILL"]);
+    let _ = victim.kill();
+    let _ = victim.wait();
+}
+
+/// Reading a mode-000 file of another user: the kernel's generic_permission() asks for
+/// CAP_DAC_READ_SEARCH first, and as root it is granted, so that is the capability used.
+/// It is also the narrower of the two alternatives (read-only, no write bypass).
+#[test]
+fn reading_a_mode_000_file_needs_dac_read_search() {
+    let dir = scratch("dac");
+    let file = dir.join("secret");
+    std::fs::write(&file, "secret").unwrap();
+    std::os::unix::fs::chown(&file, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let r = expect_set(&["read", file.to_str().unwrap()], &["DAC_READ_SEARCH"]);
+    assert!(r.checks_of("DAC_OVERRIDE").is_empty(), "DAC_OVERRIDE not even checked: {}", r.profile);
+}
+
+#[test]
+fn forced_receive_buffer_with_fallback_is_optional() {
+    let r = expect_set(&["rcvbufforce"], &[]);
+    let net_admin = r.checks_of("NET_ADMIN");
+    assert_eq!(net_admin.len(), 1, "{}", r.profile);
+    assert_eq!(net_admin[0]["classification"], "optional");
+    assert_eq!(r.workload()["optional"], serde_json::json!(["NET_ADMIN"]));
+}
+
+#[test]
+fn exit_status_is_propagated() {
+    require_root();
+    assert_eq!(record_scenario(&["exit", "7"]).status, 7);
+    let r = record(&[], &["sh", "-c", "kill -9 $$"]);
+    assert_eq!(r.status, 137, "killed by SIGKILL: 128+9");
+    assert_eq!(r.workload()["exit_status"], 137);
+}
+
+#[test]
+fn checks_outside_the_cgroup_are_not_counted() {
+    require_root();
+    let s = scenario();
+    // A busy neighbour making SYS_CHROOT checks all through the recording.
+    let mut neighbour = Command::new("sh")
+        .arg("-c")
+        .arg(format!("while :; do {} chroot /; done", s.display()))
+        .spawn()
+        .expect("neighbour");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let r = record_scenario(&["sleep", "0.5"]);
+    let _ = neighbour.kill();
+    let _ = neighbour.wait();
+    assert_eq!(r.added(), Vec::<String>::new(), "{}", r.profile);
+    assert!(r.checks_of("SYS_CHROOT").is_empty());
+}
+
+#[test]
+fn forked_children_are_counted() {
+    require_root();
+    let s = scenario();
+    let script = format!("{0} chroot / & wait; ( {0} setgid ) ; true", s.display());
+    let r = record(&[], &["sh", "-c", &script]);
+    assert_eq!(r.added(), vec!["SETGID", "SYS_CHROOT"]);
+}
+
+#[test]
+fn full_map_is_reported_as_a_loss() {
+    require_root();
+    let r = record(&["--max-checks", "64"], &[scenario().to_str().unwrap(), "names", "200"]);
+    let lost = r.profile["losses"]["checks_map_full"].as_u64().unwrap();
+    assert!(lost > 0, "{}", r.profile["losses"]);
+    assert!(r.stderr.contains("LOSS:"), "loss must be reported on stderr: {}", r.stderr);
+}
+
+#[test]
+fn other_formats() {
+    require_root();
+    let dir = scratch("formats");
+    let s = scenario();
+    for (format, expected) in [
+        ("docker", "--cap-drop=ALL --cap-add=SYS_CHROOT\n"),
+        ("k8s", "  capabilities:\n    drop:\n    - ALL\n    add:\n    - SYS_CHROOT\n"),
+    ] {
+        let file = dir.join(format);
+        let out = capprof_cmd(&["record", "-f", format, "-o", file.to_str().unwrap(), "--", s.to_str().unwrap(), "chroot", "/"]);
+        assert!(out.status.success());
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains(expected), "{format}: {text}");
+    }
+    let file = dir.join("empty");
+    capprof_cmd(&["record", "-f", "docker", "-o", file.to_str().unwrap(), "--", "true"]);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "--cap-drop=ALL\n");
+    // Human report on stderr, the workload's stdout untouched.
+    let out = capprof_cmd(&["record", "--", "sh", "-c", "echo workload-output"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "workload-output\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("minimal set: none") && err.contains("docker: --cap-drop=ALL"), "{err}");
+}
