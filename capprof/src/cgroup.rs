@@ -78,6 +78,11 @@ impl RecordCgroup {
         Ok(())
     }
 
+    /// The `cgroup.procs` file (lists the processes inside).
+    pub fn procs_path(&self) -> PathBuf {
+        self.dir.join("cgroup.procs")
+    }
+
     /// Processes still inside (left behind by the workload).
     pub fn remaining(&self) -> Vec<u32> {
         read_pids(&self.dir.join("cgroup.procs"))

@@ -15,6 +15,9 @@ use crate::error::{Error, ErrorKind, Result};
 pub struct Workload {
     child: Child,
     pidfd: OwnedFd,
+    /// Read end of the self-pipe the signal handler writes to.
+    signals: OwnedFd,
+    cgroup_procs: std::path::PathBuf,
 }
 
 /// How the workload ended.
@@ -25,24 +28,32 @@ pub struct Exit {
     pub signal: Option<i32>,
 }
 
-static CHILD_PID: AtomicI32 = AtomicI32::new(0);
-/// The last signal capprof received (0: none).
-pub static RECEIVED_SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// Write end of the self-pipe (-1 before the first spawn).
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
 const SI_KERNEL: i32 = 0x80;
 
 extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    RECEIVED_SIGNAL.store(sig, Ordering::SeqCst);
-    let pid = CHILD_PID.load(Ordering::SeqCst);
-    // A terminal's Ctrl-C (SI_KERNEL) already reached the child, which shares our process
+    // A terminal's Ctrl-C (SI_KERNEL) already reached the workload, which shares our process
     // group: forwarding it again would deliver it twice.
     let from_terminal = !info.is_null() && unsafe { (*info).si_code } == SI_KERNEL;
-    if pid > 0 && !from_terminal {
-        unsafe { libc::kill(pid, sig) };
+    let fd = SIGNAL_PIPE.load(Ordering::SeqCst);
+    if !from_terminal && fd >= 0 {
+        let byte = sig as u8;
+        unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
     }
 }
 
-/// From now on SIGINT, SIGTERM and SIGHUP go to the workload instead of ending capprof.
-fn install_forwarding() {
+/// From now on SIGINT, SIGTERM and SIGHUP go to the workload instead of ending capprof: the
+/// handler only notes them; the wait loop sends them to every process of the workload.
+fn install_forwarding() -> Result<OwnedFd> {
+    let mut fds = [0; 2];
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
+        return Err(Error::io("creating the signal pipe", std::io::Error::last_os_error()));
+    }
+    let old = SIGNAL_PIPE.swap(fds[1], Ordering::SeqCst);
+    if old >= 0 {
+        unsafe { libc::close(old) };
+    }
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         unsafe {
             let mut act: libc::sigaction = std::mem::zeroed();
@@ -52,6 +63,7 @@ fn install_forwarding() {
             libc::sigaction(sig, &act, std::ptr::null_mut());
         }
     }
+    Ok(unsafe { OwnedFd::from_raw_fd(fds[0]) })
 }
 
 impl Workload {
@@ -73,17 +85,21 @@ impl Workload {
                 Ok(())
             });
         }
-        install_forwarding();
+        let signals = install_forwarding()?;
         let child = cmd.spawn().map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::new(ErrorKind::Spawn, format!("command not found: {program}")),
             _ => Error::new(ErrorKind::NotExecutable, format!("cannot run {program}: {e}")),
         })?;
-        CHILD_PID.store(child.id() as i32, Ordering::SeqCst);
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
         if fd < 0 {
             return Err(Error::new(ErrorKind::UnsupportedKernel, format!("pidfd_open: {}", std::io::Error::last_os_error())));
         }
-        Ok(Self { child, pidfd: unsafe { OwnedFd::from_raw_fd(fd as RawFd) } })
+        Ok(Self {
+            child,
+            pidfd: unsafe { OwnedFd::from_raw_fd(fd as RawFd) },
+            signals,
+            cgroup_procs: cgroup.procs_path(),
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -95,9 +111,10 @@ impl Workload {
         let mut fds = [
             libc::pollfd { fd: self.pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
             libc::pollfd { fd: other_fd, events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: self.signals.as_raw_fd(), events: libc::POLLIN, revents: 0 },
         ];
         loop {
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, -1) };
             if n < 0 {
                 let err = std::io::Error::last_os_error();
                 if err.kind() == std::io::ErrorKind::Interrupted {
@@ -108,17 +125,40 @@ impl Workload {
             if fds[1].revents != 0 {
                 on_ready();
             }
+            if fds[2].revents != 0 {
+                self.forward_pending();
+            }
             if fds[0].revents != 0 {
                 break;
             }
         }
         let status = self.child.wait().map_err(|e| Error::io("waiting for the workload", e))?;
-        CHILD_PID.store(0, Ordering::SeqCst);
         Ok(match (status.code(), status.signal()) {
             (Some(code), _) => Exit { status: code, signal: None },
             (None, Some(sig)) => Exit { status: 128 + sig, signal: Some(sig) },
             _ => Exit { status: 1, signal: None },
         })
+    }
+}
+
+impl Workload {
+    /// Sends the signals capprof received to every process of the workload (its cgroup), as
+    /// a terminal sends Ctrl-C to a whole foreground process group.
+    fn forward_pending(&self) {
+        let mut buf = [0u8; 16];
+        let n = unsafe { libc::read(self.signals.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            return;
+        }
+        let pids: Vec<i32> = std::fs::read_to_string(&self.cgroup_procs)
+            .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default();
+        for sig in &buf[..n as usize] {
+            let targets = if pids.is_empty() { vec![self.child.id() as i32] } else { pids.clone() };
+            for pid in targets {
+                unsafe { libc::kill(pid, *sig as i32) };
+            }
+        }
     }
 }
 
