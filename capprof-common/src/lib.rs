@@ -99,15 +99,15 @@ pub struct Config {
     pub watch_all: u32,
     /// When non-zero, only this thread's checks are sampled into the calibration map.
     pub calibrate_tid: u32,
-    /// Byte offset from the tracepoint's saved stack pointer to the return address into the
+    /// Byte offset from the raw tracepoint's argument array to the return address into the
     /// caller of `cap_capable` (0: unknown, call sites are not read).
     pub caller_offset: u32,
     /// Byte offset from there to the return address into the caller of `security_capable`.
     pub api_offset: u32,
     /// Offset of `real_cred` in `struct task_struct` (0: unknown, borrowed creds not detected).
     pub real_cred_offset: u32,
-    /// Offset of `child_pid` in the `sched_process_fork` record.
-    pub fork_child_pid_offset: u32,
+    /// Offset of `pid` in `struct task_struct` (for the forked child).
+    pub task_pid_offset: u32,
     /// `security_capable`: checks arriving from it are attributed to its caller.
     pub security_capable: SiteRange,
 }

@@ -1,4 +1,5 @@
-//! capprof's kernel programs: the `capability:cap_capable` tracepoint backend.
+//! capprof's kernel programs: the `cap_capable` tracepoint backend, attached as raw
+//! tracepoints (no perf buffer copy per check, and detaching needs no RCU grace period).
 //!
 //! Per check, in order of cost: scope test (cgroup ancestry, or everything in daemon mode),
 //! verdict, set-up phase (has the task exec'd inside the scope yet?), borrowed credentials,
@@ -20,9 +21,9 @@ use aya_ebpf::{
         bpf_probe_read_kernel_buf,
         generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_stack},
     },
-    macros::{map, tracepoint},
+    macros::{map, raw_tracepoint},
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
-    programs::TracePointContext,
+    programs::RawTracePointContext,
     EbpfContext,
 };
 use capprof_common::{
@@ -30,11 +31,10 @@ use capprof_common::{
     FLAG_DENIED, FLAG_SETUP, FLAG_SITE_UNKNOWN, MAX_CGROUP_LEVELS, STACK_DEPTH,
 };
 
-// Offsets in the `capability:cap_capable` record. Stable since the tracepoint was added (6.14);
-// userspace checks them against tracefs' format file before loading.
-const TP_CRED: usize = 8;
-const TP_CAP: usize = 32;
-const TP_RET: usize = 36;
+// Raw tracepoint arguments of cap_capable: TP_PROTO(cred, target_ns, capable_ns, cap, ret).
+const ARG_CRED: usize = 0;
+const ARG_CAP: usize = 3;
+const ARG_RET: usize = 4;
 const EEXIST: i32 = 17;
 
 /// Counters per distinct check, one slot per CPU (no atomics, no shared cache line).
@@ -66,14 +66,14 @@ static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 #[map]
 static CALIBRATION: Array<CalibrationSample> = Array::with_max_entries(2, 0);
 
-#[tracepoint(category = "capability", name = "cap_capable")]
-pub fn cap_capable(ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "cap_capable")]
+pub fn cap_capable(ctx: RawTracePointContext) -> u32 {
     let _ = on_check(&ctx);
     0
 }
 
-#[tracepoint(category = "sched", name = "sched_process_exec")]
-pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn sched_process_exec(_ctx: RawTracePointContext) -> u32 {
     let Some(cfg) = config() else { return 0 };
     if in_scope(cfg) {
         let tid = bpf_get_current_pid_tgid() as u32;
@@ -82,20 +82,24 @@ pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint(category = "sched", name = "sched_process_fork")]
-pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+/// TP_PROTO(struct task_struct *parent, struct task_struct *child): the child's pid is read
+/// at the `task_struct.pid` offset userspace found in the kernel's BTF.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
     let Some(cfg) = config() else { return 0 };
     let parent = bpf_get_current_pid_tgid() as u32;
     if WORKLOAD_TASKS.get_ptr(&parent).is_some() {
-        if let Ok(child) = unsafe { ctx.read_at::<u32>(cfg.fork_child_pid_offset as usize) } {
-            mark_workload(child);
+        let child: u64 = ctx.arg(1);
+        let at = (child + cfg.task_pid_offset as u64) as *const u32;
+        if let Ok(pid) = unsafe { bpf_probe_read_kernel(at) } {
+            mark_workload(pid);
         }
     }
     0
 }
 
-#[tracepoint(category = "sched", name = "sched_process_exit")]
-pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn sched_process_exit(_ctx: RawTracePointContext) -> u32 {
     let tid = bpf_get_current_pid_tgid() as u32;
     let _ = WORKLOAD_TASKS.remove(&tid);
     0
@@ -140,7 +144,7 @@ fn in_scope(cfg: &Config) -> bool {
     false
 }
 
-fn on_check(ctx: &TracePointContext) -> Result<(), i32> {
+fn on_check(ctx: &RawTracePointContext) -> Result<(), i32> {
     let cfg = config().ok_or(0)?;
     let tid = bpf_get_current_pid_tgid() as u32;
     if cfg.calibrate_tid != 0 {
@@ -154,11 +158,9 @@ fn on_check(ctx: &TracePointContext) -> Result<(), i32> {
     }
     bump(counter::CHECKS_SEEN);
 
-    // Direct context loads: cheaper than a probe-read helper per field.
-    let raw = ctx.as_ptr() as *const u8;
-    let cap = unsafe { *(raw.add(TP_CAP) as *const i32) };
-    let ret = unsafe { *(raw.add(TP_RET) as *const i32) };
-    let cred = unsafe { *(raw.add(TP_CRED) as *const u64) };
+    let cap = ctx.arg::<u64>(ARG_CAP) as i32;
+    let ret = ctx.arg::<u64>(ARG_RET) as i32;
+    let cred: u64 = ctx.arg(ARG_CRED);
 
     let mut flags = 0u32;
     if ret < 0 {
@@ -217,11 +219,11 @@ fn count(key: &CheckKey) -> bool {
 /// The return address identifying who asked: for `security_capable` checks, the API function
 /// that called it; for commoncap's direct calls (overcommit, mmap_min_addr, ...), that function.
 #[inline(always)]
-fn call_site(ctx: &TracePointContext, cfg: &Config) -> u64 {
+fn call_site(ctx: &RawTracePointContext, cfg: &Config) -> u64 {
     if cfg.caller_offset == 0 {
         return 0;
     }
-    let Some(sp) = saved_stack_pointer(ctx) else { return 0 };
+    let sp = stack_anchor(ctx);
     let caller = match unsafe { bpf_probe_read_kernel((sp + cfg.caller_offset as u64) as *const u64) } {
         Ok(a) => a,
         Err(_) => return 0,
@@ -234,27 +236,22 @@ fn call_site(ctx: &TracePointContext, cfg: &Config) -> u64 {
     caller
 }
 
-/// perf stores the `pt_regs` captured in `perf_trace_cap_capable` in the record's first 8 bytes
-/// before running BPF; its `sp` is that function's frame address, a fixed distance below
-/// `cap_capable`'s return address.
+/// The raw tracepoint's context is the `u64 args[]` array that `bpf_trace_runN` keeps on the
+/// kernel stack, a fixed distance below `cap_capable`'s return address: its address anchors
+/// the calibrated offsets.
 #[inline(always)]
-fn saved_stack_pointer(ctx: &TracePointContext) -> Option<u64> {
-    // Direct ctx loads below offset 8 are refused by the verifier: read it with a helper.
-    let regs = unsafe { ctx.read_at::<u64>(0) }.ok()?;
-    // struct pt_regs on x86_64: sp is the 20th word.
-    const PT_REGS_SP: u64 = 19 * 8;
-    unsafe { bpf_probe_read_kernel((regs + PT_REGS_SP) as *const u64) }.ok()
+fn stack_anchor(ctx: &RawTracePointContext) -> u64 {
+    ctx.as_ptr() as u64
 }
 
-fn calibrate(ctx: &TracePointContext) -> Result<(), i32> {
-    let raw = ctx.as_ptr() as *const u8;
-    let cap = unsafe { *(raw.add(TP_CAP) as *const i32) };
+fn calibrate(ctx: &RawTracePointContext) -> Result<(), i32> {
+    let cap = ctx.arg::<u64>(ARG_CAP) as i32;
     let slot = match cap {
         21 => 0, // CAP_SYS_ADMIN
         7 => 1,  // CAP_SETUID
         _ => return Ok(()),
     };
-    let sp = saved_stack_pointer(ctx).ok_or(0)?;
+    let sp = stack_anchor(ctx);
     let sample = CALIBRATION.get_ptr_mut(slot).ok_or(0)?;
     let dst = unsafe { &mut (*sample).words };
     let bytes = unsafe {
@@ -265,7 +262,7 @@ fn calibrate(ctx: &TracePointContext) -> Result<(), i32> {
 
 /// Emits who made a new kind of check, with its kernel stack, built in place in the ring buffer.
 #[inline(always)]
-fn first_sighting(ctx: &TracePointContext, key: &CheckKey, ret: i32) {
+fn first_sighting(ctx: &RawTracePointContext, key: &CheckKey, ret: i32) {
     let Some(mut entry) = EVENTS.reserve::<CheckEvent>(0) else {
         bump(counter::EVENTS_DROPPED);
         return;

@@ -78,8 +78,13 @@ fn interrupt(to_group: bool) {
     let w = &profile["workloads"][0];
     assert_eq!(w["exit_status"], 130);
     assert_eq!(w["capabilities"]["add"], serde_json::json!(["SYS_CHROOT"]), "what ran before Ctrl-C is kept");
+    // Detached at exit; the kernel frees programs after an RCU grace period.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ids.iter().any(|id| program_loaded(*id)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     for id in ids {
-        assert!(!program_loaded(id), "program {id} still loaded after capprof exited");
+        assert!(!program_loaded(id), "program {id} still loaded 5 s after capprof exited");
     }
     let cgroup = w["cgroup"].as_str().unwrap();
     for mount in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {

@@ -1,1 +1,91 @@
-fn main() {}
+//! Build and test orchestration: `cargo xtask setup|demo|test|bench`.
+//!
+//! Every command that needs the machine prepared runs `scripts/setup.sh` first (idempotent:
+//! apt packages, bpf-linker, the debian-bpf toolchain, tracefs, dockerd), so each one works on a
+//! fresh machine by itself.
+
+mod bench;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install and start everything capprof needs (scripts/setup.sh).
+    Setup,
+    /// Set up, build, and record the bundled example (a tiny server on port 80).
+    Demo,
+    /// Set up, build, and run every test on the real kernel.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build in release mode, and run the benchmarks of BENCHMARKS.md.
+    Bench {
+        /// Iterations of each per-check loop.
+        #[arg(long, default_value_t = 200_000)]
+        iterations: u64,
+    },
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    match args.cmd {
+        Cmd::Setup => setup(),
+        Cmd::Demo => {
+            setup()?;
+            cargo(&["build", "--release", "-p", "capprof", "--bin", "capprof", "--example", "tiny_server"])?;
+            let target = root().join("target/release");
+            eprintln!("xtask: capprof record -- tiny_server (binds port 80, serves one request)");
+            run(Command::new(target.join("capprof")).arg("record").arg("--").arg(target.join("examples/tiny_server")))
+        }
+        Cmd::Test { args } => {
+            setup()?;
+            cargo(&["build", "--workspace", "--all-targets"])?;
+            let mut test = vec!["test", "--workspace", "--no-fail-fast"];
+            test.extend(args.iter().map(String::as_str));
+            cargo(&test)
+        }
+        Cmd::Bench { iterations } => {
+            setup()?;
+            cargo(&["build", "--release", "-p", "capprof", "-p", "capprof-tests"])?;
+            bench::run(&root().join("target/release"), iterations)
+        }
+    }
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+fn setup() -> Result<()> {
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("capprof loads eBPF programs: run this as root");
+    }
+    run(Command::new("bash").arg(root().join("scripts/setup.sh")))
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(Command::new(cargo).args(args).current_dir(root()))
+}
+
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}

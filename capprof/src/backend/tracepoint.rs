@@ -1,7 +1,9 @@
 //! The `capability:cap_capable` tracepoint backend (Linux >= 6.14): sees the verdict, not
-//! `opts`; call sites come from calibrated stack slots instead.
+//! `opts`; call sites come from calibrated stack slots instead. Attached as raw tracepoints:
+//! the arguments arrive without a perf record being built, and detaching needs no RCU grace
+//! period (a perf tracepoint's last detach waits for one, ~80 ms each here).
 
-use aya::programs::TracePoint;
+use aya::programs::RawTracePoint;
 use aya::{include_bytes_aligned, EbpfLoader};
 use capprof_common::Config;
 
@@ -12,8 +14,8 @@ use crate::kernel::{btf::Btf, tracefs};
 /// The eBPF object built by build.rs.
 static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/capprof"));
 
-/// Field offsets the program hard-codes; checked against the running kernel's format.
-const EXPECTED_FIELDS: [(&str, usize); 3] = [("cred", 8), ("cap", 32), ("ret", 36)];
+/// The tracepoint's arguments in the order the program reads them (TP_PROTO order).
+const EXPECTED_ARGS: [&str; 5] = ["cred", "target_ns", "capable_ns", "cap", "ret"];
 
 pub(super) fn load(sizes: MapSizes) -> Result<Backend> {
     let tracefs = tracefs::ensure_mounted()?;
@@ -26,52 +28,83 @@ pub(super) fn load(sizes: MapSizes) -> Result<Backend> {
             ),
         )
     })?;
-    for (name, offset) in EXPECTED_FIELDS {
-        if tracefs::field(&format, name).map(|f| f.0) != Some(offset) {
-            return Err(Error::new(
-                ErrorKind::UnsupportedKernel,
-                format!("capability:cap_capable has an unexpected layout (field {name} not at offset {offset})"),
-            ));
+    // The record's fields follow TP_PROTO's order; a kernel that reorders them breaks args[].
+    let mut last = 0;
+    for name in EXPECTED_ARGS {
+        let offset = tracefs::field(&format, name).map(|f| f.0).ok_or_else(|| {
+            Error::new(ErrorKind::UnsupportedKernel, format!("capability:cap_capable has no {name} field: unexpected layout"))
+        })?;
+        if offset < last {
+            return Err(Error::new(ErrorKind::UnsupportedKernel, "capability:cap_capable has an unexpected argument order"));
         }
+        last = offset;
     }
-    let fork = tracefs::event_format(&tracefs, "sched", "sched_process_fork")
-        .and_then(|f| tracefs::field(&f, "child_pid"))
-        .ok_or_else(|| Error::new(ErrorKind::UnsupportedKernel, "sched:sched_process_fork tracepoint (child_pid) not found"))?;
 
-    // Borrowed credentials need task_struct.real_cred; without BTF they go undetected (reported).
-    let real_cred_offset = Btf::from_sys_fs().ok().and_then(|b| b.member_offset("task_struct", "real_cred")).unwrap_or(0);
+    // task_struct offsets for the forked child's pid (needed) and borrowed credentials
+    // (without them, borrowed checks go undetected; the report says so).
+    let btf = Btf::from_sys_fs()?;
+    let task_pid_offset = btf
+        .member_offset("task_struct", "pid")
+        .ok_or_else(|| Error::new(ErrorKind::UnsupportedKernel, "kernel BTF has no task_struct.pid"))?;
+    let real_cred_offset = btf.member_offset("task_struct", "real_cred").unwrap_or(0);
+    drop(btf);
 
     // Harmless where BPF memory is memcg-accounted (5.11+); needed on older kernels.
     let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
     let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
 
-    let mut ebpf = EbpfLoader::new()
-        .map_max_entries("CHECKS", sizes.checks)
-        .map_max_entries("WORKLOAD_TASKS", sizes.tasks)
-        .load(OBJECT)
-        .map_err(|e| load_error("loading the eBPF object", e))?;
+    let mut ebpf = load_without_vmlinux_btf(sizes)?;
 
-    for (prog, category, name) in [
-        ("sched_process_exec", "sched", "sched_process_exec"),
-        ("sched_process_fork", "sched", "sched_process_fork"),
-        ("sched_process_exit", "sched", "sched_process_exit"),
-        ("cap_capable", "capability", "cap_capable"),
-    ] {
-        let p: &mut TracePoint = ebpf
+    for prog in ["sched_process_exec", "sched_process_fork", "sched_process_exit", "cap_capable"] {
+        let p: &mut RawTracePoint = ebpf
             .program_mut(prog)
             .ok_or_else(|| Error::new(ErrorKind::Internal, format!("program {prog} missing")))?
             .try_into()
             .map_err(|e| load_error(prog, e))?;
         p.load().map_err(|e| load_error(&format!("loading {prog}"), e))?;
-        p.attach(category, name).map_err(|e| load_error(&format!("attaching to {category}:{name}"), e))?;
+        p.attach(prog).map_err(|e| load_error(&format!("attaching to raw tracepoint {prog}"), e))?;
     }
 
     Ok(Backend {
         ebpf,
-        config: Config { real_cred_offset, fork_child_pid_offset: fork.0 as u32, ..Config::default() },
+        config: Config { real_cred_offset, task_pid_offset, ..Config::default() },
         info: BackendInfo { name: "tracepoint", sees_opts: false, classification: String::new() },
         call_sites: None,
     })
+}
+
+/// Loads the object. `EbpfLoader::new()` always parses the kernel's whole BTF (~18 MiB and
+/// ~50 ms here) for CO-RE relocations these programs do not use. It is created on a helper
+/// thread whose private mount namespace hides /sys/kernel/btf, so the parse fails fast; the
+/// workload and the rest of capprof keep the host's namespace. Where that is refused, load
+/// normally.
+fn load_without_vmlinux_btf(sizes: MapSizes) -> Result<aya::Ebpf> {
+    let load = move || {
+        EbpfLoader::new()
+            .map_max_entries("CHECKS", sizes.checks)
+            .map_max_entries("WORKLOAD_TASKS", sizes.tasks)
+            .load(OBJECT)
+            .map_err(|e| load_error("loading the eBPF object", e))
+    };
+    std::thread::spawn(move || {
+        if hide_kernel_btf_from_this_thread() {
+            load()
+        } else {
+            Err(Error::new(ErrorKind::Internal, "retry"))
+        }
+    })
+    .join()
+    .map_err(|_| Error::new(ErrorKind::Internal, "eBPF loader thread panicked"))?
+    .or_else(|e| if e.to_string() == "retry" { load() } else { Err(e) })
+}
+
+fn hide_kernel_btf_from_this_thread() -> bool {
+    unsafe {
+        libc::unshare(libc::CLONE_NEWNS) == 0
+            // Private first, so nothing mounted here propagates back to the host.
+            && libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) == 0
+            && libc::mount(c"none".as_ptr(), c"/sys/kernel/btf".as_ptr(), c"tmpfs".as_ptr(), 0, std::ptr::null()) == 0
+    }
 }
 
 fn load_error(what: &str, e: impl std::error::Error) -> Error {

@@ -5,17 +5,33 @@ use std::collections::HashMap;
 
 use crate::error::{Error, ErrorKind, Result};
 
-/// Sorted text symbols (`t`/`T`), each running to the next one's address.
+/// Sorted text symbols (`t`/`T`), each running to the next one's address. Names live in one
+/// arena string: kallsyms has ~10^5 lines and capprof's peak memory is a goal.
 pub struct Symbols {
     addrs: Vec<u64>,
-    names: Vec<String>,
+    /// `[start, end)` of each name in `arena`.
+    spans: Vec<(u32, u32)>,
+    arena: String,
 }
 
 impl Symbols {
-    /// Reads `/proc/kallsyms`; fails when addresses are hidden (kptr_restrict, not root).
+    /// Reads `/proc/kallsyms` line by line; fails when addresses are hidden (kptr_restrict,
+    /// not root).
     pub fn load() -> Result<Self> {
-        let text = std::fs::read_to_string("/proc/kallsyms").map_err(|e| Error::io("reading /proc/kallsyms", e))?;
-        let symbols = Self::parse(&text);
+        use std::io::BufRead;
+        let file = std::fs::File::open("/proc/kallsyms").map_err(|e| Error::io("reading /proc/kallsyms", e))?;
+        let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+        let mut builder = Builder::default();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) => break,
+                Ok(_) => builder.push_line(&line),
+                Err(e) => return Err(Error::io("reading /proc/kallsyms", e)),
+            }
+        }
+        let symbols = builder.finish();
         if symbols.addrs.is_empty() {
             return Err(Error::new(
                 ErrorKind::Privileges,
@@ -27,28 +43,22 @@ impl Symbols {
 
     /// Parses kallsyms text; symbols with address 0 (hidden) are skipped.
     pub fn parse(text: &str) -> Self {
-        let mut pairs: Vec<(u64, &str)> = text
-            .lines()
-            .filter_map(|line| {
-                let mut it = line.split_ascii_whitespace();
-                let addr = u64::from_str_radix(it.next()?, 16).ok()?;
-                let kind = it.next()?;
-                let name = it.next()?;
-                (addr != 0 && (kind == "t" || kind == "T")).then_some((addr, name))
-            })
-            .collect();
-        pairs.sort_unstable_by_key(|p| p.0);
-        pairs.dedup_by_key(|p| p.0);
-        Self {
-            addrs: pairs.iter().map(|p| p.0).collect(),
-            names: pairs.iter().map(|p| p.1.to_string()).collect(),
+        let mut builder = Builder::default();
+        for line in text.lines() {
+            builder.push_line(line);
         }
+        builder.finish()
+    }
+
+    fn name(&self, i: usize) -> &str {
+        let (start, end) = self.spans[i];
+        &self.arena[start as usize..end as usize]
     }
 
     /// The symbol containing `addr`, with the offset into it.
     pub fn resolve(&self, addr: u64) -> Option<(&str, u64)> {
         let i = self.addrs.partition_point(|a| *a <= addr).checked_sub(1)?;
-        Some((&self.names[i], addr - self.addrs[i]))
+        Some((self.name(i), addr - self.addrs[i]))
     }
 
     /// Name of the function containing `addr`, `.cold`/`.part` clones folded into their parent.
@@ -58,7 +68,7 @@ impl Symbols {
 
     /// `[start, end)` of a named function.
     pub fn range(&self, name: &str) -> Option<(u64, u64)> {
-        let i = self.names.iter().position(|n| n == name)?;
+        let i = (0..self.addrs.len()).find(|i| self.name(*i) == name)?;
         let end = self.addrs.get(i + 1).copied().unwrap_or(self.addrs[i] + 1);
         Some((self.addrs[i], end))
     }
@@ -66,6 +76,41 @@ impl Symbols {
     /// Ranges of several names in one pass.
     pub fn ranges<'a>(&self, wanted: &[&'a str]) -> HashMap<&'a str, (u64, u64)> {
         wanted.iter().filter_map(|w| self.range(w).map(|r| (*w, r))).collect()
+    }
+}
+
+/// Collects text symbols, then sorts them by address into the arena.
+#[derive(Default)]
+struct Builder {
+    entries: Vec<(u64, u32, u32)>,
+    arena: String,
+}
+
+impl Builder {
+    fn push_line(&mut self, line: &str) {
+        let mut it = line.split_ascii_whitespace();
+        let (Some(addr), Some(kind), Some(name)) = (it.next(), it.next(), it.next()) else { return };
+        if kind != "t" && kind != "T" {
+            return;
+        }
+        let Ok(addr) = u64::from_str_radix(addr, 16) else { return };
+        if addr == 0 {
+            return;
+        }
+        let start = self.arena.len() as u32;
+        self.arena.push_str(name);
+        self.entries.push((addr, start, self.arena.len() as u32));
+    }
+
+    fn finish(mut self) -> Symbols {
+        self.entries.sort_unstable_by_key(|e| e.0);
+        self.entries.dedup_by_key(|e| e.0);
+        self.arena.shrink_to_fit();
+        Symbols {
+            addrs: self.entries.iter().map(|e| e.0).collect(),
+            spans: self.entries.iter().map(|e| (e.1, e.2)).collect(),
+            arena: self.arena,
+        }
     }
 }
 
