@@ -30,7 +30,7 @@ fi
 # bpf-linker links the eBPF object; its LLVM must match Debian rustc's (22).
 if ! command -v bpf-linker >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/bpf-linker" ]; then
   log "building bpf-linker (about 2 minutes)"
-  LLVM_PREFIX=/usr/lib/llvm-22 cargo install --locked bpf-linker --no-default-features --features llvm-22
+  LLVM_PREFIX=/usr/lib/llvm-22 cargo install --locked bpf-linker --version 0.13.0 --no-default-features --features llvm-22
 fi
 
 # Debian's rustc (with a prebuilt BPF core) as a rustup toolchain, used by capprof/build.rs.

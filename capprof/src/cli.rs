@@ -1,18 +1,24 @@
 //! Command line: raw clap structures first, then validated configurations for the faces.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
 use crate::backend::MapSizes;
+use crate::capability::CapSet;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::Format;
+use crate::minimize::{self, MinimizeConfig};
 use crate::record::{self, RecordConfig};
+use crate::trial::Probe;
+use crate::verify::{self, VerifyConfig};
 
 const AFTER_HELP: &str = "\
-Exit codes: the workload's own status for `record` (128+N if it was killed by signal N);
-otherwise 0 success, 64 usage (bad arguments, unknown capability names), 65 malformed input
-file, 66 workload fails even with every capability, 69 unsupported kernel, 70 internal error,
+Exit codes: `record` exits with the workload's own status (128+N if it was killed by signal N);
+`verify` exits 0 when the workload works under the set and 1 when it does not. When capprof
+itself fails: 64 usage (bad arguments, unknown capability names), 65 malformed input file,
+66 workload fails even with every capability, 69 unsupported kernel, 70 internal error,
 74 I/O error, 77 missing privileges, 126 command not executable, 127 command not found.";
 
 #[derive(Parser, Debug)]
@@ -26,6 +32,10 @@ pub struct Args {
 pub enum Cmd {
     /// Run CMD in a fresh cgroup and report the capabilities it needs.
     Record(RecordArgs),
+    /// Run CMD under exactly the given capabilities and report whether it works.
+    Verify(VerifyArgs),
+    /// Find the smallest capability set CMD works with, proven by re-running it.
+    Minimize(MinimizeArgs),
     /// Decode a capability mask such as /proc/PID/status's CapEff (like `capsh --decode`).
     Decode {
         /// Hex mask, e.g. 00000000a80425fb.
@@ -38,8 +48,9 @@ pub enum Cmd {
     },
 }
 
+/// Where and how the result is written.
 #[derive(clap::Args, Debug)]
-pub struct RecordArgs {
+pub struct OutputArgs {
     /// Output format.
     #[arg(long, short = 'f', value_enum, default_value = "human")]
     pub format: Format,
@@ -49,21 +60,109 @@ pub struct RecordArgs {
     /// Size of the in-kernel aggregation map (distinct checks); overflow is counted and reported.
     #[arg(long, default_value_t = 16384, value_name = "N")]
     pub max_checks: u32,
+}
+
+impl OutputArgs {
+    fn sizes(&self) -> Result<MapSizes> {
+        if self.max_checks < 64 {
+            return Err(Error::new(ErrorKind::Usage, "--max-checks must be at least 64"));
+        }
+        Ok(MapSizes { checks: self.max_checks, ..MapSizes::default() })
+    }
+}
+
+/// How to tell that a server works, and how often to try.
+#[derive(clap::Args, Debug)]
+pub struct ProbeArgs {
+    /// Success test run while the workload is up (e.g. `curl -fsS localhost:8080/`); without it,
+    /// success means exit status 0.
+    #[arg(long, value_name = "COMMAND")]
+    pub check: Option<String>,
+    /// Polled until it succeeds before --check runs (e.g. `nc -z localhost 8080`).
+    #[arg(long, value_name = "COMMAND", requires = "check")]
+    pub ready: Option<String>,
+    /// Seconds to wait for --ready/--check.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub timeout: f64,
+    /// Runs per trial, for flaky workloads: a set passes only if every run does.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub runs: u32,
+}
+
+impl ProbeArgs {
+    fn probe(&self) -> Result<Option<Probe>> {
+        if !(self.timeout > 0.0 && self.timeout.is_finite()) {
+            return Err(Error::new(ErrorKind::Usage, "--timeout must be a positive number of seconds"));
+        }
+        if self.runs == 0 {
+            return Err(Error::new(ErrorKind::Usage, "--runs must be at least 1"));
+        }
+        Ok(self.check.clone().map(|check| Probe { ready: self.ready.clone(), check, timeout: Duration::from_secs_f64(self.timeout) }))
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// The command to record, after `--`.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    /// The capabilities to allow: names (any case, with or without CAP_), comma-separated;
+    /// `none` for none.
+    #[arg(long, value_name = "LIST")]
+    pub caps: String,
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct MinimizeArgs {
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
 
 impl RecordArgs {
     pub fn validate(self) -> Result<RecordConfig> {
-        if self.max_checks < 64 {
-            return Err(Error::new(ErrorKind::Usage, "--max-checks must be at least 64"));
-        }
-        Ok(RecordConfig {
+        Ok(RecordConfig { sizes: self.output.sizes()?, argv: self.command, format: self.output.format, output: self.output.output })
+    }
+}
+
+impl VerifyArgs {
+    pub fn validate(self) -> Result<VerifyConfig> {
+        Ok(VerifyConfig {
+            caps: CapSet::parse_list(&self.caps)?,
+            probe: self.probe.probe()?,
+            runs: self.probe.runs,
+            sizes: self.output.sizes()?,
             argv: self.command,
-            format: self.format,
-            output: self.output,
-            sizes: MapSizes { checks: self.max_checks, ..MapSizes::default() },
+            format: self.output.format,
+            output: self.output.output,
+        })
+    }
+}
+
+impl MinimizeArgs {
+    pub fn validate(self) -> Result<MinimizeConfig> {
+        Ok(MinimizeConfig {
+            probe: self.probe.probe()?,
+            runs: self.probe.runs,
+            sizes: self.output.sizes()?,
+            argv: self.command,
+            format: self.output.format,
+            output: self.output.output,
         })
     }
 }
@@ -80,6 +179,8 @@ pub fn run() -> anyhow::Result<i32> {
     };
     match args.command {
         Cmd::Record(r) => Ok(record::run(&r.validate()?)?),
+        Cmd::Verify(v) => Ok(verify::run(&v.validate()?)?),
+        Cmd::Minimize(m) => Ok(minimize::run(&m.validate()?)?),
         Cmd::Decode { mask } => {
             print!("{}", crate::inspect::decode(&mask)?);
             Ok(0)

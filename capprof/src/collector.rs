@@ -74,6 +74,13 @@ impl Collector {
         }
     }
 
+    /// Forgets everything collected so far (between trials).
+    pub fn reset(&mut self) -> Result<()> {
+        self.drain();
+        self.sightings.clear();
+        self.backend.reset()
+    }
+
     /// Final drain: every check with its count and first sighting, and the counters.
     pub fn finish(&mut self) -> Result<Observations> {
         self.drain();

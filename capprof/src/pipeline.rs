@@ -1,6 +1,6 @@
 //! The one pipeline every face (record, verify, minimize) drives: check privileges, load and
 //! calibrate the backend, watch scopes, collect while a workload runs, then attribute,
-//! classify and build the profile.
+//! classify and build the profile. Trials (`trial.rs`) run on it one after another.
 
 use std::time::Instant;
 
@@ -12,7 +12,7 @@ use crate::kernel::{kallsyms::Symbols, privileges};
 use crate::profile::{BackendSummary, Losses, Profile, WorkloadMeta, WorkloadProfile};
 use crate::workload::{Exit, Workload};
 
-/// Kernel programs attached, collecting.
+/// Kernel programs attached, collecting. Dropping it detaches them.
 pub struct Tracer {
     symbols: Symbols,
     collector: Collector,
@@ -31,16 +31,25 @@ impl Tracer {
         self.collector.backend.watch_cgroup(id)
     }
 
-    /// Collects first sightings until the workload exits.
-    pub fn follow(&mut self, workload: &mut Workload) -> Result<Exit> {
+    pub fn unwatch_cgroup(&mut self, id: u64) -> Result<()> {
+        self.collector.backend.unwatch_cgroup(id)
+    }
+
+    /// Collects first sightings until the workload exits (see [`Workload::supervise`]).
+    pub fn supervise(&mut self, workload: &mut Workload, should_stop: impl FnMut() -> bool) -> Result<Exit> {
         let fd = self.collector.events_fd();
         let collector = &mut self.collector;
-        workload.wait_polling(fd, || collector.drain())
+        workload.supervise(fd, || collector.drain(), should_stop)
     }
 
     /// Reads everything collected; the programs stay attached until the tracer is dropped.
     pub fn observations(&mut self) -> Result<Observations> {
         self.collector.finish()
+    }
+
+    /// Forgets what was collected (between trials).
+    pub fn reset(&mut self) -> Result<()> {
+        self.collector.reset()
     }
 
     pub fn symbolize(&self, obs: &Observations) -> Vec<Check> {
@@ -60,4 +69,3 @@ impl Tracer {
         }
     }
 }
-

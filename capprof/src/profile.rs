@@ -92,6 +92,36 @@ pub struct WorkloadProfile {
     /// Whether `allowPrivilegeEscalation: false` / no-new-privileges is compatible with what ran.
     pub no_new_privileges_safe: bool,
     pub checks: Vec<CheckSummary>,
+    /// Set by `verify` and `minimize`: the set proven by re-running the workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+}
+
+/// Proof by re-run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Verification {
+    /// The capability set the workload was run under at the end.
+    pub capabilities: Vec<Capability>,
+    pub passed: bool,
+    /// Why the final run failed, when it did.
+    pub failure: Option<String>,
+    /// How many times the workload was run in all.
+    pub runs: u32,
+    /// Per capability tried: what happened without it (minimize), or what was refused.
+    pub evidence: Vec<Evidence>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Evidence {
+    pub capability: Capability,
+    /// Kept in the final set.
+    pub kept: bool,
+    /// What was run, e.g. `without CHOWN`.
+    pub trial: String,
+    /// `succeeded`, or why it failed.
+    pub outcome: String,
+    /// Refused checks of that run: `CHOWN via fchownat -> setattr_prepare (by scenario)`.
+    pub denied: Vec<String>,
 }
 
 /// The minimal set as a change to a container's capabilities.
@@ -215,6 +245,7 @@ impl WorkloadProfile {
             optional: sorted(optional_only),
             no_new_privileges_safe: no_new_privs_safe,
             checks,
+            verification: None,
         }
     }
 

@@ -4,13 +4,12 @@
 use std::path::PathBuf;
 
 use crate::backend::MapSizes;
-use crate::cgroup::RecordCgroup;
 use crate::error::Result;
 use crate::format::Format;
 use crate::output;
 use crate::pipeline::Tracer;
 use crate::profile::{Profile, WorkloadKind, WorkloadMeta};
-use crate::workload::Workload;
+use crate::trial::{Trial, TrialSpec};
 
 /// Validated options of `record`.
 #[derive(Clone, Debug)]
@@ -28,35 +27,37 @@ pub fn run(cfg: &RecordConfig) -> Result<i32> {
     Ok(status)
 }
 
-/// The recording itself, shared with `verify` and `minimize`.
+/// The recording itself: one unrestricted trial.
 pub fn record(argv: &[String], sizes: MapSizes) -> Result<(Profile, i32)> {
     let mut tracer = Tracer::start(sizes)?;
-    let cgroup = RecordCgroup::create()?;
-    tracer.watch_cgroup(cgroup.id)?;
-    let mut workload = Workload::spawn(argv, &cgroup, None)?;
-    let exit = tracer.follow(&mut workload)?;
-    let left_behind = cgroup.remaining().len();
-    cgroup.kill_all();
-    let obs = tracer.observations()?;
-    let checks = tracer.symbolize(&obs);
-    if left_behind > 0 {
-        eprintln!("capprof: {left_behind} process(es) the command left running were killed");
-    }
+    let trial = tracer.trial(&TrialSpec { argv: argv.to_vec(), restrict: None, probe: None })?;
+    let profile = profile_of(&tracer, argv, &trial);
+    // Detach the programs before anything slow (writing files).
+    drop(tracer);
+    report_trial_end(&trial);
+    Ok((profile, trial.exit.status))
+}
+
+/// The profile of one trial's workload.
+pub fn profile_of(tracer: &Tracer, argv: &[String], trial: &Trial) -> Profile {
     let meta = WorkloadMeta {
         name: display_command(argv),
         kind: WorkloadKind::Command,
         command: argv.to_vec(),
-        cgroup: cgroup.relative.clone(),
-        exit_status: Some(exit.status),
+        cgroup: trial.cgroup.clone(),
+        exit_status: Some(trial.exit.status),
     };
-    let profile = tracer.profile(&obs, vec![(meta, checks)]);
-    // Detach the programs and remove the cgroup before anything slow (writing files).
-    drop(tracer);
-    drop(cgroup);
-    if let Some(sig) = exit.signal {
+    tracer.profile(&trial.observations, vec![(meta, trial.checks.clone())])
+}
+
+/// Notes on stderr about how the workload ended.
+pub fn report_trial_end(trial: &Trial) {
+    if trial.left_behind > 0 {
+        eprintln!("capprof: {} process(es) the command left running were killed", trial.left_behind);
+    }
+    if let Some(sig) = trial.exit.signal {
         eprintln!("capprof: the command was killed by signal {sig}; the profile covers what ran until then");
     }
-    Ok((profile, exit.status))
 }
 
 /// `sh -c 'true'` style, for report titles.

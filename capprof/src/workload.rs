@@ -106,15 +106,18 @@ impl Workload {
         self.child.id()
     }
 
-    /// Waits for the workload to exit, calling `on_ready` whenever `other_fd` is readable.
-    pub fn wait_polling(&mut self, other_fd: RawFd, mut on_ready: impl FnMut()) -> Result<Exit> {
+    /// Supervises the workload until it exits: calls `on_events` whenever `events_fd` is
+    /// readable, forwards the signals capprof receives, and asks `should_stop` every 50 ms;
+    /// once it says yes the workload gets SIGTERM, and SIGKILL 3 s later.
+    pub fn supervise(&mut self, events_fd: RawFd, mut on_events: impl FnMut(), mut should_stop: impl FnMut() -> bool) -> Result<Exit> {
         let mut fds = [
             libc::pollfd { fd: self.pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: other_fd, events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: events_fd, events: libc::POLLIN, revents: 0 },
             libc::pollfd { fd: self.signals.as_raw_fd(), events: libc::POLLIN, revents: 0 },
         ];
+        let mut kill_at: Option<std::time::Instant> = None;
         loop {
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, -1) };
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, 50) };
             if n < 0 {
                 let err = std::io::Error::last_os_error();
                 if err.kind() == std::io::ErrorKind::Interrupted {
@@ -123,13 +126,24 @@ impl Workload {
                 return Err(Error::io("poll", err));
             }
             if fds[1].revents != 0 {
-                on_ready();
+                on_events();
             }
             if fds[2].revents != 0 {
                 self.forward_pending();
             }
             if fds[0].revents != 0 {
                 break;
+            }
+            match kill_at {
+                None if should_stop() => {
+                    self.signal_all(libc::SIGTERM);
+                    kill_at = Some(std::time::Instant::now() + std::time::Duration::from_secs(3));
+                }
+                Some(at) if std::time::Instant::now() >= at => {
+                    self.signal_all(libc::SIGKILL);
+                    kill_at = Some(at + std::time::Duration::from_secs(3600));
+                }
+                _ => {}
             }
         }
         let status = self.child.wait().map_err(|e| Error::io("waiting for the workload", e))?;
@@ -147,17 +161,19 @@ impl Workload {
     fn forward_pending(&self) {
         let mut buf = [0u8; 16];
         let n = unsafe { libc::read(self.signals.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n <= 0 {
-            return;
+        for sig in buf.iter().take(n.max(0) as usize) {
+            self.signal_all(*sig as i32);
         }
+    }
+
+    /// Signals every process in the workload's cgroup (the direct child if none is listed).
+    fn signal_all(&self, sig: i32) {
         let pids: Vec<i32> = std::fs::read_to_string(&self.cgroup_procs)
             .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
             .unwrap_or_default();
-        for sig in &buf[..n as usize] {
-            let targets = if pids.is_empty() { vec![self.child.id() as i32] } else { pids.clone() };
-            for pid in targets {
-                unsafe { libc::kill(pid, *sig as i32) };
-            }
+        let targets = if pids.is_empty() { vec![self.child.id() as i32] } else { pids };
+        for pid in targets {
+            unsafe { libc::kill(pid, sig) };
         }
     }
 }

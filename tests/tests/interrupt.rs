@@ -50,7 +50,7 @@ fn interrupt(to_group: bool) {
     cmd.args(["record", "-f", "json", "-o", file.to_str().unwrap(), "--", "sh", "-c", &script])
         .stderr(Stdio::piped())
         .process_group(0);
-    let mut child = cmd.spawn().unwrap();
+    let child = cmd.spawn().unwrap();
     let pid = child.id();
     // The sleep process itself, not the shell whose command line also mentions it.
     let sleeper = format!("^{} sleep {secs}$", s.display());

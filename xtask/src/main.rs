@@ -52,8 +52,9 @@ fn main() -> Result<()> {
         }
         Cmd::Test { args } => {
             setup()?;
-            cargo(&["build", "--workspace", "--all-targets"])?;
-            let mut test = vec!["test", "--workspace", "--no-fail-fast"];
+            // Default members only: capprof-ebpf is built for BPF by capprof/build.rs, never for the host.
+            cargo(&["build", "--all-targets"])?;
+            let mut test = vec!["test", "--no-fail-fast"];
             test.extend(args.iter().map(String::as_str));
             cargo(&test)
         }

@@ -105,6 +105,29 @@ impl Backend {
         watched.insert(id, 1, 0).map_err(|e| Error::new(ErrorKind::Internal, format!("watching cgroup {id}: {e}")))
     }
 
+    /// Stops counting a cgroup's subtree.
+    pub fn unwatch_cgroup(&mut self, id: u64) -> Result<()> {
+        let mut watched: HashMap<&mut MapData, u64, u8> = HashMap::try_from(self.map_mut("WATCHED")?).map_err(internal)?;
+        let _ = watched.remove(&id);
+        Ok(())
+    }
+
+    /// Forgets every aggregated check and zeroes the counters (between trials).
+    pub fn reset(&mut self) -> Result<()> {
+        let mut map: PerCpuHashMap<&mut MapData, CheckKey, u64> = PerCpuHashMap::try_from(self.map_mut("CHECKS")?).map_err(internal)?;
+        let keys: Vec<CheckKey> = map.keys().filter_map(|k| k.ok()).collect();
+        for key in keys {
+            let _ = map.remove(&key);
+        }
+        let mut counters: PerCpuArray<&mut MapData, u64> = PerCpuArray::try_from(self.map_mut("COUNTERS")?).map_err(internal)?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| internal(e))?;
+        for i in 0..counter::COUNT {
+            let zeros = aya::maps::PerCpuValues::try_from(vec![0u64; cpus]).map_err(internal)?;
+            counters.set(i, zeros, 0).map_err(internal)?;
+        }
+        Ok(())
+    }
+
     /// Counts checks from every cgroup (daemon mode).
     pub fn watch_all(&mut self) -> Result<()> {
         self.config.watch_all = 1;

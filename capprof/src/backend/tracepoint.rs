@@ -12,7 +12,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::kernel::{btf::Btf, tracefs};
 
 /// The eBPF object built by build.rs.
-static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/capprof"));
+static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/capprof-ebpf"));
 
 /// The tracepoint's arguments in the order the program reads them (TP_PROTO order).
 const EXPECTED_ARGS: [&str; 5] = ["cred", "target_ns", "capable_ns", "cap", "ret"];

@@ -62,6 +62,27 @@ fn workload(out: &mut String, p: &Profile, w: &WorkloadProfile) {
         section(out, &noise, false);
     }
 
+    if let Some(v) = &w.verification {
+        let verdict = if v.passed { "PASS" } else { "FAIL" };
+        let set = if v.capabilities.is_empty() { "no capability".to_string() } else { names(&v.capabilities) };
+        let _ = writeln!(out, "\nverification: {verdict} under {set} ({} run{})", v.runs, if v.runs == 1 { "" } else { "s" });
+        if let Some(f) = &v.failure {
+            let _ = writeln!(out, "  failed: {f}");
+        }
+        for e in &v.evidence {
+            let what = match (e.kept, e.trial.as_str()) {
+                (true, "under the given set") => "in set",
+                (false, "under the given set") => "missing",
+                (true, _) => "kept",
+                (false, _) => "dropped",
+            };
+            let _ = writeln!(out, "  {:<18} {what:<8} {}: {}", e.capability.name(), e.trial, e.outcome);
+            for d in &e.denied {
+                let _ = writeln!(out, "      refused: {d}");
+            }
+        }
+    }
+
     let _ = writeln!(out, "\nminimal set: {}", if w.capabilities.add.is_empty() { "none".to_string() } else { w.capabilities.add.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ") });
     let _ = writeln!(out, "  docker: {}", docker_flags(w));
     if let Ok(k8s) = security_context(w) {

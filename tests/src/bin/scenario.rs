@@ -17,6 +17,7 @@ fn main() {
         Some("setuid") => check(unsafe { libc::setuid(65534) }),
         Some("setgid") => check(unsafe { libc::setgid(65534) }),
         Some("kill") => check(unsafe { libc::kill(arg(1).parse().unwrap_or_else(|_| usage()), libc::SIGTERM) }),
+        Some("chmod-setgid") => path_call(&arg(1), |p| unsafe { libc::chmod(p, 0o2755) }),
         Some("chroot") => path_call(&arg(1), |p| unsafe { libc::chroot(p) }),
         Some("read") => std::fs::read(arg(1)).map(|_| ()),
         Some("rcvbufforce") => rcvbufforce(),
@@ -38,7 +39,7 @@ fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: scenario nothing | chown FILE | bind PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chroot DIR | read FILE | rcvbufforce | setuid-loop N | mmap-loop N | names N | sleep SECS | exit CODE"
+        "usage: scenario nothing | chown FILE | bind PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | rcvbufforce | setuid-loop N | mmap-loop N | names N | sleep SECS | exit CODE"
     );
     std::process::exit(2)
 }

@@ -1,0 +1,161 @@
+//! `capprof minimize -- CMD`: record under the full set, then search for the smallest set
+//! that still works, proving every kept capability by a failing run without it.
+//!
+//! Search: start from what the recording saw used (needed, optional and refused), confirm it
+//! works (else widen to every capability checked, then to everything), drop candidates one at
+//! a time, try narrower alternatives for what is kept (DAC_READ_SEARCH for DAC_OVERRIDE,
+//! NET_RAW for NET_ADMIN), and confirm the final set. Each trial runs `--runs` times.
+
+use std::path::PathBuf;
+
+use crate::backend::MapSizes;
+use crate::capability::{CapSet, Capability};
+use crate::classify::Classification;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::Format;
+use crate::output;
+use crate::pipeline::Tracer;
+use crate::profile::Evidence;
+use crate::record::{display_command, profile_of, report_trial_end};
+use crate::trial::{Probe, Trial, TrialSpec};
+use crate::verify::{attach, outcome, refused, repeat};
+
+/// Validated options of `minimize`.
+#[derive(Clone, Debug)]
+pub struct MinimizeConfig {
+    pub argv: Vec<String>,
+    pub probe: Option<Probe>,
+    pub runs: u32,
+    pub format: Format,
+    pub output: Option<PathBuf>,
+    pub sizes: MapSizes,
+}
+
+/// Narrower capabilities to try in place of a kept one.
+const NARROWER: [(Capability, Capability); 2] =
+    [(Capability::DAC_OVERRIDE, Capability::DAC_READ_SEARCH), (Capability::NET_ADMIN, Capability::NET_RAW)];
+
+struct Search<'a> {
+    tracer: Tracer,
+    cfg: &'a MinimizeConfig,
+    runs: u32,
+}
+
+impl Search<'_> {
+    fn try_set(&mut self, set: Option<CapSet>, label: &str) -> Result<Trial> {
+        let spec = TrialSpec { argv: self.cfg.argv.clone(), restrict: set, probe: self.cfg.probe.clone() };
+        let (trial, n) = repeat(&mut self.tracer, &spec, self.cfg.runs)?;
+        self.runs += n;
+        let verdict = if trial.success { "works".to_string() } else { format!("fails: {}", outcome(&trial)) };
+        eprintln!("capprof minimize: run {:>3}: {label}: {verdict}", self.runs);
+        Ok(trial)
+    }
+}
+
+pub fn run(cfg: &MinimizeConfig) -> Result<i32> {
+    let tracer = Tracer::start(cfg.sizes)?;
+    let mut s = Search { tracer, cfg, runs: 0 };
+
+    let baseline = s.try_set(None, "with every capability")?;
+    report_trial_end(&baseline);
+    if !baseline.success {
+        return Err(Error::new(
+            ErrorKind::WorkloadFailed,
+            format!("`{}` fails even with all capabilities ({}): nothing to minimize", display_command(&cfg.argv), outcome(&baseline)),
+        ));
+    }
+    let mut profile = profile_of(&s.tracer, &cfg.argv, &baseline);
+    let seen = &profile.workloads[0];
+    let used: CapSet = seen.capabilities.add.iter().chain(&seen.optional).chain(&seen.would_need).copied().collect();
+    let checked: CapSet = seen
+        .checks
+        .iter()
+        .filter(|c| !matches!(c.classification, Classification::Runtime | Classification::Borrowed))
+        .filter_map(|c| c.capability.parse::<Capability>().ok())
+        .collect();
+
+    // A starting set that works.
+    let mut set = used;
+    let mut trial = s.try_set(Some(set), &format!("with what was used ({})", list(set)))?;
+    for (wider, why) in [(checked, "every capability checked"), (CapSet::full(), "every capability")] {
+        if trial.success {
+            break;
+        }
+        set = wider;
+        trial = s.try_set(Some(set), &format!("with {why} ({})", list(set)))?;
+    }
+    if !trial.success {
+        return Err(Error::new(
+            ErrorKind::WorkloadFailed,
+            format!("`{}` fails under a restricted full set although it works unrestricted: {}", display_command(&cfg.argv), outcome(&trial)),
+        ));
+    }
+
+    // Drop one at a time.
+    let mut evidence = Vec::new();
+    for cap in set.iter().collect::<Vec<_>>() {
+        let mut without = set;
+        without.remove(cap);
+        let t = s.try_set(Some(without), &format!("without {cap}"))?;
+        evidence.push(Evidence { capability: cap, kept: !t.success, trial: format!("without {cap}"), outcome: outcome(&t), denied: denied_of(&t, cap) });
+        if t.success {
+            set = without;
+            trial = t;
+        }
+    }
+
+    // Narrower alternatives for what is kept.
+    for (broad, narrow) in NARROWER {
+        if !set.contains(broad) || set.contains(narrow) {
+            continue;
+        }
+        let mut swapped = set;
+        swapped.remove(broad);
+        swapped.insert(narrow);
+        let t = s.try_set(Some(swapped), &format!("{narrow} instead of {broad}"))?;
+        if t.success {
+            evidence.push(Evidence { capability: broad, kept: false, trial: format!("{narrow} instead of {broad}"), outcome: "succeeded".into(), denied: vec![] });
+            set = swapped;
+            trial = t;
+        }
+    }
+
+    // Re-run the final set to confirm it.
+    let final_trial = s.try_set(Some(set), &format!("confirming {}", list(set)))?;
+    let confirmed = final_trial.success;
+    let used_trial = if confirmed { final_trial } else { trial };
+    attach(&mut profile, set, &used_trial, s.runs, evidence);
+    let w = &mut profile.workloads[0];
+    let mut add: Vec<Capability> = set.iter().collect();
+    add.sort_by_key(|c| c.name());
+    w.capabilities.add = add;
+    w.optional.retain(|c| !set.contains(*c));
+    w.would_need.retain(|c| !set.contains(*c));
+    drop(s);
+    eprintln!("capprof minimize: minimal set {} ({} runs)", list(set), profile.workloads[0].verification.as_ref().map_or(0, |v| v.runs));
+    output::emit(&profile, cfg.format, cfg.output.as_deref())?;
+    if !confirmed {
+        return Err(Error::new(ErrorKind::WorkloadFailed, "the minimal set did not pass its confirming run: the workload is flaky (try --runs)"));
+    }
+    Ok(0)
+}
+
+fn denied_of(t: &Trial, cap: Capability) -> Vec<String> {
+    if t.success {
+        return vec![];
+    }
+    let lines: Vec<String> = refused(&t.checks).into_iter().filter(|(c, _)| *c == cap).flat_map(|(_, l)| l).collect();
+    if lines.is_empty() {
+        vec![format!("no check of {cap} was refused: the failure is indirect")]
+    } else {
+        lines
+    }
+}
+
+fn list(set: CapSet) -> String {
+    if set.is_empty() {
+        "none".into()
+    } else {
+        set.sorted_names().join(", ")
+    }
+}

@@ -1,0 +1,224 @@
+//! Proof by re-run: `minimize` finds exactly the expected set for every record scenario,
+//! `verify` of that set passes and `verify` of the set minus any one capability fails.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use capprof_tests::*;
+use serde_json::Value;
+
+fn minimize(extra: &[&str], argv: &[&str]) -> (i32, Value, String) {
+    let file = scratch("minimize").join(format!("{}.json", argv.join("_").replace('/', "_")));
+    let out = Command::new(capprof())
+        .args(["minimize", "-f", "json", "-o"])
+        .arg(&file)
+        .args(extra)
+        .arg("--")
+        .args(argv)
+        .output()
+        .expect("capprof minimize");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let profile = std::fs::read_to_string(&file).map(|t| serde_json::from_str(&t).expect("json")).unwrap_or(Value::Null);
+    (out.status.code().unwrap_or(-1), profile, stderr)
+}
+
+fn verify(caps: &[String], argv: &[&str]) -> i32 {
+    let list = if caps.is_empty() { "none".to_string() } else { caps.join(",") };
+    let out = Command::new(capprof())
+        .args(["verify", "--caps", &list, "-f", "json", "-o", "/dev/null", "--"])
+        .args(argv)
+        .output()
+        .expect("capprof verify");
+    out.status.code().unwrap_or(-1)
+}
+
+fn names(v: &Value) -> Vec<String> {
+    v.as_array().expect("array").iter().map(|c| c.as_str().unwrap().to_string()).collect()
+}
+
+/// minimize == expected; verify(expected) passes; verify(expected - any one) fails.
+fn proves(args: &[&str], expected: &[&str]) {
+    require_root();
+    let s = scenario();
+    let mut argv = vec![s.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    let (status, profile, stderr) = minimize(&[], &argv);
+    assert_eq!(status, 0, "minimize {args:?}: {stderr}");
+    let w = &profile["workloads"][0];
+    assert_eq!(names(&w["capabilities"]["add"]), expected, "{args:?}: {stderr}");
+    let v = &w["verification"];
+    assert_eq!(v["passed"], true);
+    assert!(v["runs"].as_u64().unwrap() >= 3, "record, confirm, and one run per candidate: {v}");
+    assert!(stderr.contains("capprof minimize: run"), "progress is shown: {stderr}");
+    // Every kept capability has evidence: the run without it failed.
+    for cap in expected {
+        let e = v["evidence"].as_array().unwrap().iter().find(|e| e["capability"] == *cap).expect("evidence");
+        assert_eq!(e["kept"], true);
+        assert!(e["outcome"].as_str().unwrap().contains("status"), "{e}");
+    }
+
+    let set: Vec<String> = expected.iter().map(|c| c.to_string()).collect();
+    assert_eq!(verify(&set, &argv), 0, "verify {set:?} -- {args:?} passes");
+    for drop in &set {
+        let fewer: Vec<String> = set.iter().filter(|c| *c != drop).cloned().collect();
+        assert_eq!(verify(&fewer, &argv), 1, "verify without {drop} -- {args:?} fails");
+    }
+}
+
+#[test]
+fn nothing() {
+    proves(&["nothing"], &[]);
+}
+
+#[test]
+fn chown() {
+    let file = scratch("min-chown").join("f");
+    std::fs::write(&file, "x").unwrap();
+    proves(&["chown", file.to_str().unwrap()], &["CHOWN"]);
+}
+
+#[test]
+fn bind_80() {
+    proves(&["bind", "80"], &["NET_BIND_SERVICE"]);
+}
+
+#[test]
+fn raw_socket() {
+    proves(&["rawsock"], &["NET_RAW"]);
+}
+
+#[test]
+fn mknod() {
+    // A fresh path per run: mknod fails with EEXIST on the second run otherwise.
+    let dir = scratch("min-mknod");
+    let script = format!("p={}/null.$$; {} mknod $p && rm -f $p", dir.display(), scenario().display());
+    require_root();
+    let (status, profile, stderr) = minimize(&[], &["sh", "-c", &script]);
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(names(&profile["workloads"][0]["capabilities"]["add"]), ["MKNOD"]);
+    assert_eq!(verify(&["MKNOD".into()], &["sh", "-c", &script]), 0);
+    assert_eq!(verify(&[], &["sh", "-c", &script]), 1);
+}
+
+#[test]
+fn setuid() {
+    proves(&["setuid"], &["SETUID"]);
+}
+
+#[test]
+fn setgid() {
+    proves(&["setgid"], &["SETGID"]);
+}
+
+#[test]
+fn chroot() {
+    proves(&["chroot", "/"], &["SYS_CHROOT"]);
+}
+
+#[test]
+fn kill() {
+    require_root();
+    // The victim belongs to nobody, outside capprof's cgroup. SIGWINCH is ignored by sleep, so
+    // the same victim serves every run; SIGCONT would not do (same-session SIGCONT is exempt).
+    let mut victim = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups", "sleep", "120"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let argv = ["sh", "-c", &format!("kill -WINCH {}", victim.id())];
+    let (status, profile, stderr) = minimize(&[], &argv);
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(names(&profile["workloads"][0]["capabilities"]["add"]), ["KILL"], "{stderr}");
+    assert_eq!(verify(&["KILL".into()], &argv), 0);
+    assert_eq!(verify(&[], &argv), 1);
+    let _ = victim.kill();
+    let _ = victim.wait();
+}
+
+#[test]
+fn dac_read() {
+    let file = scratch("min-dac").join("secret");
+    std::fs::write(&file, "s").unwrap();
+    std::os::unix::fs::chown(&file, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o000)).unwrap();
+    proves(&["read", file.to_str().unwrap()], &["DAC_READ_SEARCH"]);
+}
+
+#[test]
+fn dac_override_alone_also_works_and_the_refused_alternative_is_folded() {
+    require_root();
+    let file = scratch("fold-dac").join("secret");
+    std::fs::write(&file, "s").unwrap();
+    std::os::unix::fs::chown(&file, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let out_file = scratch("fold-dac-out").join("p.json");
+    let out = Command::new(capprof())
+        .args(["verify", "--caps", "dac_override", "-f", "json", "-o", out_file.to_str().unwrap(), "--"])
+        .arg(scenario())
+        .args(["read", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let p: Value = serde_json::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
+    let checks = p["workloads"][0]["checks"].as_array().unwrap();
+    let rs = checks.iter().find(|c| c["capability"] == "DAC_READ_SEARCH").expect("READ_SEARCH tried first");
+    assert_eq!(rs["verdict"], "denied");
+    assert_eq!(rs["classification"], "probed", "folded: OVERRIDE was granted instead: {rs}");
+    assert_eq!(names(&p["workloads"][0]["capabilities"]["add"]), ["DAC_OVERRIDE"]);
+}
+
+#[test]
+fn silent_fallback_is_optional_and_dropped() {
+    require_root();
+    let s = scenario();
+    let (status, profile, stderr) = minimize(&[], &[s.to_str().unwrap(), "rcvbufforce"]);
+    assert_eq!(status, 0, "{stderr}");
+    let w = &profile["workloads"][0];
+    assert_eq!(names(&w["capabilities"]["add"]), Vec::<String>::new());
+    let ev = w["verification"]["evidence"].as_array().unwrap();
+    assert!(ev.iter().any(|e| e["capability"] == "NET_ADMIN" && e["kept"] == false), "NET_ADMIN was tried and dropped: {ev:?}");
+}
+
+#[test]
+fn fsetid_stripping_is_harmless() {
+    require_root();
+    let file = scratch("fsetid").join("f");
+    std::fs::write(&file, "x").unwrap();
+    std::os::unix::fs::chown(&file, Some(0), Some(65534)).unwrap();
+    let r = record_scenario(&["chmod-setgid", file.to_str().unwrap()]);
+    assert_eq!(r.added(), Vec::<String>::new(), "{}", r.profile);
+    let fsetid = r.checks_of("FSETID");
+    assert!(!fsetid.is_empty(), "chmod g+s of a file of another group checks FSETID");
+    assert!(fsetid.iter().all(|c| c["classification"] == "probed"), "{fsetid:?}");
+}
+
+#[test]
+fn server_with_check() {
+    require_root();
+    let dir = scratch("httpd");
+    std::fs::write(dir.join("index.html"), "hello\n").unwrap();
+    let check = "busybox wget -q -O /dev/null http://127.0.0.1:80/";
+    let httpd = ["busybox", "httpd", "-f", "-p", "80", "-h", dir.to_str().unwrap()];
+    let (status, profile, stderr) = minimize(&["--check", check, "--timeout", "10"], &httpd);
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(names(&profile["workloads"][0]["capabilities"]["add"]), ["NET_BIND_SERVICE"], "{stderr}");
+    let verify = |caps: &str| {
+        Command::new(capprof())
+            .args(["verify", "--caps", caps, "--ready", "true", "--check", check, "--timeout", "5", "-f", "json", "-o", "/dev/null", "--"])
+            .args(httpd)
+            .status()
+            .unwrap()
+            .code()
+    };
+    assert_eq!(verify("NET_BIND_SERVICE"), Some(0));
+    assert_eq!(verify("none"), Some(1));
+}
+
+#[test]
+fn failing_workload_is_not_minimized() {
+    require_root();
+    let (status, _, stderr) = minimize(&[], &["false"]);
+    assert_eq!(status, 66, "{stderr}");
+    assert!(stderr.contains("fails even with all capabilities"), "{stderr}");
+    assert_eq!(verify(&["ALL".into()], &["false"]), 1);
+}
