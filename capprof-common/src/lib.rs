@@ -13,6 +13,11 @@ pub const STACK_DEPTH: usize = 16;
 pub const MAX_CGROUP_LEVELS: u32 = 8;
 /// Words of kernel stack copied per calibration sample.
 pub const CALIBRATION_WORDS: usize = 48;
+/// Words of kernel stack read per check to find the call site.
+pub const SITE_WINDOW_WORDS: usize = 32;
+/// Of those, how many may hold the return address into `cap_capable` (the rest is room for
+/// the caller slots above it).
+pub const SITE_SCAN_WORDS: usize = 24;
 
 /// `CheckKey::flags`: the check returned an error (the capability was not granted).
 pub const FLAG_DENIED: u32 = 1 << 0;
@@ -33,8 +38,6 @@ pub mod counter {
     pub const EVENTS_DROPPED: u32 = 1;
     /// A task could not be marked as workload: the task map is full.
     pub const TASKS_MAP_FULL: u32 = 2;
-    /// Checks seen in scope (all verdicts), for the report's totals and the benchmarks.
-    pub const CHECKS_SEEN: u32 = 3;
     /// Checks whose call site could not be read.
     pub const SITE_UNKNOWN: u32 = 4;
     /// Number of counters.
@@ -99,17 +102,28 @@ pub struct Config {
     pub watch_all: u32,
     /// When non-zero, only this thread's checks are sampled into the calibration map.
     pub calibrate_tid: u32,
-    /// Byte offset from the raw tracepoint's argument array to the return address into the
-    /// caller of `cap_capable` (0: unknown, call sites are not read).
-    pub caller_offset: u32,
-    /// Byte offset from there to the return address into the caller of `security_capable`.
-    pub api_offset: u32,
-    /// Offset of `real_cred` in `struct task_struct` (0: unknown, borrowed creds not detected).
-    pub real_cred_offset: u32,
+    /// Words from the return address into `cap_capable` (the first such word above the raw
+    /// tracepoint's argument array) to the one into `cap_capable`'s caller: the size of
+    /// `cap_capable`'s frame. 0: not calibrated, call sites are not read.
+    pub caller_words: u32,
+    /// Words from there to the return address into the caller of `security_capable`.
+    pub api_words: u32,
+    /// Reserved (keeps the layout free of padding).
+    pub reserved: u32,
     /// Offset of `pid` in `struct task_struct` (for the forked child).
     pub task_pid_offset: u32,
+    /// `cap_capable`'s text: anchors the call-site search whatever frames sit below it.
+    pub cap_capable: SiteRange,
     /// `security_capable`: checks arriving from it are attributed to its caller.
     pub security_capable: SiteRange,
+}
+
+/// Per-CPU scratch space for the call-site window (too big for the 512-byte BPF stack budget
+/// next to the key).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SiteWindow {
+    pub words: [u64; SITE_WINDOW_WORDS],
 }
 
 /// Calibration sample: a window of kernel stack words above the tracepoint's frame.
@@ -127,9 +141,10 @@ mod pod {
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::SiteRange {}
     unsafe impl aya::Pod for super::CalibrationSample {}
+    unsafe impl aya::Pod for super::SiteWindow {}
 }
 
 // Layout guards: a change that adds padding fails to compile on both sides.
 const _: () = assert!(core::mem::size_of::<CheckKey>() == 40);
 const _: () = assert!(core::mem::size_of::<CheckEvent>() == 40 + 32 + 8 * STACK_DEPTH);
-const _: () = assert!(core::mem::size_of::<Config>() == 24 + 16);
+const _: () = assert!(core::mem::size_of::<Config>() == 24 + 32);

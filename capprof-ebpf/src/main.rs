@@ -17,9 +17,9 @@ use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_current_task, bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_kernel,
         bpf_probe_read_kernel_buf,
-        generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_stack},
+        generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_task_btf, bpf_get_stack},
     },
     macros::{map, raw_tracepoint},
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
@@ -27,8 +27,9 @@ use aya_ebpf::{
     EbpfContext,
 };
 use capprof_common::{
-    counter, CalibrationSample, CheckEvent, CheckKey, Config, CALIBRATION_WORDS, FLAG_BORROWED,
-    FLAG_DENIED, FLAG_SETUP, FLAG_SITE_UNKNOWN, MAX_CGROUP_LEVELS, STACK_DEPTH,
+    counter, CalibrationSample, CheckEvent, CheckKey, Config, SiteWindow, CALIBRATION_WORDS,
+    FLAG_BORROWED, FLAG_DENIED, FLAG_SETUP, FLAG_SITE_UNKNOWN, MAX_CGROUP_LEVELS,
+    SITE_SCAN_WORDS, SITE_WINDOW_WORDS, STACK_DEPTH,
 };
 
 // Raw tracepoint arguments of cap_capable: TP_PROTO(cred, target_ns, capable_ns, cap, ret).
@@ -36,6 +37,12 @@ const ARG_CRED: usize = 0;
 const ARG_CAP: usize = 3;
 const ARG_RET: usize = 4;
 const EEXIST: i32 = 17;
+
+/// Offset of `real_cred` in `struct task_struct`, from the kernel's BTF, set at load time
+/// (0: unknown). A load-time constant so the verifier can type the direct load through the
+/// BTF task pointer: no probe-read helper on the per-check path.
+#[no_mangle]
+static REAL_CRED_OFFSET: u32 = 0;
 
 /// Counters per distinct check, one slot per CPU (no atomics, no shared cache line).
 #[map]
@@ -60,6 +67,10 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 /// Run-time configuration, entry 0.
 #[map]
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+/// Scratch space for the call-site window, one per CPU.
+#[map]
+static SITE_SCRATCH: PerCpuArray<SiteWindow> = PerCpuArray::with_max_entries(1, 0);
 
 /// Calibration samples: entry 0 the latest check of the calibrating thread per capability slot
 /// (0: CAP_SYS_ADMIN, the overcommit probe; 1: CAP_SETUID, a `security_capable` check).
@@ -153,26 +164,27 @@ fn on_check(ctx: &RawTracePointContext) -> Result<(), i32> {
         }
         return Ok(());
     }
-    if !in_scope(cfg) {
-        return Ok(());
+    // Workload tasks were marked at their exec inside the scope: one lookup answers both
+    // "in scope?" and "set-up or workload?". Others pay for the cgroup ancestry walk.
+    let mut flags = 0u32;
+    if WORKLOAD_TASKS.get_ptr(&tid).is_none() {
+        if !in_scope(cfg) {
+            return Ok(());
+        }
+        flags |= FLAG_SETUP;
     }
-    bump(counter::CHECKS_SEEN);
 
     let cap = ctx.arg::<u64>(ARG_CAP) as i32;
     let ret = ctx.arg::<u64>(ARG_RET) as i32;
     let cred: u64 = ctx.arg(ARG_CRED);
-
-    let mut flags = 0u32;
     if ret < 0 {
         flags |= FLAG_DENIED;
     }
-    if WORKLOAD_TASKS.get_ptr(&tid).is_none() {
-        flags |= FLAG_SETUP;
-    }
-    if cfg.real_cred_offset != 0 {
-        let task = unsafe { bpf_get_current_task() } as *const u8;
-        let real = unsafe { bpf_probe_read_kernel(task.add(cfg.real_cred_offset as usize) as *const u64) };
-        if matches!(real, Ok(real) if real != cred) {
+    let real_cred_offset = unsafe { core::ptr::read_volatile(&REAL_CRED_OFFSET) };
+    if real_cred_offset != 0 {
+        let task = unsafe { bpf_get_current_task_btf() } as *const u8;
+        let real = unsafe { *(task.add(real_cred_offset as usize) as *const u64) };
+        if real != cred {
             flags |= FLAG_BORROWED;
         }
     }
@@ -218,20 +230,35 @@ fn count(key: &CheckKey) -> bool {
 
 /// The return address identifying who asked: for `security_capable` checks, the API function
 /// that called it; for commoncap's direct calls (overcommit, mmap_min_addr, ...), that function.
+///
+/// One read copies a window of stack words above the argument array. The first word pointing
+/// into `cap_capable` is its call into the tracepoint machinery (one frame more when several
+/// programs share the tracepoint); `cap_capable`'s own frame has a fixed size above that.
 #[inline(always)]
 fn call_site(ctx: &RawTracePointContext, cfg: &Config) -> u64 {
-    if cfg.caller_offset == 0 {
+    if cfg.caller_words == 0 {
         return 0;
     }
-    let sp = stack_anchor(ctx);
-    let caller = match unsafe { bpf_probe_read_kernel((sp + cfg.caller_offset as u64) as *const u64) } {
-        Ok(a) => a,
-        Err(_) => return 0,
-    };
-    let sc = cfg.security_capable;
-    if caller >= sc.start && caller < sc.end {
-        let at = sp + cfg.caller_offset as u64 + cfg.api_offset as u64;
-        return unsafe { bpf_probe_read_kernel(at as *const u64) }.unwrap_or(0);
+    let Some(window) = SITE_SCRATCH.get_ptr_mut(0) else { return 0 };
+    let words = unsafe { &mut (*window).words };
+    let bytes = unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, SITE_WINDOW_WORDS * 8) };
+    if unsafe { bpf_probe_read_kernel_buf(stack_anchor(ctx) as *const u8, bytes) }.is_err() {
+        return 0;
+    }
+    let within = |w: u64, r: capprof_common::SiteRange| w >= r.start && w < r.end;
+    let mut anchor = SITE_WINDOW_WORDS;
+    for i in 0..SITE_SCAN_WORDS {
+        if let Some(w) = words.get(i) {
+            if within(*w, cfg.cap_capable) {
+                anchor = i;
+                break;
+            }
+        }
+    }
+    let at = anchor + cfg.caller_words as usize;
+    let Some(&caller) = words.get(at) else { return 0 };
+    if within(caller, cfg.security_capable) {
+        return words.get(at + cfg.api_words as usize).copied().unwrap_or(0);
     }
     caller
 }

@@ -60,6 +60,10 @@ pub struct OutputArgs {
     /// Size of the in-kernel aggregation map (distinct checks); overflow is counted and reported.
     #[arg(long, default_value_t = 16384, value_name = "N")]
     pub max_checks: u32,
+    /// Turn on the kernel's BPF run-time statistics while recording and report the check
+    /// program's mean run time (costs every BPF program on the host a little while on).
+    #[arg(long)]
+    pub bpf_stats: bool,
 }
 
 impl OutputArgs {
@@ -136,7 +140,13 @@ pub struct MinimizeArgs {
 
 impl RecordArgs {
     pub fn validate(self) -> Result<RecordConfig> {
-        Ok(RecordConfig { sizes: self.output.sizes()?, argv: self.command, format: self.output.format, output: self.output.output })
+        Ok(RecordConfig {
+            sizes: self.output.sizes()?,
+            bpf_stats: self.output.bpf_stats,
+            argv: self.command,
+            format: self.output.format,
+            output: self.output.output,
+        })
     }
 }
 

@@ -90,7 +90,10 @@ impl Collector {
             .into_iter()
             .map(|(key, count)| Observation { key, count, sighting: self.sightings.get(&key).cloned() })
             .collect();
-        Ok(Observations { checks, counters: self.backend.counters()? })
+        let mut counters = self.backend.counters()?;
+        let checks: Vec<Observation> = checks;
+        counters.checks_seen = checks.iter().map(|c| c.count).sum::<u64>() + counters.checks_map_full;
+        Ok(Observations { checks, counters })
     }
 }
 

@@ -9,7 +9,7 @@ use crate::backend::{Backend, MapSizes};
 use crate::collector::{Collector, Observations};
 use crate::error::Result;
 use crate::kernel::{kallsyms::Symbols, privileges};
-use crate::profile::{BackendSummary, Losses, Profile, WorkloadMeta, WorkloadProfile};
+use crate::profile::{BackendSummary, Losses, Profile, ProgramRunTime, WorkloadMeta, WorkloadProfile};
 use crate::workload::{Exit, Workload};
 
 /// Kernel programs attached, collecting. Dropping it detaches them.
@@ -17,6 +17,8 @@ pub struct Tracer {
     symbols: Symbols,
     collector: Collector,
     started: Instant,
+    /// Held while kernel BPF run-time statistics are on (`--bpf-stats`).
+    stats: Option<std::os::fd::OwnedFd>,
 }
 
 impl Tracer {
@@ -24,7 +26,16 @@ impl Tracer {
         privileges::check_tracer()?;
         let symbols = Symbols::load()?;
         let backend = Backend::start(&symbols, sizes)?;
-        Ok(Self { collector: Collector::new(backend)?, symbols, started: Instant::now() })
+        Ok(Self { collector: Collector::new(backend)?, symbols, started: Instant::now(), stats: None })
+    }
+
+    /// Turns on the kernel's BPF run-time statistics while the tracer lives (they cost every
+    /// BPF program on the host a little, so they are off unless asked for).
+    pub fn enable_stats(&mut self) -> Result<()> {
+        let fd = aya::sys::enable_stats(aya::sys::Stats::RunTime)
+            .map_err(|e| crate::error::Error::new(crate::error::ErrorKind::UnsupportedKernel, format!("enabling BPF statistics: {e}")))?;
+        self.stats = Some(fd);
+        Ok(())
     }
 
     pub fn watch_cgroup(&mut self, id: u64) -> Result<()> {
@@ -62,7 +73,15 @@ impl Tracer {
         Profile {
             capprof_version: env!("CARGO_PKG_VERSION").into(),
             kernel: crate::backend::kernel_release(),
-            backend: BackendSummary { name: info.name.into(), sees_opts: info.sees_opts, classification: info.classification.clone() },
+            backend: BackendSummary {
+                name: info.name.into(),
+                sees_opts: info.sees_opts,
+                classification: info.classification.clone(),
+                program: self.stats.as_ref().and_then(|_| self.collector.backend.program_stats()).map(|s| ProgramRunTime {
+                    runs: s.runs,
+                    mean_ns: if s.runs == 0 { 0.0 } else { s.run_time_ns as f64 / s.runs as f64 },
+                }),
+            },
             duration_ms: self.started.elapsed().as_millis() as u64,
             losses: Losses::from(obs.counters),
             workloads: workloads.into_iter().map(|(meta, checks)| WorkloadProfile::build(meta, checks)).collect(),

@@ -27,6 +27,16 @@ pub struct BackendSummary {
     pub name: String,
     pub sees_opts: bool,
     pub classification: String,
+    /// The check program's run time, with `--bpf-stats`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<ProgramRunTime>,
+}
+
+/// Kernel-measured cost of the check program (every invocation, in scope or not).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProgramRunTime {
+    pub runs: u64,
+    pub mean_ns: f64,
 }
 
 /// Counted losses, reported, never hidden.

@@ -18,18 +18,22 @@ pub struct RecordConfig {
     pub format: Format,
     pub output: Option<PathBuf>,
     pub sizes: MapSizes,
+    pub bpf_stats: bool,
 }
 
 /// Records `argv`, writes the profile, returns the workload's shell-style exit status.
 pub fn run(cfg: &RecordConfig) -> Result<i32> {
-    let (profile, status) = record(&cfg.argv, cfg.sizes)?;
+    let (profile, status) = record(&cfg.argv, cfg.sizes, cfg.bpf_stats)?;
     output::emit(&profile, cfg.format, cfg.output.as_deref())?;
     Ok(status)
 }
 
 /// The recording itself: one unrestricted trial.
-pub fn record(argv: &[String], sizes: MapSizes) -> Result<(Profile, i32)> {
+pub fn record(argv: &[String], sizes: MapSizes, bpf_stats: bool) -> Result<(Profile, i32)> {
     let mut tracer = Tracer::start(sizes)?;
+    if bpf_stats {
+        tracer.enable_stats()?;
+    }
     let trial = tracer.trial(&TrialSpec { argv: argv.to_vec(), restrict: None, probe: None })?;
     let profile = profile_of(&tracer, argv, &trial);
     // Detach the programs before anything slow (writing files).

@@ -182,3 +182,25 @@ fn other_formats() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("minimal set: none") && err.contains("docker: --cap-drop=ALL"), "{err}");
 }
+
+/// Two capprofs on the same tracepoint: the kernel adds a frame (`__traceiter_cap_capable`)
+/// while both are attached, and removes it when one leaves; call sites must stay readable.
+#[test]
+fn concurrent_recordings_keep_their_call_sites() {
+    require_root();
+    let s = scenario();
+    let mut other = std::process::Command::new(capprof())
+        .args(["record", "-f", "json", "-o", "/dev/null", "--", "sleep", "1.5"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // setuid while both are attached, chroot after the other one detached.
+    let script = format!("{0} setuid; sleep 2; {0} chroot /", s.display());
+    let r = record(&[], &["sh", "-c", &script]);
+    let _ = other.wait();
+    assert_eq!(r.added(), vec!["SETUID", "SYS_CHROOT"], "{}", r.profile);
+    assert_eq!(r.profile["losses"]["site_unknown"], 0, "{}", r.profile["losses"]);
+    assert_eq!(r.checks_of("SETUID")[0]["site"], "ns_capable_setid");
+    assert_eq!(r.checks_of("SYS_CHROOT")[0]["site"], "ns_capable");
+}

@@ -1,32 +1,36 @@
-//! Finds, once per start, where `cap_capable`'s caller and that caller's caller sit on the
-//! kernel stack relative to the tracepoint's saved stack pointer.
+//! Finds, once per start, the size of `cap_capable`'s stack frame and of `security_capable`'s,
+//! so the kernel program can read who asked for each check without walking the stack.
 //!
 //! The calibrating thread makes two checks whose call chains are known: an anonymous `mmap`
 //! (CAP_SYS_ADMIN from `cap_vm_enough_memory`, the overcommit probe) and `setuid(getuid())`
 //! (CAP_SETUID from `ns_capable_setid` through `security_capable`). The kernel program copies a
-//! window of stack words for each; the slot holding a return address into `cap_vm_enough_memory`
-//! in the first and into `security_capable` in the second is `cap_capable`'s return address.
-//! The frames involved have fixed sizes, so the offsets hold for every later check; a check
-//! whose slot points elsewhere is flagged "site unknown" and counted, never guessed.
+//! window of stack words above its argument array for each. In both, the first word into
+//! `cap_capable` is its call into the tracepoint; the slot holding a return address into the
+//! overcommit path in the first sample and into `security_capable` in the second is
+//! `cap_capable`'s own return address; above it, the one into `ns_capable_setid` is
+//! `security_capable`'s. Frame sizes are fixed, so the distances hold for every later check,
+//! however many tracepoint frames lie below (they shift the anchor, not the distances).
 
 use aya::maps::{Array, MapData};
-use capprof_common::{CalibrationSample, Config, SiteRange, CALIBRATION_WORDS};
+use capprof_common::{CalibrationSample, Config, SiteRange, CALIBRATION_WORDS, SITE_SCAN_WORDS, SITE_WINDOW_WORDS};
 
 use super::{internal, Backend};
 use crate::error::Result;
 use crate::kernel::kallsyms::Symbols;
 
-/// Calibrated stack offsets.
+/// Calibrated frame distances (in stack words) and the ranges they are checked against.
 #[derive(Clone, Copy, Debug)]
 pub struct CallSites {
-    pub caller_offset: u32,
-    pub api_offset: u32,
+    pub caller_words: u32,
+    pub api_words: u32,
+    pub cap_capable: SiteRange,
     pub security_capable: SiteRange,
 }
 
 pub(super) fn calibrate(backend: &mut Backend, symbols: &Symbols) -> Result<Option<CallSites>> {
-    let ranges = symbols.ranges(&["security_capable", "ns_capable_setid"]);
-    let (Some(sc), Some(setid)) = (ranges.get("security_capable"), ranges.get("ns_capable_setid")) else {
+    let ranges = symbols.ranges(&["cap_capable", "security_capable", "ns_capable_setid"]);
+    let (Some(cc), Some(sc), Some(setid)) = (ranges.get("cap_capable"), ranges.get("security_capable"), ranges.get("ns_capable_setid"))
+    else {
         return Ok(None);
     };
     // cap_vm_enough_memory often tail-calls cap_capable, leaving its caller on the stack.
@@ -46,7 +50,7 @@ pub(super) fn calibrate(backend: &mut Backend, symbols: &Symbols) -> Result<Opti
             eprintln!("{i:2} {:#x} {:?} | {:#x} {:?}", a, symbols.resolve(*a), b, symbols.resolve(*b));
         }
     }
-    Ok(find_offsets(&overcommit.words, &setuid.words, &vm, *sc, *setid))
+    Ok(find_offsets(&overcommit.words, &setuid.words, *cc, &vm, *sc, *setid))
 }
 
 fn set_config(backend: &mut Backend, cfg: Config) -> Result<()> {
@@ -77,16 +81,26 @@ fn trigger_known_checks() {
 fn find_offsets(
     overcommit: &[u64; CALIBRATION_WORDS],
     setuid: &[u64; CALIBRATION_WORDS],
+    cc: (u64, u64),
     vm: &[(u64, u64)],
     sc: (u64, u64),
     setid: (u64, u64),
 ) -> Option<CallSites> {
     let within = |w: u64, r: (u64, u64)| w >= r.0 && w < r.1;
-    let k = (1..CALIBRATION_WORDS).find(|&k| vm.iter().any(|r| within(overcommit[k], *r)) && within(setuid[k], sc))?;
+    let anchor = (0..SITE_SCAN_WORDS).find(|&i| within(overcommit[i], cc))?;
+    if !within(setuid[anchor], cc) {
+        return None;
+    }
+    let k = (anchor + 1..CALIBRATION_WORDS).find(|&k| vm.iter().any(|r| within(overcommit[k], *r)) && within(setuid[k], sc))?;
     let j = (k + 1..CALIBRATION_WORDS).find(|&j| within(setuid[j], setid))?;
+    // The runtime window must hold the API slot (with room for more frames below).
+    if j >= SITE_WINDOW_WORDS {
+        return None;
+    }
     Some(CallSites {
-        caller_offset: (k * 8) as u32,
-        api_offset: ((j - k) * 8) as u32,
+        caller_words: (k - anchor) as u32,
+        api_words: (j - k) as u32,
+        cap_capable: SiteRange { start: cc.0, end: cc.1 },
         security_capable: SiteRange { start: sc.0, end: sc.1 },
     })
 }
@@ -96,17 +110,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn offsets_come_from_the_common_slot() {
+    fn distances_come_from_the_anchored_common_slot() {
         let mut a = [0u64; CALIBRATION_WORDS];
         let mut b = [0u64; CALIBRATION_WORDS];
-        // A stale security_capable address lower in b must not win: a disagrees there.
+        let cc = (0x500, 0x600);
+        a[3] = 0x510;
+        b[3] = 0x510;
+        // A stale security_capable address below the anchor must not win.
         b[2] = 0x2005;
         a[5] = 0x1010;
         b[5] = 0x2010;
         b[9] = 0x3004;
-        let cs = find_offsets(&a, &b, &[(0x1000, 0x1100)], (0x2000, 0x2100), (0x3000, 0x3050)).unwrap();
-        assert_eq!(cs.caller_offset, 40);
-        assert_eq!(cs.api_offset, 32);
-        assert!(find_offsets(&a, &[0; CALIBRATION_WORDS], &[(0x1000, 0x1100)], (0x2000, 0x2100), (0x3000, 0x3050)).is_none());
+        let cs = find_offsets(&a, &b, cc, &[(0x1000, 0x1100)], (0x2000, 0x2100), (0x3000, 0x3050)).unwrap();
+        assert_eq!((cs.caller_words, cs.api_words), (2, 4));
+        assert!(find_offsets(&a, &[0; CALIBRATION_WORDS], cc, &[(0x1000, 0x1100)], (0x2000, 0x2100), (0x3000, 0x3050)).is_none());
     }
 }

@@ -43,7 +43,7 @@ impl Default for MapSizes {
 /// Loss and health counters summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct Counters {
-    /// Checks in scope, all verdicts.
+    /// Checks in scope, all verdicts (counted ones plus those lost to a full map).
     pub checks_seen: u64,
     /// New checks not stored: the aggregation map was full.
     pub checks_map_full: u64,
@@ -62,6 +62,13 @@ impl Counters {
     }
 }
 
+/// What the kernel measured of the check program (BPF run-time statistics).
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
+pub struct ProgramStats {
+    pub runs: u64,
+    pub run_time_ns: u64,
+}
+
 /// A loaded and attached backend. Dropping it detaches every program.
 pub struct Backend {
     ebpf: Ebpf,
@@ -77,12 +84,13 @@ impl Backend {
         let mut backend = tracepoint::load(sizes)?;
         backend.call_sites = calibrate::calibrate(&mut backend, symbols)?;
         if let Some(cs) = &backend.call_sites {
-            backend.config.caller_offset = cs.caller_offset;
-            backend.config.api_offset = cs.api_offset;
+            backend.config.caller_words = cs.caller_words;
+            backend.config.api_words = cs.api_words;
+            backend.config.cap_capable = cs.cap_capable;
             backend.config.security_capable = cs.security_capable;
         }
         backend.info.classification = match backend.call_sites {
-            Some(_) => "call site of each check read from two calibrated kernel stack slots (no opts on the tracepoint)".into(),
+            Some(_) => "call site of each check read from the kernel stack at calibrated frame distances (the tracepoint has no opts)".into(),
             None => "call-site calibration failed: probes are told from needs by the first kernel stack of each check only".into(),
         };
         backend.push_config()?;
@@ -160,12 +168,18 @@ impl Backend {
         Ok(out)
     }
 
+    /// Run count and time of the check program; zero unless statistics are enabled.
+    pub fn program_stats(&self) -> Option<ProgramStats> {
+        let info = self.ebpf.program("cap_capable")?.info().ok()?;
+        Some(ProgramStats { runs: info.run_count(), run_time_ns: info.run_time().as_nanos() as u64 })
+    }
+
     /// Loss and health counters.
     pub fn counters(&mut self) -> Result<Counters> {
         let map: PerCpuArray<&mut MapData, u64> = PerCpuArray::try_from(self.map_mut("COUNTERS")?).map_err(internal)?;
         let get = |i: u32| -> Result<u64> { Ok(map.get(&i, 0).map_err(internal)?.iter().sum()) };
         Ok(Counters {
-            checks_seen: get(counter::CHECKS_SEEN)?,
+            checks_seen: 0,
             checks_map_full: get(counter::CHECKS_MAP_FULL)?,
             events_dropped: get(counter::EVENTS_DROPPED)?,
             tasks_map_full: get(counter::TASKS_MAP_FULL)?,

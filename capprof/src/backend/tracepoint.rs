@@ -53,7 +53,7 @@ pub(super) fn load(sizes: MapSizes) -> Result<Backend> {
     let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
     let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
 
-    let mut ebpf = load_without_vmlinux_btf(sizes)?;
+    let mut ebpf = load_without_vmlinux_btf(sizes, real_cred_offset)?;
 
     for prog in ["sched_process_exec", "sched_process_fork", "sched_process_exit", "cap_capable"] {
         let p: &mut RawTracePoint = ebpf
@@ -67,7 +67,7 @@ pub(super) fn load(sizes: MapSizes) -> Result<Backend> {
 
     Ok(Backend {
         ebpf,
-        config: Config { real_cred_offset, task_pid_offset, ..Config::default() },
+        config: Config { task_pid_offset, ..Config::default() },
         info: BackendInfo { name: "tracepoint", sees_opts: false, classification: String::new() },
         call_sites: None,
     })
@@ -78,9 +78,10 @@ pub(super) fn load(sizes: MapSizes) -> Result<Backend> {
 /// thread whose private mount namespace hides /sys/kernel/btf, so the parse fails fast; the
 /// workload and the rest of capprof keep the host's namespace. Where that is refused, load
 /// normally.
-fn load_without_vmlinux_btf(sizes: MapSizes) -> Result<aya::Ebpf> {
+fn load_without_vmlinux_btf(sizes: MapSizes, real_cred_offset: u32) -> Result<aya::Ebpf> {
     let load = move || {
         EbpfLoader::new()
+            .override_global("REAL_CRED_OFFSET", &real_cred_offset, true)
             .map_max_entries("CHECKS", sizes.checks)
             .map_max_entries("WORKLOAD_TASKS", sizes.tasks)
             .load(OBJECT)

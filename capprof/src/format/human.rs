@@ -25,6 +25,9 @@ pub fn report(p: &Profile) -> String {
         let _ = writeln!(out, "note: {} checks had no readable call site; classified from their first kernel stack", p.losses.site_unknown);
     }
     let _ = writeln!(out, "backend: {} ({})", p.backend.name, p.backend.classification);
+    if let Some(prog) = &p.backend.program {
+        let _ = writeln!(out, "kernel program: {} runs, {:.0} ns mean", prog.runs, prog.mean_ns);
+    }
     out
 }
 
