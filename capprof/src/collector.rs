@@ -65,7 +65,10 @@ impl Collector {
             // SAFETY: the kernel wrote a whole CheckEvent (size checked); read unaligned.
             let ev: CheckEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
             let frames = if ev.stack_bytes > 0 { (ev.stack_bytes as usize / 8).min(ev.stack.len()) } else { 0 };
-            let exe = std::fs::read_link(format!("/proc/{}/exe", ev.tgid)).ok().map(|p| p.display().to_string());
+            // Before its exec the task's executable is about to change: don't name it.
+            let exe = (ev.key.flags & capprof_common::FLAG_SETUP == 0)
+                .then(|| std::fs::read_link(format!("/proc/{}/exe", ev.tgid)).ok().map(|p| p.display().to_string()))
+                .flatten();
             let exe_gains_privilege = exe.as_deref().is_some_and(gains_privilege);
             self.sightings.insert(
                 ev.key,
