@@ -12,8 +12,8 @@ PKGS=(
   # Rust eBPF toolchain from Debian: prebuilt core for bpfel-unknown-none, LLVM 22 for bpf-linker.
   rustc-web cargo-web libstd-rust-web-dev-bpf rust-web-src
   llvm-22-dev libpolly-22-dev zlib1g-dev libzstd-dev
-  # Workloads and container engines for the tests.
-  busybox-static docker.io
+  # Workloads and container engines for the tests, and the compose validator.
+  busybox-static docker.io podman runc docker-compose
   # Peer for the benchmark.
   bpftrace
 )
@@ -23,8 +23,8 @@ for p in "${PKGS[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]}"
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 # bpf-linker links the eBPF object; its LLVM must match Debian rustc's (22).
@@ -43,5 +43,18 @@ fi
 if [ ! -d /sys/kernel/tracing/events ]; then
   log "mounting tracefs"
   mount -t tracefs tracefs /sys/kernel/tracing
+fi
+# Docker Engine for the container tests: no registry and no iptables here (ENVIRONMENT.md).
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd"
+  nohup dockerd --iptables=false --ip6tables=false --bridge=none >/var/log/capprof-dockerd.log 2>&1 &
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || { echo "setup: dockerd did not start (see /var/log/capprof-dockerd.log)" >&2; exit 1; }
+fi
+
+# Kubernetes schema validation for the generated manifests (offline, schemas ship in the package).
+if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
+  log "installing kubernetes-validate"
+  python3 -m pip install --quiet kubernetes-validate
 fi
 log "ok"

@@ -21,14 +21,46 @@ pub const SITE_SCAN_WORDS: usize = 24;
 
 /// `CheckKey::flags`: the check returned an error (the capability was not granted).
 pub const FLAG_DENIED: u32 = 1 << 0;
-/// `CheckKey::flags`: the task had not yet exec'd inside the recorded scope (runtime set-up:
-/// capprof's own child before exec, runc init, ...).
+/// `CheckKey::flags`: the task had not exec'd inside the recorded scope, or was moved out of
+/// the cgroup it exec'd in (runtime set-up: capprof's own child before exec, runc init, a
+/// runtime's helper placed into a container).
 pub const FLAG_SETUP: u32 = 1 << 1;
 /// `CheckKey::flags`: the credentials checked were not the task's own (`cred != real_cred`),
 /// e.g. overlayfs copy-up on the mounter's credentials.
 pub const FLAG_BORROWED: u32 = 1 << 2;
 /// `CheckKey::flags`: the call site could not be read (calibration failed or frames shifted).
 pub const FLAG_SITE_UNKNOWN: u32 = 1 << 3;
+
+/// Network operations that need a capability on some runtimes but not in Docker's (or
+/// containerd 2's) network namespaces, which lower `ip_unprivileged_port_start` and widen
+/// `ping_group_range`: seen at the system call, whether or not a capability check follows.
+pub mod net_use {
+    /// bind() of an AF_INET/AF_INET6 socket to a port below 1024 (`port` set).
+    pub const LOW_PORT_BIND: u32 = 1;
+    /// An ICMP datagram ("ping") socket.
+    pub const PING_SOCKET: u32 = 2;
+}
+
+/// Key of the network-use map: one counter per (cgroup, kind, port).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NetUseKey {
+    pub cgroup_id: u64,
+    pub kind: u32,
+    pub port: u32,
+}
+
+/// Where a workload task exec'd: its cgroup then, and that cgroup's level. A task that is no
+/// longer inside that cgroup's subtree was moved after its exec (a runtime's helper being
+/// placed into a container), and its checks are set-up, not the workload's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskOrigin {
+    pub cgroup_id: u64,
+    /// Level of `cgroup_id` below the root (the root is 0).
+    pub level: u32,
+    pub reserved: u32,
+}
 
 /// Indexes of the loss and health counters (a per-CPU array summed by userspace).
 pub mod counter {
@@ -142,6 +174,8 @@ mod pod {
     unsafe impl aya::Pod for super::SiteRange {}
     unsafe impl aya::Pod for super::CalibrationSample {}
     unsafe impl aya::Pod for super::SiteWindow {}
+    unsafe impl aya::Pod for super::NetUseKey {}
+    unsafe impl aya::Pod for super::TaskOrigin {}
 }
 
 // Layout guards: a change that adds padding fails to compile on both sides.

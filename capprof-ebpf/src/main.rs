@@ -18,16 +18,16 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        bpf_probe_read_kernel_buf,
+        bpf_probe_read_kernel_buf, bpf_probe_read_user,
         generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_task_btf, bpf_get_stack},
     },
-    macros::{map, raw_tracepoint},
+    macros::{map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
-    programs::RawTracePointContext,
+    programs::{RawTracePointContext, TracePointContext},
     EbpfContext,
 };
 use capprof_common::{
-    counter, CalibrationSample, CheckEvent, CheckKey, Config, SiteWindow, CALIBRATION_WORDS,
+    counter, net_use, CalibrationSample, NetUseKey, TaskOrigin, CheckEvent, CheckKey, Config, SiteWindow, CALIBRATION_WORDS,
     FLAG_BORROWED, FLAG_DENIED, FLAG_SETUP, FLAG_SITE_UNKNOWN, MAX_CGROUP_LEVELS,
     SITE_SCAN_WORDS, SITE_WINDOW_WORDS, STACK_DEPTH,
 };
@@ -52,9 +52,10 @@ static CHECKS: PerCpuHashMap<CheckKey, u64> = PerCpuHashMap::with_max_entries(16
 #[map]
 static WATCHED: HashMap<u64, u8> = HashMap::with_max_entries(1024, 0);
 
-/// Thread ids that belong to the workload (exec'd in scope, or forked from such a task).
+/// Thread ids that belong to the workload (exec'd in scope, or forked from such a task), with
+/// the cgroup they exec'd in.
 #[map]
-static WORKLOAD_TASKS: HashMap<u32, u8> = HashMap::with_max_entries(32768, 0);
+static WORKLOAD_TASKS: HashMap<u32, TaskOrigin> = HashMap::with_max_entries(32768, 0);
 
 /// First sightings of each key.
 #[map]
@@ -67,6 +68,11 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 /// Run-time configuration, entry 0.
 #[map]
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+/// Network operations that need no capability check in Docker's network namespaces but do
+/// elsewhere (see `capprof_common::net_use`).
+#[map]
+static NET_USES: HashMap<NetUseKey, u64> = HashMap::with_max_entries(4096, 0);
 
 /// Scratch space for the call-site window, one per CPU.
 #[map]
@@ -88,7 +94,20 @@ pub fn sched_process_exec(_ctx: RawTracePointContext) -> u32 {
     let Some(cfg) = config() else { return 0 };
     if in_scope(cfg) {
         let tid = bpf_get_current_pid_tgid() as u32;
-        mark_workload(tid);
+        let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+        // The cgroup's level: the ancestor level at which the current cgroup itself appears.
+        let mut level = 0;
+        for l in 1..=MAX_CGROUP_LEVELS {
+            let id = unsafe { bpf_get_current_ancestor_cgroup_id(l as i32) };
+            if id == cgroup_id {
+                level = l;
+                break;
+            }
+            if id == 0 {
+                break;
+            }
+        }
+        mark_workload(tid, &TaskOrigin { cgroup_id, level, reserved: 0 });
     }
     0
 }
@@ -99,11 +118,12 @@ pub fn sched_process_exec(_ctx: RawTracePointContext) -> u32 {
 pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
     let Some(cfg) = config() else { return 0 };
     let parent = bpf_get_current_pid_tgid() as u32;
-    if WORKLOAD_TASKS.get_ptr(&parent).is_some() {
+    if let Some(origin) = WORKLOAD_TASKS.get_ptr(&parent) {
+        let origin = unsafe { *origin };
         let child: u64 = ctx.arg(1);
         let at = (child + cfg.task_pid_offset as u64) as *const u32;
         if let Ok(pid) = unsafe { bpf_probe_read_kernel(at) } {
-            mark_workload(pid);
+            mark_workload(pid, &origin);
         }
     }
     0
@@ -114,6 +134,71 @@ pub fn sched_process_exit(_ctx: RawTracePointContext) -> u32 {
     let tid = bpf_get_current_pid_tgid() as u32;
     let _ = WORKLOAD_TASKS.remove(&tid);
     0
+}
+
+// syscalls:sys_enter_* records: the arguments follow __syscall_nr, 8 bytes each, from 16.
+const SYSCALL_ARG0: usize = 16;
+const SYSCALL_ARG1: usize = 24;
+const SYSCALL_ARG2: usize = 32;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+/// bind(fd, addr, len): a workload task binding a port below 1024.
+#[tracepoint(category = "syscalls", name = "sys_enter_bind")]
+pub fn sys_enter_bind(ctx: TracePointContext) -> u32 {
+    let _ = on_bind(&ctx);
+    0
+}
+
+fn on_bind(ctx: &TracePointContext) -> Result<(), i32> {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    if WORKLOAD_TASKS.get_ptr(&tid).is_none() {
+        return Ok(());
+    }
+    let addr: u64 = unsafe { ctx.read_at(SYSCALL_ARG1)? };
+    let head: [u8; 4] = unsafe { bpf_probe_read_user(addr as *const [u8; 4])? };
+    let family = u16::from_ne_bytes([head[0], head[1]]);
+    let port = u16::from_be_bytes([head[2], head[3]]);
+    if (family == AF_INET || family == AF_INET6) && port != 0 && port < 1024 {
+        note_net_use(net_use::LOW_PORT_BIND, port as u32);
+    }
+    Ok(())
+}
+
+/// socket(family, type, protocol): a workload task opening an ICMP datagram socket.
+#[tracepoint(category = "syscalls", name = "sys_enter_socket")]
+pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
+    let _ = on_socket(&ctx);
+    0
+}
+
+fn on_socket(ctx: &TracePointContext) -> Result<(), i32> {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    if WORKLOAD_TASKS.get_ptr(&tid).is_none() {
+        return Ok(());
+    }
+    let family: u64 = unsafe { ctx.read_at(SYSCALL_ARG0)? };
+    let kind: u64 = unsafe { ctx.read_at(SYSCALL_ARG1)? };
+    let protocol: u64 = unsafe { ctx.read_at(SYSCALL_ARG2)? };
+    const SOCK_DGRAM: u64 = 2;
+    const IPPROTO_ICMP: u64 = 1;
+    const IPPROTO_ICMPV6: u64 = 58;
+    let icmp = (family == AF_INET as u64 && protocol == IPPROTO_ICMP) || (family == AF_INET6 as u64 && protocol == IPPROTO_ICMPV6);
+    if icmp && kind & 0xf == SOCK_DGRAM {
+        note_net_use(net_use::PING_SOCKET, 0);
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn note_net_use(kind: u32, port: u32) {
+    let key = NetUseKey { cgroup_id: unsafe { bpf_get_current_cgroup_id() }, kind, port };
+    match NET_USES.get_ptr_mut(&key) {
+        Some(n) => unsafe { *n += 1 },
+        None => {
+            let _ = NET_USES.insert(&key, &1, 0);
+        }
+    }
 }
 
 #[inline(always)]
@@ -130,8 +215,8 @@ fn bump(index: u32) {
 }
 
 #[inline(always)]
-fn mark_workload(tid: u32) {
-    if WORKLOAD_TASKS.insert(&tid, &1, 0).is_err() {
+fn mark_workload(tid: u32, origin: &TaskOrigin) {
+    if WORKLOAD_TASKS.insert(&tid, origin, 0).is_err() {
         bump(counter::TASKS_MAP_FULL);
     }
 }
@@ -167,11 +252,21 @@ fn on_check(ctx: &RawTracePointContext) -> Result<(), i32> {
     // Workload tasks were marked at their exec inside the scope: one lookup answers both
     // "in scope?" and "set-up or workload?". Others pay for the cgroup ancestry walk.
     let mut flags = 0u32;
-    if WORKLOAD_TASKS.get_ptr(&tid).is_none() {
-        if !in_scope(cfg) {
-            return Ok(());
+    match WORKLOAD_TASKS.get_ptr(&tid) {
+        Some(origin) => {
+            let origin = unsafe { *origin };
+            // Still inside the cgroup it exec'd in? (Moved since: a runtime's helper.)
+            let here = unsafe { bpf_get_current_ancestor_cgroup_id(origin.level as i32) };
+            if origin.level == 0 || here != origin.cgroup_id {
+                flags |= FLAG_SETUP;
+            }
         }
-        flags |= FLAG_SETUP;
+        None => {
+            if !in_scope(cfg) {
+                return Ok(());
+            }
+            flags |= FLAG_SETUP;
+        }
     }
 
     let cap = ctx.arg::<u64>(ARG_CAP) as i32;

@@ -146,3 +146,14 @@ pub fn paths_by_id(ids: &[u64]) -> std::collections::HashMap<u64, String> {
     }
     out
 }
+
+/// Every thread in a cgroup and its descendants.
+pub fn threads_below(dir: &Path) -> Vec<u32> {
+    let mut out = read_pids(&dir.join("cgroup.threads"));
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten().filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false)) {
+            out.extend(threads_below(&e.path()));
+        }
+    }
+    out
+}

@@ -10,7 +10,7 @@ use crate::capability::CapSet;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::Format;
 use crate::minimize::{self, MinimizeConfig};
-use crate::record::{self, RecordConfig};
+use crate::record::{self, RecordConfig, RecordOptions};
 use crate::trial::Probe;
 use crate::verify::{self, VerifyConfig};
 
@@ -48,7 +48,7 @@ pub enum Cmd {
     },
 }
 
-/// Where and how the result is written.
+/// Where and how the result is written, and how the recording is made.
 #[derive(clap::Args, Debug)]
 pub struct OutputArgs {
     /// Output format.
@@ -57,6 +57,14 @@ pub struct OutputArgs {
     /// Write the output to FILE instead of stderr.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Record the containers CMD starts (docker, podman, ...): `auto` when CMD mentions a
+    /// container client. The whole host is watched then; checks are attributed by cgroup.
+    #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
+    pub containers: ContainersWhen,
+    /// Add the capabilities other runtimes would need (ports below 1024, ping sockets: Docker's
+    /// network namespaces need none) to the set.
+    #[arg(long)]
+    pub portable: bool,
     /// Size of the in-kernel aggregation map (distinct checks); overflow is counted and reported.
     #[arg(long, default_value_t = 16384, value_name = "N")]
     pub max_checks: u32,
@@ -66,12 +74,28 @@ pub struct OutputArgs {
     pub bpf_stats: bool,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ContainersWhen {
+    Auto,
+    Always,
+    Never,
+}
+
 impl OutputArgs {
-    fn sizes(&self) -> Result<MapSizes> {
+    fn options(&self, argv: &[String]) -> Result<RecordOptions> {
         if self.max_checks < 64 {
             return Err(Error::new(ErrorKind::Usage, "--max-checks must be at least 64"));
         }
-        Ok(MapSizes { checks: self.max_checks, ..MapSizes::default() })
+        Ok(RecordOptions {
+            sizes: MapSizes { checks: self.max_checks, ..MapSizes::default() },
+            containers: match self.containers {
+                ContainersWhen::Always => true,
+                ContainersWhen::Never => false,
+                ContainersWhen::Auto => crate::record::mentions_container_engine(argv),
+            },
+            portable: self.portable,
+            bpf_stats: self.bpf_stats,
+        })
     }
 }
 
@@ -109,8 +133,14 @@ impl ProbeArgs {
 pub struct RecordArgs {
     #[command(flatten)]
     pub output: OutputArgs,
+    /// Record this already running container (Docker or podman name or id) instead of a command.
+    #[arg(long, value_name = "NAME|ID", conflicts_with = "command")]
+    pub container: Option<String>,
+    /// With --container: stop after SECS (default: at Ctrl-C, or when the container exits).
+    #[arg(long, value_name = "SECS", requires = "container")]
+    pub duration: Option<f64>,
     /// The command to record, after `--`.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "CMD")]
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required_unless_present = "container", value_name = "CMD")]
     pub command: Vec<String>,
 }
 
@@ -140,10 +170,15 @@ pub struct MinimizeArgs {
 
 impl RecordArgs {
     pub fn validate(self) -> Result<RecordConfig> {
+        let duration = match self.duration {
+            Some(d) if !(d > 0.0 && d.is_finite()) => return Err(Error::new(ErrorKind::Usage, "--duration must be a positive number of seconds")),
+            d => d.map(Duration::from_secs_f64),
+        };
         Ok(RecordConfig {
-            sizes: self.output.sizes()?,
-            bpf_stats: self.output.bpf_stats,
+            options: self.output.options(&self.command)?,
             argv: self.command,
+            container: self.container,
+            duration,
             format: self.output.format,
             output: self.output.output,
         })
@@ -156,7 +191,7 @@ impl VerifyArgs {
             caps: CapSet::parse_list(&self.caps)?,
             probe: self.probe.probe()?,
             runs: self.probe.runs,
-            sizes: self.output.sizes()?,
+            options: self.output.options(&self.command)?,
             argv: self.command,
             format: self.output.format,
             output: self.output.output,
@@ -169,7 +204,7 @@ impl MinimizeArgs {
         Ok(MinimizeConfig {
             probe: self.probe.probe()?,
             runs: self.probe.runs,
-            sizes: self.output.sizes()?,
+            options: self.output.options(&self.command)?,
             argv: self.command,
             format: self.output.format,
             output: self.output.output,

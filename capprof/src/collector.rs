@@ -20,6 +20,8 @@ pub struct Sighting {
     pub exe: Option<String>,
     /// The executable is set-id or carries file capabilities (gains privilege at exec).
     pub exe_gains_privilege: bool,
+    /// The process's effective capabilities when the event was read (what it was granted).
+    pub cap_eff: Option<u64>,
     /// Kernel return addresses, innermost first.
     pub stack: Vec<u64>,
 }
@@ -37,18 +39,26 @@ pub struct Observation {
 pub struct Observations {
     pub checks: Vec<Observation>,
     pub counters: Counters,
+    /// Network operations that need a capability on other runtimes: (cgroup, kind, port, count).
+    pub net_uses: Vec<(u64, u32, u32, u64)>,
+    /// cgroup v2 paths, read from /proc while their processes ran (containers' cgroups are
+    /// often gone by the end).
+    pub cgroup_paths: HashMap<u64, String>,
 }
 
 pub struct Collector {
     pub backend: Backend,
     events: RingBuf<MapData>,
     sightings: HashMap<CheckKey, Sighting>,
+    cgroup_paths: HashMap<u64, String>,
+    /// Paths seen for the first time since the last `take_new_cgroups`.
+    new_cgroups: Vec<String>,
 }
 
 impl Collector {
     pub fn new(mut backend: Backend) -> Result<Self> {
         let events = backend.take_events()?;
-        Ok(Self { backend, events, sightings: HashMap::new() })
+        Ok(Self { backend, events, sightings: HashMap::new(), cgroup_paths: HashMap::new(), new_cgroups: Vec::new() })
     }
 
     /// File descriptor that polls readable when events are waiting.
@@ -70,17 +80,31 @@ impl Collector {
                 .then(|| std::fs::read_link(format!("/proc/{}/exe", ev.tgid)).ok().map(|p| p.display().to_string()))
                 .flatten();
             let exe_gains_privilege = exe.as_deref().is_some_and(gains_privilege);
+            let cap_eff = proc_status_field(ev.tgid, "CapEff:").and_then(|h| u64::from_str_radix(&h, 16).ok());
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.cgroup_paths.entry(ev.key.cgroup_id) {
+                if let Some(path) = crate::cgroup::path_of_pid(ev.tgid) {
+                    self.new_cgroups.push(path.clone());
+                    slot.insert(path);
+                }
+            }
             self.sightings.insert(
                 ev.key,
-                Sighting { tid: ev.tid, tgid: ev.tgid, uid: ev.uid, exe, exe_gains_privilege, stack: ev.stack[..frames].to_vec() },
+                Sighting { tid: ev.tid, tgid: ev.tgid, uid: ev.uid, exe, exe_gains_privilege, cap_eff, stack: ev.stack[..frames].to_vec() },
             );
         }
+    }
+
+    /// cgroup paths seen for the first time since the last call.
+    pub fn take_new_cgroups(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.new_cgroups)
     }
 
     /// Forgets everything collected so far (between trials).
     pub fn reset(&mut self) -> Result<()> {
         self.drain();
         self.sightings.clear();
+        self.cgroup_paths.clear();
+        self.new_cgroups.clear();
         self.backend.reset()
     }
 
@@ -96,7 +120,8 @@ impl Collector {
         let mut counters = self.backend.counters()?;
         let checks: Vec<Observation> = checks;
         counters.checks_seen = checks.iter().map(|c| c.count).sum::<u64>() + counters.checks_map_full;
-        Ok(Observations { checks, counters })
+        let net_uses = self.backend.net_uses()?.into_iter().map(|(k, n)| (k.cgroup_id, k.kind, k.port, n)).collect();
+        Ok(Observations { checks, counters, net_uses, cgroup_paths: self.cgroup_paths.clone() })
     }
 }
 
@@ -108,4 +133,9 @@ fn gains_privilege(path: &str) -> bool {
     let Ok(c) = std::ffi::CString::new(path) else { return setid };
     let has_fcaps = unsafe { libc::getxattr(c.as_ptr(), c"security.capability".as_ptr(), std::ptr::null_mut(), 0) } > 0;
     setid || has_fcaps
+}
+
+fn proc_status_field(pid: u32, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix(key)).map(|v| v.trim().to_string())
 }

@@ -6,6 +6,8 @@
 //! [`pipeline`] strings the stages together; [`record`] is the face that drives it around one
 //! command, in a [`cgroup`] of its own, supervising the [`workload`].
 
+pub mod advice;
+pub mod attach;
 pub mod attribution;
 pub mod backend;
 pub mod capability;

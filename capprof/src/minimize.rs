@@ -8,7 +8,6 @@
 
 use std::path::PathBuf;
 
-use crate::backend::MapSizes;
 use crate::capability::{CapSet, Capability};
 use crate::classify::Classification;
 use crate::error::{Error, ErrorKind, Result};
@@ -16,7 +15,7 @@ use crate::format::Format;
 use crate::output;
 use crate::pipeline::Tracer;
 use crate::profile::Evidence;
-use crate::record::{display_command, profile_of, report_trial_end};
+use crate::record::{display_command, profile_of, report_trial_end, RecordOptions};
 use crate::trial::{Probe, Trial, TrialSpec};
 use crate::verify::{attach, outcome, refused, repeat};
 
@@ -28,7 +27,7 @@ pub struct MinimizeConfig {
     pub runs: u32,
     pub format: Format,
     pub output: Option<PathBuf>,
-    pub sizes: MapSizes,
+    pub options: RecordOptions,
 }
 
 /// Narrower capabilities to try in place of a kept one.
@@ -43,7 +42,7 @@ struct Search<'a> {
 
 impl Search<'_> {
     fn try_set(&mut self, set: Option<CapSet>, label: &str) -> Result<Trial> {
-        let spec = TrialSpec { argv: self.cfg.argv.clone(), restrict: set, probe: self.cfg.probe.clone() };
+        let spec = TrialSpec::under(&self.cfg.argv, set, self.cfg.probe.clone(), self.cfg.options.containers);
         let (trial, n) = repeat(&mut self.tracer, &spec, self.cfg.runs)?;
         self.runs += n;
         let verdict = if trial.success { "works".to_string() } else { format!("fails: {}", outcome(&trial)) };
@@ -53,7 +52,7 @@ impl Search<'_> {
 }
 
 pub fn run(cfg: &MinimizeConfig) -> Result<i32> {
-    let tracer = Tracer::start(cfg.sizes)?;
+    let tracer = Tracer::start(cfg.options.sizes)?;
     let mut s = Search { tracer, cfg, runs: 0 };
 
     let baseline = s.try_set(None, "with every capability")?;
@@ -64,8 +63,9 @@ pub fn run(cfg: &MinimizeConfig) -> Result<i32> {
             format!("`{}` fails even with all capabilities ({}): nothing to minimize", display_command(&cfg.argv), outcome(&baseline)),
         ));
     }
-    let mut profile = profile_of(&s.tracer, &cfg.argv, &baseline);
-    let seen = &profile.workloads[0];
+    let mut profile = profile_of(&s.tracer, &cfg.argv, &baseline, &cfg.options);
+    let main = profile.workloads.iter().position(|w| w.kind == crate::profile::WorkloadKind::Container).unwrap_or(0);
+    let seen = &profile.workloads[main];
     let used: CapSet = seen.capabilities.add.iter().chain(&seen.optional).chain(&seen.would_need).copied().collect();
     let checked: CapSet = seen
         .checks
@@ -125,14 +125,14 @@ pub fn run(cfg: &MinimizeConfig) -> Result<i32> {
     let confirmed = final_trial.success;
     let used_trial = if confirmed { final_trial } else { trial };
     attach(&mut profile, set, &used_trial, s.runs, evidence);
-    let w = &mut profile.workloads[0];
+    let w = &mut profile.workloads[main];
     let mut add: Vec<Capability> = set.iter().collect();
     add.sort_by_key(|c| c.name());
     w.capabilities.add = add;
     w.optional.retain(|c| !set.contains(*c));
     w.would_need.retain(|c| !set.contains(*c));
     drop(s);
-    eprintln!("capprof minimize: minimal set {} ({} runs)", list(set), profile.workloads[0].verification.as_ref().map_or(0, |v| v.runs));
+    eprintln!("capprof minimize: minimal set {} ({} runs)", list(set), profile.workloads[main].verification.as_ref().map_or(0, |v| v.runs));
     output::emit(&profile, cfg.format, cfg.output.as_deref())?;
     if !confirmed {
         return Err(Error::new(ErrorKind::WorkloadFailed, "the minimal set did not pass its confirming run: the workload is flaky (try --runs)"));
@@ -144,7 +144,7 @@ fn denied_of(t: &Trial, cap: Capability) -> Vec<String> {
     if t.success {
         return vec![];
     }
-    let lines: Vec<String> = refused(&t.checks).into_iter().filter(|(c, _)| *c == cap).flat_map(|(_, l)| l).collect();
+    let lines: Vec<String> = refused(&t.workload_checks()).into_iter().filter(|(c, _)| *c == cap).flat_map(|(_, l)| l).collect();
     if lines.is_empty() {
         vec![format!("no check of {cap} was refused: the failure is indirect")]
     } else {

@@ -19,6 +19,7 @@ pub struct Tracer {
     started: Instant,
     /// Held while kernel BPF run-time statistics are on (`--bpf-stats`).
     stats: Option<std::os::fd::OwnedFd>,
+    network_hooks: bool,
 }
 
 impl Tracer {
@@ -26,7 +27,7 @@ impl Tracer {
         privileges::check_tracer()?;
         let symbols = Symbols::load()?;
         let backend = Backend::start(&symbols, sizes)?;
-        Ok(Self { collector: Collector::new(backend)?, symbols, started: Instant::now(), stats: None })
+        Ok(Self { collector: Collector::new(backend)?, symbols, started: Instant::now(), stats: None, network_hooks: false })
     }
 
     /// Turns on the kernel's BPF run-time statistics while the tracer lives (they cost every
@@ -46,11 +47,56 @@ impl Tracer {
         self.collector.backend.unwatch_cgroup(id)
     }
 
-    /// Collects first sightings until the workload exits (see [`Workload::supervise`]).
-    pub fn supervise(&mut self, workload: &mut Workload, should_stop: impl FnMut() -> bool) -> Result<Exit> {
+    /// Collects first sightings until the workload exits (see [`Workload::supervise`]);
+    /// `on_cgroups` hears of every cgroup path seen for the first time.
+    pub fn supervise(&mut self, workload: &mut Workload, mut on_cgroups: impl FnMut(Vec<String>), should_stop: impl FnMut() -> bool) -> Result<Exit> {
         let fd = self.collector.events_fd();
         let collector = &mut self.collector;
-        workload.supervise(fd, || collector.drain(), should_stop)
+        workload.supervise(
+            fd,
+            || {
+                collector.drain();
+                let new = collector.take_new_cgroups();
+                if !new.is_empty() {
+                    on_cgroups(new);
+                }
+            },
+            should_stop,
+        )
+    }
+
+    /// Counts an already running workload's cgroup (id and path) and marks its threads as
+    /// workload.
+    pub fn adopt(&mut self, cgroup_id: u64, path: &str, tids: &[u32]) -> Result<()> {
+        self.collector.backend.watch_cgroup(cgroup_id)?;
+        let level = path.split('/').filter(|p| !p.is_empty()).count() as u32;
+        self.collector.backend.mark_workload_tasks(tids, capprof_common::TaskOrigin { cgroup_id, level, reserved: 0 })
+    }
+
+    /// Drains events; returns cgroup paths seen for the first time.
+    pub fn poll_events(&mut self) -> Vec<String> {
+        self.collector.drain();
+        self.collector.take_new_cgroups()
+    }
+
+    pub fn events_fd(&self) -> std::os::fd::RawFd {
+        self.collector.events_fd()
+    }
+
+    /// cgroup paths seen for the first time since the last call.
+    pub fn take_new_cgroups(&mut self) -> Vec<String> {
+        self.collector.take_new_cgroups()
+    }
+
+    /// Watches the whole host and the network-use system calls, to record the containers a
+    /// command starts (their cgroups are created by the engine, outside the command's).
+    pub fn watch_containers(&mut self) -> Result<()> {
+        self.collector.backend.watch_all()?;
+        if !self.network_hooks {
+            self.collector.backend.attach_network_hooks()?;
+            self.network_hooks = true;
+        }
+        Ok(())
     }
 
     /// Reads everything collected; the programs stay attached until the tracer is dropped.
@@ -72,6 +118,8 @@ impl Tracer {
         let info = &self.collector.backend.info;
         Profile {
             capprof_version: env!("CARGO_PKG_VERSION").into(),
+            command: vec![],
+            unattributed_checks: 0,
             kernel: crate::backend::kernel_release(),
             backend: BackendSummary {
                 name: info.name.into(),

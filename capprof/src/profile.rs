@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::advice::{self, Advice, Portability};
+use crate::attribution::container::ContainerInfo;
+use crate::attribution::workloads::NetUse;
 use crate::attribution::Check;
 use crate::backend::Counters;
 use crate::capability::{name_of, CapSet, Capability};
@@ -15,6 +18,12 @@ use crate::error::{Error, ErrorKind, Result};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Profile {
     pub capprof_version: String,
+    /// The command that was recorded.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Checks from other processes of the host (container mode watches the whole host).
+    #[serde(default)]
+    pub unattributed_checks: u64,
     pub kernel: String,
     pub backend: BackendSummary,
     pub duration_ms: u64,
@@ -101,6 +110,20 @@ pub struct WorkloadProfile {
     pub optional: Vec<Capability>,
     /// Whether `allowPrivilegeEscalation: false` / no-new-privileges is compatible with what ran.
     pub no_new_privileges_safe: bool,
+    /// The container, for container workloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerInfo>,
+    /// What the workload's processes held (effective set), when seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted: Option<Vec<Capability>>,
+    /// Capabilities needed on runtimes that do not relax low ports / ping sockets.
+    #[serde(default)]
+    pub portability: Vec<Portability>,
+    /// Whether `capabilities.add` includes the portability capabilities (`--portable`).
+    #[serde(default)]
+    pub portable: bool,
+    #[serde(default)]
+    pub hardening: Vec<Advice>,
     pub checks: Vec<CheckSummary>,
     /// Set by `verify` and `minimize`: the set proven by re-running the workload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,6 +200,10 @@ pub struct WorkloadMeta {
     pub command: Vec<String>,
     pub cgroup: String,
     pub exit_status: Option<i32>,
+    pub container: Option<ContainerInfo>,
+    pub net_uses: Vec<NetUse>,
+    /// Add the portability capabilities to the set.
+    pub portable: bool,
 }
 
 impl WorkloadProfile {
@@ -196,7 +223,19 @@ impl WorkloadProfile {
         let mut would_need = CapSet::empty();
         let mut optional = CapSet::empty();
         let mut no_new_privs_safe = true;
+        let mut granted: Option<u64> = None;
+        let mut executables: Vec<String> = Vec::new();
         for (c, class, reason) in classified {
+            if class != Classification::Runtime {
+                if let Some(eff) = c.cap_eff {
+                    granted = Some(granted.unwrap_or(0) | eff);
+                }
+                if let Some(exe) = &c.exe {
+                    if !executables.contains(exe) {
+                        executables.push(exe.clone());
+                    }
+                }
+            }
             if let Some(cap) = Capability::from_number(c.capability) {
                 match class {
                     Classification::Needed => needed.insert(cap),
@@ -244,16 +283,34 @@ impl WorkloadProfile {
         for c in needed.iter() {
             optional_only.remove(c);
         }
+        let portability = advice::portability(&meta.net_uses, needed);
+        let mut set = needed;
+        if meta.portable {
+            for p in &portability {
+                set.insert(p.capability);
+            }
+        }
+        let hardening = advice::hardening(&advice::Seen {
+            needed: set,
+            no_new_privileges_safe: no_new_privs_safe,
+            container: meta.container.as_ref(),
+            executables,
+        });
         Self {
             name: meta.name,
             kind: meta.kind,
             command: meta.command,
             cgroup: meta.cgroup,
             exit_status: meta.exit_status,
-            capabilities: CapabilityChange { drop: vec!["ALL".into()], add: sorted(needed) },
+            capabilities: CapabilityChange { drop: vec!["ALL".into()], add: sorted(set) },
             would_need: sorted(would_need_only),
             optional: sorted(optional_only),
             no_new_privileges_safe: no_new_privs_safe,
+            container: meta.container,
+            granted: granted.map(|g| sorted(CapSet(g))),
+            portability,
+            portable: meta.portable,
+            hardening,
             checks,
             verification: None,
         }

@@ -1,5 +1,6 @@
 //! `capprof record -- CMD`: run one command in a fresh cgroup under the kernel programs and
-//! write its profile. The workload's exit status becomes capprof's.
+//! write its profile, one workload per container it started. The command's exit status
+//! becomes capprof's.
 
 use std::path::PathBuf;
 
@@ -11,47 +12,100 @@ use crate::pipeline::Tracer;
 use crate::profile::{Profile, WorkloadKind, WorkloadMeta};
 use crate::trial::{Trial, TrialSpec};
 
+/// How a recording is made (shared by record, verify and minimize).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RecordOptions {
+    pub sizes: MapSizes,
+    /// Record containers the command starts.
+    pub containers: bool,
+    /// Add the capabilities other runtimes would need (low ports, ping sockets) to the set.
+    pub portable: bool,
+    pub bpf_stats: bool,
+}
+
 /// Validated options of `record`.
 #[derive(Clone, Debug)]
 pub struct RecordConfig {
     pub argv: Vec<String>,
+    /// Record this running container instead of running `argv`.
+    pub container: Option<String>,
+    pub duration: Option<std::time::Duration>,
     pub format: Format,
     pub output: Option<PathBuf>,
-    pub sizes: MapSizes,
-    pub bpf_stats: bool,
+    pub options: RecordOptions,
 }
 
 /// Records `argv`, writes the profile, returns the workload's shell-style exit status.
 pub fn run(cfg: &RecordConfig) -> Result<i32> {
-    let (profile, status) = record(&cfg.argv, cfg.sizes, cfg.bpf_stats)?;
+    if let Some(name) = &cfg.container {
+        let profile = crate::attach::record_container(name, cfg.duration, &cfg.options)?;
+        output::emit(&profile, cfg.format, cfg.output.as_deref())?;
+        return Ok(0);
+    }
+    let (profile, status) = record(&cfg.argv, &cfg.options)?;
     output::emit(&profile, cfg.format, cfg.output.as_deref())?;
     Ok(status)
 }
 
 /// The recording itself: one unrestricted trial.
-pub fn record(argv: &[String], sizes: MapSizes, bpf_stats: bool) -> Result<(Profile, i32)> {
-    let mut tracer = Tracer::start(sizes)?;
-    if bpf_stats {
+pub fn record(argv: &[String], options: &RecordOptions) -> Result<(Profile, i32)> {
+    let mut tracer = Tracer::start(options.sizes)?;
+    if options.bpf_stats {
         tracer.enable_stats()?;
     }
-    let trial = tracer.trial(&TrialSpec { argv: argv.to_vec(), restrict: None, probe: None })?;
-    let profile = profile_of(&tracer, argv, &trial);
+    let spec = TrialSpec { argv: argv.to_vec(), restrict: None, probe: None, containers: options.containers };
+    let trial = tracer.trial(&spec)?;
+    let profile = profile_of(&tracer, argv, &trial, options);
     // Detach the programs before anything slow (writing files).
     drop(tracer);
     report_trial_end(&trial);
     Ok((profile, trial.exit.status))
 }
 
-/// The profile of one trial's workload.
-pub fn profile_of(tracer: &Tracer, argv: &[String], trial: &Trial) -> Profile {
-    let meta = WorkloadMeta {
-        name: display_command(argv),
-        kind: WorkloadKind::Command,
-        command: argv.to_vec(),
-        cgroup: trial.cgroup.clone(),
-        exit_status: Some(trial.exit.status),
-    };
-    tracer.profile(&trial.observations, vec![(meta, trial.checks.clone())])
+/// The profile of one trial: each container it started, and the command itself unless it
+/// only started containers and needed nothing of its own.
+pub fn profile_of(tracer: &Tracer, argv: &[String], trial: &Trial, options: &RecordOptions) -> Profile {
+    let grouped = trial.grouped();
+    let mut workloads = Vec::new();
+    let single = grouped.containers.len() == 1;
+    for (r, mut info, share) in grouped.containers {
+        // Gone before its engine could be asked: the command line still names the image.
+        if info.image.is_empty() && single {
+            if let Some(image) = crate::format::run_image(argv) {
+                info.image = image;
+            }
+        }
+        let name = if info.name.is_empty() { r.id[..12].to_string() } else { info.name.clone() };
+        let meta = WorkloadMeta {
+            name,
+            kind: WorkloadKind::Container,
+            command: vec![],
+            cgroup: r.cgroup.clone(),
+            exit_status: None,
+            container: Some(info),
+            net_uses: share.net_uses,
+            portable: options.portable,
+        };
+        workloads.push((meta, share.checks));
+    }
+    let command_needs = grouped.command.checks.iter().any(|c| !c.denied && crate::classify::classify(c).0 == crate::classify::Classification::Needed);
+    if workloads.is_empty() || command_needs {
+        let meta = WorkloadMeta {
+            name: display_command(argv),
+            kind: WorkloadKind::Command,
+            command: argv.to_vec(),
+            cgroup: trial.cgroup.clone(),
+            exit_status: Some(trial.exit.status),
+            container: None,
+            net_uses: grouped.command.net_uses,
+            portable: options.portable,
+        };
+        workloads.insert(0, (meta, grouped.command.checks));
+    }
+    let mut profile = tracer.profile(&trial.observations, workloads);
+    profile.command = argv.to_vec();
+    profile.unattributed_checks = grouped.elsewhere;
+    profile
 }
 
 /// Notes on stderr about how the workload ended.
@@ -64,11 +118,41 @@ pub fn report_trial_end(trial: &Trial) {
     }
 }
 
+/// Does the command run a container engine's client (so containers should be recorded)?
+pub fn mentions_container_engine(argv: &[String]) -> bool {
+    argv.iter().flat_map(|a| a.split(|c: char| c.is_whitespace() || c == ';' || c == '&' || c == '|')).any(|word| {
+        let base = word.rsplit('/').next().unwrap_or(word);
+        matches!(base, "docker" | "podman" | "docker-compose" | "nerdctl")
+    })
+}
+
 /// `sh -c 'true'` style, for report titles.
 pub fn display_command(argv: &[String]) -> String {
     argv.iter()
-        .map(|a| if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) { format!("'{}'", a.replace('\'', "'\\''")) } else { a.clone() })
+        .map(|a| if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\;&|<>()*?".contains(c)) { format!("'{}'", a.replace('\'', "'\\''")) } else { a.clone() })
         .collect::<Vec<_>>()
         .join(" ")
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn container_clients_are_recognised() {
+        assert!(mentions_container_engine(&v(&["docker", "run", "x"])));
+        assert!(mentions_container_engine(&v(&["sh", "-c", "/usr/bin/podman run x && true"])));
+        assert!(mentions_container_engine(&v(&["docker-compose", "up"])));
+        assert!(!mentions_container_engine(&v(&["sh", "-c", "echo dockerfile"])));
+    }
+
+    #[test]
+    fn display_quotes_what_a_shell_would_need() {
+        assert_eq!(display_command(&v(&["sh", "-c", "a && b"])), "sh -c 'a && b'");
+        assert_eq!(display_command(&v(&["echo", "it's"])), "echo 'it'\\''s'");
+    }
+}

@@ -2,10 +2,13 @@
 //! readiness and success checks for servers, then the checks it made. `record`, `verify` and
 //! `minimize` are all sequences of trials on one attached tracer.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::attribution::container::Discovery;
+use crate::attribution::workloads::{group, Grouped};
 use crate::attribution::Check;
 use crate::capability::CapSet;
 use crate::cgroup::RecordCgroup;
@@ -32,6 +35,21 @@ pub struct TrialSpec {
     /// Exactly these capabilities (None: capprof's own, i.e. all).
     pub restrict: Option<CapSet>,
     pub probe: Option<Probe>,
+    /// Also record the containers the command starts (the whole host is watched; checks are
+    /// attributed by cgroup afterwards).
+    pub containers: bool,
+}
+
+impl TrialSpec {
+    /// Runs `argv` under `set`: a `docker|podman run` command gets `--cap-drop=ALL
+    /// --cap-add=...` (the engine restricts its container), anything else is restricted by
+    /// capprof itself. `None` runs it as it is.
+    pub fn under(argv: &[String], set: Option<CapSet>, probe: Option<Probe>, containers: bool) -> Self {
+        match set.and_then(|s| crate::format::rewrite_run(argv, s)) {
+            Some(rewritten) => Self { argv: rewritten, restrict: None, probe, containers: true },
+            None => Self { argv: argv.to_vec(), restrict: set, probe, containers },
+        }
+    }
 }
 
 /// What one trial gave.
@@ -42,9 +60,31 @@ pub struct Trial {
     /// Why it counts as failed, for reports.
     pub failure: Option<String>,
     pub observations: Observations,
+    /// Every check seen, host-wide in container mode: see `grouped`.
     pub checks: Vec<Check>,
     pub cgroup: String,
+    pub cgroup_id: u64,
     pub left_behind: usize,
+    /// Containers seen, with what their engines said.
+    pub discovery: Discovery,
+}
+
+impl Trial {
+    /// The checks split into the command's, each container's, and the rest.
+    pub fn grouped(&self) -> Grouped {
+        group(self.checks.clone(), &self.observations, Some((self.cgroup_id, &self.cgroup)), &self.discovery)
+    }
+
+    /// The checks of what is being restricted: the containers' when the command started some,
+    /// else the command's own.
+    pub fn workload_checks(&self) -> Vec<Check> {
+        let g = self.grouped();
+        if g.containers.is_empty() {
+            g.command.checks
+        } else {
+            g.containers.into_iter().flat_map(|(_, _, share)| share.checks).collect()
+        }
+    }
 }
 
 const PROBE_RUNNING: u8 = 0;
@@ -56,12 +96,21 @@ impl Tracer {
     pub fn trial(&mut self, spec: &TrialSpec) -> Result<Trial> {
         let cgroup = RecordCgroup::create()?;
         self.watch_cgroup(cgroup.id)?;
-        let result = self.run_in(&cgroup, spec);
+        if spec.containers {
+            self.watch_containers()?;
+        }
+        let discovery = RefCell::new(Discovery::default());
+        let result = self.run_in(&cgroup, spec, &discovery);
         self.unwatch_cgroup(cgroup.id)?;
         let (exit, probe) = result?;
         let left_behind = cgroup.remaining().len();
         cgroup.kill_all();
         let observations = self.observations()?;
+        let mut discovery = discovery.into_inner();
+        for path in self.take_new_cgroups() {
+            discovery.observe(&path);
+        }
+        discovery.refresh();
         let checks = self.symbolize(&observations);
         self.reset()?;
         let (success, failure) = match (&spec.probe, probe) {
@@ -70,10 +119,10 @@ impl Tracer {
             (Some(_), Some(PROBE_PASSED)) => (true, None),
             (Some(p), _) => (false, Some(format!("check `{}` did not pass (workload exit status {})", p.check, exit.status))),
         };
-        Ok(Trial { exit, success, failure, observations, checks, cgroup: cgroup.relative.clone(), left_behind })
+        Ok(Trial { exit, success, failure, observations, checks, cgroup: cgroup.relative.clone(), cgroup_id: cgroup.id, left_behind, discovery })
     }
 
-    fn run_in(&mut self, cgroup: &RecordCgroup, spec: &TrialSpec) -> Result<(Exit, Option<u8>)> {
+    fn run_in(&mut self, cgroup: &RecordCgroup, spec: &TrialSpec, discovery: &RefCell<Discovery>) -> Result<(Exit, Option<u8>)> {
         let mut workload = Workload::spawn(&spec.argv, cgroup, spec.restrict)?;
         let state = Arc::new(AtomicU8::new(PROBE_RUNNING));
         if let Some(probe) = spec.probe.clone() {
@@ -81,7 +130,25 @@ impl Tracer {
             std::thread::spawn(move || state.store(run_probe(&probe), Ordering::SeqCst));
         }
         let has_probe = spec.probe.is_some();
-        let exit = self.supervise(&mut workload, || has_probe && state.load(Ordering::SeqCst) != PROBE_RUNNING)?;
+        // Containers are asked about as they appear (a `--rm` container is gone by the end),
+        // and their filesystem changes every second while they run.
+        let mut last_refresh = Instant::now();
+        let exit = self.supervise(
+            &mut workload,
+            |new_cgroups| {
+                let mut d = discovery.borrow_mut();
+                for path in new_cgroups {
+                    d.observe(&path);
+                }
+            },
+            || {
+                if spec.containers && last_refresh.elapsed() >= Duration::from_secs(1) {
+                    discovery.borrow_mut().refresh();
+                    last_refresh = Instant::now();
+                }
+                has_probe && state.load(Ordering::SeqCst) != PROBE_RUNNING
+            },
+        )?;
         Ok((exit, has_probe.then(|| state.load(Ordering::SeqCst))))
     }
 }

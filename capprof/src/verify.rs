@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use crate::attribution::Check;
-use crate::backend::MapSizes;
 use crate::capability::{CapSet, Capability};
 use crate::classify::{classify, Classification};
 use crate::error::Result;
@@ -12,7 +11,7 @@ use crate::format::Format;
 use crate::output;
 use crate::pipeline::Tracer;
 use crate::profile::{Evidence, Profile, Verification};
-use crate::record::{profile_of, report_trial_end};
+use crate::record::{profile_of, report_trial_end, RecordOptions};
 use crate::trial::{Probe, Trial, TrialSpec};
 
 /// Validated options of `verify`.
@@ -24,20 +23,20 @@ pub struct VerifyConfig {
     pub runs: u32,
     pub format: Format,
     pub output: Option<PathBuf>,
-    pub sizes: MapSizes,
+    pub options: RecordOptions,
 }
 
 /// Exit code of `verify` when the workload fails under the set.
 pub const FAILED: i32 = 1;
 
 pub fn run(cfg: &VerifyConfig) -> Result<i32> {
-    let mut tracer = Tracer::start(cfg.sizes)?;
-    let spec = TrialSpec { argv: cfg.argv.clone(), restrict: Some(cfg.caps), probe: cfg.probe.clone() };
+    let mut tracer = Tracer::start(cfg.options.sizes)?;
+    let spec = TrialSpec::under(&cfg.argv, Some(cfg.caps), cfg.probe.clone(), cfg.options.containers);
     let (trial, runs) = repeat(&mut tracer, &spec, cfg.runs)?;
-    let mut profile = profile_of(&tracer, &cfg.argv, &trial);
+    let mut profile = profile_of(&tracer, &spec.argv, &trial, &cfg.options);
     drop(tracer);
     report_trial_end(&trial);
-    let evidence = refused(&trial.checks)
+    let evidence = refused(&trial.workload_checks())
         .into_iter()
         .map(|(cap, denied)| Evidence { capability: cap, kept: cfg.caps.contains(cap), trial: "under the given set".into(), outcome: outcome(&trial), denied })
         .collect();
@@ -80,9 +79,10 @@ pub fn refused(checks: &[Check]) -> Vec<(Capability, Vec<String>)> {
     out
 }
 
-/// Records the verification in the profile's only workload.
+/// Records the verification in the profile's main workload (the container, if any).
 pub fn attach(profile: &mut Profile, set: CapSet, trial: &Trial, runs: u32, evidence: Vec<crate::profile::Evidence>) {
-    if let Some(w) = profile.workloads.first_mut() {
+    let main = profile.workloads.iter().position(|w| w.kind == crate::profile::WorkloadKind::Container).unwrap_or(0);
+    if let Some(w) = profile.workloads.get_mut(main) {
         let mut caps: Vec<Capability> = set.iter().collect();
         caps.sort_by_key(|c| c.name());
         w.verification = Some(Verification { capabilities: caps, passed: trial.success, failure: trial.failure.clone(), runs, evidence });

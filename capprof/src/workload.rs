@@ -32,7 +32,16 @@ pub struct Exit {
 static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
 const SI_KERNEL: i32 = 0x80;
 
+/// Set by any forwarded-or-not signal: `attach` stops on a terminal's Ctrl-C too.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether capprof received SIGINT, SIGTERM or SIGHUP.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
 extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
     // A terminal's Ctrl-C (SI_KERNEL) already reached the workload, which shares our process
     // group: forwarding it again would deliver it twice.
     let from_terminal = !info.is_null() && unsafe { (*info).si_code } == SI_KERNEL;
@@ -44,8 +53,10 @@ extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
 }
 
 /// From now on SIGINT, SIGTERM and SIGHUP go to the workload instead of ending capprof: the
-/// handler only notes them; the wait loop sends them to every process of the workload.
-fn install_forwarding() -> Result<OwnedFd> {
+/// handler only notes them (one byte each, the signal number, on the returned pipe); the wait
+/// loop sends them to every process of the workload. A terminal's Ctrl-C is not written (the
+/// workload got it already) but still sets [`interrupted`].
+pub fn install_forwarding() -> Result<OwnedFd> {
     let mut fds = [0; 2];
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
         return Err(Error::io("creating the signal pipe", std::io::Error::last_os_error()));

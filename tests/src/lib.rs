@@ -111,3 +111,68 @@ fn unique() -> String {
 pub fn capprof_cmd(args: &[&str]) -> Output {
     Command::new(capprof()).args(args).output().expect("running capprof")
 }
+
+/// The test image: a static busybox rootfs imported into the engine (no registry here).
+/// Built once per test process; fails (never skips) when the engine is not running.
+pub fn busybox_image(engine: &str) -> String {
+    use std::sync::Mutex;
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap();
+    let tag = if engine == "podman" { "localhost/capprof-test:busybox" } else { "capprof-test:busybox" };
+    if built.iter().any(|e| e == engine) {
+        return tag.into();
+    }
+    let info = Command::new(engine).arg("info").output().unwrap_or_else(|e| panic!("{engine} not installed ({e}): run cargo xtask test"));
+    assert!(info.status.success(), "{engine} is not running (cargo xtask test starts dockerd): {}", String::from_utf8_lossy(&info.stderr));
+    let root = scratch(&format!("rootfs-{engine}"));
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("tmp")).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(root.join("www")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static (/bin/busybox)");
+    let applets = Command::new("/bin/busybox").arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&applets.stdout).lines().filter(|a| *a != "busybox") {
+        let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
+    }
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n").unwrap();
+    std::fs::write(root.join("www/index.html"), "hello\n").unwrap();
+    let tar = root.with_extension("tar");
+    assert!(Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").status().unwrap().success());
+    let import = Command::new(engine).arg("import").arg(&tar).arg(tag).output().unwrap();
+    assert!(import.status.success(), "{engine} import: {}", String::from_utf8_lossy(&import.stderr));
+    built.push(engine.into());
+    tag.into()
+}
+
+/// Runs `capprof ARGS` writing JSON to a file; returns (status, profile, stderr).
+pub fn capprof_json(args: &[&str], argv: &[&str]) -> (i32, Value, String) {
+    let file = scratch("json").join(format!("{}.json", unique()));
+    let out = Command::new(capprof())
+        .args(args)
+        .args(["-f", "json", "-o"])
+        .arg(&file)
+        .arg("--")
+        .args(argv)
+        .output()
+        .expect("running capprof");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let profile = std::fs::read_to_string(&file).map(|t| serde_json::from_str(&t).expect("json")).unwrap_or(Value::Null);
+    (out.status.code().unwrap_or(-1), profile, stderr)
+}
+
+/// The profile's container workloads.
+pub fn containers(profile: &Value) -> Vec<&Value> {
+    profile["workloads"].as_array().map(|a| a.iter().filter(|w| w["kind"] == "container").collect()).unwrap_or_default()
+}
+
+/// A workload's minimal set.
+pub fn added(workload: &Value) -> Vec<String> {
+    workload["capabilities"]["add"].as_array().expect("add").iter().map(|v| v.as_str().unwrap().to_string()).collect()
+}
+
+/// Container recordings attribute every container started on the host while they run: tests
+/// that start containers take this lock so they don't see each other's.
+pub fn container_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -5,6 +5,7 @@
 //! fresh machine by itself.
 
 mod bench;
+mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,6 +38,18 @@ enum Cmd {
         #[arg(long, default_value_t = 200_000)]
         iterations: u64,
     },
+    /// Set up the QEMU VM (scripts/vm-setup.sh) and run a shell script as root on Linux 6.1.
+    Vm {
+        /// A host binary to copy into the VM's /bin, with its shared libraries (repeatable).
+        #[arg(long = "bin")]
+        bins: Vec<PathBuf>,
+        /// Seconds before the VM is killed.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// The script, run with /bin/sh (words are joined with spaces).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        script: Vec<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -62,6 +75,9 @@ fn main() -> Result<()> {
             setup()?;
             cargo(&["build", "--release", "-p", "capprof", "-p", "capprof-tests"])?;
             bench::run(&root().join("target/release"), iterations)
+        }
+        Cmd::Vm { bins, timeout, script } => {
+            vm::cli(&bins, &script.join(" "), std::time::Duration::from_secs(timeout))
         }
     }
 }

@@ -7,7 +7,7 @@ mod tracepoint;
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya::Ebpf;
-use capprof_common::{counter, CheckKey, Config};
+use capprof_common::{counter, CheckKey, Config, NetUseKey, TaskOrigin};
 use serde::Serialize;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -127,6 +127,11 @@ impl Backend {
         for key in keys {
             let _ = map.remove(&key);
         }
+        let mut uses: HashMap<&mut MapData, NetUseKey, u64> = HashMap::try_from(self.map_mut("NET_USES")?).map_err(internal)?;
+        let keys: Vec<NetUseKey> = uses.keys().filter_map(|k| k.ok()).collect();
+        for key in keys {
+            let _ = uses.remove(&key);
+        }
         let mut counters: PerCpuArray<&mut MapData, u64> = PerCpuArray::try_from(self.map_mut("COUNTERS")?).map_err(internal)?;
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| internal(e))?;
         for i in 0..counter::COUNT {
@@ -136,17 +141,31 @@ impl Backend {
         Ok(())
     }
 
+    /// Watches the system calls behind network operations that need a capability on some
+    /// runtimes only (low ports, ping sockets).
+    pub fn attach_network_hooks(&mut self) -> Result<()> {
+        tracepoint::attach_network_hooks(&mut self.ebpf)
+    }
+
+    /// Network uses seen: (key, count).
+    pub fn net_uses(&mut self) -> Result<Vec<(NetUseKey, u64)>> {
+        let Some(map) = self.ebpf.map_mut("NET_USES") else { return Ok(vec![]) };
+        let map: HashMap<&mut MapData, NetUseKey, u64> = HashMap::try_from(map).map_err(internal)?;
+        Ok(map.iter().filter_map(|e| e.ok()).collect())
+    }
+
     /// Counts checks from every cgroup (daemon mode).
     pub fn watch_all(&mut self) -> Result<()> {
         self.config.watch_all = 1;
         self.push_config()
     }
 
-    /// Marks already-running threads as workload (for attaching to running workloads).
-    pub fn mark_workload_tasks(&mut self, tids: &[u32]) -> Result<()> {
-        let mut tasks: HashMap<&mut MapData, u32, u8> = HashMap::try_from(self.map_mut("WORKLOAD_TASKS")?).map_err(internal)?;
+    /// Marks already-running threads as workload of the cgroup `origin` (for attaching to
+    /// running workloads).
+    pub fn mark_workload_tasks(&mut self, tids: &[u32], origin: TaskOrigin) -> Result<()> {
+        let mut tasks: HashMap<&mut MapData, u32, TaskOrigin> = HashMap::try_from(self.map_mut("WORKLOAD_TASKS")?).map_err(internal)?;
         for tid in tids {
-            tasks.insert(*tid, 1, 0).map_err(internal)?;
+            tasks.insert(*tid, origin, 0).map_err(internal)?;
         }
         Ok(())
     }

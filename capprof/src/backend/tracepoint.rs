@@ -3,7 +3,7 @@
 //! the arguments arrive without a perf record being built, and detaching needs no RCU grace
 //! period (a perf tracepoint's last detach waits for one, ~80 ms each here).
 
-use aya::programs::RawTracePoint;
+use aya::programs::{RawTracePoint, TracePoint};
 use aya::{include_bytes_aligned, EbpfLoader};
 use capprof_common::Config;
 
@@ -127,4 +127,26 @@ fn load_error(what: &str, e: impl std::error::Error) -> Error {
 
 pub fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+}
+
+/// Attaches the network-use hooks (syscalls:sys_enter_bind/socket), for portable container
+/// profiles. Perf tracepoints: these events have no raw tracepoint of their own.
+pub(super) fn attach_network_hooks(ebpf: &mut aya::Ebpf) -> Result<()> {
+    let tracefs = tracefs::ensure_mounted()?;
+    for (prog, name, args) in [("sys_enter_bind", "sys_enter_bind", ["fd", "umyaddr"]), ("sys_enter_socket", "sys_enter_socket", ["family", "type"])] {
+        let format = tracefs::event_format(&tracefs, "syscalls", name)
+            .ok_or_else(|| Error::new(ErrorKind::UnsupportedKernel, format!("syscalls:{name} tracepoint missing (CONFIG_FTRACE_SYSCALLS)")))?;
+        // The program reads arguments at 16 and 24: check the kernel agrees.
+        if tracefs::field(&format, args[0]).map(|f| f.0) != Some(16) || tracefs::field(&format, args[1]).map(|f| f.0) != Some(24) {
+            return Err(Error::new(ErrorKind::UnsupportedKernel, format!("syscalls:{name} has an unexpected layout")));
+        }
+        let p: &mut TracePoint = ebpf
+            .program_mut(prog)
+            .ok_or_else(|| Error::new(ErrorKind::Internal, format!("program {prog} missing")))?
+            .try_into()
+            .map_err(|e| load_error(prog, e))?;
+        p.load().map_err(|e| load_error(&format!("loading {prog}"), e))?;
+        p.attach("syscalls", name).map_err(|e| load_error(&format!("attaching to syscalls:{name}"), e))?;
+    }
+    Ok(())
 }

@@ -36,7 +36,23 @@ fn workload(out: &mut String, p: &Profile, w: &WorkloadProfile) {
         Some(s) => format!("exit {s}"),
         None => "still running".into(),
     };
-    let _ = writeln!(out, "capprof: {} ({status}, {:.1} s, kernel {})", w.name, p.duration_ms as f64 / 1000.0, p.kernel);
+    match &w.container {
+        Some(c) => {
+            let _ = writeln!(
+                out,
+                "capprof: container {} ({} {}, image {}, network {}{})",
+                w.name,
+                c.engine,
+                &c.id[..c.id.len().min(12)],
+                if c.image.is_empty() { "?" } else { &c.image },
+                if c.network_mode.is_empty() { "?" } else { &c.network_mode },
+                if c.source == "cgroup" { "; the engine could not be asked, known from its cgroup only" } else { "" }
+            );
+        }
+        None => {
+            let _ = writeln!(out, "capprof: {} ({status}, {:.1} s, kernel {})", w.name, p.duration_ms as f64 / 1000.0, p.kernel);
+        }
+    }
 
     let used: Vec<&CheckSummary> = w.checks.iter().filter(|c| c.classification == Classification::Needed).collect();
     if used.is_empty() {
@@ -55,15 +71,13 @@ fn workload(out: &mut String, p: &Profile, w: &WorkloadProfile) {
             section(out, &rows, true);
         }
     }
-    let noise: Vec<&CheckSummary> = w
-        .checks
-        .iter()
-        .filter(|c| matches!(c.classification, Classification::Probed | Classification::Borrowed | Classification::Runtime))
-        .collect();
+    let noise: Vec<&CheckSummary> =
+        w.checks.iter().filter(|c| matches!(c.classification, Classification::Probed | Classification::Borrowed)).collect();
     if !noise.is_empty() {
-        let _ = writeln!(out, "\nnot needed (kernel probes, borrowed credentials, runtime set-up):");
+        let _ = writeln!(out, "\nnot needed (kernel probes, borrowed credentials):");
         section(out, &noise, false);
     }
+    runtime_summary(out, w);
 
     if let Some(v) = &w.verification {
         let verdict = if v.passed { "PASS" } else { "FAIL" };
@@ -94,17 +108,20 @@ fn workload(out: &mut String, p: &Profile, w: &WorkloadProfile) {
             let _ = writeln!(out, "    {line}");
         }
     }
-    let dropped: Vec<&str> = crate::capability::DOCKER_DEFAULT
-        .iter()
-        .filter(|c| !w.capabilities.add.contains(c))
-        .map(|c| c.name())
-        .collect();
-    let _ = writeln!(
-        out,
-        "  against Docker's default 14: drops {} ({})",
-        dropped.len(),
-        if dropped.is_empty() { "nothing".into() } else { dropped.join(", ") }
-    );
+    granted_vs_used(out, w);
+    for p in &w.portability {
+        let verb = if w.portable { "included" } else { "not included, --portable adds it" };
+        let _ = writeln!(out, "  portability: {} on other runtimes ({verb}): {}: {}", p.capability, p.operation, p.note);
+    }
+    for a in &w.hardening {
+        let mark = if a.recommended { "yes" } else { "no " };
+        let _ = writeln!(out, "  hardening [{mark}] {}: {}", a.option, a.reason);
+    }
+    if let Some(c) = &w.container {
+        if c.privileged {
+            let _ = writeln!(out, "  note: the container ran --privileged: every capability was granted, and --privileged must go too");
+        }
+    }
     if !w.would_need.is_empty() {
         let _ = writeln!(out, "  note: refused during the run: {} (not in the set; add them if the run failed because of it)", names(&w.would_need));
     }
@@ -112,6 +129,49 @@ fn workload(out: &mut String, p: &Profile, w: &WorkloadProfile) {
         let _ = writeln!(out, "  note: not in the set, checked with a fallback: {}", names(&w.optional));
     }
     let _ = writeln!(out);
+}
+
+/// Runtime set-up in one line: it is never the workload's, and can be long (runc's).
+fn runtime_summary(out: &mut String, w: &WorkloadProfile) {
+    let mut per_cap: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    let mut programs: Vec<&str> = Vec::new();
+    for c in w.checks.iter().filter(|c| c.classification == Classification::Runtime) {
+        *per_cap.entry(c.capability.as_str()).or_default() += c.count;
+        for p in &c.programs {
+            if !programs.contains(&p.comm.as_str()) {
+                programs.push(&p.comm);
+            }
+        }
+    }
+    if per_cap.is_empty() {
+        return;
+    }
+    let total: u64 = per_cap.values().sum();
+    let caps: Vec<String> = per_cap.iter().map(|(c, n)| format!("{c} {n}")).collect();
+    programs.sort_unstable();
+    let _ = writeln!(out, "\nruntime set-up before the workload's exec (not counted): {total} checks: {}", caps.join(", "));
+    let _ = writeln!(out, "      by {}", programs.join(", "));
+}
+
+/// "granted 14, used 1: drop CHOWN, ..." with the notorious ones called out.
+fn granted_vs_used(out: &mut String, w: &WorkloadProfile) {
+    let (granted, what): (Vec<Capability>, &str) = match &w.granted {
+        Some(g) if w.container.is_some() => (g.clone(), "granted"),
+        _ => (crate::capability::DOCKER_DEFAULT.to_vec(), "against Docker's default"),
+    };
+    let drop: Vec<Capability> = granted.iter().copied().filter(|c| !w.capabilities.add.contains(c)).collect();
+    let names: Vec<&str> = drop.iter().map(|c| c.name()).collect();
+    let _ = writeln!(
+        out,
+        "  {what} {}, used {}: drop {}",
+        granted.len(),
+        w.capabilities.add.len(),
+        if names.is_empty() { "nothing".into() } else { names.join(", ") }
+    );
+    let notorious: Vec<&str> = drop.iter().filter(|c| c.is_notorious()).map(|c| c.name()).collect();
+    if !notorious.is_empty() {
+        let _ = writeln!(out, "  dropping {} removes the most abused ones ({})", notorious.join(" and "), drop.iter().filter(|c| c.is_notorious()).map(|c| c.risk()).collect::<Vec<_>>().join("; "));
+    }
 }
 
 fn section(out: &mut String, rows: &[&CheckSummary], risk: bool) {

@@ -2,8 +2,9 @@
 
 use serde::Serialize;
 
+use super::dns_label;
 use crate::error::{Error, ErrorKind, Result};
-use crate::profile::WorkloadProfile;
+use crate::profile::{Profile, WorkloadProfile};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -25,18 +26,69 @@ struct Capabilities {
     add: Vec<String>,
 }
 
-/// `securityContext:` with `capabilities: {drop: [ALL], add: [...]}`, and
-/// `allowPrivilegeEscalation: false` when nothing seen needs privilege escalation.
-pub fn security_context(w: &WorkloadProfile) -> Result<String> {
-    let snippet = Snippet {
-        security_context: SecurityContext {
-            allow_privilege_escalation: w.no_new_privileges_safe.then_some(false),
-            capabilities: Capabilities {
-                drop: w.capabilities.drop.clone(),
-                add: w.capabilities.add.iter().map(|c| c.name().to_string()).collect(),
+fn context(w: &WorkloadProfile) -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: w.no_new_privileges_safe.then_some(false),
+        capabilities: Capabilities {
+            drop: w.capabilities.drop.clone(),
+            add: w.capabilities.add.iter().map(|c| c.name().to_string()).collect(),
+        },
+    }
+}
+
+#[derive(Serialize)]
+struct Patch {
+    spec: PatchSpec,
+}
+
+#[derive(Serialize)]
+struct PatchSpec {
+    template: Template,
+}
+
+#[derive(Serialize)]
+struct Template {
+    spec: PodSpec,
+}
+
+#[derive(Serialize)]
+struct PodSpec {
+    containers: Vec<PatchContainer>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PatchContainer {
+    name: String,
+    security_context: SecurityContext,
+}
+
+/// The Kubernetes name of a workload's container: its pod's container name label, else its
+/// own name.
+pub fn container_name(w: &WorkloadProfile) -> String {
+    w.container.as_ref().and_then(|c| c.labels.get("io.kubernetes.container.name").cloned()).unwrap_or_else(|| dns_label(&w.name))
+}
+
+/// A strategic merge patch for a Deployment (StatefulSet, DaemonSet alike): containers are
+/// merged by name, so only their securityContext changes.
+pub fn deployment_patch(p: &Profile) -> Result<String> {
+    let patch = Patch {
+        spec: PatchSpec {
+            template: Template {
+                spec: PodSpec {
+                    containers: p.workloads.iter().map(|w| PatchContainer { name: container_name(w), security_context: context(w) }).collect(),
+                },
             },
         },
     };
+    let yaml = serde_norway::to_string(&patch).map_err(|e| Error::new(ErrorKind::Internal, format!("rendering YAML: {e}")))?;
+    Ok(format!("# kubectl patch deployment NAME --patch-file this.yaml   (containers merged by name)\n{yaml}"))
+}
+
+/// `securityContext:` with `capabilities: {drop: [ALL], add: [...]}`, and
+/// `allowPrivilegeEscalation: false` when nothing seen needs privilege escalation.
+pub fn security_context(w: &WorkloadProfile) -> Result<String> {
+    let snippet = Snippet { security_context: context(w) };
     let yaml = serde_norway::to_string(&snippet).map_err(|e| Error::new(ErrorKind::Internal, format!("rendering YAML: {e}")))?;
-    Ok(format!("# capprof: {}\n{yaml}", w.name))
+    Ok(format!("# capprof: {} (container {})\n{yaml}", w.name, container_name(w)))
 }

@@ -1,13 +1,15 @@
 //! Output formats, each rendered from a [`Profile`] and nothing else.
 
+mod compose;
 mod docker;
 mod human;
 mod k8s;
 
+use crate::capability::CapSet;
 use crate::error::{Error, ErrorKind, Result};
-use crate::profile::Profile;
+use crate::profile::{Profile, WorkloadKind};
 
-pub use docker::docker_flags;
+pub use docker::{docker_flags, rewrite_run, run_image};
 pub use k8s::security_context;
 
 /// What `--format` accepts.
@@ -15,10 +17,16 @@ pub use k8s::security_context;
 pub enum Format {
     /// The report for people (default).
     Human,
-    /// One line: `--cap-drop=ALL --cap-add=...`.
+    /// One line per workload: `--cap-drop=ALL --cap-add=...`.
     Docker,
-    /// A container `securityContext` YAML snippet.
+    /// The recorded `docker run`/`podman run` command rewritten with the minimal set.
+    DockerRun,
+    /// A docker compose `services:` snippet with cap_drop/cap_add per container.
+    Compose,
+    /// A container `securityContext` YAML snippet per workload.
     K8s,
+    /// A Deployment patch for `kubectl patch --patch-file`, naming each container.
+    K8sPatch,
     /// The whole profile, machine-readable.
     Json,
 }
@@ -28,12 +36,46 @@ pub fn render(profile: &Profile, format: Format) -> Result<String> {
     Ok(match format {
         Format::Human => human::report(profile),
         Format::Docker => profile.workloads.iter().map(|w| docker_flags(w) + "\n").collect(),
+        Format::DockerRun => {
+            // The container the command started carries the set; a plain command its own.
+            let w = profile
+                .workloads
+                .iter()
+                .find(|w| w.kind == WorkloadKind::Container)
+                .or(profile.workloads.first())
+                .ok_or_else(|| Error::new(ErrorKind::Internal, "profile has no workload"))?;
+            let set: CapSet = w.capabilities.add.iter().copied().collect();
+            let argv = rewrite_run(&profile.command, set).ok_or_else(|| {
+                Error::new(ErrorKind::Usage, "--format docker-run needs CMD to be a `docker run` or `podman run` command (use --format docker for the flags)")
+            })?;
+            docker::shell_line(&argv) + "\n"
+        }
+        Format::Compose => compose::services(profile)?,
         Format::K8s => {
             let docs: Vec<String> = profile.workloads.iter().map(security_context).collect::<Result<_>>()?;
             docs.join("---\n")
         }
+        Format::K8sPatch => k8s::deployment_patch(profile)?,
         Format::Json => {
             serde_json::to_string_pretty(profile).map_err(|e| Error::new(ErrorKind::Internal, format!("rendering JSON: {e}")))? + "\n"
         }
     })
+}
+
+/// A name usable as a Kubernetes container or compose service name (DNS-1123 label).
+pub fn dns_label(name: &str) -> String {
+    let mut out: String = name
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect::<String>()
+        .trim_matches('-')
+        .to_string();
+    out.truncate(63);
+    let out = out.trim_end_matches('-').to_string();
+    if out.is_empty() {
+        "app".into()
+    } else {
+        out
+    }
 }

@@ -1,6 +1,11 @@
 //! Attribution: turns raw observations into named checks: which program (comm, executable),
 //! which cgroup, which kernel function asked and by which path, and whether the task was the
-//! workload or the runtime setting it up.
+//! workload or the runtime setting it up; then which workload (the command, or a container)
+//! each check belongs to.
+
+pub mod container;
+mod engine;
+pub mod workloads;
 
 use capprof_common::{CheckKey, FLAG_BORROWED, FLAG_DENIED, FLAG_SETUP};
 
@@ -28,6 +33,8 @@ pub struct Check {
     pub path: Vec<String>,
     /// System call the first sighting was made in, if any.
     pub syscall: Option<String>,
+    /// Effective capabilities of the first sighting's process (what it was granted).
+    pub cap_eff: Option<u64>,
 }
 
 /// Programs whose own set-up runs inside the workload's cgroup and never counts as workload.
@@ -90,6 +97,7 @@ pub fn symbolize(obs: &Observation, symbols: &Symbols) -> Check {
         site,
         path: inner,
         syscall,
+        cap_eff: obs.sighting.as_ref().and_then(|s| s.cap_eff),
     }
 }
 
@@ -173,6 +181,7 @@ mod tests {
                 .map(String::from)
                 .to_vec(),
             syscall: Some("fchownat".into()),
+            cap_eff: None,
         };
         assert_eq!(c.path_summary(), "fchownat -> setattr_prepare (capable_wrt_inode_uidgid)");
         assert!(c.via("notify_change"));

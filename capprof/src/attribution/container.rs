@@ -1,0 +1,149 @@
+//! Containers: which cgroup paths are containers (Docker cgroupfs and systemd drivers,
+//! containerd/CRI, CRI-O, podman), and what their engine says about them (name, image, user,
+//! labels, network mode, root filesystem changes), asked while they still exist.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::engine;
+
+/// A container named by its cgroup path.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ContainerRef {
+    /// `docker`, `podman`, `containerd` or `cri-o`.
+    pub engine: String,
+    pub id: String,
+    /// The container's cgroup (its processes may sit in sub-cgroups of it).
+    pub cgroup: String,
+}
+
+/// What is known about a container.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ContainerInfo {
+    pub engine: String,
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    /// `Config.User`; empty means the image's default (root unless the image says otherwise).
+    pub user: String,
+    pub network_mode: String,
+    pub privileged: bool,
+    pub read_only_rootfs: bool,
+    /// Labels capprof uses: Compose project/service, Kubernetes namespace/pod/container.
+    pub labels: HashMap<String, String>,
+    /// Paths changed in the container's writable layer, when the engine could still say.
+    pub changed_paths: Option<Vec<String>>,
+    /// Where this came from: `engine` (inspect worked) or `cgroup` (path only).
+    pub source: String,
+}
+
+fn is_hex_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Recognizes a container's cgroup path (cgroup v2, relative to the mount).
+pub fn identify(path: &str) -> Option<ContainerRef> {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    for (i, part) in parts.iter().enumerate() {
+        let cgroup = format!("/{}", parts[..=i].join("/"));
+        let scoped = |prefix: &str| -> Option<String> {
+            let id = part.strip_prefix(prefix)?;
+            let id = id.strip_suffix(".scope").unwrap_or(id);
+            is_hex_id(id).then(|| id.to_string())
+        };
+        let found = if let Some(id) = scoped("docker-") {
+            Some(("docker", id))
+        } else if let Some(id) = scoped("libpod-") {
+            Some(("podman", id))
+        } else if let Some(id) = scoped("cri-containerd-") {
+            Some(("containerd", id))
+        } else if let Some(id) = scoped("crio-") {
+            Some(("cri-o", id))
+        } else if is_hex_id(part) && i > 0 {
+            match parts[i - 1] {
+                "docker" => Some(("docker", part.to_string())),
+                p if p.starts_with("pod") || parts[0].starts_with("kubepods") => Some(("containerd", part.to_string())),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        if let Some((engine, id)) = found {
+            return Some(ContainerRef { engine: engine.into(), id, cgroup });
+        }
+    }
+    None
+}
+
+/// Docker's view of a container by name or id (for `record --container`).
+pub fn docker_inspect(name: &str) -> Option<serde_json::Value> {
+    engine::docker_get(&format!("/containers/{name}/json"))
+}
+
+/// Asks engines about containers as their cgroups appear.
+#[derive(Default)]
+pub struct Discovery {
+    pub containers: HashMap<String, (ContainerRef, ContainerInfo)>,
+}
+
+impl Discovery {
+    /// Notes a cgroup path; the first time a container shows up its engine is asked about it.
+    pub fn observe(&mut self, path: &str) {
+        let Some(r) = identify(path) else { return };
+        if self.containers.contains_key(&r.id) {
+            return;
+        }
+        let info = engine::inspect(&r).unwrap_or_else(|| ContainerInfo {
+            engine: r.engine.clone(),
+            id: r.id.clone(),
+            name: r.id[..12].to_string(),
+            source: "cgroup".into(),
+            ..ContainerInfo::default()
+        });
+        self.containers.insert(r.id.clone(), (r, info));
+    }
+
+    /// Refreshes what the engine knows that changes while containers run (filesystem changes).
+    pub fn refresh(&mut self) {
+        for (r, info) in self.containers.values_mut() {
+            if let Some(changes) = engine::changes(r) {
+                info.changed_paths = Some(changes);
+            }
+        }
+    }
+
+    /// The container a cgroup path belongs to.
+    pub fn container_of(&self, path: &str) -> Option<&(ContainerRef, ContainerInfo)> {
+        identify(path).and_then(|r| self.containers.get(&r.id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "dbf408ddadd22bdb594b40710c0f1d97da79162ae4defea0adcbee4f332c7a96";
+
+    #[test]
+    fn engines_by_cgroup_path() {
+        let cases = [
+            (format!("/docker/{ID}"), "docker"),
+            (format!("/system.slice/docker-{ID}.scope"), "docker"),
+            (format!("/libpod_parent/libpod-{ID}"), "podman"),
+            (format!("/machine.slice/libpod-{ID}.scope/container"), "podman"),
+            (format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1234.slice/cri-containerd-{ID}.scope"), "containerd"),
+            (format!("/kubepods/besteffort/pod0c5c/{ID}"), "containerd"),
+            (format!("/kubepods.slice/kubepods-pod99.slice/crio-{ID}.scope"), "cri-o"),
+        ];
+        for (path, engine) in cases {
+            let r = identify(&path).unwrap_or_else(|| panic!("{path}"));
+            assert_eq!(r.engine, engine, "{path}");
+            assert_eq!(r.id, ID);
+        }
+        assert_eq!(identify(&format!("/docker/{ID}/sub")).unwrap().cgroup, format!("/docker/{ID}"));
+        assert!(identify("/capprof/record-1-2").is_none());
+        assert!(identify("/system.slice/ssh.service").is_none());
+        assert!(identify("/libpod_parent/conmon").is_none());
+    }
+}

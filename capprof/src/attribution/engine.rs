@@ -1,0 +1,124 @@
+//! Container engines' own view of a container: Docker's API on its unix socket (no client
+//! library needed for two GET requests), podman's CLI.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::container::{ContainerInfo, ContainerRef};
+
+/// Labels worth keeping: they name workloads across restarts and replicas.
+const LABELS: [&str; 6] = [
+    "com.docker.compose.project",
+    "com.docker.compose.service",
+    "io.kubernetes.pod.namespace",
+    "io.kubernetes.pod.name",
+    "io.kubernetes.container.name",
+    "io.kubernetes.pod.uid",
+];
+
+pub fn inspect(r: &ContainerRef) -> Option<ContainerInfo> {
+    let v = match r.engine.as_str() {
+        "docker" => docker_get(&format!("/containers/{}/json", r.id))?,
+        "podman" => podman_inspect(&r.id)?,
+        _ => return None,
+    };
+    Some(parse_inspect(r, &v))
+}
+
+/// Paths changed in the container's writable layer (Docker only).
+pub fn changes(r: &ContainerRef) -> Option<Vec<String>> {
+    if r.engine != "docker" {
+        return None;
+    }
+    let v = docker_get(&format!("/containers/{}/changes", r.id))?;
+    let list = v.as_array().map(|a| a.iter().filter_map(|c| c["Path"].as_str().map(str::to_string)).collect()).unwrap_or_default();
+    Some(list)
+}
+
+fn parse_inspect(r: &ContainerRef, v: &Value) -> ContainerInfo {
+    let s = |p: &[&str]| -> String {
+        let mut cur = v;
+        for k in p {
+            cur = &cur[*k];
+        }
+        cur.as_str().unwrap_or_default().to_string()
+    };
+    let labels = v["Config"]["Labels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| LABELS.contains(&k.as_str()))
+                .filter_map(|(k, val)| val.as_str().map(|val| (k.clone(), val.to_string())))
+                .collect::<HashMap<_, _>>()
+        })
+        .unwrap_or_default();
+    let image = [s(&["Config", "Image"]), s(&["ImageName"])].into_iter().find(|i| !i.is_empty()).unwrap_or_default();
+    ContainerInfo {
+        engine: r.engine.clone(),
+        id: r.id.clone(),
+        name: s(&["Name"]).trim_start_matches('/').to_string(),
+        image,
+        user: s(&["Config", "User"]),
+        network_mode: s(&["HostConfig", "NetworkMode"]),
+        privileged: v["HostConfig"]["Privileged"].as_bool().unwrap_or(false),
+        read_only_rootfs: v["HostConfig"]["ReadonlyRootfs"].as_bool().unwrap_or(false),
+        labels,
+        changed_paths: None,
+        source: "engine".into(),
+    }
+}
+
+fn docker_socket() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
+        .unwrap_or_else(|| "/var/run/docker.sock".into())
+}
+
+/// One GET on Docker's API (HTTP/1.0: the engine closes the connection after the body).
+pub fn docker_get(path: &str) -> Option<Value> {
+    let mut s = UnixStream::connect(docker_socket()).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    s.set_write_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(s, "GET /v1.41{path} HTTP/1.0\r\nHost: docker\r\n\r\n").ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    serde_json::from_str(body).ok()
+}
+
+fn podman_inspect(id: &str) -> Option<Value> {
+    let out = std::process::Command::new("podman").args(["container", "inspect", id]).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    v.as_array().and_then(|a| a.first().cloned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_docker_inspect() {
+        let v: Value = serde_json::from_str(
+            r#"{"Name":"/web","Config":{"Image":"nginx:1","User":"","Labels":{"com.docker.compose.service":"web","other":"x"}},
+               "HostConfig":{"NetworkMode":"host","Privileged":false,"ReadonlyRootfs":true}}"#,
+        )
+        .unwrap();
+        let r = ContainerRef { engine: "docker".into(), id: "ab".repeat(32), cgroup: "/docker/x".into() };
+        let i = parse_inspect(&r, &v);
+        assert_eq!((i.name.as_str(), i.image.as_str(), i.network_mode.as_str()), ("web", "nginx:1", "host"));
+        assert!(i.read_only_rootfs && !i.privileged);
+        assert_eq!(i.labels.len(), 1);
+    }
+}

@@ -1,0 +1,261 @@
+//! `capprof record -- docker run ...` against a real Docker engine (and podman): one profile
+//! per container, runtime noise excluded, portable sets, rewritten commands that work, and
+//! manifests checked by real validators.
+
+use std::process::Command;
+
+use capprof_tests::*;
+use serde_json::Value;
+
+fn docker_run(args: &[&str]) -> Vec<String> {
+    let img = busybox_image("docker");
+    let mut argv = vec!["docker".to_string(), "run".into(), "--rm".into()];
+    argv.extend(args.iter().map(|a| a.replace("IMG", &img)));
+    argv
+}
+
+fn record_docker(args: &[&str]) -> (Value, String) {
+    require_root();
+    let argv = docker_run(args);
+    let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let (status, profile, stderr) = capprof_json(&["record"], &refs);
+    assert_eq!(status, 0, "{stderr}");
+    (profile, stderr)
+}
+
+fn only_container(profile: &Value) -> &Value {
+    let c = containers(profile);
+    assert_eq!(c.len(), 1, "one container: {profile}");
+    c[0]
+}
+
+#[test]
+fn sleeping_container_needs_nothing_and_runtime_noise_is_excluded() {
+    let _serial = container_lock();
+    let (p, _) = record_docker(&["IMG", "sleep", "1"]);
+    let c = only_container(&p);
+    assert_eq!(added(c), Vec::<String>::new(), "{c}");
+    assert_eq!(c["container"]["image"], "capprof-test:busybox");
+    assert_eq!(c["container"]["source"], "engine");
+    assert!(!c["container"]["name"].as_str().unwrap().is_empty());
+    let checks = c["checks"].as_array().unwrap();
+    // runc's own set-up happened in the container's cgroup, and is classified as such.
+    assert!(checks.iter().any(|k| k["classification"] == "runtime" && k["programs"].to_string().contains("runc:[")), "{c}");
+    assert!(checks.iter().all(|k| k["classification"] != "needed"), "{c}");
+    // What it was granted: Docker's default 14.
+    assert_eq!(c["granted"].as_array().unwrap().len(), 14, "{c}");
+}
+
+#[test]
+fn container_that_chowns_needs_chown() {
+    let _serial = container_lock();
+    let (p, _) = record_docker(&["IMG", "sh", "-c", "touch /tmp/f && chown 65534 /tmp/f"]);
+    assert_eq!(added(only_container(&p)), ["CHOWN"]);
+}
+
+#[test]
+fn port_80_on_the_host_network_needs_net_bind_service() {
+    let _serial = container_lock();
+    let (p, _) = record_docker(&["--network", "host", "IMG", "sh", "-c", "nc -l -p 80 & sleep 0.5; kill $!"]);
+    let c = only_container(&p);
+    assert_eq!(added(c), ["NET_BIND_SERVICE"]);
+    assert!(c["portability"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn port_80_in_dockers_network_namespace_needs_nothing_but_is_not_portable() {
+    let _serial = container_lock();
+    let script = "nc -l -p 80 & sleep 0.5; kill $!";
+    let (p, _) = record_docker(&["IMG", "sh", "-c", script]);
+    let c = only_container(&p);
+    assert_eq!(added(c), Vec::<String>::new());
+    let port = &c["portability"][0];
+    assert_eq!(port["capability"], "NET_BIND_SERVICE", "{c}");
+    assert!(port["operation"].as_str().unwrap().contains("80"));
+    // --portable puts it in the set.
+    let argv = docker_run(&["IMG", "sh", "-c", script]);
+    let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let (status, p, _) = capprof_json(&["record", "--portable"], &refs);
+    assert_eq!(status, 0);
+    assert_eq!(added(only_container(&p)), ["NET_BIND_SERVICE"]);
+}
+
+#[test]
+fn two_containers_from_one_command_get_two_profiles() {
+    let _serial = container_lock();
+    require_root();
+    let img = busybox_image("docker");
+    let script = format!(
+        "docker run --rm --name capprof-a {img} sh -c 'touch /tmp/f && chown 65534 /tmp/f' && \
+         docker run --rm --name capprof-b {img} sh -c 'mknod /tmp/null c 1 3'"
+    );
+    let (status, p, stderr) = capprof_json(&["record"], &["sh", "-c", &script]);
+    assert_eq!(status, 0, "{stderr}");
+    let c = containers(&p);
+    assert_eq!(c.len(), 2, "{p}");
+    let by_name = |n: &str| c.iter().find(|w| w["name"] == n).unwrap_or_else(|| panic!("{n} in {p}"));
+    assert_eq!(added(by_name("capprof-a")), ["CHOWN"]);
+    assert_eq!(added(by_name("capprof-b")), ["MKNOD"]);
+}
+
+#[test]
+fn rewritten_docker_run_command_works_and_is_minimal() {
+    let _serial = container_lock();
+    require_root();
+    let argv = docker_run(&["--cap-add", "SYS_ADMIN", "IMG", "sh", "-c", "touch /tmp/f && chown 65534 /tmp/f"]);
+    let file = scratch("docker-run").join("cmd");
+    let out = Command::new(capprof()).args(["record", "-f", "docker-run", "-o", file.to_str().unwrap(), "--"]).args(&argv).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = std::fs::read_to_string(&file).unwrap();
+    assert!(line.starts_with("docker run --cap-drop=ALL --cap-add=CHOWN --rm "), "{line}");
+    assert!(!line.contains("SYS_ADMIN"), "the old --cap-add is gone: {line}");
+    // Pasted into a shell, it works...
+    assert!(Command::new("sh").arg("-c").arg(line.trim()).status().unwrap().success(), "{line}");
+    // ...and without CHOWN it would not.
+    let without = line.replace(" --cap-add=CHOWN", "");
+    assert!(!Command::new("sh").arg("-c").arg(without.trim()).status().unwrap().success(), "{without}");
+}
+
+#[test]
+fn docker_exec_is_the_containers_after_its_exec() {
+    let _serial = container_lock();
+    require_root();
+    let img = busybox_image("docker");
+    let name = format!("capprof-exec-{}", std::process::id());
+    assert!(Command::new("docker").args(["run", "-d", "--rm", "--name", &name, &img, "sleep", "30"]).output().unwrap().status.success());
+    let (status, p, stderr) = capprof_json(&["record"], &["docker", "exec", &name, "chroot", "/", "true"]);
+    let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+    assert_eq!(status, 0, "{stderr}");
+    let c = only_container(&p);
+    assert_eq!(c["name"], name.as_str());
+    assert_eq!(added(c), ["SYS_CHROOT"], "{c}");
+}
+
+#[test]
+fn verify_and_minimize_rewrite_docker_run() {
+    let _serial = container_lock();
+    require_root();
+    let argv = docker_run(&["IMG", "sh", "-c", "touch /tmp/f && chown 65534 /tmp/f"]);
+    let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let (status, _, stderr) = capprof_json(&["verify", "--caps", "chown"], &refs);
+    assert_eq!(status, 0, "{stderr}");
+    let (status, p, _) = capprof_json(&["verify", "--caps", "none"], &refs);
+    assert_eq!(status, 1);
+    let v = &only_container(&p)["verification"];
+    assert!(v["evidence"].to_string().contains("CHOWN via chown"), "the refused check is named: {v}");
+    let (status, p, stderr) = capprof_json(&["minimize"], &refs);
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(added(only_container(&p)), ["CHOWN"], "{stderr}");
+}
+
+#[test]
+fn podman_container_is_profiled() {
+    let _serial = container_lock();
+    require_root();
+    let img = busybox_image("podman");
+    let argv = [
+        "podman", "--cgroup-manager=cgroupfs", "run", "--rm", "--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit",
+        "nproc=1000:1000", &img, "sh", "-c", "touch /tmp/f && chown 65534 /tmp/f",
+    ];
+    let (status, p, stderr) = capprof_json(&["record"], &argv);
+    assert_eq!(status, 0, "{stderr}");
+    let c = only_container(&p);
+    assert_eq!(c["container"]["engine"], "podman");
+    assert_eq!(c["container"]["image"], img.as_str());
+    assert_eq!(added(c), ["CHOWN"]);
+}
+
+/// Kubernetes output validated against the Kubernetes schemas (kubernetes-validate, offline),
+/// compose output by docker-compose itself.
+#[test]
+fn manifests_pass_real_validators() {
+    let _serial = container_lock();
+    require_root();
+    let argv = docker_run(&["--name", "capprof-web", "IMG", "sh", "-c", "touch /tmp/f && chown 65534 /tmp/f"]);
+    let dir = scratch("manifests");
+    let render = |format: &str| -> String {
+        let file = dir.join(format);
+        let out = Command::new(capprof()).args(["record", "-f", format, "-o", file.to_str().unwrap(), "--"]).args(&argv).output().unwrap();
+        assert!(out.status.success(), "{format}: {}", String::from_utf8_lossy(&out.stderr));
+        std::fs::read_to_string(&file).unwrap()
+    };
+    let validate = |name: &str, yaml: &str| {
+        let file = dir.join(name);
+        std::fs::write(&file, yaml).unwrap();
+        let out = Command::new("kubernetes-validate").args(["--strict", "--quiet"]).arg(&file).output().expect("kubernetes-validate (pip)");
+        assert!(out.status.success(), "{name} invalid:\n{yaml}\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    };
+
+    // The securityContext snippet, placed in a Pod.
+    let snippet = render("k8s");
+    assert!(snippet.contains("- CHOWN"), "{snippet}");
+    let indented: String = snippet.lines().filter(|l| !l.starts_with('#')).map(|l| format!("    {l}\n")).collect();
+    let pod = format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: capprof-web\n    image: busybox\n{indented}");
+    validate("pod.yaml", &pod);
+
+    // The patch, merged by container name into a Deployment the way kubectl does.
+    let patch = render("k8s-patch");
+    assert!(patch.contains("name: capprof-web"), "{patch}");
+    let patch_body: String = patch.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n");
+    let patch_json = yaml_to_json(&patch_body);
+    let container = &patch_json["spec"]["template"]["spec"]["containers"][0];
+    let deployment = serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": container["name"], "image": "busybox", "securityContext": container["securityContext"]}]}}}
+    });
+    validate("deployment.json", &deployment.to_string());
+
+    // Compose: docker-compose parses it and keeps the capabilities.
+    let compose = render("compose");
+    let file = dir.join("docker-compose.yml");
+    std::fs::write(&file, format!("version: '3.8'\n{compose}")).unwrap();
+    let out = Command::new("docker-compose").arg("-f").arg(&file).arg("config").output().expect("docker-compose");
+    assert!(out.status.success(), "compose invalid:\n{compose}\n{}", String::from_utf8_lossy(&out.stderr));
+    let normalized = String::from_utf8_lossy(&out.stdout);
+    assert!(normalized.contains("cap_add:") && normalized.contains("- CHOWN") && normalized.contains("- ALL"), "{normalized}");
+}
+
+/// YAML to JSON through Python (PyYAML ships with kubernetes-validate).
+fn yaml_to_json(yaml: &str) -> Value {
+    let out = Command::new("python3")
+        .args(["-c", "import sys, json, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(yaml.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    serde_json::from_slice(&out.stdout).expect("yaml")
+}
+
+#[test]
+fn running_container_recorded_for_a_while() {
+    require_root();
+    let _serial = container_lock();
+    let img = busybox_image("docker");
+    let name = format!("capprof-live-{}", std::process::id());
+    let start = Command::new("docker")
+        .args(["run", "-d", "--rm", "--name", &name, &img, "sh", "-c", "while true; do chroot / true; sleep 0.1; done"])
+        .output()
+        .unwrap();
+    assert!(start.status.success());
+    let file = scratch("live").join("p.json");
+    let out = Command::new(capprof())
+        .args(["record", "--container", &name, "--duration", "1", "-f", "json", "-o", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let p: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let c = only_container(&p);
+    assert_eq!(c["name"], name.as_str());
+    assert_eq!(added(c), ["SYS_CHROOT"], "{c}");
+    // A container that does not exist is a one-line usage error.
+    let out = Command::new(capprof()).args(["record", "--container", "capprof-no-such-container", "--duration", "1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no running container"));
+}

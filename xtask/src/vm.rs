@@ -1,0 +1,314 @@
+//! A QEMU test harness: runs a shell script as root on a second kernel.
+//!
+//! The host kernel has no kprobes and refuses fentry/fexit and LSM programs, so those capprof
+//! backends can only be exercised elsewhere. This module boots Debian's Linux 6.1 kernel (kprobes,
+//! fentry/fexit, BTF, BPF LSM), fetched by `scripts/vm-setup.sh`, under `qemu-system-x86_64` with a
+//! throwaway busybox initramfs built here (cpio newc, in Rust). The initramfs holds the host
+//! binaries the caller asks for, in `/bin`, plus their shared libraries at the paths `ldd` reports.
+//! Its `/init` mounts proc, sysfs, devtmpfs, tracefs, debugfs, bpffs and cgroup2, runs the script
+//! with `/bin/sh`, prints the exit status between markers on the serial console and powers off.
+//!
+//! [`run_in_vm`] returns what the script printed (stdout and stderr, merged, as on a terminal) and
+//! its exit status. Boot plus a trivial script takes a few seconds under TCG (no KVM here).
+//! `cargo xtask vm [--bin PATH]... -- 'SCRIPT'` is the command-line front end.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::{fs, thread};
+
+use anyhow::{bail, Context, Result};
+
+/// What a script run in the VM produced.
+pub struct VmRun {
+    /// Everything the script printed (stdout and stderr interleaved), with `\n` line ends.
+    pub output: String,
+    /// The script's exit status as `/bin/sh` reported it (128+N when killed by signal N).
+    pub status: i32,
+}
+
+/// Where `scripts/vm-setup.sh` puts the kernel, unless `CAPPROF_VM_CACHE` moves it.
+const DEFAULT_CACHE: &str = "/var/cache/capprof-vm";
+
+/// The VM's `/init`. `@MARK@` is replaced by a per-run nonce so that the script's own output
+/// cannot fake the markers by accident. Kernel messages are kept off the console while the script
+/// runs (console loglevel 1) so they do not interleave with its output; `dmesg` still has them.
+const INIT: &str = r#"#!/bin/sh
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tracefs tracefs /sys/kernel/tracing
+mount -t debugfs debugfs /sys/kernel/debug
+mount -t bpf bpf /sys/fs/bpf
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+mount -t tmpfs tmpfs /tmp
+echo 1 >/proc/sys/kernel/printk
+cd /root
+echo "@MARK@ begin"
+/bin/sh /script.sh </dev/null
+echo "@MARK@ end status=$?"
+poweroff -f
+"#;
+
+/// Runs `scripts/vm-setup.sh` (qemu, busybox-static, the 6.1 kernel; idempotent, needs root).
+pub fn setup() -> Result<()> {
+    crate::run(Command::new("bash").arg(crate::root().join("scripts/vm-setup.sh")))
+}
+
+/// The kernel image to boot: `$CAPPROF_VM_KERNEL`, else from the setup script's cache the
+/// decompressed ELF `vmlinux` (QEMU enters it through PVH: ~4 s to boot under TCG instead of ~11 s,
+/// most of it the bzImage's xz decompression), else the `vmlinuz` bzImage.
+pub fn kernel() -> PathBuf {
+    if let Some(k) = std::env::var_os("CAPPROF_VM_KERNEL") {
+        return k.into();
+    }
+    let cache = PathBuf::from(std::env::var_os("CAPPROF_VM_CACHE").unwrap_or_else(|| DEFAULT_CACHE.into()));
+    let elf = cache.join("vmlinux");
+    if elf.is_file() { elf } else { cache.join("vmlinuz") }
+}
+
+/// The `cargo xtask vm` subcommand: set up, run `script` with `binaries`, print its output, and
+/// exit with its status when it failed.
+pub fn cli(binaries: &[PathBuf], script: &str, timeout: Duration) -> Result<()> {
+    setup()?;
+    let bins: Vec<&Path> = binaries.iter().map(PathBuf::as_path).collect();
+    let start = Instant::now();
+    let run = run_in_vm(&bins, script, timeout)?;
+    print!("{}", run.output);
+    eprintln!("xtask: VM exit status {} after {:.1} s (boot + run)", run.status, start.elapsed().as_secs_f64());
+    if run.status != 0 {
+        std::process::exit(if (1..=255).contains(&run.status) { run.status } else { 1 });
+    }
+    Ok(())
+}
+
+/// Boots the 6.1 kernel with an initramfs holding `binaries` (host paths, copied into /bin of the
+/// VM with their shared libraries resolved via `ldd` and copied to the same paths), runs `script`
+/// with /bin/sh as root, and returns everything the script printed and its exit status.
+pub fn run_in_vm(binaries: &[&Path], script: &str, timeout: Duration) -> Result<VmRun> {
+    let kernel = kernel();
+    if !kernel.is_file() {
+        bail!("no VM kernel at {}: run scripts/vm-setup.sh (as root) first", kernel.display());
+    }
+    let mark = nonce();
+    let dir = TempDir::new()?;
+    let initrd = dir.0.join("initrd.cpio");
+    let cpio = initramfs(binaries, script, &mark)?;
+    fs::write(&initrd, cpio).with_context(|| format!("writing {}", initrd.display()))?;
+
+    let mut qemu = Command::new("qemu-system-x86_64");
+    qemu.args(["-nographic", "-no-reboot", "-m", "1024", "-smp", "2", "-nic", "none"])
+        .args(accel())
+        .arg("-kernel")
+        .arg(&kernel)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args(["-append", "console=ttyS0 panic=-1 quiet"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = qemu.spawn().context("starting qemu-system-x86_64 (run scripts/vm-setup.sh)")?;
+    let out = drain(child.stdout.take().expect("piped stdout"));
+    let err = drain(child.stderr.take().expect("piped stderr"));
+
+    let deadline = Instant::now() + timeout;
+    let exited = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    let serial = String::from_utf8_lossy(&out.join().unwrap_or_default()).replace("\r\n", "\n");
+    let stderr = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
+    let Some(qemu_status) = exited else {
+        bail!("VM timed out after {timeout:?} and was killed; serial console ended with:\n{}", tail(&serial));
+    };
+    parse(&serial, &mark).with_context(|| {
+        format!("VM gave no exit status (qemu: {qemu_status}); stderr: {stderr}\nserial console ended with:\n{}", tail(&serial))
+    })
+}
+
+/// TCG emulating every CPU feature. KVM only on request (`CAPPROF_VM_KVM=1`): on this machine
+/// `/dev/kvm` opens but the CPU has no VMX/SVM, and a KVM guest hangs at boot.
+fn accel() -> &'static [&'static str] {
+    if std::env::var_os("CAPPROF_VM_KVM").is_some_and(|v| v == "1") {
+        &["-accel", "kvm", "-cpu", "host"]
+    } else {
+        &["-accel", "tcg", "-cpu", "max"]
+    }
+}
+
+/// Extracts the script's output and status from the serial log: the text between the begin marker
+/// line and the last end marker (which may follow output that lacked a final newline).
+fn parse(serial: &str, mark: &str) -> Result<VmRun> {
+    let begin = format!("{mark} begin\n");
+    let end = format!("{mark} end status=");
+    let start = serial.find(&begin).context("no begin marker: /init did not run")? + begin.len();
+    let stop = serial[start..].rfind(&end).context("no end marker: the script did not finish")? + start;
+    let status_text = serial[stop + end.len()..].lines().next().unwrap_or("").trim();
+    let status = status_text.parse().with_context(|| format!("bad status {status_text:?}"))?;
+    Ok(VmRun { output: serial[start..stop].to_string(), status })
+}
+
+/// The last lines of a serial log, for error messages.
+fn tail(serial: &str) -> String {
+    let lines: Vec<&str> = serial.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// Reads a pipe to its end on a thread, so QEMU never blocks on a full pipe.
+fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        buf
+    })
+}
+
+/// A marker unique to this run.
+fn nonce() -> String {
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+    format!("@@capprof-vm-{:x}-{t:x}@@", std::process::id())
+}
+
+/// A private directory for one run's initramfs, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Result<Self> {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("capprof-vm-{}-{n}", std::process::id()));
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One initramfs entry, keyed by its path without the leading `/`.
+enum Node {
+    Dir,
+    File { mode: u32, data: Vec<u8> },
+    Symlink(String),
+    CharDev(u32, u32),
+}
+
+/// Builds the initramfs (uncompressed cpio newc, which the kernel accepts as is): busybox and its
+/// applet links, /init, /script.sh, the requested binaries and their shared libraries.
+fn initramfs(binaries: &[&Path], script: &str, mark: &str) -> Result<Vec<u8>> {
+    let mut tree: BTreeMap<String, Node> = BTreeMap::new();
+    for d in ["proc", "sys", "dev", "tmp", "root", "bin", "sbin", "usr/bin", "usr/sbin"] {
+        tree.insert(d.into(), Node::Dir);
+    }
+    // The kernel opens /dev/console for init's stdio before devtmpfs is mounted.
+    tree.insert("dev/console".into(), Node::CharDev(5, 1));
+
+    let busybox = Path::new("/bin/busybox");
+    let list = Command::new(busybox).arg("--list-full").output().context("running /bin/busybox (busybox-static)")?;
+    for applet in String::from_utf8_lossy(&list.stdout).lines().filter(|l| !l.is_empty()) {
+        tree.insert(applet.trim_start_matches('/').into(), Node::Symlink("/bin/busybox".into()));
+    }
+    add_binary(&mut tree, busybox, "bin/busybox")?;
+    for bin in binaries {
+        let name = bin.file_name().with_context(|| format!("{} has no file name", bin.display()))?;
+        add_binary(&mut tree, bin, &format!("bin/{}", name.to_string_lossy()))?;
+    }
+    tree.insert("init".into(), Node::File { mode: 0o755, data: INIT.replace("@MARK@", mark).into_bytes() });
+    tree.insert("script.sh".into(), Node::File { mode: 0o755, data: script.as_bytes().to_vec() });
+
+    // Parents first: BTreeMap order puts "a" before "a/b"; add any missing parent directories.
+    let parents: Vec<String> = tree
+        .keys()
+        .flat_map(|k| k.match_indices('/').map(move |(i, _)| k[..i].to_string()))
+        .collect();
+    for p in parents {
+        tree.entry(p).or_insert(Node::Dir);
+    }
+
+    let mut out = Vec::new();
+    for (ino, (name, node)) in tree.iter().enumerate() {
+        let (mode, data, rdev) = match node {
+            Node::Dir => (0o040755, &[][..], (0, 0)),
+            Node::File { mode, data } => (0o100000 | mode, &data[..], (0, 0)),
+            Node::Symlink(target) => (0o120777, target.as_bytes(), (0, 0)),
+            Node::CharDev(maj, min) => (0o020600, &[][..], (*maj, *min)),
+        };
+        cpio_entry(&mut out, ino as u32 + 1, name, mode, data, rdev);
+    }
+    cpio_entry(&mut out, 0, "TRAILER!!!", 0, &[], (0, 0));
+    Ok(out)
+}
+
+/// Adds a host binary at `dest` and, from `ldd`, each shared library (and the dynamic loader) at
+/// its host path; symlinked paths get the file they point to. Static binaries need nothing more.
+fn add_binary(tree: &mut BTreeMap<String, Node>, bin: &Path, dest: &str) -> Result<()> {
+    let data = fs::read(bin).with_context(|| format!("reading {}", bin.display()))?;
+    tree.insert(dest.into(), Node::File { mode: 0o755, data });
+    for lib in shared_libs(bin)? {
+        let key = lib.to_string_lossy().trim_start_matches('/').to_string();
+        if let std::collections::btree_map::Entry::Vacant(slot) = tree.entry(key) {
+            let data = fs::read(&lib).with_context(|| format!("reading {}", lib.display()))?;
+            slot.insert(Node::File { mode: 0o755, data });
+        }
+    }
+    Ok(())
+}
+
+/// The absolute paths `ldd` resolves for `bin`; none for a static binary (ldd fails on those).
+fn shared_libs(bin: &Path) -> Result<Vec<PathBuf>> {
+    let out = Command::new("ldd").arg(bin).output().context("running ldd")?;
+    if !out.status.success() {
+        return Ok(Vec::new());
+    }
+    let mut libs = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x..)", "/lib64/ld-linux-x86-64.so.2 (0x..)",
+        // "linux-vdso.so.1 (0x..)" (in the kernel, nothing to copy), "libx.so => not found".
+        let line = line.trim();
+        let path = line.split_once(" => ").map_or(line, |(_, p)| p);
+        let path = path.split(" (").next().unwrap_or("").trim();
+        if path == "not found" {
+            bail!("{}: ldd cannot find {line}", bin.display());
+        }
+        if path.starts_with('/') {
+            libs.push(PathBuf::from(path));
+        }
+    }
+    Ok(libs)
+}
+
+/// Appends one cpio "newc" record: a 110-byte ASCII header, the NUL-terminated name and the data,
+/// each padded to 4 bytes.
+fn cpio_entry(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, data: &[u8], rdev: (u32, u32)) {
+    let nlink = if mode & 0o170000 == 0o040000 { 2 } else { 1 };
+    let fields = [ino, mode, 0, 0, nlink, 0, data.len() as u32, 0, 0, rdev.0, rdev.1, name.len() as u32 + 1, 0];
+    out.extend_from_slice(b"070701");
+    for f in fields {
+        out.extend_from_slice(format!("{f:08x}").as_bytes());
+    }
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+    pad4(out);
+    out.extend_from_slice(data);
+    pad4(out);
+}
+
+fn pad4(out: &mut Vec<u8>) {
+    while !out.len().is_multiple_of(4) {
+        out.push(0);
+    }
+}
