@@ -31,6 +31,43 @@ pub fn id_of(dir: &Path) -> Result<u64> {
     std::fs::metadata(dir).map(|m| m.ino()).map_err(|e| Error::io(format!("stat {}", dir.display()), e))
 }
 
+/// The cgroup v2 path (relative to the mount) of a cgroup id, while the cgroup exists: the id
+/// is its kernfs file handle, so `open_by_handle_at` finds it even after every process in it
+/// has gone. None once the cgroup is removed.
+pub fn path_of_id(id: u64) -> Option<String> {
+    #[repr(C)]
+    struct Handle {
+        bytes: u32,
+        kind: i32,
+        id: u64,
+    }
+    const FILEID_KERNFS: i32 = 0xfe;
+    let mount = unified_mount().ok()?;
+    let dir = std::fs::File::open(&mount).ok()?;
+    let mut handle = Handle { bytes: 8, kind: FILEID_KERNFS, id };
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            std::os::fd::AsRawFd::as_raw_fd(&dir),
+            &mut handle as *mut Handle,
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    let link = std::fs::read_link(format!("/proc/self/fd/{fd}"));
+    unsafe { libc::close(fd as i32) };
+    let link = link.ok()?;
+    let rel = link.strip_prefix(&mount).ok()?;
+    Some(format!("/{}", rel.display()))
+}
+
+/// Does the cgroup with this id still exist?
+pub fn exists(id: u64) -> bool {
+    path_of_id(id).is_some()
+}
+
 /// The cgroup v2 path (relative to the mount, starting with '/') of a process.
 pub fn path_of_pid(pid: u32) -> Option<String> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
@@ -156,4 +193,22 @@ pub fn threads_below(dir: &Path) -> Vec<u32> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_resolve_to_paths() {
+        // Needs root (open_by_handle_at); the integration tests run as root too.
+        if unsafe { libc::geteuid() } != 0 {
+            panic!("run the tests as root (cargo xtask test)");
+        }
+        let own = path_of_pid(std::process::id()).unwrap();
+        let dir = unified_mount().unwrap().join(own.trim_start_matches('/'));
+        let id = id_of(&dir).unwrap();
+        assert_eq!(path_of_id(id).as_deref(), Some(own.trim_end_matches('/')).map(|p| if p.is_empty() { "/" } else { p }));
+        assert!(!exists(u64::MAX - 1));
+    }
 }

@@ -36,6 +36,26 @@ pub enum Cmd {
     Verify(VerifyArgs),
     /// Find the smallest capability set CMD works with, proven by re-running it.
     Minimize(MinimizeArgs),
+    /// Record every container on the node continuously; serve what is learned on a local API.
+    Daemon(DaemonArgs),
+    /// List the workloads the daemon knows: granted against used, how long observed.
+    Profiles {
+        /// The daemon's API socket.
+        #[arg(long, default_value = crate::daemon::DEFAULT_SOCKET, value_name = "PATH")]
+        socket: PathBuf,
+    },
+    /// Export a workload's profile (or a namespace's, or all) from the daemon.
+    Export(ExportArgs),
+    /// Combine profiles exported from several nodes: the union of needs, evidence kept.
+    Merge {
+        /// JSON profiles (`export -f json`, `record -f json`).
+        #[arg(required = true, value_name = "FILE")]
+        inputs: Vec<PathBuf>,
+        #[arg(long, short = 'f', value_enum, default_value = "json")]
+        format: Format,
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Decode a capability mask such as /proc/PID/status's CapEff (like `capsh --decode`).
     Decode {
         /// Hex mask, e.g. 00000000a80425fb.
@@ -145,6 +165,80 @@ pub struct RecordArgs {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct DaemonArgs {
+    /// The API's unix socket.
+    #[arg(long, default_value = crate::daemon::DEFAULT_SOCKET, value_name = "PATH")]
+    pub socket: PathBuf,
+    /// Also serve the API (and /metrics) on TCP, e.g. 127.0.0.1:9477. Unauthenticated: keep it
+    /// on loopback or a pod-local address.
+    #[arg(long, value_name = "ADDR")]
+    pub listen_tcp: Option<std::net::SocketAddr>,
+    /// The state database.
+    #[arg(long, default_value = crate::daemon::DEFAULT_STATE, value_name = "FILE")]
+    pub state: PathBuf,
+    /// Also learn systemd services (`*.service` cgroups).
+    #[arg(long)]
+    pub services: bool,
+    /// Seconds between writes of batched counters (new facts are written at once).
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    pub flush_interval: f64,
+    /// Size of the in-kernel aggregation map; overflow is counted and reported.
+    #[arg(long, default_value_t = 65536, value_name = "N")]
+    pub max_checks: u32,
+    /// Kernel BPF run-time statistics for /metrics (costs every BPF program a little).
+    #[arg(long)]
+    pub bpf_stats: bool,
+    /// Stop after SECS (for tests and for profiling the daemon itself).
+    #[arg(long, value_name = "SECS", hide = true)]
+    pub exit_after: Option<f64>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// The workload id, as `capprof profiles` lists it.
+    #[arg(required_unless_present_any = ["all", "namespace"], conflicts_with_all = ["all", "namespace"])]
+    pub workload: Option<String>,
+    /// Every workload.
+    #[arg(long)]
+    pub all: bool,
+    /// Every workload of a Kubernetes namespace (or Compose project).
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+    #[arg(long, short = 'f', value_enum, default_value = "json")]
+    pub format: Format,
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    #[arg(long, default_value = crate::daemon::DEFAULT_SOCKET, value_name = "PATH")]
+    pub socket: PathBuf,
+}
+
+fn positive_secs(v: f64, what: &str) -> Result<Duration> {
+    if v > 0.0 && v.is_finite() {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(Error::new(ErrorKind::Usage, format!("{what} must be a positive number of seconds")))
+    }
+}
+
+impl DaemonArgs {
+    pub fn validate(self) -> Result<crate::daemon::DaemonConfig> {
+        if self.max_checks < 64 {
+            return Err(Error::new(ErrorKind::Usage, "--max-checks must be at least 64"));
+        }
+        Ok(crate::daemon::DaemonConfig {
+            socket: self.socket,
+            tcp: self.listen_tcp,
+            state: self.state,
+            services: self.services,
+            flush_every: positive_secs(self.flush_interval, "--flush-interval")?,
+            sizes: MapSizes { checks: self.max_checks, ..MapSizes::default() },
+            bpf_stats: self.bpf_stats,
+            exit_after: self.exit_after.map(|v| positive_secs(v, "--exit-after")).transpose()?,
+        })
+    }
+}
+
+#[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
     /// The capabilities to allow: names (any case, with or without CAP_), comma-separated;
     /// `none` for none.
@@ -226,6 +320,29 @@ pub fn run() -> anyhow::Result<i32> {
         Cmd::Record(r) => Ok(record::run(&r.validate()?)?),
         Cmd::Verify(v) => Ok(verify::run(&v.validate()?)?),
         Cmd::Minimize(m) => Ok(minimize::run(&m.validate()?)?),
+        Cmd::Daemon(d) => Ok(crate::daemon::run(&d.validate()?)?),
+        Cmd::Profiles { socket } => {
+            print!("{}", crate::daemon::client::profiles(&socket)?);
+            Ok(0)
+        }
+        Cmd::Export(e) => {
+            let format = match e.format {
+                Format::Json => "json",
+                Format::Human => "human",
+                Format::Docker => "docker",
+                Format::Compose => "compose",
+                Format::K8s => "k8s",
+                Format::K8sPatch => "k8s-patch",
+                Format::DockerRun => return Err(Error::new(ErrorKind::Usage, "--format docker-run needs a recorded command; use docker, compose or k8s").into()),
+            };
+            let text = crate::daemon::client::export(&e.socket, e.workload.as_deref(), e.namespace.as_deref(), format)?;
+            match e.output {
+                Some(path) => std::fs::write(&path, text).map_err(|err| Error::io(format!("writing {}", path.display()), err))?,
+                None => print!("{text}"),
+            }
+            Ok(0)
+        }
+        Cmd::Merge { inputs, format, output } => Ok(crate::merge::run(&crate::merge::MergeConfig { inputs, format, output })?),
         Cmd::Decode { mask } => {
             print!("{}", crate::inspect::decode(&mask)?);
             Ok(0)

@@ -82,7 +82,8 @@ impl Collector {
             let exe_gains_privilege = exe.as_deref().is_some_and(gains_privilege);
             let cap_eff = proc_status_field(ev.tgid, "CapEff:").and_then(|h| u64::from_str_radix(&h, 16).ok());
             if let std::collections::hash_map::Entry::Vacant(slot) = self.cgroup_paths.entry(ev.key.cgroup_id) {
-                if let Some(path) = crate::cgroup::path_of_pid(ev.tgid) {
+                // By id first: the process may be gone already, its cgroup rarely is.
+                if let Some(path) = crate::cgroup::path_of_id(ev.key.cgroup_id).or_else(|| crate::cgroup::path_of_pid(ev.tgid)) {
                     self.new_cgroups.push(path.clone());
                     slot.insert(path);
                 }
@@ -92,6 +93,17 @@ impl Collector {
                 Sighting { tid: ev.tid, tgid: ev.tgid, uid: ev.uid, exe, exe_gains_privilege, cap_eff, stack: ev.stack[..frames].to_vec() },
             );
         }
+    }
+
+    /// Forgets checks of finished cgroups, in the kernel and here (the daemon's memory bound).
+    pub fn forget(&mut self, keys: &[CheckKey], cgroups: &[u64]) -> Result<()> {
+        for k in keys {
+            self.sightings.remove(k);
+        }
+        for c in cgroups {
+            self.cgroup_paths.remove(c);
+        }
+        self.backend.remove_checks(keys)
     }
 
     /// cgroup paths seen for the first time since the last call.

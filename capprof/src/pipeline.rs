@@ -83,6 +83,41 @@ impl Tracer {
         self.collector.events_fd()
     }
 
+    pub fn symbols(&self) -> &Symbols {
+        &self.symbols
+    }
+
+    /// Forgets checks of finished cgroups (see [`Collector::forget`]).
+    pub fn forget(&mut self, keys: &[capprof_common::CheckKey], cgroups: &[u64]) -> Result<()> {
+        self.collector.forget(keys, cgroups)
+    }
+
+    /// Watches every cgroup (the daemon).
+    pub fn watch_everything(&mut self) -> Result<()> {
+        crate::attribution::container::follow_engine_events();
+        self.collector.backend.watch_all()
+    }
+
+    /// Marks running threads as workload of the cgroup they are in (the daemon adopting what
+    /// already runs at start).
+    pub fn adopt_tasks(&mut self, cgroup_id: u64, path: &str, tids: &[u32]) -> Result<()> {
+        let level = path.split('/').filter(|p| !p.is_empty()).count() as u32;
+        self.collector.backend.mark_workload_tasks(tids, capprof_common::TaskOrigin { cgroup_id, level, reserved: 0 })
+    }
+
+    pub fn backend_summary(&self) -> BackendSummary {
+        let info = &self.collector.backend.info;
+        BackendSummary {
+            name: info.name.into(),
+            sees_opts: info.sees_opts,
+            classification: info.classification.clone(),
+            program: self.stats.as_ref().and_then(|_| self.collector.backend.program_stats()).map(|s| ProgramRunTime {
+                runs: s.runs,
+                mean_ns: if s.runs == 0 { 0.0 } else { s.run_time_ns as f64 / s.runs as f64 },
+            }),
+        }
+    }
+
     /// cgroup paths seen for the first time since the last call.
     pub fn take_new_cgroups(&mut self) -> Vec<String> {
         self.collector.take_new_cgroups()
@@ -91,6 +126,7 @@ impl Tracer {
     /// Watches the whole host and the network-use system calls, to record the containers a
     /// command starts (their cgroups are created by the engine, outside the command's).
     pub fn watch_containers(&mut self) -> Result<()> {
+        crate::attribution::container::follow_engine_events();
         self.collector.backend.watch_all()?;
         if !self.network_hooks {
             self.collector.backend.attach_network_hooks()?;
@@ -115,24 +151,11 @@ impl Tracer {
 
     /// Builds the profile of the given workloads (each with its own checks).
     pub fn profile(&self, obs: &Observations, workloads: Vec<(WorkloadMeta, Vec<Check>)>) -> Profile {
-        let info = &self.collector.backend.info;
-        Profile {
-            capprof_version: env!("CARGO_PKG_VERSION").into(),
-            command: vec![],
-            unattributed_checks: 0,
-            kernel: crate::backend::kernel_release(),
-            backend: BackendSummary {
-                name: info.name.into(),
-                sees_opts: info.sees_opts,
-                classification: info.classification.clone(),
-                program: self.stats.as_ref().and_then(|_| self.collector.backend.program_stats()).map(|s| ProgramRunTime {
-                    runs: s.runs,
-                    mean_ns: if s.runs == 0 { 0.0 } else { s.run_time_ns as f64 / s.runs as f64 },
-                }),
-            },
-            duration_ms: self.started.elapsed().as_millis() as u64,
-            losses: Losses::from(obs.counters),
-            workloads: workloads.into_iter().map(|(meta, checks)| WorkloadProfile::build(meta, checks)).collect(),
-        }
+        Profile::assemble(
+            self.backend_summary(),
+            Losses::from(obs.counters),
+            self.started.elapsed().as_millis() as u64,
+            workloads.into_iter().map(|(meta, checks)| WorkloadProfile::build(meta, checks)).collect(),
+        )
     }
 }

@@ -328,6 +328,20 @@ fn sorted(set: CapSet) -> Vec<Capability> {
 }
 
 impl Profile {
+    /// A profile of these workloads, on this kernel.
+    pub fn assemble(backend: BackendSummary, losses: Losses, duration_ms: u64, workloads: Vec<WorkloadProfile>) -> Self {
+        Self {
+            capprof_version: env!("CARGO_PKG_VERSION").into(),
+            command: vec![],
+            unattributed_checks: 0,
+            kernel: crate::backend::kernel_release(),
+            backend,
+            duration_ms,
+            losses,
+            workloads,
+        }
+    }
+
     /// Reads a profile written by `record --format json`.
     pub fn from_json(text: &str, origin: &str) -> Result<Self> {
         serde_json::from_str(text).map_err(|e| Error::new(ErrorKind::MalformedInput, format!("{origin} is not a capprof JSON profile: {e}")))

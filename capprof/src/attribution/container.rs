@@ -76,6 +76,11 @@ pub fn identify(path: &str) -> Option<ContainerRef> {
     None
 }
 
+/// Follows the engines' container announcements (see [`engine::follow_docker_events`]).
+pub fn follow_engine_events() {
+    engine::follow_docker_events();
+}
+
 /// Docker's view of a container by name or id (for `record --container`).
 pub fn docker_inspect(name: &str) -> Option<serde_json::Value> {
     engine::docker_get(&format!("/containers/{name}/json"))
@@ -109,6 +114,17 @@ impl Discovery {
         for (r, info) in self.containers.values_mut() {
             if let Some(changes) = engine::changes(r) {
                 info.changed_paths = Some(changes);
+            }
+        }
+    }
+
+    /// Forgets containers whose cgroups are gone (the daemon's memory bound).
+    pub fn forget(&mut self, paths: &[String]) {
+        for p in paths {
+            if let Some(r) = identify(p) {
+                if r.cgroup == *p {
+                    self.containers.remove(&r.id);
+                }
             }
         }
     }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -22,11 +23,67 @@ const LABELS: [&str; 6] = [
 
 pub fn inspect(r: &ContainerRef) -> Option<ContainerInfo> {
     let v = match r.engine.as_str() {
-        "docker" => docker_get(&format!("/containers/{}/json", r.id))?,
-        "podman" => podman_inspect(&r.id)?,
-        _ => return None,
+        "docker" => docker_get(&format!("/containers/{}/json", r.id)),
+        "podman" => podman_inspect(&r.id),
+        _ => None,
     };
-    Some(parse_inspect(r, &v))
+    match v {
+        Some(v) => Some(parse_inspect(r, &v)),
+        // Gone already (a `--rm` container that did its work in milliseconds): Docker announced
+        // it when it was created.
+        None => announced(&r.id),
+    }
+}
+
+type Announced = Arc<Mutex<HashMap<String, ContainerInfo>>>;
+static ANNOUNCED: OnceLock<Announced> = OnceLock::new();
+const ANNOUNCED_MAX: usize = 4096;
+
+/// Starts (once per process) following Docker's container create events, so containers that
+/// are gone before they can be inspected still have a name, an image and labels.
+pub fn follow_docker_events() {
+    let map = ANNOUNCED.get_or_init(|| Arc::new(Mutex::new(HashMap::new()))).clone();
+    static STARTED: OnceLock<()> = OnceLock::new();
+    if STARTED.set(()).is_err() {
+        return;
+    }
+    let Ok(mut s) = UnixStream::connect(docker_socket()) else { return };
+    // {"type":["container"],"event":["create"]}
+    let filter = "%7B%22type%22%3A%5B%22container%22%5D%2C%22event%22%3A%5B%22create%22%5D%7D";
+    if write!(s, "GET /v1.41/events?filters={filter} HTTP/1.0\r\nHost: docker\r\n\r\n").is_err() {
+        return;
+    }
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        // HTTP/1.0: no chunking, one JSON object per line until the engine closes.
+        for line in std::io::BufReader::new(s).lines().map_while(|l| l.ok()) {
+            let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+            let attrs = &v["Actor"]["Attributes"];
+            let Some(id) = v["Actor"]["ID"].as_str().or(v["id"].as_str()) else { continue };
+            let labels = attrs
+                .as_object()
+                .map(|m| m.iter().filter(|(k, _)| LABELS.contains(&k.as_str())).filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
+                .unwrap_or_default();
+            let info = ContainerInfo {
+                engine: "docker".into(),
+                id: id.to_string(),
+                name: attrs["name"].as_str().unwrap_or_default().to_string(),
+                image: attrs["image"].as_str().unwrap_or_default().to_string(),
+                labels,
+                source: "engine".into(),
+                ..ContainerInfo::default()
+            };
+            let mut m = map.lock().unwrap();
+            if m.len() >= ANNOUNCED_MAX {
+                m.clear();
+            }
+            m.insert(id.to_string(), info);
+        }
+    });
+}
+
+fn announced(id: &str) -> Option<ContainerInfo> {
+    ANNOUNCED.get()?.lock().ok()?.get(id).cloned()
 }
 
 /// Paths changed in the container's writable layer (Docker only).

@@ -120,6 +120,15 @@ impl Backend {
         Ok(())
     }
 
+    /// Removes these checks from the kernel map (the daemon, once their counts are durable).
+    pub fn remove_checks(&mut self, keys: &[CheckKey]) -> Result<()> {
+        let mut map: PerCpuHashMap<&mut MapData, CheckKey, u64> = PerCpuHashMap::try_from(self.map_mut("CHECKS")?).map_err(internal)?;
+        for key in keys {
+            let _ = map.remove(key);
+        }
+        Ok(())
+    }
+
     /// Forgets every aggregated check and zeroes the counters (between trials).
     pub fn reset(&mut self) -> Result<()> {
         let mut map: PerCpuHashMap<&mut MapData, CheckKey, u64> = PerCpuHashMap::try_from(self.map_mut("CHECKS")?).map_err(internal)?;

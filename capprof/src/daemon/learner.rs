@@ -1,0 +1,236 @@
+//! The daemon's collection loop: every second, new checks from the kernel maps become facts
+//! about workloads. New facts are committed to the store before anything reports them;
+//! counts of known facts are batched. Checks of finished cgroups are removed from the kernel
+//! map once their counts are durable, so memory stays bounded under container churn.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use capprof_common::CheckKey;
+
+use super::identity::{self, Identity};
+use super::store::{Fact, Store, WorkloadRecord};
+use crate::attribution::container::Discovery;
+use crate::attribution::symbolize;
+use crate::backend::Counters;
+use crate::classify::{classify, Classification};
+use crate::error::Result;
+use crate::pipeline::Tracer;
+
+/// What the server shows besides the store: losses, totals, the kernel program's cost.
+#[derive(Clone, Debug, Default)]
+pub struct Health {
+    pub counters: Counters,
+    pub unattributed: u64,
+    pub program_runs: u64,
+    pub program_run_time_ns: u64,
+    pub kernel_checks: usize,
+    pub last_cycle_ms: u64,
+}
+
+pub struct Learner {
+    pub tracer: Tracer,
+    pub discovery: Discovery,
+    pub store: Arc<Mutex<Store>>,
+    pub health: Arc<Mutex<Health>>,
+    pub services: bool,
+    pub flush_every: Duration,
+    last_counts: HashMap<CheckKey, u64>,
+    /// Count deltas of known facts not yet written.
+    pending: HashMap<String, (u64, u64)>,
+    workloads: HashMap<String, WorkloadRecord>,
+    dirty_workloads: HashSet<String>,
+    last_flush: Instant,
+    unattributed: u64,
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl Learner {
+    pub fn new(tracer: Tracer, store: Arc<Mutex<Store>>, health: Arc<Mutex<Health>>, services: bool, flush_every: Duration) -> Result<Self> {
+        let workloads = store.lock().unwrap().workloads()?.into_iter().map(|w| (w.identity.id.clone(), w)).collect();
+        Ok(Self {
+            tracer,
+            discovery: Discovery::default(),
+            store,
+            health,
+            services,
+            flush_every,
+            last_counts: HashMap::new(),
+            pending: HashMap::new(),
+            workloads,
+            dirty_workloads: HashSet::new(),
+            last_flush: Instant::now(),
+            unattributed: 0,
+        })
+    }
+
+    /// Adopts the containers (and services) already running: their threads count as workload.
+    pub fn adopt_running(&mut self) -> Result<usize> {
+        let mount = crate::cgroup::unified_mount()?;
+        let mut adopted = 0;
+        let mut stack = vec![mount.clone()];
+        while let Some(dir) = stack.pop() {
+            let rel = format!("/{}", dir.strip_prefix(&mount).map(|p| p.display().to_string()).unwrap_or_default());
+            let container = crate::attribution::container::identify(&rel).filter(|r| r.cgroup == rel);
+            if container.is_some() || (self.services && rel.ends_with(".service")) {
+                let id = crate::cgroup::id_of(&dir)?;
+                self.tracer.adopt_tasks(id, &rel, &crate::cgroup::threads_below(&dir))?;
+                self.discovery.observe(&rel);
+                adopted += 1;
+                continue;
+            }
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                stack.extend(entries.flatten().filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false)).map(|e| e.path()));
+            }
+        }
+        Ok(adopted)
+    }
+
+    fn identity_of(&self, path: &str) -> Option<Identity> {
+        if let Some((_, info)) = self.discovery.container_of(path) {
+            return Some(identity::of_container(info));
+        }
+        if self.services {
+            return identity::of_service(path);
+        }
+        None
+    }
+
+    /// Waits up to `timeout` for first-sighting events and names the new cgroups they bring.
+    pub fn wait_for_events(&mut self, timeout: Duration) {
+        let mut fd = libc::pollfd { fd: self.tracer.events_fd(), events: libc::POLLIN, revents: 0 };
+        unsafe { libc::poll(&mut fd, 1, timeout.as_millis() as i32) };
+        for path in self.tracer.poll_events() {
+            self.discovery.observe(&path);
+        }
+    }
+
+    /// One pass: new cgroups, new checks, durable new facts, batched counts, eviction.
+    pub fn cycle(&mut self) -> Result<()> {
+        let started = Instant::now();
+        for path in self.tracer.poll_events() {
+            self.discovery.observe(&path);
+        }
+        let obs = self.tracer.observations()?;
+        let t = now();
+        let mut new_facts: Vec<(String, Fact)> = Vec::new();
+        for o in &obs.checks {
+            let prev = self.last_counts.get(&o.key).copied().unwrap_or(0);
+            if o.count <= prev {
+                continue;
+            }
+            let delta = o.count - prev;
+            self.last_counts.insert(o.key, o.count);
+            let Some(identity) = obs.cgroup_paths.get(&o.key.cgroup_id).and_then(|p| self.identity_of(p)) else {
+                self.unattributed += delta;
+                continue;
+            };
+            let check = symbolize(o, self.tracer.symbols());
+            let key = Fact::key(&identity.id, &check);
+            let record = self.workloads.entry(identity.id.clone()).or_insert_with(|| WorkloadRecord {
+                identity: identity.clone(),
+                first_seen: t,
+                last_seen: t,
+                last_new_capability: 0,
+                container: None,
+                containers: vec![],
+                granted: 0,
+                used: 0,
+            });
+            record.last_seen = t;
+            if let Some(path) = obs.cgroup_paths.get(&o.key.cgroup_id) {
+                if let Some((r, info)) = self.discovery.container_of(path) {
+                    if !record.containers.contains(&r.id) {
+                        record.containers.push(r.id.clone());
+                        let excess = record.containers.len().saturating_sub(32);
+                        record.containers.drain(..excess);
+                    }
+                    record.container = Some(info.clone());
+                }
+            }
+            let class = classify(&check).0;
+            if class != Classification::Runtime {
+                record.granted |= check.cap_eff.unwrap_or(0);
+            }
+            self.dirty_workloads.insert(identity.id.clone());
+            let store = self.store.lock().unwrap();
+            let known = store.is_known(&key) || new_facts.iter().any(|(k, _)| *k == key);
+            drop(store);
+            if known {
+                let p = self.pending.entry(key).or_insert((0, t));
+                p.0 += delta;
+                p.1 = t;
+            } else {
+                let mut fact = Fact::from_check(&check, t);
+                fact.count = delta;
+                let bit = 1u64 << check.capability.min(63);
+                if class == Classification::Needed && record.used & bit == 0 {
+                    record.used |= bit;
+                    record.last_new_capability = t;
+                }
+                new_facts.push((key, fact));
+            }
+        }
+        // New facts (and their workloads) are durable before this cycle ends: only then do the
+        // API and metrics, which read the store, show them.
+        if !new_facts.is_empty() {
+            let workloads: Vec<WorkloadRecord> = self.dirty_workloads.drain().filter_map(|id| self.workloads.get(&id).cloned()).collect();
+            self.store.lock().unwrap().commit(&workloads, &new_facts)?;
+        }
+        let due = self.last_flush.elapsed() >= self.flush_every;
+        if due {
+            self.flush()?;
+            self.evict(&obs)?;
+        }
+        let mut h = self.health.lock().unwrap();
+        h.counters = obs.counters;
+        h.unattributed = self.unattributed;
+        h.kernel_checks = obs.checks.len();
+        if let Some(p) = self.tracer.backend_summary().program {
+            h.program_runs = p.runs;
+            h.program_run_time_ns = (p.mean_ns * p.runs as f64) as u64;
+        }
+        h.last_cycle_ms = started.elapsed().as_millis() as u64;
+        Ok(())
+    }
+
+    /// Writes batched counts (and touched workloads).
+    pub fn flush(&mut self) -> Result<()> {
+        self.last_flush = Instant::now();
+        if self.pending.is_empty() && self.dirty_workloads.is_empty() {
+            return Ok(());
+        }
+        let mut store = self.store.lock().unwrap();
+        let mut facts = Vec::new();
+        for (key, (delta, last)) in self.pending.drain() {
+            if let Some(mut f) = store.fact(&key)? {
+                f.count += delta;
+                f.last_seen = last;
+                facts.push((key, f));
+            }
+        }
+        let workloads: Vec<WorkloadRecord> = self.dirty_workloads.drain().filter_map(|id| self.workloads.get(&id).cloned()).collect();
+        store.commit(&workloads, &facts)
+    }
+
+    /// Forgets checks of cgroups that no longer exist (their counts were just flushed).
+    fn evict(&mut self, obs: &crate::collector::Observations) -> Result<()> {
+        let ids: HashSet<u64> = obs.checks.iter().map(|o| o.key.cgroup_id).collect();
+        let dead: HashSet<u64> = ids.into_iter().filter(|id| !crate::cgroup::exists(*id)).collect();
+        if dead.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<CheckKey> = obs.checks.iter().map(|o| o.key).filter(|k| dead.contains(&k.cgroup_id)).collect();
+        for k in &keys {
+            self.last_counts.remove(k);
+        }
+        let dead_paths: Vec<String> = dead.iter().filter_map(|id| obs.cgroup_paths.get(id).cloned()).collect();
+        self.discovery.forget(&dead_paths);
+        self.tracer.forget(&keys, &dead.into_iter().collect::<Vec<_>>())
+    }
+}
+

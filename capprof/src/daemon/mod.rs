@@ -1,0 +1,153 @@
+//! `capprof daemon`: attach once, record every container (and optionally systemd services) on
+//! the node continuously with the same rules as `record`, keep what is learned in a durable
+//! store, and serve it over a local HTTP API. `capprof profiles|export` are its clients.
+
+pub mod client;
+pub mod identity;
+pub mod learner;
+pub mod server;
+pub mod store;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::backend::MapSizes;
+use crate::error::{Error, ErrorKind, Result};
+use crate::pipeline::Tracer;
+use learner::{Health, Learner};
+use server::Shared;
+use store::Store;
+
+/// Default API socket.
+pub const DEFAULT_SOCKET: &str = "/run/capprof/capprof.sock";
+/// Default state file.
+pub const DEFAULT_STATE: &str = "/var/lib/capprof/state.redb";
+
+/// Validated options of `daemon`.
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    pub socket: PathBuf,
+    /// Also listen on TCP (loopback unless configured otherwise).
+    pub tcp: Option<std::net::SocketAddr>,
+    pub state: PathBuf,
+    pub services: bool,
+    pub flush_every: Duration,
+    pub sizes: MapSizes,
+    pub bpf_stats: bool,
+    /// Stop after this long (tests, and recording the daemon itself).
+    pub exit_after: Option<Duration>,
+}
+
+pub fn run(cfg: &DaemonConfig) -> Result<i32> {
+    let mut tracer = Tracer::start(cfg.sizes)?;
+    if cfg.bpf_stats {
+        tracer.enable_stats()?;
+    }
+    tracer.watch_everything()?;
+    let store = Arc::new(Mutex::new(Store::open(&cfg.state)?));
+    let health = Arc::new(Mutex::new(Health::default()));
+    let shared = Arc::new(Shared { store: store.clone(), health: health.clone(), backend: tracer.backend_summary(), started: Instant::now() });
+    let mut learner = Learner::new(tracer, store, health, cfg.services, cfg.flush_every)?;
+    let adopted = learner.adopt_running()?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::io("starting the async runtime", e))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let listeners = runtime.block_on(bind(cfg))?;
+    eprintln!(
+        "capprof daemon: {} backend, {adopted} running workload(s) adopted, API on {}{}, state in {}",
+        shared.backend.name,
+        cfg.socket.display(),
+        cfg.tcp.map(|a| format!(" and http://{a}")).unwrap_or_default(),
+        cfg.state.display()
+    );
+
+    // The learner owns the kernel side and runs on its own thread; the API only reads the store.
+    let learner_stop = stop.clone();
+    let exit_after = cfg.exit_after.map(|d| Instant::now() + d);
+    let learner_thread = std::thread::spawn(move || -> Result<()> {
+        let mut last_cycle = Instant::now();
+        while !learner_stop.load(Ordering::SeqCst) {
+            // New cgroups are looked up the moment their first event arrives (a container may
+            // live for milliseconds); the maps are read every half second.
+            learner.wait_for_events(Duration::from_millis(100));
+            if last_cycle.elapsed() >= Duration::from_millis(500) {
+                learner.cycle()?;
+                last_cycle = Instant::now();
+            }
+            if exit_after.is_some_and(|t| Instant::now() >= t) {
+                break;
+            }
+        }
+        learner.cycle()?;
+        learner.flush()
+    });
+
+    let served = runtime.block_on(async {
+        let (unix, tcp) = listeners;
+        let serve_unix = {
+            let shared = shared.clone();
+            async move {
+                loop {
+                    if let Ok((s, _)) = unix.accept().await {
+                        tokio::spawn(server::serve(s, shared.clone()));
+                    }
+                }
+            }
+        };
+        let serve_tcp = {
+            let shared = shared.clone();
+            async move {
+                match tcp {
+                    Some(l) => loop {
+                        if let Ok((s, _)) = l.accept().await {
+                            tokio::spawn(server::serve(s, shared.clone()));
+                        }
+                    },
+                    None => std::future::pending::<()>().await,
+                }
+            }
+        };
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| Error::io("signals", e))?;
+        let until_done = async {
+            while !learner_thread.is_finished() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
+        tokio::select! {
+            _ = serve_unix => {}
+            _ = serve_tcp => {}
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+            _ = until_done => {}
+        }
+        Ok::<(), Error>(())
+    });
+    stop.store(true, Ordering::SeqCst);
+    let learned = learner_thread.join().map_err(|_| Error::new(ErrorKind::Internal, "learner thread panicked"))?;
+    let _ = std::fs::remove_file(&cfg.socket);
+    served?;
+    learned?;
+    eprintln!("capprof daemon: stopped, state flushed");
+    Ok(0)
+}
+
+async fn bind(cfg: &DaemonConfig) -> Result<(tokio::net::UnixListener, Option<tokio::net::TcpListener>)> {
+    if let Some(dir) = cfg.socket.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    }
+    // A socket left by a killed daemon: replace it.
+    let _ = std::fs::remove_file(&cfg.socket);
+    let unix = tokio::net::UnixListener::bind(&cfg.socket).map_err(|e| Error::io(format!("listening on {}", cfg.socket.display()), e))?;
+    let tcp = match cfg.tcp {
+        Some(addr) => {
+            if !addr.ip().is_loopback() {
+                eprintln!("capprof daemon: warning: the API on {addr} is reachable from the network and has no authentication");
+            }
+            Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| Error::io(format!("listening on {addr}"), e))?)
+        }
+        None => None,
+    };
+    Ok((unix, tcp))
+}

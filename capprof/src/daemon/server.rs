@@ -1,0 +1,286 @@
+//! The daemon's local HTTP API (unix socket by default, TCP only when asked): health,
+//! workloads, profiles in every output format, Prometheus metrics. Everything it shows comes
+//! from the durable store, so nothing is reported that a crash could take back.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::learner::Health;
+use super::store::{Store, WorkloadRecord};
+use crate::capability::{name_of, CapSet, Capability};
+use crate::format::{render, Format};
+use crate::profile::{BackendSummary, Losses, Profile, WorkloadKind, WorkloadMeta, WorkloadProfile};
+
+/// What request handlers share.
+pub struct Shared {
+    pub store: Arc<Mutex<Store>>,
+    pub health: Arc<Mutex<Health>>,
+    pub backend: BackendSummary,
+    pub started: std::time::Instant,
+}
+
+/// A workload line of `GET /workloads` (and `capprof profiles`).
+#[derive(Serialize, serde::Deserialize, Clone, Debug)]
+pub struct WorkloadSummary {
+    pub id: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub container: String,
+    pub image: String,
+    pub granted: Vec<Capability>,
+    pub used: Vec<Capability>,
+    pub first_seen: u64,
+    pub last_seen: u64,
+    pub last_new_capability: u64,
+    pub containers_seen: usize,
+}
+
+/// Serves one connection: a GET, a response, close.
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, shared: Arc<Shared>) {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let mut parts = text.lines().next().unwrap_or_default().split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+    let (status, content_type, body) = if method != "GET" {
+        (405, "text/plain", "only GET\n".to_string())
+    } else {
+        let shared = shared.clone();
+        let target = target.to_string();
+        tokio::task::spawn_blocking(move || route(&shared, &target)).await.unwrap_or((500, "text/plain", "handler failed\n".into()))
+    };
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        _ => "Internal Server Error",
+    };
+    let head = format!("HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(body.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+fn route(shared: &Shared, target: &str) -> (u16, &'static str, String) {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let params: BTreeMap<String, String> =
+        query.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (decode(k), decode(v))).collect();
+    let result = match path {
+        "/health" => health(shared).map(|b| (200, "application/json", b)),
+        "/workloads" => summaries(shared).and_then(|s| json(&s)).map(|b| (200, "application/json", b)),
+        "/profile" => profile_response(shared, &params),
+        "/metrics" => metrics(shared).map(|b| (200, "text/plain; version=0.0.4", b)),
+        _ => Ok((404, "text/plain", format!("no such endpoint: {path}\n"))),
+    };
+    result.unwrap_or_else(|e| (500, "text/plain", format!("{e}\n")))
+}
+
+fn json<T: Serialize>(v: &T) -> crate::error::Result<String> {
+    serde_json::to_string_pretty(v).map(|s| s + "\n").map_err(|e| crate::error::Error::new(crate::error::ErrorKind::Internal, e.to_string()))
+}
+
+fn health(shared: &Shared) -> crate::error::Result<String> {
+    let h = shared.health.lock().unwrap().clone();
+    let workloads = shared.store.lock().unwrap().workloads()?.len();
+    json(&serde_json::json!({
+        "status": "ok",
+        "backend": shared.backend,
+        "uptime_seconds": shared.started.elapsed().as_secs(),
+        "workloads": workloads,
+        "kernel_map_checks": h.kernel_checks,
+        "losses": Losses::from(h.counters),
+        "unattributed_checks": h.unattributed,
+        "last_cycle_ms": h.last_cycle_ms,
+    }))
+}
+
+fn summaries(shared: &Shared) -> crate::error::Result<Vec<WorkloadSummary>> {
+    let store = shared.store.lock().unwrap();
+    let mut records = store.workloads()?;
+    let facts = store.facts()?;
+    drop(store);
+    records.sort_by(|a, b| a.identity.id.cmp(&b.identity.id));
+    Ok(records
+        .into_iter()
+        .map(|r| {
+            let checks = facts.get(&r.identity.id).map(|f| f.iter().map(|(_, f)| f.to_check()).collect()).unwrap_or_default();
+            let p = build(&r, checks);
+            WorkloadSummary {
+                id: r.identity.id.clone(),
+                kind: r.identity.kind.clone(),
+                namespace: r.identity.namespace.clone(),
+                container: r.identity.container.clone(),
+                image: r.container.as_ref().map(|c| c.image.clone()).unwrap_or_default(),
+                granted: CapSet(r.granted).iter().collect(),
+                used: p.capabilities.add,
+                first_seen: r.first_seen,
+                last_seen: r.last_seen,
+                last_new_capability: r.last_new_capability,
+                containers_seen: r.containers.len(),
+            }
+        })
+        .collect())
+}
+
+/// A workload's profile from its stored facts.
+pub fn build(r: &WorkloadRecord, checks: Vec<crate::attribution::Check>) -> WorkloadProfile {
+    let meta = WorkloadMeta {
+        name: r.identity.container.clone(),
+        kind: WorkloadKind::Container,
+        command: vec![],
+        cgroup: String::new(),
+        exit_status: None,
+        container: r.container.clone(),
+        net_uses: vec![],
+        portable: false,
+    };
+    let mut w = WorkloadProfile::build(meta, checks);
+    w.name = r.identity.id.clone();
+    w.granted = (r.granted != 0).then(|| CapSet(r.granted).iter().collect());
+    w
+}
+
+fn profile_response(shared: &Shared, params: &BTreeMap<String, String>) -> crate::error::Result<(u16, &'static str, String)> {
+    let format = match params.get("format").map(String::as_str).unwrap_or("json") {
+        "json" => Format::Json,
+        "human" => Format::Human,
+        "docker" => Format::Docker,
+        "compose" => Format::Compose,
+        "k8s" => Format::K8s,
+        "k8s-patch" => Format::K8sPatch,
+        other => return Ok((400, "text/plain", format!("unknown format {other:?}: json, human, docker, compose, k8s, k8s-patch\n"))),
+    };
+    let store = shared.store.lock().unwrap();
+    let records = store.workloads()?;
+    let facts = store.facts()?;
+    drop(store);
+    let selected: Vec<&WorkloadRecord> = match (params.get("id"), params.get("namespace")) {
+        (Some(id), _) => records.iter().filter(|r| r.identity.id == *id).collect(),
+        (None, Some(ns)) => records.iter().filter(|r| r.identity.namespace.as_deref() == Some(ns.as_str())).collect(),
+        (None, None) if params.contains_key("all") => records.iter().collect(),
+        _ => return Ok((400, "text/plain", "give id=WORKLOAD, namespace=NS or all=1\n".into())),
+    };
+    if selected.is_empty() {
+        return Ok((404, "text/plain", "no such workload\n".into()));
+    }
+    let workloads = selected
+        .into_iter()
+        .map(|r| build(r, facts.get(&r.identity.id).map(|f| f.iter().map(|(_, f)| f.to_check()).collect()).unwrap_or_default()))
+        .collect();
+    let h = shared.health.lock().unwrap().clone();
+    let mut profile = Profile::assemble(shared.backend.clone(), Losses::from(h.counters), shared.started.elapsed().as_millis() as u64, workloads);
+    profile.unattributed_checks = h.unattributed;
+    let body = render(&profile, format)?;
+    let ctype = if format == Format::Json { "application/json" } else { "text/plain" };
+    Ok((200, ctype, body))
+}
+
+/// Prometheus text exposition.
+fn metrics(shared: &Shared) -> crate::error::Result<String> {
+    let store = shared.store.lock().unwrap();
+    let facts = store.facts()?;
+    let workloads = store.workloads()?.len();
+    drop(store);
+    let h = shared.health.lock().unwrap().clone();
+    let mut out = String::new();
+    let _ = writeln!(out, "# HELP capprof_checks_total Capability checks by workload, capability, verdict and class (durable counts).");
+    let _ = writeln!(out, "# TYPE capprof_checks_total counter");
+    let mut series: BTreeMap<(String, String, &str, &str), u64> = BTreeMap::new();
+    for (workload, list) in &facts {
+        for (_, f) in list {
+            let verdict = if f.denied { "denied" } else { "granted" };
+            let class = crate::classify::classify(&f.to_check()).0.label();
+            *series.entry((workload.clone(), name_of(f.capability), verdict, class)).or_default() += f.count;
+        }
+    }
+    for ((w, c, v, k), n) in series {
+        let _ = writeln!(out, "capprof_checks_total{{workload=\"{}\",capability=\"{c}\",verdict=\"{v}\",class=\"{k}\"}} {n}", escape(&w));
+    }
+    let _ = writeln!(out, "# HELP capprof_losses_total Data lost in the kernel, by kind (never hidden).");
+    let _ = writeln!(out, "# TYPE capprof_losses_total counter");
+    let l = Losses::from(h.counters);
+    for (kind, n) in [("checks_map_full", l.checks_map_full), ("events_dropped", l.events_dropped), ("tasks_map_full", l.tasks_map_full)] {
+        let _ = writeln!(out, "capprof_losses_total{{kind=\"{kind}\"}} {n}");
+    }
+    let _ = writeln!(out, "# HELP capprof_site_unknown_total Checks whose call site could not be read.\n# TYPE capprof_site_unknown_total counter\ncapprof_site_unknown_total {}", l.site_unknown);
+    let _ = writeln!(out, "# HELP capprof_unattributed_checks_total Checks of processes outside any workload.\n# TYPE capprof_unattributed_checks_total counter\ncapprof_unattributed_checks_total {}", h.unattributed);
+    let _ = writeln!(out, "# HELP capprof_workloads Workloads known.\n# TYPE capprof_workloads gauge\ncapprof_workloads {workloads}");
+    let _ = writeln!(out, "# HELP capprof_kernel_map_checks Distinct checks held in the kernel map.\n# TYPE capprof_kernel_map_checks gauge\ncapprof_kernel_map_checks {}", h.kernel_checks);
+    let _ = writeln!(out, "# HELP capprof_backend_info The kernel hook in use.\n# TYPE capprof_backend_info gauge\ncapprof_backend_info{{backend=\"{}\"}} 1", shared.backend.name);
+    let _ = writeln!(out, "# HELP capprof_program_runs_total Check program runs (with --bpf-stats).\n# TYPE capprof_program_runs_total counter\ncapprof_program_runs_total {}", h.program_runs);
+    let _ = writeln!(
+        out,
+        "# HELP capprof_program_run_seconds_total Check program run time (with --bpf-stats).\n# TYPE capprof_program_run_seconds_total counter\ncapprof_program_run_seconds_total {:.9}",
+        h.program_run_time_ns as f64 / 1e9
+    );
+    Ok(out)
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// Percent-decoding for query parameters.
+pub fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 3;
+                    }
+                    _ => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Percent-encoding for query parameters.
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_encoding_round_trips() {
+        for s in ["k8s:shop/cart/app", "container:img:1/name", "a b&c=d%"] {
+            assert_eq!(decode(&encode(s)), s);
+        }
+        assert_eq!(decode("%zz"), "%zz");
+        assert_eq!(decode("%é"), "%é");
+    }
+}

@@ -1,0 +1,111 @@
+//! `capprof merge`: combine profiles exported from several nodes (or runs) into one: per
+//! workload, the union of needs, with the evidence of every input kept.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::capability::Capability;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::Format;
+use crate::output;
+use crate::profile::{Profile, WorkloadProfile};
+
+/// Validated options of `merge`.
+#[derive(Clone, Debug)]
+pub struct MergeConfig {
+    pub inputs: Vec<PathBuf>,
+    pub format: Format,
+    pub output: Option<PathBuf>,
+}
+
+pub fn run(cfg: &MergeConfig) -> Result<i32> {
+    let mut profiles = Vec::new();
+    for path in &cfg.inputs {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        profiles.push(Profile::from_json(&text, &path.display().to_string())?);
+    }
+    let merged = merge(profiles).ok_or_else(|| Error::new(ErrorKind::Usage, "nothing to merge: give at least one profile"))?;
+    output::emit(&merged, cfg.format, cfg.output.as_deref())?;
+    Ok(0)
+}
+
+pub fn merge(profiles: Vec<Profile>) -> Option<Profile> {
+    let mut iter = profiles.into_iter();
+    let mut base = iter.next()?;
+    let mut by_name: BTreeMap<String, WorkloadProfile> = BTreeMap::new();
+    for w in std::mem::take(&mut base.workloads) {
+        add(&mut by_name, w);
+    }
+    for p in iter {
+        base.losses.checks_seen += p.losses.checks_seen;
+        base.losses.checks_map_full += p.losses.checks_map_full;
+        base.losses.events_dropped += p.losses.events_dropped;
+        base.losses.tasks_map_full += p.losses.tasks_map_full;
+        base.losses.site_unknown += p.losses.site_unknown;
+        base.unattributed_checks += p.unattributed_checks;
+        base.duration_ms = base.duration_ms.max(p.duration_ms);
+        for w in p.workloads {
+            add(&mut by_name, w);
+        }
+    }
+    base.workloads = by_name.into_values().collect();
+    Some(base)
+}
+
+fn union(a: &mut Vec<Capability>, b: &[Capability]) {
+    for c in b {
+        if !a.contains(c) {
+            a.push(*c);
+        }
+    }
+    a.sort_by_key(|c| c.name());
+}
+
+fn add(into: &mut BTreeMap<String, WorkloadProfile>, w: WorkloadProfile) {
+    let Some(m) = into.get_mut(&w.name) else {
+        into.insert(w.name.clone(), w);
+        return;
+    };
+    union(&mut m.capabilities.add, &w.capabilities.add);
+    union(&mut m.optional, &w.optional);
+    union(&mut m.would_need, &w.would_need);
+    m.optional.retain(|c| !m.capabilities.add.contains(c));
+    m.would_need.retain(|c| !m.capabilities.add.contains(c));
+    if let Some(g) = &w.granted {
+        union(m.granted.get_or_insert_with(Vec::new), g);
+    }
+    m.no_new_privileges_safe &= w.no_new_privileges_safe;
+    for p in w.portability {
+        if !m.portability.contains(&p) {
+            m.portability.push(p);
+        }
+    }
+    // Hardening holds only where every input allows it.
+    for a in &mut m.hardening {
+        if let Some(b) = w.hardening.iter().find(|b| b.option == a.option) {
+            if !b.recommended && a.recommended {
+                *a = b.clone();
+            }
+        }
+    }
+    for c in w.checks {
+        match m.checks.iter_mut().find(|k| k.capability == c.capability && k.verdict == c.verdict && k.classification == c.classification && k.site == c.site) {
+            Some(k) => {
+                k.count += c.count;
+                for p in c.programs {
+                    if !k.programs.contains(&p) {
+                        k.programs.push(p);
+                    }
+                }
+            }
+            None => m.checks.push(c),
+        }
+    }
+    if m.verification.is_none() {
+        m.verification = w.verification;
+    } else if let (Some(mv), Some(wv)) = (&mut m.verification, w.verification) {
+        mv.runs += wv.runs;
+        mv.passed &= wv.passed;
+        mv.evidence.extend(wv.evidence);
+    }
+}

@@ -1,0 +1,183 @@
+//! `capprof daemon` against a real Docker engine: workloads identified across restarts and
+//! replicas, sets per workload through the API and the CLI, containers that were already
+//! running adopted, kill -9 losing nothing already learned, kernel map entries of finished
+//! containers evicted.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use capprof_tests::*;
+use serde_json::Value;
+
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn start(dir: &Path, extra: &[&str]) -> Self {
+        let socket = dir.join("capprof.sock");
+        let child = Command::new(capprof())
+            .args(["daemon", "--flush-interval", "1", "--socket"])
+            .arg(&socket)
+            .arg("--state")
+            .arg(dir.join("state.redb"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("capprof daemon");
+        let d = Self { child, socket };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while d.get("/health").is_none() {
+            assert!(Instant::now() < deadline, "daemon did not answer on {}", d.socket.display());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        d
+    }
+
+    fn get(&self, target: &str) -> Option<String> {
+        let out = Command::new("curl").args(["-fsS", "--unix-socket"]).arg(&self.socket).arg(format!("http://capprof{target}")).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(capprof()).args(args).arg("--socket").arg(&self.socket).output().unwrap();
+        assert!(out.status.success(), "capprof {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The workload's minimal set, once it has one (facts are durable within a cycle).
+    fn set_of(&self, id: &str, expect: &[&str]) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = self
+                .get(&format!("/profile?format=json&id={}", id.replace(':', "%3A").replace('/', "%2F")))
+                .map(|b| added(&serde_json::from_str::<Value>(&b).unwrap()["workloads"][0]))
+                .unwrap_or_default();
+            if got == expect || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn kill9(self) {
+        self.signal(libc::SIGKILL);
+    }
+
+    fn stop(self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    fn signal(mut self, sig: i32) {
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+        let _ = self.child.wait();
+        std::mem::forget(self);
+    }
+}
+
+/// A failing test must not leave a daemon behind.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn docker(args: &[&str]) {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn learns_workloads_across_restarts_replicas_and_kill_9() {
+    require_root();
+    let _serial = container_lock();
+    let img = busybox_image("docker");
+    let dir = scratch("daemon");
+    let tag = std::process::id();
+    let already = format!("capprof-early-{tag}");
+    // Running before the daemon starts: adopted at start.
+    docker(&["run", "-d", "--rm", "--name", &already, &img, "sh", "-c", "while true; do chroot / true; sleep 0.2; done"]);
+
+    let d = Daemon::start(&dir, &[]);
+    let a = format!("capprof-a-{tag}");
+    // The same container twice (a restart), chown at its very first instruction.
+    for _ in 0..2 {
+        docker(&["run", "--rm", "--name", &a, &img, "sh", "-c", "touch /tmp/f; chown 65534 /tmp/f"]);
+    }
+    // Two replicas of one compose service.
+    let project = format!("cp{tag}");
+    for i in 1..=2 {
+        docker(&[
+            "run", "--rm", "--name", &format!("{project}-web-{i}"), "--label", &format!("com.docker.compose.project={project}"),
+            "--label", "com.docker.compose.service=web", &img, "sh", "-c", "mknod /tmp/n c 1 3",
+        ]);
+    }
+    let a_id = format!("container:{img}/{a}");
+    let web_id = format!("compose:{project}/web");
+    let early_id = format!("container:{img}/{already}");
+    assert_eq!(d.set_of(&a_id, &["CHOWN"]), ["CHOWN"]);
+    assert_eq!(d.set_of(&web_id, &["MKNOD"]), ["MKNOD"]);
+    assert_eq!(d.set_of(&early_id, &["SYS_CHROOT"]), ["SYS_CHROOT"]);
+
+    let list: Vec<Value> = serde_json::from_str(&d.get("/workloads").unwrap()).unwrap();
+    let seen = |id: &str| list.iter().find(|w| w["id"] == id).unwrap_or_else(|| panic!("{id} in {list:?}"))["containers_seen"].as_u64().unwrap();
+    assert_eq!(seen(&a_id), 2, "a restart is the same workload");
+    assert_eq!(seen(&web_id), 2, "two replicas are one workload");
+    let table = d.cli(&["profiles"]);
+    assert!(table.contains(&web_id) && table.contains("MKNOD"), "{table}");
+    let k8s = d.cli(&["export", &web_id, "-f", "k8s"]);
+    assert!(k8s.contains("- MKNOD"), "{k8s}");
+    let ns = d.cli(&["export", "--namespace", &project, "-f", "docker"]);
+    assert_eq!(ns.trim(), "--cap-drop=ALL --cap-add=MKNOD");
+    let metrics = d.get("/metrics").unwrap();
+    assert!(metrics.contains(&format!("capprof_checks_total{{workload=\"{web_id}\",capability=\"MKNOD\",verdict=\"granted\",class=\"needed\"}}")), "{metrics}");
+    assert!(metrics.contains("capprof_losses_total{kind=\"checks_map_full\"} 0"));
+
+    // kill -9, then a container while the daemon is down, then a restart on the same state.
+    d.kill9();
+    docker(&["rm", "-f", &already]);
+    let d = Daemon::start(&dir, &[]);
+    assert_eq!(d.set_of(&a_id, &["CHOWN"]), ["CHOWN"], "learned before kill -9, still there");
+    assert_eq!(d.set_of(&web_id, &["MKNOD"]), ["MKNOD"]);
+    assert_eq!(d.set_of(&early_id, &["SYS_CHROOT"]), ["SYS_CHROOT"]);
+    let b = format!("capprof-b-{tag}");
+    docker(&["run", "--rm", "--name", &b, &img, "sh", "-c", "chroot / true"]);
+    assert_eq!(d.set_of(&format!("container:{img}/{b}"), &["SYS_CHROOT"]), ["SYS_CHROOT"]);
+    d.stop();
+}
+
+#[test]
+fn finished_containers_leave_the_kernel_map_and_tcp_is_opt_in() {
+    require_root();
+    let _serial = container_lock();
+    let img = busybox_image("docker");
+    let dir = scratch("daemon-evict");
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    let addr = format!("127.0.0.1:{port}");
+    let d = Daemon::start(&dir, &["--listen-tcp", &addr]);
+    std::thread::sleep(Duration::from_secs(2));
+    let count = |d: &Daemon| -> u64 {
+        let h: Value = serde_json::from_str(&d.get("/health").unwrap()).unwrap();
+        h["kernel_map_checks"].as_u64().unwrap()
+    };
+    // Containers' keys are evicted once their cgroups are gone; what stays is the host's own
+    // (docker CLI, runc, shims in long-lived cgroups), which does not grow with churn.
+    let batch = |round: u32| {
+        for i in 0..8 {
+            docker(&["run", "--rm", "--name", &format!("capprof-churn-{round}-{i}-{}", std::process::id()), &img, "sh", "-c", "chroot / true"]);
+        }
+        // Two flush intervals: counts durable, then finished cgroups' keys evicted.
+        std::thread::sleep(Duration::from_secs(4));
+        count(&d)
+    };
+    let first = batch(1);
+    let second = batch(2);
+    assert!(second <= first + 3, "kernel map held {first} checks after 8 containers and {second} after 8 more: finished containers must leave it");
+    let health = Command::new("curl").args(["-fsS", &format!("http://{addr}/health")]).output().unwrap();
+    assert!(health.status.success(), "TCP API on {addr}");
+    d.stop();
+}
