@@ -42,11 +42,14 @@ pub fn of_service(path: &str) -> Option<Identity> {
 
 /// The controller behind a pod, from its name (no API server needed): Deployment pods are
 /// `NAME-<template hash>-<5 chars>`, DaemonSet and Job pods `NAME-<5 chars>`, StatefulSet pods
-/// `NAME-<ordinal>`.
+/// `NAME-<ordinal>`. A heuristic: a bare pod whose name happens to look like that is grouped
+/// with its look-alikes.
 pub fn pod_owner(pod: &str) -> String {
+    // Kubernetes draws both from its "safe" alphabet: no vowels, no 0, 1 or 3.
+    const SAFE: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let parts: Vec<&str> = pod.split('-').collect();
-    let is_suffix = |s: &str| s.len() == 5 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    let is_hash = |s: &str| (6..=10).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let is_suffix = |s: &str| s.len() == 5 && s.bytes().all(|b| SAFE.contains(&b));
+    let is_hash = |s: &str| (6..=10).contains(&s.len()) && s.bytes().all(|b| SAFE.contains(&b));
     let n = parts.len();
     if n >= 3 && is_suffix(parts[n - 1]) && is_hash(parts[n - 2]) {
         return parts[..n - 2].join("-");
