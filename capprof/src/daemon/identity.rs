@@ -68,7 +68,7 @@ mod tests {
     #[test]
     fn pod_owners() {
         assert_eq!(pod_owner("web-7d4b9c8f6b-x2x9z"), "web");
-        assert_eq!(pod_owner("my-api-5f7c9d8b7-abcde"), "my-api");
+        assert_eq!(pod_owner("my-api-5f7c9d8b7-bcdfg"), "my-api");
         assert_eq!(pod_owner("db-0"), "db");
         assert_eq!(pod_owner("node-exporter-k2j4l"), "node-exporter");
         assert_eq!(pod_owner("standalone"), "standalone");
@@ -82,7 +82,7 @@ mod tests {
         assert_eq!(of_container(&c).id, "compose:proj/web");
         c.labels.extend([
             ("io.kubernetes.pod.namespace".to_string(), "shop".to_string()),
-            ("io.kubernetes.pod.name".to_string(), "cart-6b7f9d5c4d-q8w7e".to_string()),
+            ("io.kubernetes.pod.name".to_string(), "cart-6b7f9d5c4d-q8w7z".to_string()),
             ("io.kubernetes.container.name".to_string(), "app".to_string()),
         ]);
         let k = of_container(&c);
