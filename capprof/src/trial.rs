@@ -99,7 +99,7 @@ impl Tracer {
         if spec.containers {
             self.watch_containers()?;
         }
-        let discovery = RefCell::new(Discovery::default());
+        let discovery = RefCell::new(if spec.containers { Discovery::for_recording(&spec.argv) } else { Discovery::default() });
         let result = self.run_in(&cgroup, spec, &discovery);
         self.unwatch_cgroup(cgroup.id)?;
         let (exit, probe) = result?;

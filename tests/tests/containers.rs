@@ -259,3 +259,21 @@ fn running_container_recorded_for_a_while() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no running container"));
 }
+
+#[test]
+fn containers_running_before_the_recording_are_left_out() {
+    require_root();
+    let _serial = container_lock();
+    let img = busybox_image("docker");
+    let name = format!("capprof-bystander-{}", std::process::id());
+    let out = Command::new("docker").args(["run", "-d", "--rm", "--name", &name, &img, "sh", "-c", "while true; do chroot / true; sleep 0.1; done"]).output().unwrap();
+    assert!(out.status.success());
+    let argv = docker_run(&["IMG", "sleep", "0.5"]);
+    let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let (status, p, stderr) = capprof_json(&["record"], &refs);
+    let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+    assert_eq!(status, 0, "{stderr}");
+    let c = only_container(&p);
+    assert_ne!(c["name"], name.as_str());
+    assert_eq!(added(c), Vec::<String>::new());
+}

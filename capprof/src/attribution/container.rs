@@ -90,13 +90,49 @@ pub fn docker_inspect(name: &str) -> Option<serde_json::Value> {
 #[derive(Default)]
 pub struct Discovery {
     pub containers: HashMap<String, (ContainerRef, ContainerInfo)>,
+    /// Containers that were running before the recording and are left out of it.
+    ignored: std::collections::HashSet<String>,
+}
+
+/// Every container cgroup that exists now (for telling them from those started later).
+pub fn running_now() -> Vec<ContainerRef> {
+    let Ok(mount) = crate::cgroup::unified_mount() else { return vec![] };
+    let mut out = Vec::new();
+    let mut stack = vec![mount.clone()];
+    while let Some(dir) = stack.pop() {
+        let rel = format!("/{}", dir.strip_prefix(&mount).map(|p| p.display().to_string()).unwrap_or_default());
+        if let Some(r) = identify(&rel).filter(|r| r.cgroup == rel) {
+            out.push(r);
+            continue;
+        }
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            stack.extend(entries.flatten().filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false)).map(|e| e.path()));
+        }
+    }
+    out
 }
 
 impl Discovery {
+    /// A discovery for a recording of `argv`: containers already running are left out, unless
+    /// the command names them (`docker exec NAME ...`).
+    pub fn for_recording(argv: &[String]) -> Self {
+        let mut d = Self::default();
+        for r in running_now() {
+            let info = engine::inspect(&r);
+            let named = argv.iter().any(|a| {
+                (a.len() >= 12 && r.id.starts_with(a.as_str())) || info.as_ref().is_some_and(|i| !i.name.is_empty() && a == &i.name)
+            });
+            if !named {
+                d.ignored.insert(r.id.clone());
+            }
+        }
+        d
+    }
+
     /// Notes a cgroup path; the first time a container shows up its engine is asked about it.
     pub fn observe(&mut self, path: &str) {
         let Some(r) = identify(path) else { return };
-        if self.containers.contains_key(&r.id) {
+        if self.containers.contains_key(&r.id) || self.ignored.contains(&r.id) {
             return;
         }
         let info = engine::inspect(&r).unwrap_or_else(|| ContainerInfo {

@@ -71,23 +71,17 @@ impl Learner {
     /// Adopts the containers (and services) already running: their threads count as workload.
     pub fn adopt_running(&mut self) -> Result<usize> {
         let mount = crate::cgroup::unified_mount()?;
-        let mut adopted = 0;
-        let mut stack = vec![mount.clone()];
-        while let Some(dir) = stack.pop() {
-            let rel = format!("/{}", dir.strip_prefix(&mount).map(|p| p.display().to_string()).unwrap_or_default());
-            let container = crate::attribution::container::identify(&rel).filter(|r| r.cgroup == rel);
-            if container.is_some() || (self.services && rel.ends_with(".service")) {
-                let id = crate::cgroup::id_of(&dir)?;
-                self.tracer.adopt_tasks(id, &rel, &crate::cgroup::threads_below(&dir))?;
-                self.discovery.observe(&rel);
-                adopted += 1;
-                continue;
-            }
-            if let Ok(entries) = std::fs::read_dir(&dir) {
-                stack.extend(entries.flatten().filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false)).map(|e| e.path()));
-            }
+        let mut paths: Vec<String> = crate::attribution::container::running_now().into_iter().map(|r| r.cgroup).collect();
+        if self.services {
+            paths.extend(services_now(&mount));
         }
-        Ok(adopted)
+        for rel in &paths {
+            let dir = mount.join(rel.trim_start_matches('/'));
+            let id = crate::cgroup::id_of(&dir)?;
+            self.tracer.adopt_tasks(id, rel, &crate::cgroup::threads_below(&dir))?;
+            self.discovery.observe(rel);
+        }
+        Ok(paths.len())
     }
 
     fn identity_of(&self, path: &str) -> Option<Identity> {
@@ -234,3 +228,20 @@ impl Learner {
     }
 }
 
+
+/// systemd units' cgroups (`*.service`) that exist now.
+fn services_now(mount: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![mount.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let rel = format!("/{}", dir.strip_prefix(mount).map(|p| p.display().to_string()).unwrap_or_default());
+        if rel.ends_with(".service") {
+            out.push(rel);
+            continue;
+        }
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            stack.extend(entries.flatten().filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false)).map(|e| e.path()));
+        }
+    }
+    out
+}
