@@ -80,6 +80,21 @@ pub const DOCKER_DEFAULT: [Capability; 14] = [
     Capability::AUDIT_WRITE,
 ];
 
+/// podman's default set (11: Docker's without MKNOD, NET_RAW and AUDIT_WRITE).
+pub const PODMAN_DEFAULT: [Capability; 11] = [
+    Capability::CHOWN,
+    Capability::DAC_OVERRIDE,
+    Capability::FOWNER,
+    Capability::FSETID,
+    Capability::KILL,
+    Capability::NET_BIND_SERVICE,
+    Capability::SETFCAP,
+    Capability::SETGID,
+    Capability::SETPCAP,
+    Capability::SETUID,
+    Capability::SYS_CHROOT,
+];
+
 impl Capability {
     pub const CHOWN: Self = Self(0);
     pub const DAC_OVERRIDE: Self = Self(1);

@@ -296,6 +296,8 @@ impl WorkloadProfile {
             container: meta.container.as_ref(),
             executables,
         });
+        // What its processes held, else what the engine says it granted.
+        let granted = granted.map(CapSet).or_else(|| meta.container.as_ref().and_then(|c| c.granted())).map(sorted);
         Self {
             name: meta.name,
             kind: meta.kind,
@@ -307,7 +309,7 @@ impl WorkloadProfile {
             optional: sorted(optional_only),
             no_new_privileges_safe: no_new_privs_safe,
             container: meta.container,
-            granted: granted.map(|g| sorted(CapSet(g))),
+            granted,
             portability,
             portable: meta.portable,
             hardening,

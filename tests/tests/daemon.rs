@@ -123,8 +123,18 @@ fn learns_workloads_across_restarts_replicas_and_kill_9() {
     assert_eq!(d.set_of(&web_id, &["MKNOD"]), ["MKNOD"]);
     assert_eq!(d.set_of(&early_id, &["SYS_CHROOT"]), ["SYS_CHROOT"]);
 
-    let list: Vec<Value> = serde_json::from_str(&d.get("/workloads").unwrap()).unwrap();
-    let seen = |id: &str| list.iter().find(|w| w["id"] == id).unwrap_or_else(|| panic!("{id} in {list:?}"))["containers_seen"].as_u64().unwrap();
+    // Known facts from the second container only update counters: durable at the next flush.
+    let seen = |id: &str| -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let list: Vec<Value> = serde_json::from_str(&d.get("/workloads").unwrap()).unwrap();
+            let n = list.iter().find(|w| w["id"] == id).map(|w| w["containers_seen"].as_u64().unwrap()).unwrap_or(0);
+            if n >= 2 || Instant::now() > deadline {
+                return n;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
     assert_eq!(seen(&a_id), 2, "a restart is the same workload");
     assert_eq!(seen(&web_id), 2, "two replicas are one workload");
     let table = d.cli(&["profiles"]);

@@ -30,6 +30,11 @@ pub struct ContainerInfo {
     pub network_mode: String,
     pub privileged: bool,
     pub read_only_rootfs: bool,
+    /// `--cap-add`/`--cap-drop` it was started with (Docker's names), for its granted set.
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
     /// Labels capprof uses: Compose project/service, Kubernetes namespace/pod/container.
     pub labels: HashMap<String, String>,
     /// Paths changed in the container's writable layer, when the engine could still say.
@@ -40,6 +45,37 @@ pub struct ContainerInfo {
 
 fn is_hex_id(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+impl ContainerInfo {
+    /// What the engine granted: its default set adjusted by `--cap-add`/`--cap-drop`
+    /// (everything when privileged). None when the engine's default is not known.
+    pub fn granted(&self) -> Option<crate::capability::CapSet> {
+        use crate::capability::{CapSet, DOCKER_DEFAULT, PODMAN_DEFAULT};
+        if self.privileged {
+            return Some(CapSet::full());
+        }
+        let mut set: CapSet = match self.engine.as_str() {
+            "docker" | "containerd" => DOCKER_DEFAULT.into_iter().collect(),
+            "podman" => PODMAN_DEFAULT.into_iter().collect(),
+            _ => return None,
+        };
+        for d in &self.cap_drop {
+            if d.eq_ignore_ascii_case("ALL") || d.eq_ignore_ascii_case("CAP_ALL") {
+                set = CapSet::empty();
+            } else if let Ok(c) = d.parse() {
+                set.remove(c);
+            }
+        }
+        for a in &self.cap_add {
+            if a.eq_ignore_ascii_case("ALL") || a.eq_ignore_ascii_case("CAP_ALL") {
+                set = CapSet::full();
+            } else if let Ok(c) = a.parse() {
+                set.insert(c);
+            }
+        }
+        Some(set)
+    }
 }
 
 /// Recognizes a container's cgroup path (cgroup v2, relative to the mount).

@@ -123,10 +123,16 @@ fn parse_inspect(r: &ContainerRef, v: &Value) -> ContainerInfo {
         network_mode: s(&["HostConfig", "NetworkMode"]),
         privileged: v["HostConfig"]["Privileged"].as_bool().unwrap_or(false),
         read_only_rootfs: v["HostConfig"]["ReadonlyRootfs"].as_bool().unwrap_or(false),
+        cap_add: strings(&v["HostConfig"]["CapAdd"]),
+        cap_drop: strings(&v["HostConfig"]["CapDrop"]),
         labels,
         changed_paths: None,
         source: "engine".into(),
     }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default()
 }
 
 fn docker_socket() -> String {

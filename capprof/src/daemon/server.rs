@@ -122,7 +122,7 @@ fn summaries(shared: &Shared) -> crate::error::Result<Vec<WorkloadSummary>> {
                 namespace: r.identity.namespace.clone(),
                 container: r.identity.container.clone(),
                 image: r.container.as_ref().map(|c| c.image.clone()).unwrap_or_default(),
-                granted: CapSet(r.granted).iter().collect(),
+                granted: p.granted.clone().unwrap_or_default(),
                 used: p.capabilities.add,
                 first_seen: r.first_seen,
                 last_seen: r.last_seen,
@@ -147,7 +147,9 @@ pub fn build(r: &WorkloadRecord, checks: Vec<crate::attribution::Check>) -> Work
     };
     let mut w = WorkloadProfile::build(meta, checks);
     w.name = r.identity.id.clone();
-    w.granted = (r.granted != 0).then(|| CapSet(r.granted).iter().collect());
+    if r.granted != 0 {
+        w.granted = Some(CapSet(r.granted).iter().collect());
+    }
     w
 }
 
