@@ -30,6 +30,27 @@ pub const FLAG_SETUP: u32 = 1 << 1;
 pub const FLAG_BORROWED: u32 = 1 << 2;
 /// `CheckKey::flags`: the call site could not be read (calibration failed or frames shifted).
 pub const FLAG_SITE_UNKNOWN: u32 = 1 << 3;
+/// `CheckKey::flags`: `cap_capable` was told not to audit (CAP_OPT_NOAUDIT): a probe. Only the
+/// kprobe and fexit backends see `opts`.
+pub const FLAG_NOAUDIT: u32 = 1 << 4;
+/// `CheckKey::flags`: a set*id/setgroups check (CAP_OPT_INSETID).
+pub const FLAG_INSETID: u32 = 1 << 5;
+
+/// `Config::site_mode`: call sites are not read.
+pub const SITE_OFF: u32 = 0;
+/// `Config::site_mode`: the window starts below `cap_capable`'s frame (raw tracepoint, fexit):
+/// find the return address into `cap_capable`, the caller's is `caller_words` above it.
+pub const SITE_SCAN: u32 = 1;
+/// `Config::site_mode`: the window starts at the return address into the caller (kprobe at
+/// function entry).
+pub const SITE_AT_ENTRY: u32 = 2;
+
+/// `Config::opts_mode`: the hook does not see `cap_capable`'s fourth argument.
+pub const OPTS_NONE: u32 = 0;
+/// `Config::opts_mode`: `unsigned int opts` bitmask (Linux >= 5.1 and backports).
+pub const OPTS_BITMASK: u32 = 1;
+/// `Config::opts_mode`: `int audit`, SECURITY_CAP_AUDIT (1) or NOAUDIT (0) (before 5.1).
+pub const OPTS_AUDIT_INT: u32 = 2;
 
 /// Network operations that need a capability on some runtimes but not in Docker's (or
 /// containerd 2's) network namespaces, which lower `ip_unprivileged_port_start` and widen
@@ -134,16 +155,20 @@ pub struct Config {
     pub watch_all: u32,
     /// When non-zero, only this thread's checks are sampled into the calibration map.
     pub calibrate_tid: u32,
-    /// Words from the return address into `cap_capable` (the first such word above the raw
-    /// tracepoint's argument array) to the one into `cap_capable`'s caller: the size of
-    /// `cap_capable`'s frame. 0: not calibrated, call sites are not read.
+    /// Words from the return address into `cap_capable` (the first such word above the
+    /// window's start) to the one into `cap_capable`'s caller: the size of `cap_capable`'s
+    /// frame (`SITE_SCAN`).
     pub caller_words: u32,
     /// Words from there to the return address into the caller of `security_capable`.
     pub api_words: u32,
-    /// Reserved (keeps the layout free of padding).
-    pub reserved: u32,
+    /// `SITE_*`: how call sites are read.
+    pub site_mode: u32,
     /// Offset of `pid` in `struct task_struct` (for the forked child).
     pub task_pid_offset: u32,
+    /// `OPTS_*`: what `cap_capable`'s fourth argument means on this kernel.
+    pub opts_mode: u32,
+    /// Reserved (keeps the layout free of padding).
+    pub reserved: u32,
     /// `cap_capable`'s text: anchors the call-site search whatever frames sit below it.
     pub cap_capable: SiteRange,
     /// `security_capable`: checks arriving from it are attributed to its caller.
@@ -181,4 +206,4 @@ mod pod {
 // Layout guards: a change that adds padding fails to compile on both sides.
 const _: () = assert!(core::mem::size_of::<CheckKey>() == 40);
 const _: () = assert!(core::mem::size_of::<CheckEvent>() == 40 + 32 + 8 * STACK_DEPTH);
-const _: () = assert!(core::mem::size_of::<Config>() == 24 + 32);
+const _: () = assert!(core::mem::size_of::<Config>() == 32 + 32);

@@ -17,7 +17,7 @@ pub fn record_container(name: &str, duration: Option<Duration>, options: &Record
     let path = cgroup::path_of_pid(pid).ok_or_else(|| Error::new(ErrorKind::Usage, format!("container {name}: its process {pid} is gone")))?;
     let dir = cgroup::unified_mount()?.join(path.trim_start_matches('/'));
     let id = cgroup::id_of(&dir)?;
-    let mut tracer = Tracer::start(options.sizes)?;
+    let mut tracer = Tracer::start(options.sizes, options.backend)?;
     if options.bpf_stats {
         tracer.enable_stats()?;
     }

@@ -3,8 +3,9 @@
 //! The rules, first match wins (kernel facts in ../shared/CAPABILITY-NOTES.md):
 //! 1. runtime: made before the workload's exec in its scope, or by a runtime's own process;
 //! 2. borrowed: made on credentials that are not the task's own;
-//! 3. probed: the kernel asks without acting on a "no" (overcommit reserve, NOAUDIT API
-//!    functions, FSETID stripping, set-id exec under no-new-privs);
+//! 3. probed: the kernel asks without acting on a "no" (overcommit reserve, NOAUDIT from
+//!    `opts` where the backend sees it, else from the API function that asked, FSETID
+//!    stripping, set-id exec under no-new-privs);
 //! 4. optional: granted, but the caller has a silent fallback (SO_RCVBUFFORCE, pipe size,
 //!    rlimits, nice);
 //! 5. denied: refused and not a probe: the workload "would need" it for what it tried;
@@ -68,6 +69,9 @@ pub fn classify(c: &Check) -> (Classification, String) {
     }
     if OVERCOMMIT_SITES.iter().any(|s| c.via(s)) {
         return (Probed, "overcommit reserve probe on mmap/brk/execve: never a need".into());
+    }
+    if c.noaudit {
+        return (Probed, "NOAUDIT check (cap_capable's opts): the kernel degrades instead of failing".into());
     }
     if let Some(site) = NOAUDIT_SITES.iter().find(|s| c.site.as_deref() == Some(**s)) {
         return (Probed, format!("quiet (NOAUDIT) check via {site}: the kernel degrades instead of failing"));

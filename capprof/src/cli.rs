@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::backend::MapSizes;
+use crate::backend::{BackendChoice, MapSizes};
 use crate::capability::CapSet;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::Format;
@@ -92,6 +92,9 @@ pub struct OutputArgs {
     /// program's mean run time (costs every BPF program on the host a little while on).
     #[arg(long)]
     pub bpf_stats: bool,
+    /// Kernel hook: `auto` takes the first that works of tracepoint, fexit, kprobe.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendChoice,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -115,6 +118,7 @@ impl OutputArgs {
             },
             portable: self.portable,
             bpf_stats: self.bpf_stats,
+            backend: self.backend,
         })
     }
 }
@@ -188,6 +192,9 @@ pub struct DaemonArgs {
     /// Kernel BPF run-time statistics for /metrics (costs every BPF program a little).
     #[arg(long)]
     pub bpf_stats: bool,
+    /// Kernel hook: `auto` takes the first that works of tracepoint, fexit, kprobe.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendChoice,
     /// Stop after SECS (for tests and for profiling the daemon itself).
     #[arg(long, value_name = "SECS", hide = true)]
     pub exit_after: Option<f64>,
@@ -233,6 +240,7 @@ impl DaemonArgs {
             flush_every: positive_secs(self.flush_interval, "--flush-interval")?,
             sizes: MapSizes { checks: self.max_checks, ..MapSizes::default() },
             bpf_stats: self.bpf_stats,
+            backend: self.backend,
             exit_after: self.exit_after.map(|v| positive_secs(v, "--exit-after")).transpose()?,
         })
     }

@@ -52,7 +52,7 @@ impl Search<'_> {
 }
 
 pub fn run(cfg: &MinimizeConfig) -> Result<i32> {
-    let tracer = Tracer::start(cfg.options.sizes)?;
+    let tracer = Tracer::start(cfg.options.sizes, cfg.options.backend)?;
     let mut s = Search { tracer, cfg, runs: 0 };
 
     let baseline = s.try_set(None, "with every capability")?;

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use crate::attribution::{symbolize, Check};
-use crate::backend::{Backend, MapSizes};
+use crate::backend::{Backend, BackendChoice, MapSizes};
 use crate::collector::{Collector, Observations};
 use crate::error::Result;
 use crate::kernel::{kallsyms::Symbols, privileges};
@@ -23,10 +23,10 @@ pub struct Tracer {
 }
 
 impl Tracer {
-    pub fn start(sizes: MapSizes) -> Result<Self> {
+    pub fn start(sizes: MapSizes, choice: BackendChoice) -> Result<Self> {
         privileges::check_tracer()?;
         let symbols = Symbols::load()?;
-        let backend = Backend::start(&symbols, sizes)?;
+        let backend = Backend::start(&symbols, sizes, choice)?;
         Ok(Self { collector: Collector::new(backend)?, symbols, started: Instant::now(), stats: None, network_hooks: false })
     }
 

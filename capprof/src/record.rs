@@ -21,6 +21,8 @@ pub struct RecordOptions {
     /// Add the capabilities other runtimes would need (low ports, ping sockets) to the set.
     pub portable: bool,
     pub bpf_stats: bool,
+    /// Which kernel hook to use.
+    pub backend: crate::backend::BackendChoice,
 }
 
 /// Validated options of `record`.
@@ -49,7 +51,7 @@ pub fn run(cfg: &RecordConfig) -> Result<i32> {
 
 /// The recording itself: one unrestricted trial.
 pub fn record(argv: &[String], options: &RecordOptions) -> Result<(Profile, i32)> {
-    let mut tracer = Tracer::start(options.sizes)?;
+    let mut tracer = Tracer::start(options.sizes, options.backend)?;
     if options.bpf_stats {
         tracer.enable_stats()?;
     }

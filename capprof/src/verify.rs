@@ -30,7 +30,7 @@ pub struct VerifyConfig {
 pub const FAILED: i32 = 1;
 
 pub fn run(cfg: &VerifyConfig) -> Result<i32> {
-    let mut tracer = Tracer::start(cfg.options.sizes)?;
+    let mut tracer = Tracer::start(cfg.options.sizes, cfg.options.backend)?;
     let spec = TrialSpec::under(&cfg.argv, Some(cfg.caps), cfg.probe.clone(), cfg.options.containers);
     let (trial, runs) = repeat(&mut tracer, &spec, cfg.runs)?;
     let mut profile = profile_of(&tracer, &spec.argv, &trial, &cfg.options);

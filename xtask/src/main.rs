@@ -1,4 +1,4 @@
-//! Build and test orchestration: `cargo xtask setup|demo|test|bench`.
+//! Build and test orchestration: `cargo xtask setup|demo|test|bench|vm-test|vm`.
 //!
 //! Every command that needs the machine prepared runs `scripts/setup.sh` first (idempotent:
 //! apt packages, bpf-linker, the debian-bpf toolchain, tracefs, dockerd), so each one works on a
@@ -6,6 +6,7 @@
 
 mod bench;
 mod vm;
+mod vm_test;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,7 +27,8 @@ enum Cmd {
     Setup,
     /// Set up, build, and record the bundled example (a tiny server on port 80).
     Demo,
-    /// Set up, build, and run every test on the real kernel.
+    /// Set up, build, and run every test on the real kernel, then the record scenarios on a
+    /// second kernel (Debian 6.1 under QEMU) under its kprobe and fexit backends.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -39,6 +41,9 @@ enum Cmd {
         iterations: u64,
     },
     /// Set up the QEMU VM (scripts/vm-setup.sh) and run a shell script as root on Linux 6.1.
+    /// Boot Debian's 6.1 kernel under QEMU and run the record scenarios under its backends
+    /// (kprobe, fexit); fails when any set differs.
+    VmTest,
     Vm {
         /// A host binary to copy into the VM's /bin, with its shared libraries (repeatable).
         #[arg(long = "bin")]
@@ -69,12 +74,24 @@ fn main() -> Result<()> {
             cargo(&["build", "--all-targets"])?;
             let mut test = vec!["test", "--no-fail-fast"];
             test.extend(args.iter().map(String::as_str));
-            cargo(&test)
+            let tests = cargo(&test);
+            // The kprobe and fexit backends on a second kernel (unless a filter was given).
+            let vm = if args.is_empty() {
+                cargo(&["build", "--release", "-p", "capprof", "-p", "capprof-tests"]).and_then(|_| vm_test::run(&root().join("target/release")))
+            } else {
+                Ok(())
+            };
+            tests.and(vm)
         }
         Cmd::Bench { iterations } => {
             setup()?;
             cargo(&["build", "--release", "-p", "capprof", "-p", "capprof-tests"])?;
             bench::run(&root().join("target/release"), iterations)
+        }
+        Cmd::VmTest => {
+            setup()?;
+            cargo(&["build", "--release", "-p", "capprof", "-p", "capprof-tests"])?;
+            vm_test::run(&root().join("target/release"))
         }
         Cmd::Vm { bins, timeout, script } => {
             vm::cli(&bins, &script.join(" "), std::time::Duration::from_secs(timeout))

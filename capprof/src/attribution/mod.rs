@@ -7,7 +7,7 @@ pub mod container;
 mod engine;
 pub mod workloads;
 
-use capprof_common::{CheckKey, FLAG_BORROWED, FLAG_DENIED, FLAG_SETUP};
+use capprof_common::{CheckKey, FLAG_BORROWED, FLAG_DENIED, FLAG_NOAUDIT, FLAG_SETUP};
 
 use crate::collector::Observation;
 use crate::kernel::kallsyms::Symbols;
@@ -21,6 +21,8 @@ pub struct Check {
     pub setup: bool,
     /// Made on credentials other than the task's own.
     pub borrowed: bool,
+    /// `cap_capable` was told not to audit it (kprobe/fexit backends only).
+    pub noaudit: bool,
     pub count: u64,
     pub cgroup_id: u64,
     pub comm: String,
@@ -89,6 +91,7 @@ pub fn symbolize(obs: &Observation, symbols: &Symbols) -> Check {
         denied: key.flags & FLAG_DENIED != 0,
         setup: key.flags & FLAG_SETUP != 0,
         borrowed: key.flags & FLAG_BORROWED != 0,
+        noaudit: key.flags & FLAG_NOAUDIT != 0,
         count: obs.count,
         cgroup_id: key.cgroup_id,
         comm: comm_string(&key.comm),
@@ -171,6 +174,7 @@ mod tests {
             denied: false,
             setup: false,
             borrowed: false,
+            noaudit: false,
             count: 1,
             cgroup_id: 1,
             comm: "scenario".into(),

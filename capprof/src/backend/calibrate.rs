@@ -50,7 +50,10 @@ pub(super) fn calibrate(backend: &mut Backend, symbols: &Symbols) -> Result<Opti
             eprintln!("{i:2} {:#x} {:?} | {:#x} {:?}", a, symbols.resolve(*a), b, symbols.resolve(*b));
         }
     }
-    Ok(find_offsets(&overcommit.words, &setuid.words, *cc, &vm, *sc, *setid))
+    Ok(match backend.kind {
+        super::BackendKind::Kprobe => find_offsets_at_entry(&overcommit.words, &setuid.words, *cc, &vm, *sc, *setid),
+        _ => find_offsets(&overcommit.words, &setuid.words, *cc, &vm, *sc, *setid),
+    })
 }
 
 fn set_config(backend: &mut Backend, cfg: Config) -> Result<()> {
@@ -100,6 +103,28 @@ fn find_offsets(
     Some(CallSites {
         caller_words: (k - anchor) as u32,
         api_words: (j - k) as u32,
+        cap_capable: SiteRange { start: cc.0, end: cc.1 },
+        security_capable: SiteRange { start: sc.0, end: sc.1 },
+    })
+}
+
+/// At `cap_capable`'s entry (kprobe) the window starts at the return address into its caller.
+fn find_offsets_at_entry(
+    overcommit: &[u64; CALIBRATION_WORDS],
+    setuid: &[u64; CALIBRATION_WORDS],
+    cc: (u64, u64),
+    vm: &[(u64, u64)],
+    sc: (u64, u64),
+    setid: (u64, u64),
+) -> Option<CallSites> {
+    let within = |w: u64, r: (u64, u64)| w >= r.0 && w < r.1;
+    if !vm.iter().any(|r| within(overcommit[0], *r)) || !within(setuid[0], sc) {
+        return None;
+    }
+    let j = (1..SITE_WINDOW_WORDS).find(|&j| within(setuid[j], setid))?;
+    Some(CallSites {
+        caller_words: 0,
+        api_words: j as u32,
         cap_capable: SiteRange { start: cc.0, end: cc.1 },
         security_capable: SiteRange { start: sc.0, end: sc.1 },
     })

@@ -3,7 +3,8 @@
 //! beside the tracepoint; every backend fills the same maps with the same `CheckKey`s.
 
 mod calibrate;
-mod tracepoint;
+mod hooks;
+mod loader;
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya::Ebpf;
@@ -14,12 +15,13 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::kernel::kallsyms::Symbols;
 
 pub use calibrate::CallSites;
-pub use tracepoint::kernel_release;
+pub use hooks::{BackendChoice, BackendKind};
+pub use loader::kernel_release;
 
 /// Which kernel hook feeds the maps, and what it can see.
 #[derive(Clone, Debug, Serialize)]
 pub struct BackendInfo {
-    /// `tracepoint` (capability:cap_capable).
+    /// `tracepoint`, `fexit` or `kprobe`.
     pub name: &'static str,
     /// Whether `cap_capable`'s `opts` (NOAUDIT, INSETID) are visible.
     pub sees_opts: bool,
@@ -73,25 +75,54 @@ pub struct ProgramStats {
 pub struct Backend {
     ebpf: Ebpf,
     config: Config,
+    pub kind: BackendKind,
     pub info: BackendInfo,
     pub call_sites: Option<CallSites>,
 }
 
 impl Backend {
-    /// Loads and attaches the best backend the kernel allows (today: the tracepoint), then
-    /// calibrates call-site reading. Nothing is counted until `watch_*` is called.
-    pub fn start(symbols: &Symbols, sizes: MapSizes) -> Result<Self> {
-        let mut backend = tracepoint::load(sizes)?;
+    /// Loads and attaches the first backend of `choice` the kernel allows, then calibrates
+    /// call-site reading. Nothing is counted until `watch_*` is called.
+    pub fn start(symbols: &Symbols, sizes: MapSizes, choice: BackendChoice) -> Result<Self> {
+        let facts = loader::kernel_facts()?;
+        let mut refusals = Vec::new();
+        let mut chosen = None;
+        for kind in choice.candidates() {
+            // A fresh object per attempt: a half-attached backend is dropped whole.
+            let mut ebpf = loader::load_object(sizes, &facts)?;
+            match kind.attach(&mut ebpf) {
+                Ok(()) => {
+                    chosen = Some((kind, ebpf));
+                    break;
+                }
+                Err(e) => refusals.push(format!("{}: {e}", kind.name())),
+            }
+        }
+        let Some((kind, ebpf)) = chosen else {
+            return Err(Error::new(
+                ErrorKind::UnsupportedKernel,
+                format!("no capprof backend works on this kernel ({}): {}", kernel_release(), refusals.join("; ")),
+            ));
+        };
+        let config = Config {
+            task_pid_offset: facts.task_pid_offset,
+            opts_mode: if kind.sees_opts() { facts.opts_mode } else { capprof_common::OPTS_NONE },
+            ..Config::default()
+        };
+        let info = BackendInfo { name: kind.name(), sees_opts: kind.sees_opts() && facts.opts_mode != capprof_common::OPTS_NONE, classification: String::new() };
+        let mut backend = Backend { ebpf, config, kind, info, call_sites: None };
         backend.call_sites = calibrate::calibrate(&mut backend, symbols)?;
         if let Some(cs) = &backend.call_sites {
             backend.config.caller_words = cs.caller_words;
             backend.config.api_words = cs.api_words;
             backend.config.cap_capable = cs.cap_capable;
             backend.config.security_capable = cs.security_capable;
+            backend.config.site_mode = kind.site_mode();
         }
+        let opts = if backend.info.sees_opts { "NOAUDIT from cap_capable's opts" } else { "no opts on this hook" };
         backend.info.classification = match backend.call_sites {
-            Some(_) => "call site of each check read from the kernel stack at calibrated frame distances (the tracepoint has no opts)".into(),
-            None => "call-site calibration failed: probes are told from needs by the first kernel stack of each check only".into(),
+            Some(_) => format!("{opts}; call site of each check read from the kernel stack at calibrated frame distances"),
+            None => format!("{opts}; call-site calibration failed: probes are told from needs by the first kernel stack of each check"),
         };
         backend.push_config()?;
         Ok(backend)
@@ -153,7 +184,7 @@ impl Backend {
     /// Watches the system calls behind network operations that need a capability on some
     /// runtimes only (low ports, ping sockets).
     pub fn attach_network_hooks(&mut self) -> Result<()> {
-        tracepoint::attach_network_hooks(&mut self.ebpf)
+        loader::attach_network_hooks(&mut self.ebpf)
     }
 
     /// Network uses seen: (key, count).

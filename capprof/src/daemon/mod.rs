@@ -36,12 +36,13 @@ pub struct DaemonConfig {
     pub flush_every: Duration,
     pub sizes: MapSizes,
     pub bpf_stats: bool,
+    pub backend: crate::backend::BackendChoice,
     /// Stop after this long (tests, and recording the daemon itself).
     pub exit_after: Option<Duration>,
 }
 
 pub fn run(cfg: &DaemonConfig) -> Result<i32> {
-    let mut tracer = Tracer::start(cfg.sizes)?;
+    let mut tracer = Tracer::start(cfg.sizes, cfg.backend)?;
     if cfg.bpf_stats {
         tracer.enable_stats()?;
     }

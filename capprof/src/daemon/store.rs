@@ -43,6 +43,8 @@ pub struct Fact {
     pub denied: bool,
     pub setup: bool,
     pub borrowed: bool,
+    #[serde(default)]
+    pub noaudit: bool,
     pub comm: String,
     pub exe: Option<String>,
     pub site: Option<String>,
@@ -55,7 +57,16 @@ pub struct Fact {
 
 impl Fact {
     pub fn key(workload: &str, c: &Check) -> String {
-        format!("{workload}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}", c.capability, c.denied, c.setup, c.borrowed, c.site.as_deref().unwrap_or(""), c.comm)
+        format!(
+            "{workload}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
+            c.capability,
+            c.denied,
+            c.setup,
+            c.borrowed,
+            c.site.as_deref().unwrap_or(""),
+            c.comm,
+            c.noaudit
+        )
     }
 
     pub fn from_check(c: &Check, now: u64) -> Self {
@@ -64,6 +75,7 @@ impl Fact {
             denied: c.denied,
             setup: c.setup,
             borrowed: c.borrowed,
+            noaudit: c.noaudit,
             comm: c.comm.clone(),
             exe: c.exe.clone(),
             site: c.site.clone(),
@@ -82,6 +94,7 @@ impl Fact {
             denied: self.denied,
             setup: self.setup,
             borrowed: self.borrowed,
+            noaudit: self.noaudit,
             count: self.count,
             cgroup_id: 0,
             comm: self.comm.clone(),

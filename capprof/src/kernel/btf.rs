@@ -68,6 +68,20 @@ impl Btf {
         offsets
     }
 
+    /// Parameter names of the function `name` (from its FUNC_PROTO).
+    pub fn func_params(&self, name: &str) -> Option<Vec<String>> {
+        const KIND_FUNC: u32 = 12;
+        const KIND_FUNC_PROTO: u32 = 13;
+        let index = self.index();
+        let func = index.iter().skip(1).copied().find(|&o| (self.u32_at(o + 4) >> 24) & 0x1f == KIND_FUNC && self.name(self.u32_at(o)) == name)?;
+        let proto = *index.get(self.u32_at(func + 8) as usize)?;
+        let info = self.u32_at(proto + 4);
+        if (info >> 24) & 0x1f != KIND_FUNC_PROTO {
+            return None;
+        }
+        Some((0..(info & 0xffff) as usize).map(|i| self.name(self.u32_at(proto + 12 + 8 * i)).to_string()).collect())
+    }
+
     /// Byte offset of `member` in `struct name`, looking through anonymous structs and unions.
     pub fn member_offset(&self, name: &str, member: &str) -> Option<u32> {
         let index = self.index();
@@ -99,5 +113,20 @@ impl Btf {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_running_kernels_btf() {
+        let Ok(btf) = Btf::from_sys_fs() else { panic!("this project's kernels have BTF: /sys/kernel/btf/vmlinux") };
+        assert!(btf.member_offset("task_struct", "pid").is_some());
+        assert!(btf.member_offset("task_struct", "real_cred").is_some());
+        let params = btf.func_params("cap_capable").expect("cap_capable in BTF");
+        assert_eq!(params.len(), 4, "{params:?}");
+        assert_eq!(params[3], "opts");
     }
 }

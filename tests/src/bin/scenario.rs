@@ -28,6 +28,7 @@ fn main() {
             std::thread::sleep(std::time::Duration::from_secs_f64(arg(1).parse().unwrap_or_else(|_| usage())));
             Ok(())
         }
+        Some("sleep-as") => sleep_as(arg(1).parse().unwrap_or_else(|_| usage()), arg(2).parse().unwrap_or_else(|_| usage())),
         Some("exit") => std::process::exit(arg(1).parse().unwrap_or_else(|_| usage())),
         _ => usage(),
     };
@@ -39,7 +40,7 @@ fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: scenario nothing | chown FILE | bind PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | rcvbufforce | setuid-loop N | mmap-loop N | names N | sleep SECS | exit CODE"
+        "usage: scenario nothing | chown FILE | bind PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | rcvbufforce | setuid-loop N | mmap-loop N | names N | sleep SECS | sleep-as UID SECS | exit CODE"
     );
     std::process::exit(2)
 }
@@ -117,5 +118,14 @@ fn distinct_names(n: u32) -> std::io::Result<()> {
         check(unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) })?;
         check(mmap_once())?;
     }
+    Ok(())
+}
+
+/// Becomes `uid` (and its gid) and sleeps: another user's process, for the kill scenario
+/// where no `setpriv` exists (the test VM).
+fn sleep_as(uid: u32, secs: f64) -> std::io::Result<()> {
+    check(unsafe { libc::setgid(uid) })?;
+    check(unsafe { libc::setuid(uid) })?;
+    std::thread::sleep(std::time::Duration::from_secs_f64(secs));
     Ok(())
 }

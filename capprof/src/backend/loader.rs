@@ -1,76 +1,48 @@
-//! The `capability:cap_capable` tracepoint backend (Linux >= 6.14): sees the verdict, not
-//! `opts`; call sites come from calibrated stack slots instead. Attached as raw tracepoints:
-//! the arguments arrive without a perf record being built, and detaching needs no RCU grace
-//! period (a perf tracepoint's last detach waits for one, ~80 ms each here).
+//! Loading the eBPF object and what every backend needs from the running kernel: struct
+//! offsets and `cap_capable`'s signature from BTF, tracefs, the network-use hooks.
 
-use aya::programs::{RawTracePoint, TracePoint};
+use aya::programs::TracePoint;
 use aya::{include_bytes_aligned, EbpfLoader};
-use capprof_common::Config;
 
-use super::{Backend, BackendInfo, MapSizes};
+use super::MapSizes;
 use crate::error::{Error, ErrorKind, Result};
 use crate::kernel::{btf::Btf, tracefs};
 
 /// The eBPF object built by build.rs.
 static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/capprof-ebpf"));
 
-/// The tracepoint's arguments in the order the program reads them (TP_PROTO order).
-const EXPECTED_ARGS: [&str; 5] = ["cred", "target_ns", "capable_ns", "cap", "ret"];
+/// What the programs need to know about this kernel, from its BTF.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelFacts {
+    pub task_pid_offset: u32,
+    /// 0 when BTF lacks it: borrowed credentials then go undetected.
+    pub real_cred_offset: u32,
+    /// `capprof_common::OPTS_*`: the meaning of `cap_capable`'s fourth argument.
+    pub opts_mode: u32,
+}
 
-pub(super) fn load(sizes: MapSizes) -> Result<Backend> {
-    let tracefs = tracefs::ensure_mounted()?;
-    let format = tracefs::event_format(&tracefs, "capability", "cap_capable").ok_or_else(|| {
-        Error::new(
-            ErrorKind::UnsupportedKernel,
-            format!(
-                "this kernel ({}) has no capability:cap_capable tracepoint (added in Linux 6.14) and capprof has no other backend yet",
-                kernel_release()
-            ),
-        )
-    })?;
-    // The record's fields follow TP_PROTO's order; a kernel that reorders them breaks args[].
-    let mut last = 0;
-    for name in EXPECTED_ARGS {
-        let offset = tracefs::field(&format, name).map(|f| f.0).ok_or_else(|| {
-            Error::new(ErrorKind::UnsupportedKernel, format!("capability:cap_capable has no {name} field: unexpected layout"))
-        })?;
-        if offset < last {
-            return Err(Error::new(ErrorKind::UnsupportedKernel, "capability:cap_capable has an unexpected argument order"));
-        }
-        last = offset;
-    }
-
-    // task_struct offsets for the forked child's pid (needed) and borrowed credentials
-    // (without them, borrowed checks go undetected; the report says so).
+pub fn kernel_facts() -> Result<KernelFacts> {
     let btf = Btf::from_sys_fs()?;
     let task_pid_offset = btf
         .member_offset("task_struct", "pid")
         .ok_or_else(|| Error::new(ErrorKind::UnsupportedKernel, "kernel BTF has no task_struct.pid"))?;
     let real_cred_offset = btf.member_offset("task_struct", "real_cred").unwrap_or(0);
-    drop(btf);
+    // Linux 5.1 turned `int audit` into `unsigned int opts` (RHEL 8 backported it): ask BTF,
+    // not the version number.
+    let opts_mode = match btf.func_params("cap_capable").and_then(|p| p.get(3).cloned()).as_deref() {
+        Some("opts") => capprof_common::OPTS_BITMASK,
+        Some("audit") => capprof_common::OPTS_AUDIT_INT,
+        _ => capprof_common::OPTS_NONE,
+    };
+    Ok(KernelFacts { task_pid_offset, real_cred_offset, opts_mode })
+}
 
+/// Loads every program and map of the object (nothing attached yet).
+pub fn load_object(sizes: MapSizes, facts: &KernelFacts) -> Result<aya::Ebpf> {
     // Harmless where BPF memory is memcg-accounted (5.11+); needed on older kernels.
     let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
     let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
-
-    let mut ebpf = load_without_vmlinux_btf(sizes, real_cred_offset)?;
-
-    for prog in ["sched_process_exec", "sched_process_fork", "sched_process_exit", "cap_capable"] {
-        let p: &mut RawTracePoint = ebpf
-            .program_mut(prog)
-            .ok_or_else(|| Error::new(ErrorKind::Internal, format!("program {prog} missing")))?
-            .try_into()
-            .map_err(|e| load_error(prog, e))?;
-        p.load().map_err(|e| load_error(&format!("loading {prog}"), e))?;
-        p.attach(prog).map_err(|e| load_error(&format!("attaching to raw tracepoint {prog}"), e))?;
-    }
-
-    Ok(Backend {
-        ebpf,
-        config: Config { task_pid_offset, ..Config::default() },
-        info: BackendInfo { name: "tracepoint", sees_opts: false, classification: String::new() },
-        call_sites: None,
-    })
+    load_without_vmlinux_btf(sizes, facts.real_cred_offset)
 }
 
 /// Loads the object. `EbpfLoader::new()` always parses the kernel's whole BTF (~18 MiB and
@@ -108,7 +80,7 @@ fn hide_kernel_btf_from_this_thread() -> bool {
     }
 }
 
-fn load_error(what: &str, e: impl std::error::Error) -> Error {
+pub fn load_error(what: &str, e: impl std::error::Error) -> Error {
     // Walk the chain: the verifier log or errno is at the bottom.
     let mut msg = format!("{what}: {e}");
     let mut src = e.source();
@@ -116,13 +88,12 @@ fn load_error(what: &str, e: impl std::error::Error) -> Error {
         msg.push_str(&format!(": {s}"));
         src = s.source();
     }
-    let kind = if msg.contains("Operation not permitted") || msg.contains("EPERM") {
-        msg.push_str(" (capprof needs CAP_BPF and CAP_PERFMON, or root)");
-        ErrorKind::Privileges
-    } else {
-        ErrorKind::UnsupportedKernel
-    };
-    Error::new(kind, msg)
+    // capprof checked its own capabilities before loading anything: a refusal now is the
+    // kernel's (lockdown, or a program type it does not allow), not missing privileges.
+    if msg.contains("Operation not permitted") || msg.contains("EPERM") {
+        msg.push_str(" (refused by the kernel although capprof holds CAP_BPF and CAP_PERFMON: lockdown or the kernel's configuration forbids it)");
+    }
+    Error::new(ErrorKind::UnsupportedKernel, msg)
 }
 
 pub fn kernel_release() -> String {

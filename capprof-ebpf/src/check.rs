@@ -1,0 +1,236 @@
+//! What every backend does with one capability check, split at the verdict: `begin` (scope,
+//! set-up phase, borrowed credentials, opts, call site) needs the check's arguments and a
+//! stack address; `finish` needs the verdict. The tracepoint and fexit have both at once; the
+//! kprobe backend carries the key from entry to return.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        bpf_ktime_get_ns, bpf_probe_read_kernel_buf,
+        generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_task_btf, bpf_get_stack},
+    },
+};
+use capprof_common::{
+    counter, CheckEvent, CheckKey, Config, SiteRange, CALIBRATION_WORDS, FLAG_BORROWED, FLAG_DENIED, FLAG_INSETID,
+    FLAG_NOAUDIT, FLAG_SETUP, FLAG_SITE_UNKNOWN, MAX_CGROUP_LEVELS, OPTS_AUDIT_INT, OPTS_BITMASK, SITE_AT_ENTRY, SITE_SCAN,
+    SITE_SCAN_WORDS, SITE_WINDOW_WORDS, STACK_DEPTH,
+};
+
+use crate::maps::{bump, config, CALIBRATION, CHECKS, EVENTS, SITE_SCRATCH, WATCHED, WORKLOAD_TASKS};
+
+const EEXIST: i32 = 17;
+const CAP_OPT_NOAUDIT: u32 = 0x2;
+const CAP_OPT_INSETID: u32 = 0x4;
+
+/// Offset of `real_cred` in `struct task_struct`, from the kernel's BTF, set at load time
+/// (0: unknown). A load-time constant so the verifier can type the direct load through the
+/// BTF task pointer: no probe-read helper on the per-check path.
+#[no_mangle]
+static REAL_CRED_OFFSET: u32 = 0;
+
+/// Is the current task in a watched cgroup or one of its descendants?
+#[inline(always)]
+pub fn in_scope(cfg: &Config) -> bool {
+    if cfg.watch_all != 0 {
+        return true;
+    }
+    // Shallow levels first: recorded cgroups sit one or two levels below the root.
+    for level in 1..=MAX_CGROUP_LEVELS {
+        let id = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
+        if id == 0 {
+            return false;
+        }
+        if WATCHED.get_ptr(&id).is_some() {
+            return true;
+        }
+    }
+    false
+}
+
+/// Everything but the verdict. None: out of scope (or calibrating).
+#[inline(always)]
+pub fn begin(cap: u32, cred: u64, opts: Option<u32>, stack: u64) -> Option<CheckKey> {
+    let cfg = config()?;
+    let tid = bpf_get_current_pid_tgid() as u32;
+    if cfg.calibrate_tid != 0 {
+        if tid == cfg.calibrate_tid {
+            calibrate(cap, stack);
+        }
+        return None;
+    }
+    // Workload tasks were marked at their exec inside the scope: one lookup answers both
+    // "in scope?" and "set-up or workload?". Others pay for the cgroup ancestry walk.
+    let mut flags = 0u32;
+    match WORKLOAD_TASKS.get_ptr(&tid) {
+        Some(origin) => {
+            let origin = unsafe { *origin };
+            // Still inside the cgroup it exec'd in? (Moved since: a runtime's helper.)
+            let here = unsafe { bpf_get_current_ancestor_cgroup_id(origin.level as i32) };
+            if origin.level == 0 || here != origin.cgroup_id {
+                flags |= FLAG_SETUP;
+            }
+        }
+        None => {
+            if !in_scope(cfg) {
+                return None;
+            }
+            flags |= FLAG_SETUP;
+        }
+    }
+    let real_cred_offset = unsafe { core::ptr::read_volatile(&REAL_CRED_OFFSET) };
+    if real_cred_offset != 0 {
+        let task = unsafe { bpf_get_current_task_btf() } as *const u8;
+        let real = unsafe { *(task.add(real_cred_offset as usize) as *const u64) };
+        if real != cred {
+            flags |= FLAG_BORROWED;
+        }
+    }
+    if let Some(opts) = opts {
+        let noaudit = match cfg.opts_mode {
+            OPTS_BITMASK => opts & CAP_OPT_NOAUDIT != 0,
+            OPTS_AUDIT_INT => opts == 0,
+            _ => false,
+        };
+        if noaudit {
+            flags |= FLAG_NOAUDIT;
+        }
+        if cfg.opts_mode == OPTS_BITMASK && opts & CAP_OPT_INSETID != 0 {
+            flags |= FLAG_INSETID;
+        }
+    }
+    let site = call_site(cfg, stack);
+    if site == 0 {
+        flags |= FLAG_SITE_UNKNOWN;
+        bump(counter::SITE_UNKNOWN);
+    }
+    Some(CheckKey {
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        site,
+        cap,
+        flags,
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+    })
+}
+
+/// Counts the check with its verdict; the first of its kind is announced with a stack.
+#[inline(always)]
+pub fn finish(ctx: *mut c_void, mut key: CheckKey, ret: i32) {
+    if ret < 0 {
+        key.flags |= FLAG_DENIED;
+    }
+    if count(&key) {
+        return;
+    }
+    match CHECKS.insert(&key, &1, BPF_NOEXIST as u64) {
+        Ok(()) => first_sighting(ctx, &key, ret),
+        // Another CPU inserted it between our lookup and insert.
+        Err(e) if e == -EEXIST => {
+            count(&key);
+        }
+        Err(_) => bump(counter::CHECKS_MAP_FULL),
+    }
+}
+
+/// Adds one to an existing counter; false when the key is new.
+#[inline(always)]
+fn count(key: &CheckKey) -> bool {
+    match CHECKS.get_ptr_mut(key) {
+        Some(ptr) => {
+            // This CPU's slot: programs run with migration disabled.
+            unsafe { *ptr += 1 };
+            true
+        }
+        None => false,
+    }
+}
+
+/// The return address identifying who asked: for `security_capable` checks, the API function
+/// that called it; for commoncap's direct calls (overcommit, mmap_min_addr, ...), that function.
+///
+/// One read copies a window of stack words from `stack`. Below `cap_capable`'s frame (raw
+/// tracepoint, fexit) the first word pointing into `cap_capable` is its call into the
+/// tracing machinery (one frame more when several programs share the tracepoint), and
+/// `cap_capable`'s own frame has a fixed size above that; at `cap_capable`'s entry (kprobe)
+/// the first word is already the return address into the caller.
+#[inline(always)]
+fn call_site(cfg: &Config, stack: u64) -> u64 {
+    if cfg.site_mode != SITE_SCAN && cfg.site_mode != SITE_AT_ENTRY {
+        return 0;
+    }
+    let Some(window) = SITE_SCRATCH.get_ptr_mut(0) else { return 0 };
+    let words = unsafe { &mut (*window).words };
+    let bytes = unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, SITE_WINDOW_WORDS * 8) };
+    if unsafe { bpf_probe_read_kernel_buf(stack as *const u8, bytes) }.is_err() {
+        return 0;
+    }
+    let within = |w: u64, r: SiteRange| w >= r.start && w < r.end;
+    let at = if cfg.site_mode == SITE_AT_ENTRY {
+        0
+    } else {
+        let mut anchor = SITE_WINDOW_WORDS;
+        for i in 0..SITE_SCAN_WORDS {
+            if let Some(w) = words.get(i) {
+                if within(*w, cfg.cap_capable) {
+                    anchor = i;
+                    break;
+                }
+            }
+        }
+        anchor + cfg.caller_words as usize
+    };
+    // Indexes masked into the window: older verifiers (6.1) lose the bounds of `get`.
+    const MASK: usize = SITE_WINDOW_WORDS - 1;
+    if at >= SITE_WINDOW_WORDS {
+        return 0;
+    }
+    let caller = unsafe { *words.as_ptr().add(at & MASK) };
+    if within(caller, cfg.security_capable) {
+        let api = at + cfg.api_words as usize;
+        if api >= SITE_WINDOW_WORDS {
+            return 0;
+        }
+        return unsafe { *words.as_ptr().add(api & MASK) };
+    }
+    caller
+}
+
+const _: () = assert!(SITE_WINDOW_WORDS.is_power_of_two());
+
+/// Copies the stack window of the calibrating thread's known checks for userspace.
+fn calibrate(cap: u32, stack: u64) {
+    let slot = match cap {
+        21 => 0, // CAP_SYS_ADMIN
+        7 => 1,  // CAP_SETUID
+        _ => return,
+    };
+    let Some(sample) = CALIBRATION.get_ptr_mut(slot) else { return };
+    let dst = unsafe { &mut (*sample).words };
+    let bytes = unsafe { core::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut u8, CALIBRATION_WORDS * 8) };
+    let _ = unsafe { bpf_probe_read_kernel_buf(stack as *const u8, bytes) };
+}
+
+/// Emits who made a new kind of check, with its kernel stack, built in place in the ring buffer.
+#[inline(always)]
+fn first_sighting(ctx: *mut c_void, key: &CheckKey, ret: i32) {
+    let Some(mut entry) = EVENTS.reserve::<CheckEvent>(0) else {
+        bump(counter::EVENTS_DROPPED);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let uid_gid = bpf_get_current_uid_gid();
+    unsafe {
+        (*ev).key = *key;
+        (*ev).tid = pid_tgid as u32;
+        (*ev).tgid = (pid_tgid >> 32) as u32;
+        (*ev).uid = uid_gid as u32;
+        (*ev).gid = (uid_gid >> 32) as u32;
+        (*ev).ktime_ns = bpf_ktime_get_ns();
+        (*ev).ret = ret;
+        (*ev).stack_bytes = bpf_get_stack(ctx, (*ev).stack.as_mut_ptr() as *mut _, (STACK_DEPTH * 8) as u32, 0) as i32;
+    }
+    entry.submit(0);
+}

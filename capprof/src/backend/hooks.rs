@@ -1,0 +1,124 @@
+//! The backends: which kernel hook feeds the maps, how to attach it, and how the program finds
+//! call sites there. Auto-selection tries them in order and keeps the first that attaches.
+
+use std::path::Path;
+
+use aya::programs::{FExit, KProbe, RawTracePoint};
+use aya::Ebpf;
+use capprof_common::{SITE_AT_ENTRY, SITE_SCAN};
+
+use super::loader::load_error;
+use crate::error::{Error, ErrorKind, Result};
+use crate::kernel::tracefs;
+
+/// A kernel hook on `cap_capable`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// `capability:cap_capable` (Linux >= 6.14), as a raw tracepoint: verdict, no opts.
+    Tracepoint,
+    /// fexit on `cap_capable` (BTF + trampolines): arguments, opts and verdict.
+    Fexit,
+    /// kprobe + kretprobe on `cap_capable` (CONFIG_KPROBES): opts at entry, verdict at return.
+    Kprobe,
+}
+
+/// What `--backend` accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// The first that works: tracepoint, then fexit, then kprobe.
+    #[default]
+    Auto,
+    Tracepoint,
+    Fexit,
+    Kprobe,
+}
+
+impl BackendChoice {
+    /// The backends to try, in order.
+    pub fn candidates(self) -> Vec<BackendKind> {
+        match self {
+            // The tracepoint first where it exists: no trampoline or kprobe on the hot path,
+            // and its calibrated call sites tell probes from needs like opts would.
+            Self::Auto => vec![BackendKind::Tracepoint, BackendKind::Fexit, BackendKind::Kprobe],
+            Self::Tracepoint => vec![BackendKind::Tracepoint],
+            Self::Fexit => vec![BackendKind::Fexit],
+            Self::Kprobe => vec![BackendKind::Kprobe],
+        }
+    }
+}
+
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tracepoint => "tracepoint",
+            Self::Fexit => "fexit",
+            Self::Kprobe => "kprobe",
+        }
+    }
+
+    pub fn sees_opts(self) -> bool {
+        self != Self::Tracepoint
+    }
+
+    /// How the program reads call sites (see `capprof_common::SITE_*`).
+    pub fn site_mode(self) -> u32 {
+        match self {
+            Self::Kprobe => SITE_AT_ENTRY,
+            Self::Tracepoint | Self::Fexit => SITE_SCAN,
+        }
+    }
+
+    /// Attaches this backend's programs, with the task hooks every backend needs.
+    pub fn attach(self, ebpf: &mut Ebpf) -> Result<()> {
+        match self {
+            Self::Tracepoint => {
+                let tracefs = tracefs::ensure_mounted()?;
+                if tracefs::event_format(&tracefs, "capability", "cap_capable").is_none() {
+                    return Err(Error::new(ErrorKind::UnsupportedKernel, "no capability:cap_capable tracepoint (added in Linux 6.14)"));
+                }
+                raw_tracepoint(ebpf, "cap_capable", "cap_capable")?;
+            }
+            Self::Fexit => {
+                // aya needs the kernel's BTF to find cap_capable's type: parsed only here.
+                let btf = aya::Btf::from_sys_fs().map_err(|e| Error::new(ErrorKind::UnsupportedKernel, format!("kernel BTF: {e}")))?;
+                let p: &mut FExit = program(ebpf, "cap_capable_exit")?;
+                p.load("cap_capable", &btf).map_err(|e| load_error("loading the fexit program (BTF trampolines)", e))?;
+                p.attach().map_err(|e| load_error("attaching fexit to cap_capable", e))?;
+            }
+            Self::Kprobe => {
+                let kprobes = Path::new("/sys/bus/event_source/devices/kprobe").exists()
+                    || Path::new("/sys/kernel/tracing/kprobe_events").exists()
+                    || Path::new("/sys/kernel/debug/tracing/kprobe_events").exists();
+                if !kprobes {
+                    return Err(Error::new(ErrorKind::UnsupportedKernel, "no kprobes (CONFIG_KPROBES is not set)"));
+                }
+                for (prog, what) in [("cap_capable_entry", "kprobe"), ("cap_capable_return", "kretprobe")] {
+                    let p: &mut KProbe = program(ebpf, prog)?;
+                    p.load().map_err(|e| load_error(&format!("loading the {what}"), e))?;
+                    p.attach("cap_capable", 0).map_err(|e| load_error(&format!("attaching a {what} to cap_capable"), e))?;
+                }
+            }
+        }
+        for prog in ["sched_process_exec", "sched_process_fork", "sched_process_exit"] {
+            raw_tracepoint(ebpf, prog, prog)?;
+        }
+        Ok(())
+    }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| Error::new(ErrorKind::Internal, format!("program {name} missing from the eBPF object")))?
+        .try_into()
+        .map_err(|e| load_error(name, e))
+}
+
+fn raw_tracepoint(ebpf: &mut Ebpf, prog: &str, tracepoint: &str) -> Result<()> {
+    let p: &mut RawTracePoint = program(ebpf, prog)?;
+    p.load().map_err(|e| load_error(&format!("loading {prog}"), e))?;
+    p.attach(tracepoint).map_err(|e| load_error(&format!("attaching to raw tracepoint {tracepoint}"), e))?;
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! `cargo xtask vm-test`: the record scenarios on a second kernel. This host's kernel has no
+//! kprobes and refuses fexit; Debian's 6.1 kernel (downloaded by scripts/vm-setup.sh, booted
+//! under QEMU) has both and no `capability:cap_capable` tracepoint. Every backend the VM
+//! supports must give every scenario its exact expected set; any difference fails the build.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use crate::vm;
+
+/// (name, scenario arguments, expected `--format docker` line).
+const SCENARIOS: &[(&str, &str, &str)] = &[
+    ("nothing", "nothing", "--cap-drop=ALL"),
+    ("chown", "chown /tmp/f", "--cap-drop=ALL --cap-add=CHOWN"),
+    ("bind-80", "bind 80", "--cap-drop=ALL --cap-add=NET_BIND_SERVICE"),
+    ("raw-socket", "rawsock", "--cap-drop=ALL --cap-add=NET_RAW"),
+    ("mknod", "mknod /tmp/null", "--cap-drop=ALL --cap-add=MKNOD"),
+    ("setuid", "setuid", "--cap-drop=ALL --cap-add=SETUID"),
+    ("setgid", "setgid", "--cap-drop=ALL --cap-add=SETGID"),
+    ("kill", "kill $VICTIM", "--cap-drop=ALL --cap-add=KILL"),
+    ("chroot", "chroot /", "--cap-drop=ALL --cap-add=SYS_CHROOT"),
+    ("read-mode-000", "read /tmp/secret", "--cap-drop=ALL --cap-add=DAC_READ_SEARCH"),
+    ("rcvbufforce", "rcvbufforce", "--cap-drop=ALL"),
+];
+
+const BACKENDS: [&str; 2] = ["fexit", "kprobe"];
+
+pub fn run(release: &Path) -> Result<()> {
+    vm::setup()?;
+    let capprof = release.join("capprof");
+    let scenario = release.join("scenario");
+    let mut script = String::from(
+        "set -u\n\
+         uname -r | sed 's/^/KERNEL /'\n\
+         echo x > /tmp/f\n\
+         echo s > /tmp/secret; chown 65534 /tmp/secret; chmod 000 /tmp/secret\n\
+         capprof record --backend tracepoint -- true >/dev/null 2>&1; echo \"TRACEPOINT_EXIT $?\"\n",
+    );
+    for backend in BACKENDS {
+        for (name, args, _) in SCENARIOS {
+            if *name == "kill" {
+                // A fresh victim each time: the previous backend's run killed the last one.
+                script.push_str("scenario sleep-as 65534 600 & VICTIM=$!; sleep 0.2\n");
+            }
+            script.push_str(&format!(
+                "rm -f /tmp/null; capprof record --backend {backend} -f docker -o /tmp/out -- scenario {args} 2>/tmp/err; \
+                 echo \"RESULT {backend} {name} $? $(cat /tmp/out 2>/dev/null)\"; [ -s /tmp/out ] || sed 's/^/ERR /' /tmp/err\n"
+            ));
+        }
+        // What the backend says it sees.
+        script.push_str(&format!(
+            "capprof record --backend {backend} -f json -o /tmp/p.json -- true 2>/dev/null; \
+             grep -o '\"sees_opts\": [a-z]*' /tmp/p.json | sed 's/^/OPTS {backend} /'\n"
+        ));
+    }
+    let run = vm::run_in_vm(&[&capprof, &scenario], &script, Duration::from_secs(900))?;
+    let mut got: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
+    for line in run.output.lines() {
+        if line.starts_with("KERNEL ") || line.starts_with("ERR ") || line.starts_with("OPTS ") || line.starts_with("TRACEPOINT_EXIT") {
+            println!("{line}");
+        }
+        let Some(rest) = line.strip_prefix("RESULT ") else { continue };
+        let mut parts = rest.splitn(4, ' ');
+        let (Some(b), Some(n), Some(status), set) = (parts.next(), parts.next(), parts.next(), parts.next()) else { continue };
+        got.insert((b.to_string(), n.to_string()), (status.to_string(), set.unwrap_or("").trim().to_string()));
+    }
+    let mut failures = 0;
+    println!("\n| scenario | expected | {} |", BACKENDS.join(" | "));
+    println!("|---|---|{}", "---|".repeat(BACKENDS.len()));
+    for (name, _, expected) in SCENARIOS {
+        let mut row = format!("| {name} | `{expected}` |");
+        for backend in BACKENDS {
+            let cell = match got.get(&(backend.to_string(), name.to_string())) {
+                Some((status, set)) if status == "0" && set == expected => "same".to_string(),
+                Some((status, set)) => {
+                    failures += 1;
+                    format!("**exit {status}: `{set}`**")
+                }
+                None => {
+                    failures += 1;
+                    "**missing**".to_string()
+                }
+            };
+            row.push_str(&format!(" {cell} |"));
+        }
+        println!("{row}");
+    }
+    if !run.output.contains("TRACEPOINT_EXIT 69") {
+        failures += 1;
+        println!("the tracepoint backend should be refused on 6.1 with exit 69 (unsupported kernel)");
+    }
+    if failures > 0 {
+        bail!("{failures} scenario(s) differ on the second kernel");
+    }
+    println!("\nall {} scenarios give their expected set under {} on the second kernel", SCENARIOS.len(), BACKENDS.join(" and "));
+    Ok(())
+}
