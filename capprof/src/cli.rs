@@ -177,6 +177,9 @@ pub struct DaemonArgs {
     /// on loopback or a pod-local address.
     #[arg(long, value_name = "ADDR")]
     pub listen_tcp: Option<std::net::SocketAddr>,
+    /// On the TCP listener, serve only /metrics and /health (for Prometheus on a pod address).
+    #[arg(long, requires = "listen_tcp")]
+    pub tcp_metrics_only: bool,
     /// The state database.
     #[arg(long, default_value = crate::daemon::DEFAULT_STATE, value_name = "FILE")]
     pub state: PathBuf,
@@ -235,6 +238,7 @@ impl DaemonArgs {
         Ok(crate::daemon::DaemonConfig {
             socket: self.socket,
             tcp: self.listen_tcp,
+            tcp_metrics_only: self.tcp_metrics_only,
             state: self.state,
             services: self.services,
             flush_every: positive_secs(self.flush_interval, "--flush-interval")?,

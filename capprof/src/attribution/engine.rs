@@ -25,6 +25,7 @@ pub fn inspect(r: &ContainerRef) -> Option<ContainerInfo> {
     let v = match r.engine.as_str() {
         "docker" => docker_get(&format!("/containers/{}/json", r.id)),
         "podman" => podman_inspect(&r.id),
+        "containerd" | "cri-o" => return oci_annotations(r),
         _ => None,
     };
     match v {
@@ -131,6 +132,46 @@ fn parse_inspect(r: &ContainerRef, v: &Value) -> ContainerInfo {
     }
 }
 
+/// Where Kubernetes runtimes keep each container's OCI bundle (`config.json`), whose
+/// annotations name the pod, its namespace and the container.
+const OCI_BUNDLES: [&str; 3] = [
+    "/run/containerd/io.containerd.runtime.v2.task/k8s.io/{id}/config.json",
+    "/run/containerd/io.containerd.runtime.v2.task/moby/{id}/config.json",
+    "/run/containers/storage/overlay-containers/{id}/userdata/config.json",
+];
+
+/// containerd (CRI) and CRI-O: no API call needed, the bundle's annotations say who it is.
+fn oci_annotations(r: &ContainerRef) -> Option<ContainerInfo> {
+    let text = OCI_BUNDLES.iter().find_map(|p| std::fs::read_to_string(p.replace("{id}", &r.id)).ok())?;
+    Some(from_annotations(r, &serde_json::from_str(&text).ok()?))
+}
+
+fn from_annotations(r: &ContainerRef, config: &Value) -> ContainerInfo {
+    let a = &config["annotations"];
+    let get = |keys: &[&str]| keys.iter().find_map(|k| a[*k].as_str()).unwrap_or_default().to_string();
+    let mut labels = HashMap::new();
+    for (label, keys) in [
+        ("io.kubernetes.pod.namespace", ["io.kubernetes.cri.sandbox-namespace", "io.kubernetes.pod.namespace"]),
+        ("io.kubernetes.pod.name", ["io.kubernetes.cri.sandbox-name", "io.kubernetes.pod.name"]),
+        ("io.kubernetes.container.name", ["io.kubernetes.cri.container-name", "io.kubernetes.container.name"]),
+        ("io.kubernetes.pod.uid", ["io.kubernetes.cri.sandbox-uid", "io.kubernetes.pod.uid"]),
+    ] {
+        let v = get(&keys);
+        if !v.is_empty() {
+            labels.insert(label.to_string(), v);
+        }
+    }
+    ContainerInfo {
+        engine: r.engine.clone(),
+        id: r.id.clone(),
+        name: labels.get("io.kubernetes.container.name").cloned().unwrap_or_else(|| r.id.chars().take(12).collect()),
+        image: get(&["io.kubernetes.cri.image-name", "io.kubernetes.cri-o.ImageName"]),
+        labels,
+        source: "engine".into(),
+        ..ContainerInfo::default()
+    }
+}
+
 fn strings(v: &Value) -> Vec<String> {
     v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default()
 }
@@ -170,6 +211,20 @@ fn podman_inspect(id: &str) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kubernetes_names_from_oci_annotations() {
+        let config: Value = serde_json::from_str(
+            r#"{"annotations":{"io.kubernetes.cri.sandbox-namespace":"shop","io.kubernetes.cri.sandbox-name":"cart-6b7f9d5c4d-q8w7z",
+               "io.kubernetes.cri.container-name":"app","io.kubernetes.cri.image-name":"registry/cart:1.2"}}"#,
+        )
+        .unwrap();
+        let r = ContainerRef { engine: "containerd".into(), id: "ab".repeat(32), cgroup: "/kubepods/x".into() };
+        let i = from_annotations(&r, &config);
+        assert_eq!((i.name.as_str(), i.image.as_str()), ("app", "registry/cart:1.2"));
+        let id = crate::daemon::identity::of_container(&i);
+        assert_eq!(id.id, "k8s:shop/cart/app");
+    }
 
     #[test]
     fn parses_docker_inspect() {

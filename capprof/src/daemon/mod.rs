@@ -31,6 +31,8 @@ pub struct DaemonConfig {
     pub socket: PathBuf,
     /// Also listen on TCP (loopback unless configured otherwise).
     pub tcp: Option<std::net::SocketAddr>,
+    /// On TCP, serve only /metrics and /health.
+    pub tcp_metrics_only: bool,
     pub state: PathBuf,
     pub services: bool,
     pub flush_every: Duration,
@@ -49,7 +51,7 @@ pub fn run(cfg: &DaemonConfig) -> Result<i32> {
     tracer.watch_everything()?;
     let store = Arc::new(Mutex::new(Store::open(&cfg.state)?));
     let health = Arc::new(Mutex::new(Health::default()));
-    let shared = Arc::new(Shared { store: store.clone(), health: health.clone(), backend: tracer.backend_summary(), started: Instant::now() });
+    let shared = Arc::new(Shared { store: store.clone(), health: health.clone(), backend: tracer.backend_summary(), started: Instant::now(), tcp_metrics_only: cfg.tcp_metrics_only });
     let mut learner = Learner::new(tracer, store, health, cfg.services, cfg.flush_every)?;
     let adopted = learner.adopt_running()?;
 
@@ -92,7 +94,7 @@ pub fn run(cfg: &DaemonConfig) -> Result<i32> {
             async move {
                 loop {
                     if let Ok((s, _)) = unix.accept().await {
-                        tokio::spawn(server::serve(s, shared.clone()));
+                        tokio::spawn(server::serve(s, shared.clone(), false));
                     }
                 }
             }
@@ -103,7 +105,7 @@ pub fn run(cfg: &DaemonConfig) -> Result<i32> {
                 match tcp {
                     Some(l) => loop {
                         if let Ok((s, _)) = l.accept().await {
-                            tokio::spawn(server::serve(s, shared.clone()));
+                            tokio::spawn(server::serve(s, shared.clone(), true));
                         }
                     },
                     None => std::future::pending::<()>().await,
@@ -143,8 +145,8 @@ async fn bind(cfg: &DaemonConfig) -> Result<(tokio::net::UnixListener, Option<to
     let unix = tokio::net::UnixListener::bind(&cfg.socket).map_err(|e| Error::io(format!("listening on {}", cfg.socket.display()), e))?;
     let tcp = match cfg.tcp {
         Some(addr) => {
-            if !addr.ip().is_loopback() {
-                eprintln!("capprof daemon: warning: the API on {addr} is reachable from the network and has no authentication");
+            if !addr.ip().is_loopback() && !cfg.tcp_metrics_only {
+                eprintln!("capprof daemon: warning: the API on {addr} is reachable from the network and has no authentication (--tcp-metrics-only limits it to /metrics and /health)");
             }
             Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| Error::io(format!("listening on {addr}"), e))?)
         }

@@ -21,6 +21,8 @@ pub struct Shared {
     pub health: Arc<Mutex<Health>>,
     pub backend: BackendSummary,
     pub started: std::time::Instant,
+    /// TCP connections may read only /metrics and /health.
+    pub tcp_metrics_only: bool,
 }
 
 /// A workload line of `GET /workloads` (and `capprof profiles`).
@@ -40,7 +42,7 @@ pub struct WorkloadSummary {
 }
 
 /// Serves one connection: a GET, a response, close.
-pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, shared: Arc<Shared>) {
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, shared: Arc<Shared>, tcp: bool) {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
@@ -52,8 +54,11 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, shared: Arc
     let text = String::from_utf8_lossy(&buf);
     let mut parts = text.lines().next().unwrap_or_default().split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+    let path = target.split('?').next().unwrap_or("/");
     let (status, content_type, body) = if method != "GET" {
         (405, "text/plain", "only GET\n".to_string())
+    } else if tcp && shared.tcp_metrics_only && path != "/metrics" && path != "/health" {
+        (403, "text/plain", "this listener serves /metrics and /health only (--tcp-metrics-only)\n".to_string())
     } else {
         let shared = shared.clone();
         let target = target.to_string();
@@ -62,6 +67,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, shared: Arc
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         _ => "Internal Server Error",

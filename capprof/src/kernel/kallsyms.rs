@@ -35,7 +35,7 @@ impl Symbols {
         if symbols.addrs.is_empty() {
             return Err(Error::new(
                 ErrorKind::Privileges,
-                "/proc/kallsyms shows no addresses (kernel.kptr_restrict, or not root): run capprof as root",
+                "/proc/kallsyms shows no addresses (kernel.kptr_restrict, or CAP_SYSLOG missing): run capprof as root",
             ));
         }
         Ok(symbols)
