@@ -118,6 +118,10 @@ pub struct CheckKey {
     pub comm: [u8; COMM_LEN],
 }
 
+/// Bytes kept of a cgroup's directory name in events (container ids are 64 hex digits plus a
+/// prefix and `.scope`).
+pub const CGROUP_NAME_LEN: usize = 96;
+
 /// Sent once per new `CheckKey` through the ring buffer: who made the check first, and how.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -136,6 +140,10 @@ pub struct CheckEvent {
     pub ret: i32,
     /// Kernel return addresses, innermost first.
     pub stack: [u64; STACK_DEPTH],
+    /// The checking task's cgroup directory name and its parent's, read in the kernel: a
+    /// cgroup that lives for milliseconds is gone before userspace can look its id up.
+    pub cgroup_name: [u8; CGROUP_NAME_LEN],
+    pub cgroup_parent: [u8; CGROUP_NAME_LEN],
 }
 
 /// An address range `[start, end)` of kernel text the call-site classifier knows.
@@ -167,8 +175,11 @@ pub struct Config {
     pub task_pid_offset: u32,
     /// `OPTS_*`: what `cap_capable`'s fourth argument means on this kernel.
     pub opts_mode: u32,
+    /// Offsets for naming the current cgroup (task_struct.cgroups, css_set.dfl_cgrp,
+    /// cgroup.kn, kernfs_node.name, kernfs_node.parent); 0 in the first: not named.
+    pub cgroup_name_offsets: [u32; 5],
     /// Reserved (keeps the layout free of padding).
-    pub reserved: u32,
+    pub reserved: [u32; 4],
     /// `cap_capable`'s text: anchors the call-site search whatever frames sit below it.
     pub cap_capable: SiteRange,
     /// `security_capable`: checks arriving from it are attributed to its caller.
@@ -205,5 +216,5 @@ mod pod {
 
 // Layout guards: a change that adds padding fails to compile on both sides.
 const _: () = assert!(core::mem::size_of::<CheckKey>() == 40);
-const _: () = assert!(core::mem::size_of::<CheckEvent>() == 40 + 32 + 8 * STACK_DEPTH);
-const _: () = assert!(core::mem::size_of::<Config>() == 32 + 32);
+const _: () = assert!(core::mem::size_of::<CheckEvent>() == 40 + 32 + 8 * STACK_DEPTH + 2 * CGROUP_NAME_LEN);
+const _: () = assert!(core::mem::size_of::<Config>() == 64 + 32);

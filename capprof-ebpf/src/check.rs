@@ -8,13 +8,14 @@ use core::ffi::c_void;
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        bpf_ktime_get_ns, bpf_probe_read_kernel_buf,
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
+        bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
+        bpf_probe_read_kernel_str_bytes,
         generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_task_btf, bpf_get_stack},
     },
 };
 use capprof_common::{
-    counter, CheckEvent, CheckKey, Config, SiteRange, CALIBRATION_WORDS, FLAG_BORROWED, FLAG_DENIED, FLAG_INSETID,
+    counter, CheckEvent, CheckKey, Config, SiteRange, CALIBRATION_WORDS, CGROUP_NAME_LEN, FLAG_BORROWED, FLAG_DENIED, FLAG_INSETID,
     FLAG_NOAUDIT, FLAG_SETUP, FLAG_SITE_UNKNOWN, MAX_CGROUP_LEVELS, OPTS_AUDIT_INT, OPTS_BITMASK, SITE_AT_ENTRY, SITE_SCAN,
     SITE_SCAN_WORDS, SITE_WINDOW_WORDS, STACK_DEPTH,
 };
@@ -231,6 +232,33 @@ fn first_sighting(ctx: *mut c_void, key: &CheckKey, ret: i32) {
         (*ev).ktime_ns = bpf_ktime_get_ns();
         (*ev).ret = ret;
         (*ev).stack_bytes = bpf_get_stack(ctx, (*ev).stack.as_mut_ptr() as *mut _, (STACK_DEPTH * 8) as u32, 0) as i32;
+        (*ev).cgroup_name[0] = 0;
+        (*ev).cgroup_parent[0] = 0;
+        if let Some(cfg) = config() {
+            name_cgroup(cfg, &mut (*ev).cgroup_name, &mut (*ev).cgroup_parent);
+        }
     }
     entry.submit(0);
+}
+
+/// current->cgroups->dfl_cgrp->kn->name, and its parent's: five reads, first sightings only.
+#[inline(always)]
+fn name_cgroup(cfg: &Config, name: &mut [u8; CGROUP_NAME_LEN], parent: &mut [u8; CGROUP_NAME_LEN]) {
+    let [cgroups, dfl_cgrp, kn, kn_name, kn_parent] = cfg.cgroup_name_offsets;
+    if cgroups == 0 {
+        return;
+    }
+    let read = |addr: u64| -> u64 { unsafe { bpf_probe_read_kernel(addr as *const u64) }.unwrap_or(0) };
+    let task = unsafe { bpf_get_current_task() };
+    let css = read(task + cgroups as u64);
+    let cgroup = if css != 0 { read(css + dfl_cgrp as u64) } else { 0 };
+    let node = if cgroup != 0 { read(cgroup + kn as u64) } else { 0 };
+    if node == 0 {
+        return;
+    }
+    let _ = unsafe { bpf_probe_read_kernel_str_bytes(read(node + kn_name as u64) as *const u8, name) };
+    let up = read(node + kn_parent as u64);
+    if up != 0 {
+        let _ = unsafe { bpf_probe_read_kernel_str_bytes(read(up + kn_name as u64) as *const u8, parent) };
+    }
 }

@@ -25,7 +25,7 @@ pub static IN_FLIGHT: HashMap<u32, CheckKey> = HashMap::with_max_entries(4096, 0
 
 /// First sightings of each key.
 #[map]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(1024 * 1024, 0);
 
 /// Losses and totals, see `capprof_common::counter`.
 #[map]

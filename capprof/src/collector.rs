@@ -82,8 +82,14 @@ impl Collector {
             let exe_gains_privilege = exe.as_deref().is_some_and(gains_privilege);
             let cap_eff = proc_status_field(ev.tgid, "CapEff:").and_then(|h| u64::from_str_radix(&h, 16).ok());
             if let std::collections::hash_map::Entry::Vacant(slot) = self.cgroup_paths.entry(ev.key.cgroup_id) {
-                // By id first: the process may be gone already, its cgroup rarely is.
-                if let Some(path) = crate::cgroup::path_of_id(ev.key.cgroup_id).or_else(|| crate::cgroup::path_of_pid(ev.tgid)) {
+                // By id first: the process may be gone already, its cgroup rarely is; else the
+                // names the kernel read (enough to recognise containers and services).
+                let named = || {
+                    let leaf = c_string(&ev.cgroup_name);
+                    let parent = c_string(&ev.cgroup_parent);
+                    (!leaf.is_empty()).then(|| format!("/…/{parent}/{leaf}"))
+                };
+                if let Some(path) = crate::cgroup::path_of_id(ev.key.cgroup_id).or_else(|| crate::cgroup::path_of_pid(ev.tgid)).or_else(named) {
                     self.new_cgroups.push(path.clone());
                     slot.insert(path);
                 }
@@ -150,4 +156,9 @@ fn gains_privilege(path: &str) -> bool {
 fn proc_status_field(pid: u32, key: &str) -> Option<String> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     text.lines().find_map(|l| l.strip_prefix(key)).map(|v| v.trim().to_string())
+}
+
+fn c_string(raw: &[u8]) -> String {
+    let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[..end]).into_owned()
 }

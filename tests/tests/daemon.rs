@@ -186,7 +186,9 @@ fn finished_containers_leave_the_kernel_map_and_tcp_is_opt_in() {
     };
     let first = batch(1);
     let second = batch(2);
-    assert!(second <= first + 3, "kernel map held {first} checks after 8 containers and {second} after 8 more: finished containers must leave it");
+    // 8 containers leave ~250 keys (runc's set-up included) when nothing is evicted; the host's
+    // own processes may add a few new kinds of check meanwhile.
+    assert!(second <= first + 20, "kernel map held {first} checks after 8 containers and {second} after 8 more: finished containers must leave it");
     let health = Command::new("curl").args(["-fsS", &format!("http://{addr}/health")]).output().unwrap();
     assert!(health.status.success(), "TCP API on {addr}");
     d.stop();

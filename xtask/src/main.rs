@@ -5,6 +5,7 @@
 //! fresh machine by itself.
 
 mod bench;
+mod churn;
 mod vm;
 mod vm_test;
 
@@ -41,6 +42,13 @@ enum Cmd {
         iterations: u64,
     },
     /// Set up the QEMU VM (scripts/vm-setup.sh) and run a shell script as root on Linux 6.1.
+    /// The daemon under churn: N short-lived cgroups, K checks each; fails if anything is lost.
+    Churn {
+        #[arg(long, default_value_t = 1000)]
+        cgroups: u32,
+        #[arg(long, default_value_t = 20)]
+        checks: u32,
+    },
     /// Boot Debian's 6.1 kernel under QEMU and run the record scenarios under its backends
     /// (kprobe, fexit); fails when any set differs.
     VmTest,
@@ -87,6 +95,11 @@ fn main() -> Result<()> {
             setup()?;
             cargo(&["build", "--release", "-p", "capprof", "-p", "capprof-tests"])?;
             bench::run(&root().join("target/release"), iterations)
+        }
+        Cmd::Churn { cgroups, checks } => {
+            setup()?;
+            cargo(&["build", "--release", "-p", "capprof", "-p", "capprof-tests"])?;
+            churn::run(&root().join("target/release"), cgroups, checks)
         }
         Cmd::VmTest => {
             setup()?;

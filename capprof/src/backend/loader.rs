@@ -19,6 +19,9 @@ pub struct KernelFacts {
     pub real_cred_offset: u32,
     /// `capprof_common::OPTS_*`: the meaning of `cap_capable`'s fourth argument.
     pub opts_mode: u32,
+    /// task_struct.cgroups, css_set.dfl_cgrp, cgroup.kn, kernfs_node.name, kernfs_node.parent
+    /// (all 0 when BTF lacks one: cgroups are then named from userspace only).
+    pub cgroup_name_offsets: [u32; 5],
 }
 
 pub fn kernel_facts() -> Result<KernelFacts> {
@@ -34,7 +37,19 @@ pub fn kernel_facts() -> Result<KernelFacts> {
         Some("audit") => capprof_common::OPTS_AUDIT_INT,
         _ => capprof_common::OPTS_NONE,
     };
-    Ok(KernelFacts { task_pid_offset, real_cred_offset, opts_mode })
+    // kernfs_node.parent became __parent in 6.15.
+    let chain = [
+        btf.member_offset("task_struct", "cgroups"),
+        btf.member_offset("css_set", "dfl_cgrp"),
+        btf.member_offset("cgroup", "kn"),
+        btf.member_offset("kernfs_node", "name"),
+        btf.member_offset("kernfs_node", "parent").or_else(|| btf.member_offset("kernfs_node", "__parent")),
+    ];
+    let cgroup_name_offsets = match chain {
+        [Some(a), Some(b), Some(c), Some(d), Some(e)] if a != 0 => [a, b, c, d, e],
+        _ => [0; 5],
+    };
+    Ok(KernelFacts { task_pid_offset, real_cred_offset, opts_mode, cgroup_name_offsets })
 }
 
 /// Loads every program and map of the object (nothing attached yet).

@@ -107,6 +107,7 @@ impl Backend {
         let config = Config {
             task_pid_offset: facts.task_pid_offset,
             opts_mode: if kind.sees_opts() { facts.opts_mode } else { capprof_common::OPTS_NONE },
+            cgroup_name_offsets: facts.cgroup_name_offsets,
             ..Config::default()
         };
         let info = BackendInfo { name: kind.name(), sees_opts: kind.sees_opts() && facts.opts_mode != capprof_common::OPTS_NONE, classification: String::new() };

@@ -43,7 +43,13 @@ pub struct Learner {
     dirty_workloads: HashSet<String>,
     last_flush: Instant,
     unattributed: u64,
+    /// Keys whose cgroup was not named yet (their first-sighting event may still be on its
+    /// way), with the cycles waited.
+    unnamed: HashMap<CheckKey, u32>,
 }
+
+/// Cycles a key may wait for its cgroup's name before its checks count as unattributed.
+const NAMING_CYCLES: u32 = 4;
 
 pub fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
@@ -65,6 +71,7 @@ impl Learner {
             dirty_workloads: HashSet::new(),
             last_flush: Instant::now(),
             unattributed: 0,
+            unnamed: HashMap::new(),
         })
     }
 
@@ -109,6 +116,15 @@ impl Learner {
         for path in self.tracer.poll_events() {
             self.discovery.observe(&path);
         }
+        // Cgroups already gone before the maps are read: their counts in this read are final,
+        // so their keys can be evicted after this cycle's flush (one still alive now could
+        // count more between the read and the eviction).
+        let due = self.last_flush.elapsed() >= self.flush_every;
+        let gone: HashSet<u64> = if due {
+            self.last_counts.keys().map(|k| k.cgroup_id).collect::<HashSet<_>>().into_iter().filter(|id| !crate::cgroup::exists(*id)).collect()
+        } else {
+            HashSet::new()
+        };
         let obs = self.tracer.observations()?;
         let t = now();
         let mut new_facts: Vec<(String, Fact)> = Vec::new();
@@ -118,8 +134,20 @@ impl Learner {
                 continue;
             }
             let delta = o.count - prev;
+            let Some(path) = obs.cgroup_paths.get(&o.key.cgroup_id) else {
+                // Not named yet: wait a few cycles for the event rather than lose the checks.
+                let waited = self.unnamed.entry(o.key).or_insert(0);
+                *waited += 1;
+                if *waited >= NAMING_CYCLES {
+                    self.unnamed.remove(&o.key);
+                    self.last_counts.insert(o.key, o.count);
+                    self.unattributed += delta;
+                }
+                continue;
+            };
+            self.unnamed.remove(&o.key);
             self.last_counts.insert(o.key, o.count);
-            let Some(identity) = obs.cgroup_paths.get(&o.key.cgroup_id).and_then(|p| self.identity_of(p)) else {
+            let Some(identity) = self.identity_of(path) else {
                 self.unattributed += delta;
                 continue;
             };
@@ -175,10 +203,9 @@ impl Learner {
             let workloads: Vec<WorkloadRecord> = self.dirty_workloads.drain().filter_map(|id| self.workloads.get(&id).cloned()).collect();
             self.store.lock().unwrap().commit(&workloads, &new_facts)?;
         }
-        let due = self.last_flush.elapsed() >= self.flush_every;
         if due {
             self.flush()?;
-            self.evict(&obs)?;
+            self.evict(&obs, &gone)?;
         }
         let mut h = self.health.lock().unwrap();
         h.counters = obs.counters;
@@ -211,20 +238,20 @@ impl Learner {
         store.commit(&workloads, &facts)
     }
 
-    /// Forgets checks of cgroups that no longer exist (their counts were just flushed).
-    fn evict(&mut self, obs: &crate::collector::Observations) -> Result<()> {
-        let ids: HashSet<u64> = obs.checks.iter().map(|o| o.key.cgroup_id).collect();
-        let dead: HashSet<u64> = ids.into_iter().filter(|id| !crate::cgroup::exists(*id)).collect();
+    /// Forgets checks of cgroups that were gone before this cycle read the maps (their final
+    /// counts were just flushed).
+    fn evict(&mut self, obs: &crate::collector::Observations, dead: &HashSet<u64>) -> Result<()> {
         if dead.is_empty() {
             return Ok(());
         }
-        let keys: Vec<CheckKey> = obs.checks.iter().map(|o| o.key).filter(|k| dead.contains(&k.cgroup_id)).collect();
+        // Keys still waiting for a name keep their counters in the kernel.
+        let keys: Vec<CheckKey> = obs.checks.iter().map(|o| o.key).filter(|k| dead.contains(&k.cgroup_id) && !self.unnamed.contains_key(k)).collect();
         for k in &keys {
             self.last_counts.remove(k);
         }
         let dead_paths: Vec<String> = dead.iter().filter_map(|id| obs.cgroup_paths.get(id).cloned()).collect();
         self.discovery.forget(&dead_paths);
-        self.tracer.forget(&keys, &dead.into_iter().collect::<Vec<_>>())
+        self.tracer.forget(&keys, &dead.iter().copied().collect::<Vec<_>>())
     }
 }
 

@@ -23,6 +23,7 @@ fn main() {
         Some("rcvbufforce") => rcvbufforce(),
         Some("setuid-loop") => loop_n(&arg(1), || unsafe { libc::syscall(libc::SYS_setuid, 0) as i32 }),
         Some("mmap-loop") => loop_n(&arg(1), mmap_once),
+        Some("chroot-n") => (0..arg(1).parse::<u32>().unwrap_or_else(|_| usage())).try_for_each(|_| path_call("/", |p| unsafe { libc::chroot(p) })),
         Some("names") => distinct_names(arg(1).parse().unwrap_or_else(|_| usage())),
         Some("sleep") => {
             std::thread::sleep(std::time::Duration::from_secs_f64(arg(1).parse().unwrap_or_else(|_| usage())));
@@ -40,7 +41,7 @@ fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: scenario nothing | chown FILE | bind PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | rcvbufforce | setuid-loop N | mmap-loop N | names N | sleep SECS | sleep-as UID SECS | exit CODE"
+        "usage: scenario nothing | chown FILE | bind PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | rcvbufforce | setuid-loop N | mmap-loop N | chroot-n N | names N | sleep SECS | sleep-as UID SECS | exit CODE"
     );
     std::process::exit(2)
 }
