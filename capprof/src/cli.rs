@@ -143,13 +143,11 @@ pub struct ProbeArgs {
 
 impl ProbeArgs {
     fn probe(&self) -> Result<Option<Probe>> {
-        if !(self.timeout > 0.0 && self.timeout.is_finite()) {
-            return Err(Error::new(ErrorKind::Usage, "--timeout must be a positive number of seconds"));
-        }
+        let timeout = positive_secs(self.timeout, "--timeout")?;
         if self.runs == 0 {
             return Err(Error::new(ErrorKind::Usage, "--runs must be at least 1"));
         }
-        Ok(self.check.clone().map(|check| Probe { ready: self.ready.clone(), check, timeout: Duration::from_secs_f64(self.timeout) }))
+        Ok(self.check.clone().map(|check| Probe { ready: self.ready.clone(), check, timeout }))
     }
 }
 
@@ -250,6 +248,17 @@ impl DaemonArgs {
     }
 }
 
+/// What `verify` and `minimize` share: how to judge a run, the output, the command.
+#[derive(clap::Args, Debug)]
+pub struct TrialArgs {
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
     /// The capabilities to allow: names (any case, with or without CAP_), comma-separated;
@@ -257,29 +266,18 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "LIST")]
     pub caps: String,
     #[command(flatten)]
-    pub probe: ProbeArgs,
-    #[command(flatten)]
-    pub output: OutputArgs,
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "CMD")]
-    pub command: Vec<String>,
+    pub trial: TrialArgs,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct MinimizeArgs {
     #[command(flatten)]
-    pub probe: ProbeArgs,
-    #[command(flatten)]
-    pub output: OutputArgs,
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "CMD")]
-    pub command: Vec<String>,
+    pub trial: TrialArgs,
 }
 
 impl RecordArgs {
     pub fn validate(self) -> Result<RecordConfig> {
-        let duration = match self.duration {
-            Some(d) if !(d > 0.0 && d.is_finite()) => return Err(Error::new(ErrorKind::Usage, "--duration must be a positive number of seconds")),
-            d => d.map(Duration::from_secs_f64),
-        };
+        let duration = self.duration.map(|d| positive_secs(d, "--duration")).transpose()?;
         Ok(RecordConfig {
             options: self.output.options(&self.command)?,
             argv: self.command,
@@ -293,27 +291,30 @@ impl RecordArgs {
 
 impl VerifyArgs {
     pub fn validate(self) -> Result<VerifyConfig> {
+        let caps = CapSet::parse_list(&self.caps)?;
+        let t = self.trial;
         Ok(VerifyConfig {
-            caps: CapSet::parse_list(&self.caps)?,
-            probe: self.probe.probe()?,
-            runs: self.probe.runs,
-            options: self.output.options(&self.command)?,
-            argv: self.command,
-            format: self.output.format,
-            output: self.output.output,
+            caps,
+            probe: t.probe.probe()?,
+            runs: t.probe.runs,
+            options: t.output.options(&t.command)?,
+            argv: t.command,
+            format: t.output.format,
+            output: t.output.output,
         })
     }
 }
 
 impl MinimizeArgs {
     pub fn validate(self) -> Result<MinimizeConfig> {
+        let t = self.trial;
         Ok(MinimizeConfig {
-            probe: self.probe.probe()?,
-            runs: self.probe.runs,
-            options: self.output.options(&self.command)?,
-            argv: self.command,
-            format: self.output.format,
-            output: self.output.output,
+            probe: t.probe.probe()?,
+            runs: t.probe.runs,
+            options: t.output.options(&t.command)?,
+            argv: t.command,
+            format: t.output.format,
+            output: t.output.output,
         })
     }
 }

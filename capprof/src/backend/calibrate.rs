@@ -50,10 +50,8 @@ pub(super) fn calibrate(backend: &mut Backend, symbols: &Symbols) -> Result<Opti
             eprintln!("{i:2} {:#x} {:?} | {:#x} {:?}", a, symbols.resolve(*a), b, symbols.resolve(*b));
         }
     }
-    Ok(match backend.kind {
-        super::BackendKind::Kprobe => find_offsets_at_entry(&overcommit.words, &setuid.words, *cc, &vm, *sc, *setid),
-        _ => find_offsets(&overcommit.words, &setuid.words, *cc, &vm, *sc, *setid),
-    })
+    let ranges = Ranges { cap_capable: *cc, overcommit: &vm, security_capable: *sc, ns_capable_setid: *setid };
+    Ok(find_offsets(&overcommit.words, &setuid.words, &ranges, backend.kind == super::BackendKind::Kprobe))
 }
 
 fn set_config(backend: &mut Backend, cfg: Config) -> Result<()> {
@@ -81,21 +79,32 @@ fn trigger_known_checks() {
     }
 }
 
-fn find_offsets(
-    overcommit: &[u64; CALIBRATION_WORDS],
-    setuid: &[u64; CALIBRATION_WORDS],
-    cc: (u64, u64),
-    vm: &[(u64, u64)],
-    sc: (u64, u64),
-    setid: (u64, u64),
-) -> Option<CallSites> {
+/// Known code ranges the calibration samples are matched against.
+struct Ranges<'a> {
+    cap_capable: (u64, u64),
+    /// Where the overcommit probe returns to (cap_vm_enough_memory may tail-call).
+    overcommit: &'a [(u64, u64)],
+    security_capable: (u64, u64),
+    ns_capable_setid: (u64, u64),
+}
+
+/// Finds the distances. `at_entry`: the window starts at the return address into the caller
+/// (kprobe); otherwise below `cap_capable`'s frame (raw tracepoint, fexit), anchored on the
+/// first return address into `cap_capable`.
+fn find_offsets(overcommit: &[u64; CALIBRATION_WORDS], setuid: &[u64; CALIBRATION_WORDS], r: &Ranges, at_entry: bool) -> Option<CallSites> {
     let within = |w: u64, r: (u64, u64)| w >= r.0 && w < r.1;
-    let anchor = (0..SITE_SCAN_WORDS).find(|&i| within(overcommit[i], cc))?;
-    if !within(setuid[anchor], cc) {
+    let (anchor, caller) = if at_entry {
+        (0, 0)
+    } else {
+        let anchor = (0..SITE_SCAN_WORDS).find(|&i| within(overcommit[i], r.cap_capable) && within(setuid[i], r.cap_capable))?;
+        (anchor, anchor + 1)
+    };
+    // The caller's slot: into the overcommit path in one sample, security_capable in the other.
+    let k = (caller..CALIBRATION_WORDS).find(|&k| r.overcommit.iter().any(|o| within(overcommit[k], *o)) && within(setuid[k], r.security_capable))?;
+    if at_entry && k != 0 {
         return None;
     }
-    let k = (anchor + 1..CALIBRATION_WORDS).find(|&k| vm.iter().any(|r| within(overcommit[k], *r)) && within(setuid[k], sc))?;
-    let j = (k + 1..CALIBRATION_WORDS).find(|&j| within(setuid[j], setid))?;
+    let j = (k + 1..CALIBRATION_WORDS).find(|&j| within(setuid[j], r.ns_capable_setid))?;
     // The runtime window must hold the API slot (with room for more frames below).
     if j >= SITE_WINDOW_WORDS {
         return None;
@@ -103,30 +112,8 @@ fn find_offsets(
     Some(CallSites {
         caller_words: (k - anchor) as u32,
         api_words: (j - k) as u32,
-        cap_capable: SiteRange { start: cc.0, end: cc.1 },
-        security_capable: SiteRange { start: sc.0, end: sc.1 },
-    })
-}
-
-/// At `cap_capable`'s entry (kprobe) the window starts at the return address into its caller.
-fn find_offsets_at_entry(
-    overcommit: &[u64; CALIBRATION_WORDS],
-    setuid: &[u64; CALIBRATION_WORDS],
-    cc: (u64, u64),
-    vm: &[(u64, u64)],
-    sc: (u64, u64),
-    setid: (u64, u64),
-) -> Option<CallSites> {
-    let within = |w: u64, r: (u64, u64)| w >= r.0 && w < r.1;
-    if !vm.iter().any(|r| within(overcommit[0], *r)) || !within(setuid[0], sc) {
-        return None;
-    }
-    let j = (1..SITE_WINDOW_WORDS).find(|&j| within(setuid[j], setid))?;
-    Some(CallSites {
-        caller_words: 0,
-        api_words: j as u32,
-        cap_capable: SiteRange { start: cc.0, end: cc.1 },
-        security_capable: SiteRange { start: sc.0, end: sc.1 },
+        cap_capable: SiteRange { start: r.cap_capable.0, end: r.cap_capable.1 },
+        security_capable: SiteRange { start: r.security_capable.0, end: r.security_capable.1 },
     })
 }
 
@@ -138,7 +125,7 @@ mod tests {
     fn distances_come_from_the_anchored_common_slot() {
         let mut a = [0u64; CALIBRATION_WORDS];
         let mut b = [0u64; CALIBRATION_WORDS];
-        let cc = (0x500, 0x600);
+        let r = Ranges { cap_capable: (0x500, 0x600), overcommit: &[(0x1000, 0x1100)], security_capable: (0x2000, 0x2100), ns_capable_setid: (0x3000, 0x3050) };
         a[3] = 0x510;
         b[3] = 0x510;
         // A stale security_capable address below the anchor must not win.
@@ -146,8 +133,15 @@ mod tests {
         a[5] = 0x1010;
         b[5] = 0x2010;
         b[9] = 0x3004;
-        let cs = find_offsets(&a, &b, cc, &[(0x1000, 0x1100)], (0x2000, 0x2100), (0x3000, 0x3050)).unwrap();
+        let cs = find_offsets(&a, &b, &r, false).unwrap();
         assert_eq!((cs.caller_words, cs.api_words), (2, 4));
-        assert!(find_offsets(&a, &[0; CALIBRATION_WORDS], cc, &[(0x1000, 0x1100)], (0x2000, 0x2100), (0x3000, 0x3050)).is_none());
+        assert!(find_offsets(&a, &[0; CALIBRATION_WORDS], &r, false).is_none());
+        // At entry the caller's return address is the first word.
+        let (mut a, mut b) = ([0u64; CALIBRATION_WORDS], [0u64; CALIBRATION_WORDS]);
+        a[0] = 0x1001;
+        b[0] = 0x2001;
+        b[4] = 0x3001;
+        let cs = find_offsets(&a, &b, &r, true).unwrap();
+        assert_eq!((cs.caller_words, cs.api_words), (0, 4));
     }
 }
