@@ -60,7 +60,9 @@ pub fn path_of_id(id: u64) -> Option<String> {
     unsafe { libc::close(fd as i32) };
     let link = link.ok()?;
     let rel = link.strip_prefix(&mount).ok()?;
-    Some(format!("/{}", rel.display()))
+    // Opened while being removed: the link says so, the name is still right.
+    let rel = rel.display().to_string();
+    Some(format!("/{}", rel.strip_suffix(" (deleted)").unwrap_or(&rel)))
 }
 
 /// Does the cgroup with this id still exist?

@@ -21,7 +21,7 @@ pub fn run(release: &Path, cgroups: u32, checks: u32) -> Result<()> {
             .arg("--state")
             .arg(dir.join("state.redb"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(if std::env::var_os("CAPPROF_DEBUG_ATTRIBUTION").is_some() { Stdio::inherit() } else { Stdio::null() })
             .spawn()
             .context("capprof daemon")?,
     );

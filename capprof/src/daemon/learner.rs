@@ -142,6 +142,7 @@ impl Learner {
                     self.unnamed.remove(&o.key);
                     self.last_counts.insert(o.key, o.count);
                     self.unattributed += delta;
+                    debug_unattributed(&o.key, None, delta);
                 }
                 continue;
             };
@@ -149,6 +150,7 @@ impl Learner {
             self.last_counts.insert(o.key, o.count);
             let Some(identity) = self.identity_of(path) else {
                 self.unattributed += delta;
+                debug_unattributed(&o.key, Some(path), delta);
                 continue;
             };
             let check = symbolize(o, self.tracer.symbols());
@@ -271,4 +273,12 @@ fn services_now(mount: &std::path::Path) -> Vec<String> {
         }
     }
     out
+}
+
+/// `CAPPROF_DEBUG_ATTRIBUTION=1`: say which checks no workload took.
+fn debug_unattributed(key: &CheckKey, path: Option<&String>, delta: u64) {
+    if std::env::var_os("CAPPROF_DEBUG_ATTRIBUTION").is_some() {
+        let comm = String::from_utf8_lossy(&key.comm);
+        eprintln!("unattributed: cgroup {} ({path:?}) cap {} comm {} x{delta}", key.cgroup_id, key.cap, comm.trim_end_matches('\0'));
+    }
 }
