@@ -25,8 +25,11 @@ pub struct Tracer {
 impl Tracer {
     pub fn start(sizes: MapSizes, choice: BackendChoice) -> Result<Self> {
         privileges::check_tracer()?;
-        let symbols = Symbols::load()?;
-        let backend = Backend::start(&symbols, sizes, choice)?;
+        // kallsyms takes the kernel ~60 ms to print: read it while the programs load.
+        let symbols = std::thread::spawn(Symbols::load);
+        let mut backend = Backend::attach(sizes, choice)?;
+        let symbols = symbols.join().map_err(|_| crate::error::Error::new(crate::error::ErrorKind::Internal, "kallsyms reader panicked"))??;
+        backend.calibrate(&symbols)?;
         Ok(Self { collector: Collector::new(backend)?, symbols, started: Instant::now(), stats: None, network_hooks: false })
     }
 

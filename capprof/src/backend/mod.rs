@@ -81,9 +81,9 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// Loads and attaches the first backend of `choice` the kernel allows, then calibrates
-    /// call-site reading. Nothing is counted until `watch_*` is called.
-    pub fn start(symbols: &Symbols, sizes: MapSizes, choice: BackendChoice) -> Result<Self> {
+    /// Loads and attaches the first backend of `choice` the kernel allows; `calibrate` must
+    /// follow. Nothing is counted until `watch_*` is called.
+    pub fn attach(sizes: MapSizes, choice: BackendChoice) -> Result<Self> {
         let facts = loader::kernel_facts()?;
         let mut refusals = Vec::new();
         let mut chosen = None;
@@ -111,8 +111,14 @@ impl Backend {
             ..Config::default()
         };
         let info = BackendInfo { name: kind.name(), sees_opts: kind.sees_opts() && facts.opts_mode != capprof_common::OPTS_NONE, classification: String::new() };
-        let mut backend = Backend { ebpf, config, kind, info, call_sites: None };
-        backend.call_sites = calibrate::calibrate(&mut backend, symbols)?;
+        Ok(Backend { ebpf, config, kind, info, call_sites: None })
+    }
+
+    /// Finds where call sites sit on the stack (see `calibrate.rs`) and starts reading them.
+    pub fn calibrate(&mut self, symbols: &Symbols) -> Result<()> {
+        let kind = self.kind;
+        let backend = self;
+        backend.call_sites = calibrate::calibrate(backend, symbols)?;
         if let Some(cs) = &backend.call_sites {
             backend.config.caller_words = cs.caller_words;
             backend.config.api_words = cs.api_words;
@@ -125,8 +131,7 @@ impl Backend {
             Some(_) => format!("{opts}; call site of each check read from the kernel stack at calibrated frame distances"),
             None => format!("{opts}; call-site calibration failed: probes are told from needs by the first kernel stack of each check"),
         };
-        backend.push_config()?;
-        Ok(backend)
+        backend.push_config()
     }
 
     fn push_config(&mut self) -> Result<()> {

@@ -13,6 +13,8 @@ pub struct Btf {
     data: Vec<u8>,
     types: std::ops::Range<usize>,
     strings: std::ops::Range<usize>,
+    /// Byte offset of every type record, by type id (built once: lookups are many).
+    index: Vec<usize>,
 }
 
 impl Btf {
@@ -35,7 +37,9 @@ impl Btf {
         if types.end > data.len() || strings.end > data.len() {
             return Err(bad());
         }
-        Ok(Self { data, types, strings })
+        let mut btf = Self { data, types, strings, index: Vec::new() };
+        btf.index = btf.build_index();
+        Ok(btf)
     }
 
     fn u32_at(&self, o: usize) -> u32 {
@@ -49,7 +53,7 @@ impl Btf {
     }
 
     /// Byte offsets of every type record, indexed by type id (id 0 is void).
-    fn index(&self) -> Vec<usize> {
+    fn build_index(&self) -> Vec<usize> {
         let mut offsets = vec![0];
         let mut o = self.types.start;
         while o + 12 <= self.types.end {
@@ -72,7 +76,7 @@ impl Btf {
     pub fn func_params(&self, name: &str) -> Option<Vec<String>> {
         const KIND_FUNC: u32 = 12;
         const KIND_FUNC_PROTO: u32 = 13;
-        let index = self.index();
+        let index = &self.index;
         let func = index.iter().skip(1).copied().find(|&o| (self.u32_at(o + 4) >> 24) & 0x1f == KIND_FUNC && self.name(self.u32_at(o)) == name)?;
         let proto = *index.get(self.u32_at(func + 8) as usize)?;
         let info = self.u32_at(proto + 4);
@@ -84,12 +88,12 @@ impl Btf {
 
     /// Byte offset of `member` in `struct name`, looking through anonymous structs and unions.
     pub fn member_offset(&self, name: &str, member: &str) -> Option<u32> {
-        let index = self.index();
+        let index = &self.index;
         let id = index.iter().skip(1).position(|&o| {
             let info = self.u32_at(o + 4);
             (info >> 24) & 0x1f == KIND_STRUCT && self.name(self.u32_at(o)) == name && self.u32_at(o + 8) > 0
         })? + 1;
-        self.find_member(&index, id, member, 0)
+        self.find_member(index, id, member, 0)
     }
 
     fn find_member(&self, index: &[usize], id: usize, member: &str, base_bits: u32) -> Option<u32> {
