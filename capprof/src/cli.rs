@@ -11,7 +11,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::Format;
 use crate::minimize::{self, MinimizeConfig};
 use crate::record::{self, RecordConfig, RecordOptions};
-use crate::trial::Probe;
+use crate::trial::{Probe, RunConfig};
 use crate::verify::{self, VerifyConfig};
 
 const AFTER_HELP: &str = "\
@@ -289,33 +289,28 @@ impl RecordArgs {
     }
 }
 
+impl TrialArgs {
+    fn validate(self) -> Result<RunConfig> {
+        Ok(RunConfig {
+            probe: self.probe.probe()?,
+            runs: self.probe.runs,
+            options: self.output.options(&self.command)?,
+            argv: self.command,
+            format: self.output.format,
+            output: self.output.output,
+        })
+    }
+}
+
 impl VerifyArgs {
     pub fn validate(self) -> Result<VerifyConfig> {
-        let caps = CapSet::parse_list(&self.caps)?;
-        let t = self.trial;
-        Ok(VerifyConfig {
-            caps,
-            probe: t.probe.probe()?,
-            runs: t.probe.runs,
-            options: t.output.options(&t.command)?,
-            argv: t.command,
-            format: t.output.format,
-            output: t.output.output,
-        })
+        Ok(VerifyConfig { caps: CapSet::parse_list(&self.caps)?, run: self.trial.validate()? })
     }
 }
 
 impl MinimizeArgs {
     pub fn validate(self) -> Result<MinimizeConfig> {
-        let t = self.trial;
-        Ok(MinimizeConfig {
-            probe: t.probe.probe()?,
-            runs: t.probe.runs,
-            options: t.output.options(&t.command)?,
-            argv: t.command,
-            format: t.output.format,
-            output: t.output.output,
-        })
+        self.trial.validate()
     }
 }
 

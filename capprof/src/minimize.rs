@@ -6,29 +6,18 @@
 //! a time, try narrower alternatives for what is kept (DAC_READ_SEARCH for DAC_OVERRIDE,
 //! NET_RAW for NET_ADMIN), and confirm the final set. Each trial runs `--runs` times.
 
-use std::path::PathBuf;
-
 use crate::capability::{CapSet, Capability};
 use crate::classify::Classification;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::Format;
 use crate::output;
 use crate::pipeline::Tracer;
 use crate::profile::Evidence;
-use crate::record::{display_command, profile_of, report_trial_end, RecordOptions};
-use crate::trial::{Probe, Trial, TrialSpec};
+use crate::record::{display_command, profile_of, report_trial_end};
+use crate::trial::{RunConfig, Trial, TrialSpec};
 use crate::verify::{attach, outcome, refused, repeat};
 
 /// Validated options of `minimize`.
-#[derive(Clone, Debug)]
-pub struct MinimizeConfig {
-    pub argv: Vec<String>,
-    pub probe: Option<Probe>,
-    pub runs: u32,
-    pub format: Format,
-    pub output: Option<PathBuf>,
-    pub options: RecordOptions,
-}
+pub type MinimizeConfig = RunConfig;
 
 /// Narrower capabilities to try in place of a kept one.
 const NARROWER: [(Capability, Capability); 2] =

@@ -28,6 +28,18 @@ pub struct Probe {
     pub timeout: Duration,
 }
 
+/// A command to judge by re-running it: what `verify` and `minimize` are given.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub argv: Vec<String>,
+    pub probe: Option<Probe>,
+    /// Runs per trial (flaky workloads).
+    pub runs: u32,
+    pub format: crate::format::Format,
+    pub output: Option<std::path::PathBuf>,
+    pub options: crate::record::RecordOptions,
+}
+
 /// What to run and how.
 #[derive(Clone, Debug)]
 pub struct TrialSpec {

@@ -1,46 +1,39 @@
 //! `capprof verify --caps LIST -- CMD`: run CMD under exactly LIST and say whether it works,
 //! with every refused check (what is missing, where, and who asked).
 
-use std::path::PathBuf;
-
 use crate::attribution::Check;
 use crate::capability::{CapSet, Capability};
 use crate::classify::{classify, Classification};
 use crate::error::Result;
-use crate::format::Format;
 use crate::output;
 use crate::pipeline::Tracer;
 use crate::profile::{Evidence, Profile, Verification};
-use crate::record::{profile_of, report_trial_end, RecordOptions};
-use crate::trial::{Probe, Trial, TrialSpec};
+use crate::record::{profile_of, report_trial_end};
+use crate::trial::{RunConfig, Trial, TrialSpec};
 
 /// Validated options of `verify`.
 #[derive(Clone, Debug)]
 pub struct VerifyConfig {
-    pub argv: Vec<String>,
     pub caps: CapSet,
-    pub probe: Option<Probe>,
-    pub runs: u32,
-    pub format: Format,
-    pub output: Option<PathBuf>,
-    pub options: RecordOptions,
+    pub run: RunConfig,
 }
 
 /// Exit code of `verify` when the workload fails under the set.
 pub const FAILED: i32 = 1;
 
-pub fn run(cfg: &VerifyConfig) -> Result<i32> {
+pub fn run(v: &VerifyConfig) -> Result<i32> {
+    let cfg = &v.run;
     let mut tracer = Tracer::start(cfg.options.sizes, cfg.options.backend)?;
-    let spec = TrialSpec::under(&cfg.argv, Some(cfg.caps), cfg.probe.clone(), cfg.options.containers);
+    let spec = TrialSpec::under(&cfg.argv, Some(v.caps), cfg.probe.clone(), cfg.options.containers);
     let (trial, runs) = repeat(&mut tracer, &spec, cfg.runs)?;
     let mut profile = profile_of(&tracer, &spec.argv, &trial, &cfg.options);
     drop(tracer);
     report_trial_end(&trial);
     let evidence = refused(&trial.workload_checks())
         .into_iter()
-        .map(|(cap, denied)| Evidence { capability: cap, kept: cfg.caps.contains(cap), trial: "under the given set".into(), outcome: outcome(&trial), denied })
+        .map(|(cap, denied)| Evidence { capability: cap, kept: v.caps.contains(cap), trial: "under the given set".into(), outcome: outcome(&trial), denied })
         .collect();
-    attach(&mut profile, cfg.caps, &trial, runs, evidence);
+    attach(&mut profile, v.caps, &trial, runs, evidence);
     output::emit(&profile, cfg.format, cfg.output.as_deref())?;
     Ok(if trial.success { 0 } else { FAILED })
 }
