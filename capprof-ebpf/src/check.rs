@@ -65,13 +65,17 @@ pub fn begin(cap: u32, cred: u64, opts: Option<u32>, stack: u64) -> Option<Check
     // Workload tasks were marked at their exec inside the scope: one lookup answers both
     // "in scope?" and "set-up or workload?". Others pay for the cgroup ancestry walk.
     let mut flags = 0u32;
+    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     match WORKLOAD_TASKS.get_ptr(&tid) {
         Some(origin) => {
             let origin = unsafe { *origin };
-            // Still inside the cgroup it exec'd in? (Moved since: a runtime's helper.)
-            let here = unsafe { bpf_get_current_ancestor_cgroup_id(origin.level as i32) };
-            if origin.level == 0 || here != origin.cgroup_id {
-                flags |= FLAG_SETUP;
+            // Still inside the cgroup it exec'd in (the common case: no ancestor walk), or
+            // below it? Moved elsewhere since: a runtime's helper.
+            if cgroup_id != origin.cgroup_id {
+                let here = unsafe { bpf_get_current_ancestor_cgroup_id(origin.level as i32) };
+                if origin.level == 0 || here != origin.cgroup_id {
+                    flags |= FLAG_SETUP;
+                }
             }
         }
         None => {
@@ -108,7 +112,7 @@ pub fn begin(cap: u32, cred: u64, opts: Option<u32>, stack: u64) -> Option<Check
         bump(counter::SITE_UNKNOWN);
     }
     Some(CheckKey {
-        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        cgroup_id,
         site,
         cap,
         flags,
