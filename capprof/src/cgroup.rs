@@ -164,27 +164,6 @@ fn read_pids(file: &Path) -> Vec<u32> {
     std::fs::read_to_string(file).map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect()).unwrap_or_default()
 }
 
-/// Maps cgroup v2 ids to paths by walking the hierarchy (ids are inode numbers).
-pub fn paths_by_id(ids: &[u64]) -> std::collections::HashMap<u64, String> {
-    let mut out = std::collections::HashMap::new();
-    let Ok(mount) = unified_mount() else { return out };
-    let mut stack = vec![mount.clone()];
-    while let Some(dir) = stack.pop() {
-        if out.len() == ids.len() {
-            break;
-        }
-        if let Ok(meta) = std::fs::metadata(&dir) {
-            if ids.contains(&meta.ino()) {
-                let rel = dir.strip_prefix(&mount).map(|p| format!("/{}", p.display())).unwrap_or_default();
-                out.insert(meta.ino(), rel);
-            }
-        }
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            stack.extend(entries.flatten().filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false)).map(|e| e.path()));
-        }
-    }
-    out
-}
 
 /// Every thread in a cgroup and its descendants.
 pub fn threads_below(dir: &Path) -> Vec<u32> {

@@ -57,13 +57,6 @@ pub struct Counters {
     pub site_unknown: u64,
 }
 
-impl Counters {
-    /// True when any data was lost.
-    pub fn any_loss(&self) -> bool {
-        self.checks_map_full + self.events_dropped + self.tasks_map_full > 0
-    }
-}
-
 /// What the kernel measured of the check program (BPF run-time statistics).
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
 pub struct ProgramStats {
