@@ -32,9 +32,9 @@ pub fn scenario() -> PathBuf {
     p
 }
 
-/// A unique scratch directory under /tmp, removed by the caller when it matters.
+/// A fresh scratch directory under /tmp, unique per call: tests run in parallel.
 pub fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("capprof-test-{name}-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("capprof-test-{name}-{}", unique()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
@@ -101,7 +101,8 @@ pub fn record_scenario(args: &[&str]) -> Recording {
     record(&[], &argv)
 }
 
-fn unique() -> String {
+/// A string unique within this test process (and across processes: it starts with the pid).
+pub fn unique() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
@@ -173,6 +174,12 @@ pub fn added(workload: &Value) -> Vec<String> {
 /// Container recordings attribute every container started on the host while they run: tests
 /// that start containers take this lock so they don't see each other's.
 pub fn container_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Tests that listen on the host's port 80 take this lock (they run in parallel otherwise).
+pub fn port_80_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }

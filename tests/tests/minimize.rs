@@ -79,6 +79,7 @@ fn chown() {
 
 #[test]
 fn bind_80() {
+    let _port = port_80_lock();
     proves(&["bind", "80"], &["NET_BIND_SERVICE"]);
 }
 
@@ -195,6 +196,7 @@ fn fsetid_stripping_is_harmless() {
 #[test]
 fn server_with_check() {
     require_root();
+    let _port = port_80_lock();
     let dir = scratch("httpd");
     std::fs::write(dir.join("index.html"), "hello\n").unwrap();
     let check = "busybox wget -q -O /dev/null http://127.0.0.1:80/";
