@@ -50,12 +50,7 @@ pub struct Recording {
 impl Recording {
     /// The minimal set (`capabilities.add`) of the only workload.
     pub fn added(&self) -> Vec<String> {
-        self.workload()["capabilities"]["add"]
-            .as_array()
-            .expect("capabilities.add")
-            .iter()
-            .map(|v| v.as_str().expect("name").to_string())
-            .collect()
+        added(self.workload())
     }
 
     pub fn workload(&self) -> &Value {

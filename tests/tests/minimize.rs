@@ -8,18 +8,9 @@ use capprof_tests::*;
 use serde_json::Value;
 
 fn minimize(extra: &[&str], argv: &[&str]) -> (i32, Value, String) {
-    let file = scratch("minimize").join(format!("{}.json", argv.join("_").replace('/', "_")));
-    let out = Command::new(capprof())
-        .args(["minimize", "-f", "json", "-o"])
-        .arg(&file)
-        .args(extra)
-        .arg("--")
-        .args(argv)
-        .output()
-        .expect("capprof minimize");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let profile = std::fs::read_to_string(&file).map(|t| serde_json::from_str(&t).expect("json")).unwrap_or(Value::Null);
-    (out.status.code().unwrap_or(-1), profile, stderr)
+    let mut args = vec!["minimize"];
+    args.extend_from_slice(extra);
+    capprof_json(&args, argv)
 }
 
 fn verify(caps: &[String], argv: &[&str]) -> i32 {
@@ -32,10 +23,6 @@ fn verify(caps: &[String], argv: &[&str]) -> i32 {
     out.status.code().unwrap_or(-1)
 }
 
-fn names(v: &Value) -> Vec<String> {
-    v.as_array().expect("array").iter().map(|c| c.as_str().unwrap().to_string()).collect()
-}
-
 /// minimize == expected; verify(expected) passes; verify(expected - any one) fails.
 fn proves(args: &[&str], expected: &[&str]) {
     require_root();
@@ -45,7 +32,7 @@ fn proves(args: &[&str], expected: &[&str]) {
     let (status, profile, stderr) = minimize(&[], &argv);
     assert_eq!(status, 0, "minimize {args:?}: {stderr}");
     let w = &profile["workloads"][0];
-    assert_eq!(names(&w["capabilities"]["add"]), expected, "{args:?}: {stderr}");
+    assert_eq!(added(&w), expected, "{args:?}: {stderr}");
     let v = &w["verification"];
     assert_eq!(v["passed"], true);
     assert!(v["runs"].as_u64().unwrap() >= 3, "record, confirm, and one run per candidate: {v}");
@@ -96,7 +83,7 @@ fn mknod() {
     require_root();
     let (status, profile, stderr) = minimize(&[], &["sh", "-c", &script]);
     assert_eq!(status, 0, "{stderr}");
-    assert_eq!(names(&profile["workloads"][0]["capabilities"]["add"]), ["MKNOD"]);
+    assert_eq!(added(&profile["workloads"][0]), ["MKNOD"]);
     assert_eq!(verify(&["MKNOD".into()], &["sh", "-c", &script]), 0);
     assert_eq!(verify(&[], &["sh", "-c", &script]), 1);
 }
@@ -129,7 +116,7 @@ fn kill() {
     let argv = ["sh", "-c", &format!("kill -WINCH {}", victim.id())];
     let (status, profile, stderr) = minimize(&[], &argv);
     assert_eq!(status, 0, "{stderr}");
-    assert_eq!(names(&profile["workloads"][0]["capabilities"]["add"]), ["KILL"], "{stderr}");
+    assert_eq!(added(&profile["workloads"][0]), ["KILL"], "{stderr}");
     assert_eq!(verify(&["KILL".into()], &argv), 0);
     assert_eq!(verify(&[], &argv), 1);
     let _ = victim.kill();
@@ -165,7 +152,7 @@ fn dac_override_alone_also_works_and_the_refused_alternative_is_folded() {
     let rs = checks.iter().find(|c| c["capability"] == "DAC_READ_SEARCH").expect("READ_SEARCH tried first");
     assert_eq!(rs["verdict"], "denied");
     assert_eq!(rs["classification"], "probed", "folded: OVERRIDE was granted instead: {rs}");
-    assert_eq!(names(&p["workloads"][0]["capabilities"]["add"]), ["DAC_OVERRIDE"]);
+    assert_eq!(added(&p["workloads"][0]), ["DAC_OVERRIDE"]);
 }
 
 #[test]
@@ -175,7 +162,7 @@ fn silent_fallback_is_optional_and_dropped() {
     let (status, profile, stderr) = minimize(&[], &[s.to_str().unwrap(), "rcvbufforce"]);
     assert_eq!(status, 0, "{stderr}");
     let w = &profile["workloads"][0];
-    assert_eq!(names(&w["capabilities"]["add"]), Vec::<String>::new());
+    assert_eq!(added(&w), Vec::<String>::new());
     let ev = w["verification"]["evidence"].as_array().unwrap();
     assert!(ev.iter().any(|e| e["capability"] == "NET_ADMIN" && e["kept"] == false), "NET_ADMIN was tried and dropped: {ev:?}");
 }
@@ -203,7 +190,7 @@ fn server_with_check() {
     let httpd = ["busybox", "httpd", "-f", "-p", "80", "-h", dir.to_str().unwrap()];
     let (status, profile, stderr) = minimize(&["--check", check, "--timeout", "10"], &httpd);
     assert_eq!(status, 0, "{stderr}");
-    assert_eq!(names(&profile["workloads"][0]["capabilities"]["add"]), ["NET_BIND_SERVICE"], "{stderr}");
+    assert_eq!(added(&profile["workloads"][0]), ["NET_BIND_SERVICE"], "{stderr}");
     let verify = |caps: &str| {
         Command::new(capprof())
             .args(["verify", "--caps", caps, "--ready", "true", "--check", check, "--timeout", "5", "-f", "json", "-o", "/dev/null", "--"])
