@@ -18,6 +18,11 @@ pub const SITE_WINDOW_WORDS: usize = 32;
 /// Of those, how many may hold the return address into `cap_capable` (the rest is room for
 /// the caller slots above it).
 pub const SITE_SCAN_WORDS: usize = 24;
+/// Words read per check when the calibrated layout holds: from the return address into
+/// `cap_capable` (or the caller's, at entry) up to the API caller's slot.
+pub const SITE_NARROW_WORDS: usize = 16;
+/// `Config::anchor_words` when no narrow read is possible (the scan is used).
+pub const NO_ANCHOR: u32 = u32::MAX;
 
 /// `CheckKey::flags`: the check returned an error (the capability was not granted).
 pub const FLAG_DENIED: u32 = 1 << 0;
@@ -178,8 +183,12 @@ pub struct Config {
     /// Offsets for naming the current cgroup (task_struct.cgroups, css_set.dfl_cgrp,
     /// cgroup.kn, kernfs_node.name, kernfs_node.parent); 0 in the first: not named.
     pub cgroup_name_offsets: [u32; 5],
+    /// Words from the window's start to the return address into `cap_capable` as calibrated
+    /// (`SITE_SCAN`), `NO_ANCHOR` when unknown: the per-check read starts there and covers
+    /// `SITE_NARROW_WORDS`; when another program on the hook shifts the frames, the scan runs.
+    pub anchor_words: u32,
     /// Reserved (keeps the layout free of padding).
-    pub reserved: [u32; 4],
+    pub reserved: [u32; 3],
     /// `cap_capable`'s text: anchors the call-site search whatever frames sit below it.
     pub cap_capable: SiteRange,
     /// `security_capable`: checks arriving from it are attributed to its caller.
@@ -218,3 +227,4 @@ mod pod {
 const _: () = assert!(core::mem::size_of::<CheckKey>() == 40);
 const _: () = assert!(core::mem::size_of::<CheckEvent>() == 40 + 32 + 8 * STACK_DEPTH + 2 * CGROUP_NAME_LEN);
 const _: () = assert!(core::mem::size_of::<Config>() == 64 + 32);
+const _: () = assert!(SITE_NARROW_WORDS <= SITE_WINDOW_WORDS);

@@ -16,11 +16,12 @@ use aya_ebpf::{
 };
 use capprof_common::{
     counter, CheckEvent, CheckKey, Config, SiteRange, CALIBRATION_WORDS, CGROUP_NAME_LEN, FLAG_BORROWED, FLAG_DENIED, FLAG_INSETID,
-    FLAG_NOAUDIT, FLAG_SETUP, FLAG_SITE_UNKNOWN, MAX_CGROUP_LEVELS, OPTS_AUDIT_INT, OPTS_BITMASK, SITE_AT_ENTRY, SITE_SCAN,
-    SITE_SCAN_WORDS, SITE_WINDOW_WORDS, STACK_DEPTH,
+    FLAG_NOAUDIT, FLAG_SETUP, FLAG_SITE_UNKNOWN, MAX_CGROUP_LEVELS, NO_ANCHOR, OPTS_AUDIT_INT, OPTS_BITMASK, SITE_AT_ENTRY,
+    SITE_NARROW_WORDS, SITE_SCAN, SITE_SCAN_WORDS, SITE_WINDOW_WORDS, STACK_DEPTH,
 };
 
-use crate::maps::{bump, config, CALIBRATION, CHECKS, EVENTS, SITE_SCRATCH, WATCHED, WORKLOAD_TASKS};
+use crate::maps::{bump, config, CALIBRATION, CHECKS, EVENTS, SITE_SCRATCH, WATCHED};
+use crate::tasks::workload_origin;
 
 const EEXIST: i32 = 17;
 const CAP_OPT_NOAUDIT: u32 = 0x2;
@@ -31,6 +32,11 @@ const CAP_OPT_INSETID: u32 = 0x4;
 /// BTF task pointer: no probe-read helper on the per-check path.
 #[no_mangle]
 static REAL_CRED_OFFSET: u32 = 0;
+
+/// Offset of `comm` in `struct task_struct`, likewise (0: unknown, the helper copies it).
+/// Two direct loads instead of `bpf_get_current_comm`'s locked string copy.
+#[no_mangle]
+static COMM_OFFSET: u32 = 0;
 
 /// Is the current task in a watched cgroup or one of its descendants?
 #[inline(always)]
@@ -55,9 +61,8 @@ pub fn in_scope(cfg: &Config) -> bool {
 #[inline(always)]
 pub fn begin(cap: u32, cred: u64, opts: Option<u32>, stack: u64) -> Option<CheckKey> {
     let cfg = config()?;
-    let tid = bpf_get_current_pid_tgid() as u32;
     if cfg.calibrate_tid != 0 {
-        if tid == cfg.calibrate_tid {
+        if bpf_get_current_pid_tgid() as u32 == cfg.calibrate_tid {
             calibrate(cap, stack);
         }
         return None;
@@ -66,9 +71,9 @@ pub fn begin(cap: u32, cred: u64, opts: Option<u32>, stack: u64) -> Option<Check
     // "in scope?" and "set-up or workload?". Others pay for the cgroup ancestry walk.
     let mut flags = 0u32;
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    match WORKLOAD_TASKS.get_ptr(&tid) {
+    let task = unsafe { bpf_get_current_task_btf() };
+    match workload_origin(task) {
         Some(origin) => {
-            let origin = unsafe { *origin };
             // Still inside the cgroup it exec'd in (the common case: no ancestor walk), or
             // below it? Moved elsewhere since: a runtime's helper.
             if cgroup_id != origin.cgroup_id {
@@ -85,9 +90,9 @@ pub fn begin(cap: u32, cred: u64, opts: Option<u32>, stack: u64) -> Option<Check
             flags |= FLAG_SETUP;
         }
     }
+    let task = task as *const u8;
     let real_cred_offset = unsafe { core::ptr::read_volatile(&REAL_CRED_OFFSET) };
     if real_cred_offset != 0 {
-        let task = unsafe { bpf_get_current_task_btf() } as *const u8;
         let real = unsafe { *(task.add(real_cred_offset as usize) as *const u64) };
         if real != cred {
             flags |= FLAG_BORROWED;
@@ -116,8 +121,40 @@ pub fn begin(cap: u32, cred: u64, opts: Option<u32>, stack: u64) -> Option<Check
         site,
         cap,
         flags,
-        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        comm: current_comm(task),
     })
+}
+
+/// The task's name, zero-padded after its end (kernels before 6.x did not pad on rename, and
+/// stale bytes would split one program into several keys).
+#[inline(always)]
+fn current_comm(task: *const u8) -> [u8; 16] {
+    let offset = unsafe { core::ptr::read_volatile(&COMM_OFFSET) };
+    if offset == 0 {
+        return bpf_get_current_comm().unwrap_or([0; 16]);
+    }
+    let words = unsafe { task.add(offset as usize) as *const u64 };
+    let (lo, hi) = unsafe { (*words, *words.add(1)) };
+    let (lo, ended) = clear_after_nul(lo);
+    let hi = if ended { 0 } else { clear_after_nul(hi).0 };
+    let mut comm = [0u8; 16];
+    comm[..8].copy_from_slice(&lo.to_le_bytes());
+    comm[8..].copy_from_slice(&hi.to_le_bytes());
+    comm
+}
+
+/// Zeroes the bytes after the first NUL of a little-endian word; true if it has one.
+#[inline(always)]
+fn clear_after_nul(w: u64) -> (u64, bool) {
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // The lowest flagged byte is exactly the first zero byte (borrows only run upwards).
+    let zeros = w.wrapping_sub(LOW) & !w & HIGH;
+    if zeros == 0 {
+        return (w, false);
+    }
+    let first = zeros & zeros.wrapping_neg();
+    (w & ((first >> 7) - 1), true)
 }
 
 /// Counts the check with its verdict; the first of its kind is announced with a stack.
@@ -155,23 +192,95 @@ fn count(key: &CheckKey) -> bool {
 /// The return address identifying who asked: for `security_capable` checks, the API function
 /// that called it; for commoncap's direct calls (overcommit, mmap_min_addr, ...), that function.
 ///
-/// One read copies a window of stack words from `stack`. Below `cap_capable`'s frame (raw
-/// tracepoint, fexit) the first word pointing into `cap_capable` is its call into the
-/// tracing machinery (one frame more when several programs share the tracepoint), and
-/// `cap_capable`'s own frame has a fixed size above that; at `cap_capable`'s entry (kprobe)
-/// the first word is already the return address into the caller.
+/// Below `cap_capable`'s frame (raw tracepoint, fexit) the first word pointing into
+/// `cap_capable` is its call into the tracing machinery, and `cap_capable`'s own frame has a
+/// fixed size above that; at `cap_capable`'s entry (kprobe) the first word is already the
+/// return address into the caller. Calibration found where that anchor sits, so one short
+/// read from it usually answers; when the frames below have shifted (another program joined
+/// the tracepoint, adding the iterator's frame) a wider window is scanned for the anchor.
 #[inline(always)]
 fn call_site(cfg: &Config, stack: u64) -> u64 {
-    if cfg.site_mode != SITE_SCAN && cfg.site_mode != SITE_AT_ENTRY {
-        return 0;
-    }
+    // Per-CPU scratch, not the BPF stack: no zeroing, and indexes the verifier can bound.
     let Some(window) = SITE_SCRATCH.get_ptr_mut(0) else { return 0 };
     let words = unsafe { &mut (*window).words };
-    let bytes = unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, SITE_WINDOW_WORDS * 8) };
-    if unsafe { bpf_probe_read_kernel_buf(stack as *const u8, bytes) }.is_err() {
+    let from = match cfg.site_mode {
+        SITE_AT_ENTRY => stack,
+        SITE_SCAN if cfg.anchor_words != NO_ANCHOR => stack + cfg.anchor_words as u64 * 8,
+        SITE_SCAN => return scan_window(cfg, stack, words),
+        _ => return 0,
+    };
+    // The shortest read that reaches the API caller's slot.
+    let span = cfg.caller_words as usize + cfg.api_words as usize;
+    let short = if span < 8 {
+        short_read::<8>(cfg, from, words)
+    } else if span < SITE_NARROW_WORDS {
+        short_read::<SITE_NARROW_WORDS>(cfg, from, words)
+    } else {
+        None
+    };
+    match short {
+        Some(site) => site,
+        None => scan_window(cfg, stack, words),
+    }
+}
+
+/// Reads N words at the calibrated anchor; None when the frames have shifted.
+#[inline(always)]
+fn short_read<const N: usize>(cfg: &Config, from: u64, window: &mut [u64; SITE_WINDOW_WORDS]) -> Option<u64> {
+    let words = unsafe { &mut *(window.as_mut_ptr() as *mut [u64; N]) };
+    if !read_words(from, words) {
+        return Some(0);
+    }
+    if cfg.site_mode == SITE_AT_ENTRY {
+        return Some(resolve(words, 0, cfg));
+    }
+    if within(words[0], cfg.cap_capable) {
+        return Some(resolve(words, cfg.caller_words as usize, cfg));
+    }
+    None
+}
+
+/// The window's word at `at`, or above it the API caller's when `at` is `security_capable`.
+#[inline(always)]
+fn resolve<const N: usize>(words: &[u64; N], at: usize, cfg: &Config) -> u64 {
+    let api = at + cfg.api_words as usize;
+    if at >= N {
         return 0;
     }
-    let within = |w: u64, r: SiteRange| w >= r.start && w < r.end;
+    let caller = unsafe { *words.as_ptr().add(bounded::<N>(at)) };
+    if within(caller, cfg.security_capable) {
+        if api >= N {
+            return 0;
+        }
+        return unsafe { *words.as_ptr().add(bounded::<N>(api)) };
+    }
+    caller
+}
+
+/// `i` masked into `0..N` in a way the compiler cannot drop after a range check: older
+/// verifiers (6.1) and spilled registers lose the bounds of the check itself.
+#[inline(always)]
+fn bounded<const N: usize>(i: usize) -> usize {
+    unsafe { core::ptr::read_volatile(&i) & (N - 1) }
+}
+
+#[inline(always)]
+fn within(w: u64, r: SiteRange) -> bool {
+    w >= r.start && w < r.end
+}
+
+#[inline(always)]
+fn read_words<const N: usize>(from: u64, words: &mut [u64; N]) -> bool {
+    let bytes = unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, N * 8) };
+    unsafe { bpf_probe_read_kernel_buf(from as *const u8, bytes) }.is_ok()
+}
+
+/// The slow path: a wide window from `stack`, searched for the anchor.
+#[inline(always)]
+fn scan_window(cfg: &Config, stack: u64, words: &mut [u64; SITE_WINDOW_WORDS]) -> u64 {
+    if !read_words(stack, words) {
+        return 0;
+    }
     let at = if cfg.site_mode == SITE_AT_ENTRY {
         0
     } else {
@@ -186,23 +295,10 @@ fn call_site(cfg: &Config, stack: u64) -> u64 {
         }
         anchor + cfg.caller_words as usize
     };
-    // Indexes masked into the window: older verifiers (6.1) lose the bounds of `get`.
-    const MASK: usize = SITE_WINDOW_WORDS - 1;
-    if at >= SITE_WINDOW_WORDS {
-        return 0;
-    }
-    let caller = unsafe { *words.as_ptr().add(at & MASK) };
-    if within(caller, cfg.security_capable) {
-        let api = at + cfg.api_words as usize;
-        if api >= SITE_WINDOW_WORDS {
-            return 0;
-        }
-        return unsafe { *words.as_ptr().add(api & MASK) };
-    }
-    caller
+    resolve(words, at, cfg)
 }
 
-const _: () = assert!(SITE_WINDOW_WORDS.is_power_of_two());
+const _: () = assert!(SITE_WINDOW_WORDS.is_power_of_two() && SITE_NARROW_WORDS.is_power_of_two() && SITE_NARROW_WORDS >= 8);
 
 /// Copies the stack window of the calibrating thread's known checks for userspace.
 fn calibrate(cap: u32, stack: u64) {

@@ -1,7 +1,11 @@
 //! The maps shared by every program (and read by userspace by name).
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
-    macros::map,
+    bindings::{bpf_map_type::BPF_MAP_TYPE_TASK_STORAGE, task_struct, BPF_F_NO_PREALLOC, BPF_LOCAL_STORAGE_GET_F_CREATE},
+    helpers::generated::bpf_task_storage_get,
+    macros::{btf_map, map},
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use capprof_common::{counter, CalibrationSample, CheckKey, Config, NetUseKey, SiteWindow, TaskOrigin};
@@ -18,6 +22,12 @@ pub static WATCHED: HashMap<u64, u8> = HashMap::with_max_entries(1024, 0);
 /// the cgroup they exec'd in.
 #[map]
 pub static WORKLOAD_TASKS: HashMap<u32, TaskOrigin> = HashMap::with_max_entries(32768, 0);
+
+/// The workload's origin kept on the task itself (task-local storage): the per-check lookup
+/// is a pointer chase instead of a hash. Filled at exec inside the scope, or from
+/// `WORKLOAD_TASKS` at a forked child's first check.
+#[btf_map]
+pub static TASK_ORIGINS: TaskStorage<TaskOrigin> = TaskStorage::new();
 
 /// kprobe backend: a check seen at `cap_capable`'s entry, waiting for its verdict.
 #[map]
@@ -59,5 +69,42 @@ pub fn bump(index: u32) {
     if let Some(c) = COUNTERS.get_ptr_mut(index) {
         // Per-CPU slot: no other writer.
         unsafe { *c += 1 };
+    }
+}
+
+/// A BTF-defined `BPF_MAP_TYPE_TASK_STORAGE` (aya-ebpf 0.2 has cgroup, inode and socket
+/// storage but not this one): the layout libbpf and aya read from the `.maps` section.
+#[repr(C)]
+pub struct TaskStorage<T> {
+    r#type: *const [i32; BPF_MAP_TYPE_TASK_STORAGE as usize],
+    key: *const i32,
+    value: *const T,
+    max_entries: *const [i32; 0],
+    map_flags: *const [i32; BPF_F_NO_PREALLOC as usize],
+}
+
+// SAFETY: placeholders patched by the loader, never dereferenced.
+unsafe impl<T> Sync for TaskStorage<T> {}
+
+impl<T> TaskStorage<T> {
+    pub const fn new() -> Self {
+        let null = core::ptr::null();
+        Self { r#type: null, key: core::ptr::null(), value: core::ptr::null(), max_entries: core::ptr::null(), map_flags: core::ptr::null() }
+    }
+
+    /// The value stored on `task` (a BTF task pointer), if any.
+    #[inline(always)]
+    pub fn get(&self, task: *mut task_struct) -> Option<*mut T> {
+        let p = unsafe { bpf_task_storage_get(self as *const _ as *mut c_void, task, core::ptr::null_mut(), 0) };
+        if p.is_null() { None } else { Some(p as *mut T) }
+    }
+
+    /// The value stored on `task`, created from `init` when there is none yet.
+    #[inline(always)]
+    pub fn get_or_insert(&self, task: *mut task_struct, init: &T) -> Option<*mut T> {
+        let p = unsafe {
+            bpf_task_storage_get(self as *const _ as *mut c_void, task, init as *const T as *mut c_void, BPF_LOCAL_STORAGE_GET_F_CREATE as u64)
+        };
+        if p.is_null() { None } else { Some(p as *mut T) }
     }
 }

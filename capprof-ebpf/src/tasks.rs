@@ -1,10 +1,16 @@
 //! Which tasks are the workload: marked when they exec inside the scope (with the cgroup they
 //! exec'd in), inherited at fork, forgotten at exit.
+//!
+//! The mark lives on the task (task-local storage, freed with it) so each check finds it
+//! with a pointer chase. A fork hook cannot address the child's storage (raw tracepoints
+//! pass untyped pointers), so the child's mark waits in `WORKLOAD_TASKS` under its thread id
+//! and moves onto the task at its first check; userspace adopting running tasks does the same.
 
 use aya_ebpf::{
+    bindings::task_struct,
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
-        generated::bpf_get_current_ancestor_cgroup_id,
+        generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_task_btf},
     },
     macros::raw_tracepoint,
     programs::RawTracePointContext,
@@ -12,7 +18,7 @@ use aya_ebpf::{
 use capprof_common::{counter, TaskOrigin, MAX_CGROUP_LEVELS};
 
 use crate::check::in_scope;
-use crate::maps::{bump, config, WORKLOAD_TASKS};
+use crate::maps::{bump, config, TASK_ORIGINS, WORKLOAD_TASKS};
 
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn sched_process_exec(_ctx: RawTracePointContext) -> u32 {
@@ -32,7 +38,13 @@ pub fn sched_process_exec(_ctx: RawTracePointContext) -> u32 {
                 break;
             }
         }
-        mark(tid, &TaskOrigin { cgroup_id, level, reserved: 0 });
+        let origin = TaskOrigin { cgroup_id, level, reserved: 0 };
+        let task = unsafe { bpf_get_current_task_btf() };
+        match TASK_ORIGINS.get_or_insert(task, &origin) {
+            // Existing storage keeps its old value: overwrite (a re-exec in another cgroup).
+            Some(stored) => unsafe { *stored = origin },
+            None => mark(tid, &origin),
+        }
     }
     0
 }
@@ -42,9 +54,7 @@ pub fn sched_process_exec(_ctx: RawTracePointContext) -> u32 {
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
 pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
     let Some(cfg) = config() else { return 0 };
-    let parent = bpf_get_current_pid_tgid() as u32;
-    if let Some(origin) = WORKLOAD_TASKS.get_ptr(&parent) {
-        let origin = unsafe { *origin };
+    if let Some(origin) = workload_origin(unsafe { bpf_get_current_task_btf() }) {
         let child: u64 = ctx.arg(1);
         let at = (child + cfg.task_pid_offset as u64) as *const u32;
         if let Ok(pid) = unsafe { bpf_probe_read_kernel(at) } {
@@ -66,4 +76,19 @@ fn mark(tid: u32, origin: &TaskOrigin) {
     if WORKLOAD_TASKS.insert(&tid, origin, 0).is_err() {
         bump(counter::TASKS_MAP_FULL);
     }
+}
+
+/// The current task's mark, if it is the workload's; a mark still waiting in
+/// `WORKLOAD_TASKS` moves onto the task.
+#[inline(always)]
+pub fn workload_origin(task: *mut task_struct) -> Option<TaskOrigin> {
+    if let Some(stored) = TASK_ORIGINS.get(task) {
+        return Some(unsafe { *stored });
+    }
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let origin = unsafe { *WORKLOAD_TASKS.get_ptr(&tid)? };
+    if TASK_ORIGINS.get_or_insert(task, &origin).is_some() {
+        let _ = WORKLOAD_TASKS.remove(&tid);
+    }
+    Some(origin)
 }

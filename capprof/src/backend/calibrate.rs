@@ -12,7 +12,7 @@
 //! however many tracepoint frames lie below (they shift the anchor, not the distances).
 
 use aya::maps::{Array, MapData};
-use capprof_common::{CalibrationSample, Config, SiteRange, CALIBRATION_WORDS, SITE_SCAN_WORDS, SITE_WINDOW_WORDS};
+use capprof_common::{CalibrationSample, Config, SiteRange, CALIBRATION_WORDS, NO_ANCHOR, SITE_NARROW_WORDS, SITE_SCAN_WORDS, SITE_WINDOW_WORDS};
 
 use super::{internal, Backend};
 use crate::error::Result;
@@ -21,6 +21,9 @@ use crate::kernel::kallsyms::Symbols;
 /// Calibrated frame distances (in stack words) and the ranges they are checked against.
 #[derive(Clone, Copy, Debug)]
 pub struct CallSites {
+    /// Where the return address into `cap_capable` sat in the samples (`NO_ANCHOR` at entry
+    /// or when the slots are too far apart for the narrow read).
+    pub anchor_words: u32,
     pub caller_words: u32,
     pub api_words: u32,
     pub cap_capable: SiteRange,
@@ -109,7 +112,9 @@ fn find_offsets(overcommit: &[u64; CALIBRATION_WORDS], setuid: &[u64; CALIBRATIO
     if j >= SITE_WINDOW_WORDS {
         return None;
     }
+    let narrow = !at_entry && j - anchor < SITE_NARROW_WORDS;
     Some(CallSites {
+        anchor_words: if narrow { anchor as u32 } else { NO_ANCHOR },
         caller_words: (k - anchor) as u32,
         api_words: (j - k) as u32,
         cap_capable: SiteRange { start: r.cap_capable.0, end: r.cap_capable.1 },
@@ -134,7 +139,7 @@ mod tests {
         b[5] = 0x2010;
         b[9] = 0x3004;
         let cs = find_offsets(&a, &b, &r, false).unwrap();
-        assert_eq!((cs.caller_words, cs.api_words), (2, 4));
+        assert_eq!((cs.anchor_words, cs.caller_words, cs.api_words), (3, 2, 4));
         assert!(find_offsets(&a, &[0; CALIBRATION_WORDS], &r, false).is_none());
         // At entry the caller's return address is the first word.
         let (mut a, mut b) = ([0u64; CALIBRATION_WORDS], [0u64; CALIBRATION_WORDS]);
@@ -142,6 +147,15 @@ mod tests {
         b[0] = 0x2001;
         b[4] = 0x3001;
         let cs = find_offsets(&a, &b, &r, true).unwrap();
-        assert_eq!((cs.caller_words, cs.api_words), (0, 4));
+        assert_eq!((cs.anchor_words, cs.caller_words, cs.api_words), (NO_ANCHOR, 0, 4));
+        // Slots too far apart for the narrow read: the scan is used.
+        let (mut a, mut b) = ([0u64; CALIBRATION_WORDS], [0u64; CALIBRATION_WORDS]);
+        a[1] = 0x510;
+        b[1] = 0x510;
+        a[3] = 0x1010;
+        b[3] = 0x2010;
+        b[1 + SITE_NARROW_WORDS] = 0x3004;
+        let cs = find_offsets(&a, &b, &r, false).unwrap();
+        assert_eq!((cs.anchor_words, cs.caller_words), (NO_ANCHOR, 2));
     }
 }

@@ -17,6 +17,8 @@ pub struct KernelFacts {
     pub task_pid_offset: u32,
     /// 0 when BTF lacks it: borrowed credentials then go undetected.
     pub real_cred_offset: u32,
+    /// 0 when BTF lacks it: the program then copies `comm` with the helper.
+    pub comm_offset: u32,
     /// `capprof_common::OPTS_*`: the meaning of `cap_capable`'s fourth argument.
     pub opts_mode: u32,
     /// task_struct.cgroups, css_set.dfl_cgrp, cgroup.kn, kernfs_node.name, kernfs_node.parent
@@ -30,6 +32,7 @@ pub fn kernel_facts() -> Result<KernelFacts> {
         .member_offset("task_struct", "pid")
         .ok_or_else(|| Error::new(ErrorKind::UnsupportedKernel, "kernel BTF has no task_struct.pid"))?;
     let real_cred_offset = btf.member_offset("task_struct", "real_cred").unwrap_or(0);
+    let comm_offset = btf.member_offset("task_struct", "comm").unwrap_or(0);
     // Linux 5.1 turned `int audit` into `unsigned int opts` (RHEL 8 backported it): ask BTF,
     // not the version number.
     let opts_mode = match btf.func_params("cap_capable").and_then(|p| p.get(3).cloned()).as_deref() {
@@ -49,7 +52,7 @@ pub fn kernel_facts() -> Result<KernelFacts> {
         [Some(a), Some(b), Some(c), Some(d), Some(e)] if a != 0 => [a, b, c, d, e],
         _ => [0; 5],
     };
-    Ok(KernelFacts { task_pid_offset, real_cred_offset, opts_mode, cgroup_name_offsets })
+    Ok(KernelFacts { task_pid_offset, real_cred_offset, comm_offset, opts_mode, cgroup_name_offsets })
 }
 
 /// Loads every program and map of the object (nothing attached yet).
@@ -57,7 +60,7 @@ pub fn load_object(sizes: MapSizes, facts: &KernelFacts) -> Result<aya::Ebpf> {
     // Harmless where BPF memory is memcg-accounted (5.11+); needed on older kernels.
     let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
     let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
-    load_without_vmlinux_btf(sizes, facts.real_cred_offset)
+    load_without_vmlinux_btf(sizes, *facts)
 }
 
 /// Loads the object. `EbpfLoader::new()` always parses the kernel's whole BTF (~18 MiB and
@@ -65,10 +68,14 @@ pub fn load_object(sizes: MapSizes, facts: &KernelFacts) -> Result<aya::Ebpf> {
 /// thread whose private mount namespace hides /sys/kernel/btf, so the parse fails fast; the
 /// workload and the rest of capprof keep the host's namespace. Where that is refused, load
 /// normally.
-fn load_without_vmlinux_btf(sizes: MapSizes, real_cred_offset: u32) -> Result<aya::Ebpf> {
+fn load_without_vmlinux_btf(sizes: MapSizes, facts: KernelFacts) -> Result<aya::Ebpf> {
     let load = move || {
         EbpfLoader::new()
-            .override_global("REAL_CRED_OFFSET", &real_cred_offset, true)
+            .override_global("REAL_CRED_OFFSET", &facts.real_cred_offset, true)
+            .override_global("COMM_OFFSET", &facts.comm_offset, true)
+            // TASK_ORIGINS (task-local storage) has no userspace type in aya 0.14; only the
+            // programs use it.
+            .allow_unsupported_maps()
             .map_max_entries("CHECKS", sizes.checks)
             .map_max_entries("WORKLOAD_TASKS", sizes.tasks)
             .load(OBJECT)

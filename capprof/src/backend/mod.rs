@@ -101,6 +101,7 @@ impl Backend {
             task_pid_offset: facts.task_pid_offset,
             opts_mode: if kind.sees_opts() { facts.opts_mode } else { capprof_common::OPTS_NONE },
             cgroup_name_offsets: facts.cgroup_name_offsets,
+            anchor_words: capprof_common::NO_ANCHOR,
             ..Config::default()
         };
         let info = BackendInfo { name: kind.name(), sees_opts: kind.sees_opts() && facts.opts_mode != capprof_common::OPTS_NONE, classification: String::new() };
@@ -113,6 +114,7 @@ impl Backend {
         let backend = self;
         backend.call_sites = calibrate::calibrate(backend, symbols)?;
         if let Some(cs) = &backend.call_sites {
+            backend.config.anchor_words = cs.anchor_words;
             backend.config.caller_words = cs.caller_words;
             backend.config.api_words = cs.api_words;
             backend.config.cap_capable = cs.cap_capable;
