@@ -156,13 +156,18 @@ pub struct RecordArgs {
     #[command(flatten)]
     pub output: OutputArgs,
     /// Record this already running container (Docker or podman name or id) instead of a command.
-    #[arg(long, value_name = "NAME|ID", conflicts_with = "command")]
+    #[arg(long, value_name = "NAME|ID", conflicts_with = "command", group = "running")]
     pub container: Option<String>,
-    /// With --container: stop after SECS (default: at Ctrl-C, or when the container exits).
-    #[arg(long, value_name = "SECS", requires = "container")]
+    /// Record everything in this running cgroup v2 and below (e.g. /system.slice/nginx.service),
+    /// relative to the cgroup v2 mount or as a path under it.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["command", "container"], group = "running")]
+    pub cgroup: Option<String>,
+    /// With --container or --cgroup: stop after SECS (default: at Ctrl-C, or when the
+    /// container exits or the cgroup is removed).
+    #[arg(long, value_name = "SECS", requires = "running")]
     pub duration: Option<f64>,
     /// The command to record, after `--`.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required_unless_present = "container", value_name = "CMD")]
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required_unless_present_any = ["container", "cgroup"], value_name = "CMD")]
     pub command: Vec<String>,
 }
 
@@ -282,6 +287,7 @@ impl RecordArgs {
             options: self.output.options(&self.command)?,
             argv: self.command,
             container: self.container,
+            cgroup: self.cgroup,
             duration,
             format: self.output.format,
             output: self.output.output,

@@ -31,6 +31,8 @@ pub struct RecordConfig {
     pub argv: Vec<String>,
     /// Record this running container instead of running `argv`.
     pub container: Option<String>,
+    /// Record this running cgroup instead of running `argv`.
+    pub cgroup: Option<String>,
     pub duration: Option<std::time::Duration>,
     pub format: Format,
     pub output: Option<PathBuf>,
@@ -41,6 +43,11 @@ pub struct RecordConfig {
 pub fn run(cfg: &RecordConfig) -> Result<i32> {
     if let Some(name) = &cfg.container {
         let profile = crate::attach::record_container(name, cfg.duration, &cfg.options)?;
+        output::emit(&profile, cfg.format, cfg.output.as_deref())?;
+        return Ok(0);
+    }
+    if let Some(path) = &cfg.cgroup {
+        let profile = crate::attach::record_cgroup(path, cfg.duration, &cfg.options)?;
         output::emit(&profile, cfg.format, cfg.output.as_deref())?;
         return Ok(0);
     }

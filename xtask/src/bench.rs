@@ -1,6 +1,7 @@
 //! The benchmarks of BENCHMARKS.md, in one run so the ratios compare like with like:
 //! per-check overhead on two loops (nothing attached / capprof / bpftrace's count-only
-//! one-liner), the kernel-measured run time of each tool's program, and the fixed cost of
+//! one-liner) measured inside one process while the tools attach and detach around it, the
+//! kernel-measured run time of both tools' programs on the same checks, and the fixed cost of
 //! `capprof record -- true` (wall time, peak RSS).
 
 use std::io::{BufRead, BufReader};
@@ -13,6 +14,10 @@ use anyhow::{bail, Context, Result};
 
 const BPFTRACE: &str = "tracepoint:capability:cap_capable { @[cgroup, args->cap, args->ret] = count(); }";
 const ROUNDS: usize = 11;
+/// How long each phased loop process runs (rounds of four phases fit in it).
+const LOOP_SECS: u64 = 60;
+const TIMED: [(&str, &str); 2] =
+    [("setuid", "setuid(0): one audited CAP_SETUID check"), ("mmap", "mmap+munmap: one CAP_SYS_ADMIN overcommit probe")];
 const LOOPS: [(&str, &str); 2] =
     [("setuid-loop", "setuid(0): one audited CAP_SETUID check"), ("mmap-loop", "mmap+munmap: one CAP_SYS_ADMIN overcommit probe")];
 
@@ -21,52 +26,59 @@ pub fn run(release: &Path, iterations: u64) -> Result<()> {
     let scenario = release.join("scenario");
     let n = iterations.to_string();
 
-    println!("## Per-check overhead, wall clock\n");
-    println!("{iterations} iterations per loop in batches of 1,000, pinned to CPU 1; a round's figure is its 10th-percentile");
-    println!("batch (filters preemption and steal time). {ROUNDS} interleaved rounds; added cost = loop minus the same");
-    println!("round's loop with nothing attached; fastest and median round shown.\n");
-    println!("| loop | nothing attached (fastest) | capprof added: fastest / median | bpftrace added: fastest / median |");
-    println!("|---|---|---|---|");
-    for (name, what) in LOOPS {
-        let (mut base, mut cap, mut bpf) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
-            let b = loop_ns(pinned(&scenario).args([name, &n]))?;
-            let c = loop_ns(Command::new(&capprof).args(["record", "-f", "json", "-o", "/dev/null", "--", "taskset", "-c", "1"]).arg(&scenario).args([name, &n]))?;
-            let tracer = Bpftrace::start()?;
-            let t = loop_ns(pinned(&scenario).args([name, &n]))?;
-            tracer.stop()?;
-            base.push(b);
-            cap.push(c - b);
-            bpf.push(t - b);
-        }
+    println!("## Per-check overhead, wall clock, one process\n");
+    println!("One loop process per row runs for {LOOP_SECS} s pinned to CPU 1, timing every call; meanwhile the harness");
+    println!("alternates: nothing attached, `capprof record --cgroup` on the loop's cgroup, nothing, the bpftrace one-liner,");
+    println!("and so on. A phase's figure is the median call of the batches that ran entirely inside it (each batch:");
+    println!("1,000 calls, its median call); a tool's added cost = its phase minus the mean of the nothing-attached");
+    println!("phases either side. Median over the rounds; the times include two clock reads per call.\n");
+    println!("| loop | nothing attached | capprof added | bpftrace added | capprof / bpftrace | rounds |");
+    println!("|---|---|---|---|---|---|");
+    for (kind, what) in TIMED {
+        let p = phased(&capprof, &scenario, kind)?;
         println!(
-            "| {what} | {:.0} ns | {:+.0} / {:+.0} ns | {:+.0} / {:+.0} ns |",
-            fastest(&base),
-            fastest(&cap),
-            median(&mut cap),
-            fastest(&bpf),
-            median(&mut bpf)
+            "| {what} | {:.0} ns | {:+.0} ns (range {:+.0} to {:+.0}) | {:+.0} ns (range {:+.0} to {:+.0}) | {:.2} | {} |",
+            median(&mut p.base.clone()),
+            median(&mut p.capprof.clone()),
+            fastest(&p.capprof),
+            slowest(&p.capprof),
+            median(&mut p.bpftrace.clone()),
+            fastest(&p.bpftrace),
+            slowest(&p.bpftrace),
+            median(&mut p.capprof.clone()) / median(&mut p.bpftrace.clone()),
+            p.capprof.len().min(p.bpftrace.len()),
         );
     }
 
-    println!("\n## Program run time per invocation (kernel BPF statistics)\n");
-    println!("Measured by the kernel (bpf_stats), fastest of {ROUNDS} rounds. bpftrace's number leaves out the perf");
-    println!("tracepoint's record building, which its program needs and capprof's raw tracepoint does not.\n");
-    println!("| loop | capprof program | bpftrace program |");
-    println!("|---|---|---|");
+    println!("\n## Program run time per check (kernel BPF statistics), both tools on the same checks\n");
+    println!("The bpftrace one-liner attached while `capprof record --bpf-stats` runs the loop ({iterations} iterations): every");
+    println!("check runs both programs, so each round compares them under the same conditions. {ROUNDS} rounds. bpftrace's");
+    println!("figure leaves out the perf tracepoint's record building, which its program needs and capprof's raw");
+    println!("tracepoint does not.\n");
+    println!("| loop | capprof program: fastest / median | bpftrace program: fastest / median | capprof / bpftrace: median round |");
+    println!("|---|---|---|---|");
     for (name, what) in LOOPS {
-        let (mut cap, mut bpf) = (Vec::new(), Vec::new());
+        let (mut cap, mut bpf, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
-            cap.push(capprof_program_ns(&capprof, &scenario, name, &n)?);
             let _stats = StatsOn::new()?;
             let tracer = Bpftrace::start()?;
             let before = tracer.program_stats()?;
-            loop_ns(pinned(&scenario).args([name, &n]))?;
+            let c = capprof_program_ns(&capprof, &scenario, name, &n)?;
             let after = tracer.program_stats()?;
             tracer.stop()?;
-            bpf.push((after.1 - before.1) as f64 / (after.0 - before.0).max(1) as f64);
+            let b = (after.1 - before.1) as f64 / (after.0 - before.0).max(1) as f64;
+            cap.push(c);
+            bpf.push(b);
+            ratio.push(c / b);
         }
-        println!("| {what} | {:.0} ns | {:.0} ns |", fastest(&cap), fastest(&bpf));
+        println!(
+            "| {what} | {:.0} / {:.0} ns | {:.0} / {:.0} ns | {:.2} |",
+            fastest(&cap),
+            median(&mut cap),
+            fastest(&bpf),
+            median(&mut bpf),
+            median(&mut ratio)
+        );
     }
 
     println!("\n## Fixed cost: attach, run `true`, detach (mean of 10 runs)\n");
@@ -77,23 +89,6 @@ pub fn run(release: &Path, iterations: u64) -> Result<()> {
     let (wall, rss) = fixed_cost(Command::new("bpftrace").args(["-e", BPFTRACE, "-c", "/bin/true"]))?;
     println!("| bpftrace -e '<one-liner>' -c /bin/true | {wall:.3} s | {rss:.1} MiB |");
     Ok(())
-}
-
-/// The loop pinned to CPU 1, as in every column.
-fn pinned(program: &Path) -> Command {
-    let mut c = Command::new("taskset");
-    c.args(["-c", "1"]).arg(program);
-    c
-}
-
-/// Runs a loop and reads the ns/iteration the scenario prints.
-fn loop_ns(cmd: &mut Command) -> Result<f64> {
-    let out = cmd.stderr(Stdio::null()).output().with_context(|| format!("{cmd:?}"))?;
-    if !out.status.success() {
-        bail!("{cmd:?} failed: {}", out.status);
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines().last().and_then(|l| l.trim().parse().ok()).with_context(|| format!("no ns/iteration in {text:?}"))
 }
 
 /// capprof's own report of its check program's mean run time (`--bpf-stats`).
@@ -118,13 +113,122 @@ fn capprof_program_ns(capprof: &Path, scenario: &Path, name: &str, n: &str) -> R
     Ok(num.parse()?)
 }
 
+fn slowest(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
+
 fn fastest(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
 fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
+}
+
+/// Per round: the nothing-attached level and each tool's added cost (ns per call).
+struct Phased {
+    base: Vec<f64>,
+    capprof: Vec<f64>,
+    bpftrace: Vec<f64>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Phase {
+    Nothing,
+    Capprof,
+    Bpftrace,
+}
+
+/// One loop process in its own cgroup; tools attach and detach around it (see the table's
+/// description). Windows are trimmed so no batch straddles an attach or detach.
+fn phased(capprof: &Path, scenario: &Path, kind: &str) -> Result<Phased> {
+    let cgroup = crate::churn::unified()?.join(format!("capprof-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&cgroup).with_context(|| format!("creating {}", cgroup.display()))?;
+    let script = format!("echo $$ > {}/cgroup.procs && exec taskset -c 1 {} timed-loop {kind} {LOOP_SECS}", cgroup.display(), scenario.display());
+    let child = Command::new("sh").args(["-c", &script]).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()?;
+    let loop_end = monotonic_ns() + LOOP_SECS * 1_000_000_000;
+    let rel = format!("/{}", cgroup.file_name().and_then(|n| n.to_str()).unwrap_or_default());
+    let mut windows: Vec<(Phase, u64, u64)> = Vec::new();
+    let nothing = |windows: &mut Vec<(Phase, u64, u64)>| {
+        let start = monotonic_ns() + 100_000_000;
+        std::thread::sleep(Duration::from_millis(700));
+        windows.push((Phase::Nothing, start, monotonic_ns()));
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    nothing(&mut windows);
+    // A round: capprof, nothing, bpftrace, nothing (~4 s).
+    while monotonic_ns() + 5_000_000_000 < loop_end {
+        let mut rec = Command::new(capprof)
+            .args(["record", "-f", "json", "-o", "/dev/null", "--duration", "1.2", "--cgroup", &rel])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stderr = rec.stderr.take().context("capprof stderr")?;
+        let mut lines = BufReader::new(stderr).lines();
+        let attached = loop {
+            match lines.next() {
+                Some(Ok(l)) if l.contains("recording cgroup") => break monotonic_ns(),
+                Some(Ok(_)) => continue,
+                other => bail!("capprof record --cgroup did not start: {other:?}"),
+            }
+        };
+        let status = rec.wait()?;
+        if !status.success() {
+            bail!("capprof record --cgroup failed: {status}");
+        }
+        windows.push((Phase::Capprof, attached + 100_000_000, attached + 1_100_000_000));
+        nothing(&mut windows);
+        let tracer = Bpftrace::start()?;
+        let attached = monotonic_ns();
+        std::thread::sleep(Duration::from_millis(1000));
+        windows.push((Phase::Bpftrace, attached, monotonic_ns()));
+        tracer.stop()?;
+        nothing(&mut windows);
+    }
+    let out = child.wait_with_output()?;
+    let _ = std::fs::remove_dir(&cgroup);
+    if !out.status.success() {
+        bail!("timed loop failed: {}", out.status);
+    }
+    let batches: Vec<(u64, u64, f64)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace().map(|x| x.parse::<u64>().ok());
+            Some((f.next()??, f.next()??, f.next()?? as f64))
+        })
+        .collect();
+    let level = |(_, from, to): (Phase, u64, u64)| -> Option<f64> {
+        let mut inside: Vec<f64> = batches.iter().filter(|b| b.0 >= from && b.1 <= to).map(|b| b.2).collect();
+        (inside.len() >= 20).then(|| median(&mut inside))
+    };
+    let mut p = Phased { base: Vec::new(), capprof: Vec::new(), bpftrace: Vec::new() };
+    for i in 1..windows.len().saturating_sub(1) {
+        let (phase, ..) = windows[i];
+        if phase == Phase::Nothing {
+            continue;
+        }
+        let (Some(before), Some(during), Some(after)) = (level(windows[i - 1]), level(windows[i]), level(windows[i + 1])) else { continue };
+        let base = (before + after) / 2.0;
+        p.base.push(base);
+        match phase {
+            Phase::Capprof => p.capprof.push(during - base),
+            _ => p.bpftrace.push(during - base),
+        }
+    }
+    if p.capprof.is_empty() || p.bpftrace.is_empty() {
+        bail!("the {kind} loop produced no complete round");
+    }
+    Ok(p)
+}
+
+fn monotonic_ns() -> u64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
 /// Kernel BPF statistics on (the sysctl) for as long as it lives.

@@ -106,7 +106,7 @@ impl Drop for Daemon {
     }
 }
 
-fn unified() -> Result<PathBuf> {
+pub fn unified() -> Result<PathBuf> {
     for p in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
         if Path::new(p).join("cgroup.procs").exists() {
             return Ok(PathBuf::from(p));

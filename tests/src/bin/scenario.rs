@@ -7,9 +7,24 @@ use std::io::Error;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Err(e) = run(&args) {
+        eprintln!("scenario {}: {e}", args.join(" "));
+        std::process::exit(1);
+    }
+}
+
+fn run(args: &[String]) -> std::io::Result<()> {
     let arg = |i: usize| args.get(i).cloned().unwrap_or_else(|| usage());
-    let result = match args.first().map(String::as_str) {
+    match args.first().map(String::as_str) {
         Some("nothing") => Ok(()),
+        // The same process, once FILE exists: for recordings that attach to something already
+        // running (the test creates FILE when capprof says it is recording).
+        Some("when") => {
+            while !std::path::Path::new(&arg(1)).exists() {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            run(args.get(2..).unwrap_or_default())
+        }
         Some("chown") => path_call(&arg(1), |p| unsafe { libc::chown(p, 65534, 65534) }),
         Some("bind") => bind_tcp(arg(1).parse().unwrap_or_else(|_| usage())),
         Some("rawsock") => check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) }),
@@ -23,6 +38,11 @@ fn main() {
         Some("rcvbufforce") => rcvbufforce(),
         Some("setuid-loop") => loop_n(&arg(1), || unsafe { libc::syscall(libc::SYS_setuid, 0) as i32 }),
         Some("mmap-loop") => loop_n(&arg(1), mmap_once),
+        Some("timed-loop") => match arg(1).as_str() {
+            "setuid" => timed_loop(&arg(2), || unsafe { libc::syscall(libc::SYS_setuid, 0) as i32 }),
+            "mmap" => timed_loop(&arg(2), mmap_once),
+            _ => usage(),
+        },
         Some("chroot-n") => (0..arg(1).parse::<u32>().unwrap_or_else(|_| usage())).try_for_each(|_| path_call("/", |p| unsafe { libc::chroot(p) })),
         Some("names") => distinct_names(arg(1).parse().unwrap_or_else(|_| usage())),
         Some("sleep") => {
@@ -32,16 +52,12 @@ fn main() {
         Some("sleep-as") => sleep_as(arg(1).parse().unwrap_or_else(|_| usage()), arg(2).parse().unwrap_or_else(|_| usage())),
         Some("exit") => std::process::exit(arg(1).parse().unwrap_or_else(|_| usage())),
         _ => usage(),
-    };
-    if let Err(e) = result {
-        eprintln!("scenario {}: {e}", args.join(" "));
-        std::process::exit(1);
     }
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: scenario nothing | chown FILE | bind PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | rcvbufforce | setuid-loop N | mmap-loop N | chroot-n N | names N | sleep SECS | sleep-as UID SECS | exit CODE"
+        "usage: scenario nothing | when FILE SUBCOMMAND... | chown FILE | bind PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | rcvbufforce | setuid-loop N | mmap-loop N | timed-loop setuid|mmap SECS | chroot-n N | names N | sleep SECS | sleep-as UID SECS | exit CODE"
     );
     std::process::exit(2)
 }
@@ -108,6 +124,38 @@ fn loop_n(n: &str, mut f: impl FnMut() -> i32) -> std::io::Result<()> {
     }
     batches.sort_by(|a, b| a.total_cmp(b));
     println!("{:.1}", batches[batches.len() / 10]);
+    Ok(())
+}
+
+/// Calls `f` for SECS seconds, timing every call; prints one line per batch of 1,000 calls:
+/// `START END MEDIAN` (CLOCK_MONOTONIC ns, median call ns). For the benchmark that attaches
+/// and detaches tracers while this one process runs: comparing phases of the same process
+/// removes the run-to-run differences between processes that swamp the cost measured.
+fn timed_loop(secs: &str, mut f: impl FnMut() -> i32) -> std::io::Result<()> {
+    let secs: f64 = secs.parse().unwrap_or_else(|_| usage());
+    let now = || {
+        let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+        t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+    };
+    let end = now() + (secs * 1e9) as u64;
+    let mut calls = [0u64; 1000];
+    let mut out = String::new();
+    loop {
+        let start = now();
+        if start >= end {
+            break;
+        }
+        for c in calls.iter_mut() {
+            let t = now();
+            check(f())?;
+            *c = now() - t;
+        }
+        calls.sort_unstable();
+        out.push_str(&format!("{start} {} {}\n", now(), calls[calls.len() / 2]));
+    }
+    // Printed at the end: writing while timing would add pipe wake-ups to the calls.
+    print!("{out}");
     Ok(())
 }
 

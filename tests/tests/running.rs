@@ -1,0 +1,132 @@
+//! `capprof record --cgroup PATH`: recording what already runs in a cgroup (a systemd
+//! service, a pod) without restarting it. Threads running before capprof attached are
+//! workload from the start; processes that join later are counted from their exec.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use capprof_tests::*;
+use serde_json::Value;
+
+/// A fresh cgroup v2 directory, removed (after its processes are gone) on drop.
+struct TestCgroup {
+    dir: PathBuf,
+    rel: String,
+}
+
+impl TestCgroup {
+    fn new() -> Self {
+        let mount = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.join("cgroup.procs").exists())
+            .expect("a cgroup v2 mount");
+        let name = format!("capprof-test-{}", unique());
+        let dir = mount.join(&name);
+        std::fs::create_dir(&dir).unwrap();
+        Self { dir, rel: format!("/{name}") }
+    }
+
+    /// Runs `argv` inside the cgroup (joined before its exec).
+    fn spawn(&self, argv: &str) -> std::process::Child {
+        Command::new("sh").arg("-c").arg(format!("echo $$ > {}/cgroup.procs && exec {argv}", self.dir.display())).spawn().unwrap()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::remove_dir(&self.dir).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Starts `capprof record --cgroup` and returns once its programs are attached.
+fn start_recording(cg: &TestCgroup, extra: &[&str], out: &std::path::Path) -> (std::process::Child, std::thread::JoinHandle<String>) {
+    let mut rec = Command::new(capprof())
+        .args(["record", "--cgroup", &cg.rel, "-f", "json", "-o"])
+        .arg(out)
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(rec.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("recording cgroup") {
+            break;
+        }
+    }
+    assert!(seen.contains("recording cgroup"), "capprof did not start recording: {seen}");
+    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n") + &seen);
+    (rec, rest)
+}
+
+#[test]
+fn running_and_joining_processes_are_counted() {
+    require_root();
+    let cg = TestCgroup::new();
+    let s = scenario();
+    let go = scratch("running").join(format!("go-{}", unique()));
+    // Running before capprof attaches; acts once told to, in the same process.
+    let mut early = cg.spawn(&format!("{} when {} chroot /", s.display(), go.display()));
+    std::thread::sleep(Duration::from_millis(200));
+    let out = scratch("running").join(format!("{}.json", unique()));
+    let (mut rec, stderr) = start_recording(&cg, &["--duration", "2"], &out);
+    std::fs::write(&go, "").unwrap();
+    // Joins after capprof attached.
+    let mut late = cg.spawn(&format!("{} setgid", s.display()));
+    // Outside the cgroup: not counted.
+    let outside = Command::new(&s).arg("setuid").status().unwrap();
+    assert!(outside.success());
+    assert!(early.wait().unwrap().success());
+    assert!(late.wait().unwrap().success());
+    let status = rec.wait().unwrap();
+    let stderr = stderr.join().unwrap();
+    assert!(status.success(), "{stderr}");
+    let profile: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let w = &profile["workloads"][0];
+    assert_eq!(w["cgroup"], cg.rel.as_str());
+    assert_eq!(added(w), vec!["SETGID", "SYS_CHROOT"], "{profile}");
+    let chroot = w["checks"].as_array().unwrap().iter().find(|c| c["capability"] == "SYS_CHROOT").unwrap();
+    assert_eq!(chroot["classification"], "needed", "the adopted thread is workload, not set-up: {chroot}");
+}
+
+#[test]
+fn recording_ends_when_the_cgroup_is_removed() {
+    require_root();
+    let cg = TestCgroup::new();
+    let out = scratch("running").join(format!("{}.json", unique()));
+    let (mut rec, stderr) = start_recording(&cg, &[], &out);
+    let mut p = cg.spawn(&format!("{} chroot /", scenario().display()));
+    assert!(p.wait().unwrap().success());
+    let started = Instant::now();
+    drop(cg);
+    let status = rec.wait().unwrap();
+    assert!(status.success(), "{}", stderr.join().unwrap());
+    assert!(started.elapsed() < Duration::from_secs(3), "capprof kept recording a removed cgroup");
+    let profile: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(added(&profile["workloads"][0]), vec!["SYS_CHROOT"], "{profile}");
+}
+
+#[test]
+fn bad_cgroups_are_usage_errors() {
+    require_root();
+    for (args, message) in [
+        (vec!["record", "--cgroup", "/"], "the root cgroup is the whole host"),
+        (vec!["record", "--cgroup", "/capprof-no-such-cgroup"], "no cgroup v2 directory"),
+        (vec!["record", "--cgroup", "/a/../b"], "'..' is not allowed"),
+        (vec!["record", "--duration", "1", "--", "true"], "--cgroup"),
+    ] {
+        let out = capprof_cmd(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}
