@@ -21,6 +21,10 @@ pub const SITE_SCAN_WORDS: usize = 24;
 /// Words read per check when the calibrated layout holds: from the return address into
 /// `cap_capable` (or the caller's, at entry) up to the API caller's slot.
 pub const SITE_NARROW_WORDS: usize = 16;
+/// The helper number the check program calls where it means the `bpf_rdonly_cast` kfunc;
+/// the loader rewrites those calls (see `capprof::backend::loader`).
+pub const RDONLY_CAST_CALL: u32 = 0x7ca9_0001;
+
 /// `Config::anchor_words` when no narrow read is possible (the scan is used).
 pub const NO_ANCHOR: u32 = u32::MAX;
 

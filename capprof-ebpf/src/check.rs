@@ -33,6 +33,17 @@ const CAP_OPT_INSETID: u32 = 0x4;
 #[no_mangle]
 static REAL_CRED_OFFSET: u32 = 0;
 
+/// BTF id of `struct pt_regs` when the kernel has the `bpf_rdonly_cast` kfunc (6.2+), else 0.
+/// With it, a stack word is one plain load (the verifier turns the cast into a register move
+/// and the load into a fault-safe one) instead of a `bpf_probe_read_kernel` call.
+#[no_mangle]
+static STACK_WORD_TYPE: u32 = 0;
+
+/// The call the loader rewrites into `bpf_rdonly_cast` (aya has no kfunc relocations): an
+/// otherwise unused helper number, patched to a kfunc call, or to a harmless helper in the
+/// dead branch when the kfunc is missing.
+const RDONLY_CAST_CALL: usize = capprof_common::RDONLY_CAST_CALL as usize;
+
 /// Offset of `comm` in `struct task_struct`, likewise (0: unknown, the helper copies it).
 /// Two direct loads instead of `bpf_get_current_comm`'s locked string copy.
 #[no_mangle]
@@ -200,6 +211,44 @@ fn count(key: &CheckKey) -> bool {
 /// the tracepoint, adding the iterator's frame) a wider window is scanned for the anchor.
 #[inline(always)]
 fn call_site(cfg: &Config, stack: u64) -> u64 {
+    let word_type = unsafe { core::ptr::read_volatile(&STACK_WORD_TYPE) };
+    if word_type != 0 {
+        if let Some(site) = direct_site(cfg, stack, word_type) {
+            return site;
+        }
+    }
+    read_site(cfg, stack)
+}
+
+/// The calibrated slots read with plain loads; None when the frames have shifted (or no
+/// narrow layout was calibrated).
+#[inline(always)]
+fn direct_site(cfg: &Config, stack: u64, word_type: u32) -> Option<u64> {
+    let cast: unsafe extern "C" fn(u64, u32) -> *const u64 = unsafe { core::mem::transmute(RDONLY_CAST_CALL) };
+    // Every load at offset 0 of its own cast: the verifier then needs no variable offsets.
+    let word = |addr: u64| -> u64 { unsafe { *cast(addr, word_type) } };
+    let caller_at = match cfg.site_mode {
+        SITE_AT_ENTRY => stack,
+        SITE_SCAN if cfg.anchor_words != NO_ANCHOR => {
+            let anchor = stack + cfg.anchor_words as u64 * 8;
+            if !within(word(anchor), cfg.cap_capable) {
+                return None;
+            }
+            anchor + cfg.caller_words as u64 * 8
+        }
+        _ => return None,
+    };
+    let caller = word(caller_at);
+    if within(caller, cfg.security_capable) {
+        return Some(word(caller_at + cfg.api_words as u64 * 8));
+    }
+    Some(caller)
+}
+
+/// The same slots copied with `bpf_probe_read_kernel` (kernels before 6.2), falling back to
+/// scanning a wide window when the frames have shifted.
+#[inline(always)]
+fn read_site(cfg: &Config, stack: u64) -> u64 {
     // Per-CPU scratch, not the BPF stack: no zeroing, and indexes the verifier can bound.
     let Some(window) = SITE_SCRATCH.get_ptr_mut(0) else { return 0 };
     let words = unsafe { &mut (*window).words };

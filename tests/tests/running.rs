@@ -30,8 +30,25 @@ impl TestCgroup {
     }
 
     /// Runs `argv` inside the cgroup (joined before its exec).
-    fn spawn(&self, argv: &str) -> std::process::Child {
-        Command::new("sh").arg("-c").arg(format!("echo $$ > {}/cgroup.procs && exec {argv}", self.dir.display())).spawn().unwrap()
+    fn spawn(&self, argv: &str) -> Reaped {
+        Reaped(Command::new("sh").arg("-c").arg(format!("echo $$ > {}/cgroup.procs && exec {argv}", self.dir.display())).spawn().unwrap())
+    }
+}
+
+/// A child killed if the test fails before waiting for it (a waiting `scenario when` would
+/// otherwise outlive the test).
+struct Reaped(std::process::Child);
+
+impl Reaped {
+    fn wait(&mut self) -> std::process::ExitStatus {
+        self.0.wait().unwrap()
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -45,7 +62,7 @@ impl Drop for TestCgroup {
 }
 
 /// Starts `capprof record --cgroup` and returns once its programs are attached.
-fn start_recording(cg: &TestCgroup, extra: &[&str], out: &std::path::Path) -> (std::process::Child, std::thread::JoinHandle<String>) {
+fn start_recording(cg: &TestCgroup, extra: &[&str], out: &std::path::Path) -> (Reaped, std::thread::JoinHandle<String>) {
     let mut rec = Command::new(capprof())
         .args(["record", "--cgroup", &cg.rel, "-f", "json", "-o"])
         .arg(out)
@@ -54,6 +71,7 @@ fn start_recording(cg: &TestCgroup, extra: &[&str], out: &std::path::Path) -> (s
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(rec.stderr.take().unwrap()).lines();
+    let rec = Reaped(rec);
     let mut seen = String::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
@@ -85,9 +103,9 @@ fn running_and_joining_processes_are_counted() {
     // Outside the cgroup: not counted.
     let outside = Command::new(&s).arg("setuid").status().unwrap();
     assert!(outside.success());
-    assert!(early.wait().unwrap().success());
-    assert!(late.wait().unwrap().success());
-    let status = rec.wait().unwrap();
+    assert!(early.wait().success());
+    assert!(late.wait().success());
+    let status = rec.wait();
     let stderr = stderr.join().unwrap();
     assert!(status.success(), "{stderr}");
     let profile: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
@@ -105,10 +123,10 @@ fn recording_ends_when_the_cgroup_is_removed() {
     let out = scratch("running").join(format!("{}.json", unique()));
     let (mut rec, stderr) = start_recording(&cg, &[], &out);
     let mut p = cg.spawn(&format!("{} chroot /", scenario().display()));
-    assert!(p.wait().unwrap().success());
+    assert!(p.wait().success());
     let started = Instant::now();
     drop(cg);
-    let status = rec.wait().unwrap();
+    let status = rec.wait();
     assert!(status.success(), "{}", stderr.join().unwrap());
     assert!(started.elapsed() < Duration::from_secs(3), "capprof kept recording a removed cgroup");
     let profile: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();

@@ -19,6 +19,9 @@ pub struct KernelFacts {
     pub real_cred_offset: u32,
     /// 0 when BTF lacks it: the program then copies `comm` with the helper.
     pub comm_offset: u32,
+    /// BTF ids of the `bpf_rdonly_cast` kfunc and of `struct pt_regs` (Linux 6.2+): stack
+    /// words are then read with plain loads.
+    pub rdonly_cast: Option<(u32, u32)>,
     /// `capprof_common::OPTS_*`: the meaning of `cap_capable`'s fourth argument.
     pub opts_mode: u32,
     /// task_struct.cgroups, css_set.dfl_cgrp, cgroup.kn, kernfs_node.name, kernfs_node.parent
@@ -33,6 +36,7 @@ pub fn kernel_facts() -> Result<KernelFacts> {
         .ok_or_else(|| Error::new(ErrorKind::UnsupportedKernel, "kernel BTF has no task_struct.pid"))?;
     let real_cred_offset = btf.member_offset("task_struct", "real_cred").unwrap_or(0);
     let comm_offset = btf.member_offset("task_struct", "comm").unwrap_or(0);
+    let rdonly_cast = btf.type_id(12, "bpf_rdonly_cast").zip(btf.type_id(4, "pt_regs"));
     // Linux 5.1 turned `int audit` into `unsigned int opts` (RHEL 8 backported it): ask BTF,
     // not the version number.
     let opts_mode = match btf.func_params("cap_capable").and_then(|p| p.get(3).cloned()).as_deref() {
@@ -52,7 +56,7 @@ pub fn kernel_facts() -> Result<KernelFacts> {
         [Some(a), Some(b), Some(c), Some(d), Some(e)] if a != 0 => [a, b, c, d, e],
         _ => [0; 5],
     };
-    Ok(KernelFacts { task_pid_offset, real_cred_offset, comm_offset, opts_mode, cgroup_name_offsets })
+    Ok(KernelFacts { task_pid_offset, real_cred_offset, comm_offset, rdonly_cast, opts_mode, cgroup_name_offsets })
 }
 
 /// Loads every program and map of the object (nothing attached yet).
@@ -69,8 +73,11 @@ pub fn load_object(sizes: MapSizes, facts: &KernelFacts) -> Result<aya::Ebpf> {
 /// workload and the rest of capprof keep the host's namespace. Where that is refused, load
 /// normally.
 fn load_without_vmlinux_btf(sizes: MapSizes, facts: KernelFacts) -> Result<aya::Ebpf> {
-    let load = move || {
+    let object = std::sync::Arc::new(patch_kfunc_calls(OBJECT, facts.rdonly_cast.map(|(func, _)| func)));
+    let stack_word_type = facts.rdonly_cast.map_or(0, |(_, pt_regs)| pt_regs);
+    let load = move |object: &AlignedObject| {
         EbpfLoader::new()
+            .override_global("STACK_WORD_TYPE", &stack_word_type, true)
             .override_global("REAL_CRED_OFFSET", &facts.real_cred_offset, true)
             .override_global("COMM_OFFSET", &facts.comm_offset, true)
             // TASK_ORIGINS (task-local storage) has no userspace type in aya 0.14; only the
@@ -78,19 +85,60 @@ fn load_without_vmlinux_btf(sizes: MapSizes, facts: KernelFacts) -> Result<aya::
             .allow_unsupported_maps()
             .map_max_entries("CHECKS", sizes.checks)
             .map_max_entries("WORKLOAD_TASKS", sizes.tasks)
-            .load(OBJECT)
+            .load(object.bytes())
             .map_err(|e| load_error("loading the eBPF object", e))
     };
+    let shared = object.clone();
     std::thread::spawn(move || {
         if hide_kernel_btf_from_this_thread() {
-            load()
+            load(&shared)
         } else {
             Err(Error::new(ErrorKind::Internal, "retry"))
         }
     })
     .join()
     .map_err(|_| Error::new(ErrorKind::Internal, "eBPF loader thread panicked"))?
-    .or_else(|e| if e.to_string() == "retry" { load() } else { Err(e) })
+    .or_else(|e| if e.to_string() == "retry" { load(&object) } else { Err(e) })
+}
+
+/// The object with every call to `capprof_common::RDONLY_CAST_CALL` turned into a call of
+/// the kfunc `func` (a BTF id in vmlinux): `src_reg` BPF_PSEUDO_KFUNC_CALL, `imm` the id. aya
+/// 0.14 relocates helper and subprogram calls but not kfuncs, so the loader does it. Without
+/// the kfunc the calls become `bpf_ktime_get_ns`, in a branch the verifier sees is dead.
+fn patch_kfunc_calls(object: &[u8], func: Option<u32>) -> AlignedObject {
+    const CALL: u8 = 0x85; // BPF_JMP | BPF_CALL
+    const PSEUDO_KFUNC_CALL: u8 = 2;
+    const KTIME_GET_NS: u32 = 5;
+    let mut words = vec![0u64; object.len().div_ceil(8)];
+    let bytes = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, object.len()) };
+    bytes.copy_from_slice(object);
+    let mut pattern = [CALL, 0, 0, 0, 0, 0, 0, 0];
+    pattern[4..].copy_from_slice(&capprof_common::RDONLY_CAST_CALL.to_le_bytes());
+    // Instructions are 8-byte aligned in their sections, and sections in the file.
+    for ins in bytes.chunks_exact_mut(8) {
+        if ins == pattern {
+            match func {
+                Some(id) => {
+                    ins[1] = PSEUDO_KFUNC_CALL << 4;
+                    ins[4..].copy_from_slice(&id.to_le_bytes());
+                }
+                None => ins[4..].copy_from_slice(&KTIME_GET_NS.to_le_bytes()),
+            }
+        }
+    }
+    AlignedObject { words, len: object.len() }
+}
+
+/// ELF bytes with the 8-byte alignment the object parser needs.
+struct AlignedObject {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl AlignedObject {
+    fn bytes(&self) -> &[u8] {
+        unsafe { std::slice::from_raw_parts(self.words.as_ptr() as *const u8, self.len) }
+    }
 }
 
 fn hide_kernel_btf_from_this_thread() -> bool {

@@ -72,6 +72,14 @@ impl Btf {
         offsets
     }
 
+    /// Type id of the named FUNC (`kind` 12) or STRUCT (`kind` 4, not a forward declaration).
+    pub fn type_id(&self, kind: u32, name: &str) -> Option<u32> {
+        self.index.iter().skip(1).position(|&o| {
+            let info = self.u32_at(o + 4);
+            (info >> 24) & 0x1f == kind && self.name(self.u32_at(o)) == name && (kind != KIND_STRUCT || self.u32_at(o + 8) > 0)
+        }).map(|i| i as u32 + 1)
+    }
+
     /// Parameter names of the function `name` (from its FUNC_PROTO).
     pub fn func_params(&self, name: &str) -> Option<Vec<String>> {
         const KIND_FUNC: u32 = 12;
