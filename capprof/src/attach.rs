@@ -73,7 +73,7 @@ fn relative_cgroup(path: &str, mount: &std::path::Path) -> Result<String> {
     let p = std::path::Path::new(path);
     let rel = p.strip_prefix(mount).unwrap_or(p);
     let parts: Vec<&str> = rel.to_str().unwrap_or(path).split('/').filter(|s| !s.is_empty() && *s != ".").collect();
-    if parts.iter().any(|s| *s == "..") {
+    if parts.contains(&"..") {
         return Err(Error::new(ErrorKind::Usage, format!("--cgroup {path}: '..' is not allowed")));
     }
     if parts.is_empty() {

@@ -122,7 +122,7 @@ impl Capability {
 
     /// The capability with this number, if this build knows it.
     pub fn from_number(n: u32) -> Option<Self> {
-        (n <= LAST as u32).then(|| Self(n as u8))
+        (n <= LAST as u32).then_some(Self(n as u8))
     }
 
     pub fn number(self) -> u32 {

@@ -10,6 +10,7 @@
 //!    rlimits, nice);
 //! 5. denied: refused and not a probe: the workload "would need" it for what it tried;
 //! 6. needed: granted and acted on.
+//!
 //! Then alternatives are folded: a refused DAC_READ_SEARCH followed by a granted DAC_OVERRIDE
 //! (and NET_RAW before NET_ADMIN for SO_MARK/SO_PRIORITY) is one need, not two.
 

@@ -32,7 +32,7 @@ fn proves(args: &[&str], expected: &[&str]) {
     let (status, profile, stderr) = minimize(&[], &argv);
     assert_eq!(status, 0, "minimize {args:?}: {stderr}");
     let w = &profile["workloads"][0];
-    assert_eq!(added(&w), expected, "{args:?}: {stderr}");
+    assert_eq!(added(w), expected, "{args:?}: {stderr}");
     let v = &w["verification"];
     assert_eq!(v["passed"], true);
     assert!(v["runs"].as_u64().unwrap() >= 3, "record, confirm, and one run per candidate: {v}");
@@ -162,7 +162,7 @@ fn silent_fallback_is_optional_and_dropped() {
     let (status, profile, stderr) = minimize(&[], &[s.to_str().unwrap(), "rcvbufforce"]);
     assert_eq!(status, 0, "{stderr}");
     let w = &profile["workloads"][0];
-    assert_eq!(added(&w), Vec::<String>::new());
+    assert_eq!(added(w), Vec::<String>::new());
     let ev = w["verification"]["evidence"].as_array().unwrap();
     assert!(ev.iter().any(|e| e["capability"] == "NET_ADMIN" && e["kept"] == false), "NET_ADMIN was tried and dropped: {ev:?}");
 }
