@@ -3,7 +3,7 @@
 //! Every type here crosses the kernel/user boundary through a BPF map or the ring buffer, so
 //! each is `#[repr(C)]` with explicitly sized fields laid out without implicit padding: both
 //! sides must agree on every byte.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
 /// Length of a task's `comm`, as the kernel stores it.
 pub const COMM_LEN: usize = 16;
@@ -232,3 +232,41 @@ const _: () = assert!(core::mem::size_of::<CheckKey>() == 40);
 const _: () = assert!(core::mem::size_of::<CheckEvent>() == 40 + 32 + 8 * STACK_DEPTH + 2 * CGROUP_NAME_LEN);
 const _: () = assert!(core::mem::size_of::<Config>() == 64 + 32);
 const _: () = assert!(SITE_NARROW_WORDS <= SITE_WINDOW_WORDS);
+
+/// Zeroes the bytes after the first NUL of a little-endian word; true if it has one. The
+/// check program reads `comm` as two words and clears what follows its end, so stale bytes
+/// after a shorter rename (kernels that did not pad) never split one program into two keys.
+#[inline(always)]
+pub fn clear_after_nul(w: u64) -> (u64, bool) {
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // The lowest flagged byte is exactly the first zero byte (borrows only run upwards).
+    let zeros = w.wrapping_sub(LOW) & !w & HIGH;
+    if zeros == 0 {
+        return (w, false);
+    }
+    let first = zeros & zeros.wrapping_neg();
+    (w & ((first >> 7) - 1), true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clear_after_nul;
+
+    fn word(bytes: &[u8]) -> u64 {
+        let mut b = [0u8; 8];
+        b[..bytes.len()].copy_from_slice(bytes);
+        u64::from_le_bytes(b)
+    }
+
+    #[test]
+    fn bytes_after_the_first_nul_are_cleared() {
+        assert_eq!(clear_after_nul(word(b"sh\0xyzab")), (word(b"sh"), true));
+        assert_eq!(clear_after_nul(word(b"\0abcdefg")), (0, true));
+        assert_eq!(clear_after_nul(word(b"scenario")), (word(b"scenario"), false));
+        assert_eq!(clear_after_nul(word(b"abcdefg\0")), (word(b"abcdefg"), true));
+        // 0x01 bytes above a NUL are the classic false positive of the zero-byte test.
+        assert_eq!(clear_after_nul(word(b"a\0\x01\x01\x01\x01\x01\x01")), (word(b"a"), true));
+        assert_eq!(clear_after_nul(word(b"\x80\x81\xff\x01\x7f\x10\x20\x30")), (word(b"\x80\x81\xff\x01\x7f\x10\x20\x30"), false));
+    }
+}

@@ -15,7 +15,7 @@ use aya_ebpf::{
     },
 };
 use capprof_common::{
-    counter, CheckEvent, CheckKey, Config, SiteRange, CALIBRATION_WORDS, CGROUP_NAME_LEN, FLAG_BORROWED, FLAG_DENIED, FLAG_INSETID,
+    clear_after_nul, counter, CheckEvent, CheckKey, Config, SiteRange, CALIBRATION_WORDS, CGROUP_NAME_LEN, FLAG_BORROWED, FLAG_DENIED, FLAG_INSETID,
     FLAG_NOAUDIT, FLAG_SETUP, FLAG_SITE_UNKNOWN, MAX_CGROUP_LEVELS, NO_ANCHOR, OPTS_AUDIT_INT, OPTS_BITMASK, SITE_AT_ENTRY,
     SITE_NARROW_WORDS, SITE_SCAN, SITE_SCAN_WORDS, SITE_WINDOW_WORDS, STACK_DEPTH,
 };
@@ -154,19 +154,6 @@ fn current_comm(task: *const u8) -> [u8; 16] {
     comm
 }
 
-/// Zeroes the bytes after the first NUL of a little-endian word; true if it has one.
-#[inline(always)]
-fn clear_after_nul(w: u64) -> (u64, bool) {
-    const LOW: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // The lowest flagged byte is exactly the first zero byte (borrows only run upwards).
-    let zeros = w.wrapping_sub(LOW) & !w & HIGH;
-    if zeros == 0 {
-        return (w, false);
-    }
-    let first = zeros & zeros.wrapping_neg();
-    (w & ((first >> 7) - 1), true)
-}
 
 /// Counts the check with its verdict; the first of its kind is announced with a stack.
 #[inline(always)]

@@ -6,9 +6,10 @@
 //! - kprobe + kretprobe on `cap_capable` (any kernel with kprobes): `opts` at entry, the
 //!   verdict at return, the key carried between them per thread.
 //!
-//! Per check (`check.rs`): scope, set-up phase, borrowed credentials, opts, call site (one
-//! stack read at calibrated distances instead of a stack walk), then one per-CPU counter. Only
-//! the first sighting of a key pays for a ring-buffer event with a kernel stack.
+//! Per check (`check.rs`): scope and set-up phase (task-local storage), borrowed credentials
+//! and `comm` (direct loads through the BTF task pointer), opts, call site (two or three stack
+//! words at calibrated distances instead of a stack walk), then one per-CPU counter. Only the
+//! first sighting of a key pays for a ring-buffer event with a kernel stack.
 //! `tasks.rs` tracks which tasks are the workload; `net.rs` the network uses that are free in
 //! Docker's network namespaces but not elsewhere.
 #![no_std]

@@ -2,13 +2,14 @@
 //! (ports below 1024, ICMP "ping" sockets), seen at their system calls.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_probe_read_user},
+    helpers::{bpf_get_current_cgroup_id, bpf_probe_read_user, generated::bpf_get_current_task_btf},
     macros::tracepoint,
     programs::TracePointContext,
 };
 use capprof_common::{net_use, NetUseKey};
 
-use crate::maps::{NET_USES, WORKLOAD_TASKS};
+use crate::maps::NET_USES;
+use crate::tasks::workload_origin;
 
 // syscalls:sys_enter_* records: the arguments follow __syscall_nr, 8 bytes each, from 16.
 const SYSCALL_ARG0: usize = 16;
@@ -25,8 +26,7 @@ pub fn sys_enter_bind(ctx: TracePointContext) -> u32 {
 }
 
 fn on_bind(ctx: &TracePointContext) -> Result<(), i32> {
-    let tid = bpf_get_current_pid_tgid() as u32;
-    if WORKLOAD_TASKS.get_ptr(&tid).is_none() {
+    if workload_origin(unsafe { bpf_get_current_task_btf() }).is_none() {
         return Ok(());
     }
     let addr: u64 = unsafe { ctx.read_at(SYSCALL_ARG1)? };
@@ -47,8 +47,7 @@ pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
 }
 
 fn on_socket(ctx: &TracePointContext) -> Result<(), i32> {
-    let tid = bpf_get_current_pid_tgid() as u32;
-    if WORKLOAD_TASKS.get_ptr(&tid).is_none() {
+    if workload_origin(unsafe { bpf_get_current_task_btf() }).is_none() {
         return Ok(());
     }
     let family: u64 = unsafe { ctx.read_at(SYSCALL_ARG0)? };
