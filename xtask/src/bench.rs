@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 const BPFTRACE: &str = "tracepoint:capability:cap_capable { @[cgroup, args->cap, args->ret] = count(); }";
 const ROUNDS: usize = 11;
 /// How long each phased loop process runs (rounds of four phases fit in it).
-const LOOP_SECS: u64 = 60;
+const LOOP_SECS: u64 = 120;
 const TIMED: [(&str, &str); 2] =
     [("setuid", "setuid(0): one audited CAP_SETUID check"), ("mmap", "mmap+munmap: one CAP_SYS_ADMIN overcommit probe")];
 const LOOPS: [(&str, &str); 2] =
