@@ -204,3 +204,31 @@ fn concurrent_recordings_keep_their_call_sites() {
     assert_eq!(r.checks_of("SETUID")[0]["site"], "ns_capable_setid");
     assert_eq!(r.checks_of("SYS_CHROOT")[0]["site"], "ns_capable");
 }
+
+/// Kernels before 6.2 have no `bpf_rdonly_cast`: the program copies the stack slots with
+/// `bpf_probe_read_kernel` instead. Forced here, the same checks get the same sites.
+#[test]
+fn stack_reads_without_kfuncs_give_the_same_sites() {
+    require_root();
+    let s = scenario();
+    let file = scratch("nokfunc").join(format!("{}.json", unique()));
+    let script = format!("{0} setuid; {0} chroot /", s.display());
+    let out = std::process::Command::new(capprof())
+        .env("CAPPROF_NO_KFUNCS", "1")
+        .args(["record", "-f", "json", "-o"])
+        .arg(&file)
+        .args(["--", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let profile: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let w = &profile["workloads"][0];
+    assert_eq!(added(w), vec!["SETUID", "SYS_CHROOT"], "{profile}");
+    assert_eq!(profile["losses"]["site_unknown"], 0, "{}", profile["losses"]);
+    let checks = w["checks"].as_array().unwrap();
+    let site = |cap: &str| checks.iter().find(|c| c["capability"] == cap).map(|c| c["site"].clone());
+    assert_eq!(site("SETUID").unwrap(), "ns_capable_setid");
+    assert_eq!(site("SYS_CHROOT").unwrap(), "ns_capable");
+    let overcommit = checks.iter().find(|c| c["capability"] == "SYS_ADMIN" && c["classification"] == "probed").expect("the exec's overcommit probe");
+    assert_eq!(overcommit["site"], "security_vm_enough_memory_mm");
+}
