@@ -21,6 +21,9 @@ fn nothing_needs_nothing() {
     let sys_admin = r.checks_of("SYS_ADMIN");
     assert!(!sys_admin.is_empty(), "the exec's overcommit probe should be visible: {}", r.profile);
     assert!(sys_admin.iter().all(|c| c["classification"] == "probed" || c["classification"] == "runtime"), "{sys_admin:?}");
+    // This kernel (6.18) has bpf_rdonly_cast: the stack words are plain loads.
+    let how = r.profile["backend"]["classification"].as_str().unwrap();
+    assert!(how.contains("plain loads through bpf_rdonly_cast"), "{how}");
 }
 
 #[test]
@@ -225,6 +228,8 @@ fn stack_reads_without_kfuncs_give_the_same_sites() {
     let w = &profile["workloads"][0];
     assert_eq!(added(w), vec!["SETUID", "SYS_CHROOT"], "{profile}");
     assert_eq!(profile["losses"]["site_unknown"], 0, "{}", profile["losses"]);
+    let how = profile["backend"]["classification"].as_str().unwrap();
+    assert!(how.contains("bpf_probe_read_kernel"), "the probe-read path was not taken: {how}");
     let checks = w["checks"].as_array().unwrap();
     let site = |cap: &str| checks.iter().find(|c| c["capability"] == cap).map(|c| c["site"].clone());
     assert_eq!(site("SETUID").unwrap(), "ns_capable_setid");

@@ -71,6 +71,8 @@ pub struct Backend {
     pub kind: BackendKind,
     pub info: BackendInfo,
     pub call_sites: Option<CallSites>,
+    /// Stack words are plain loads (`bpf_rdonly_cast`), not probe reads.
+    direct_stack_loads: bool,
 }
 
 impl Backend {
@@ -105,7 +107,7 @@ impl Backend {
             ..Config::default()
         };
         let info = BackendInfo { name: kind.name(), sees_opts: kind.sees_opts() && facts.opts_mode != capprof_common::OPTS_NONE, classification: String::new() };
-        Ok(Backend { ebpf, config, kind, info, call_sites: None })
+        Ok(Backend { ebpf, config, kind, info, call_sites: None, direct_stack_loads: facts.rdonly_cast.is_some() })
     }
 
     /// Finds where call sites sit on the stack (see `calibrate.rs`) and starts reading them.
@@ -123,7 +125,10 @@ impl Backend {
         }
         let opts = if backend.info.sees_opts { "NOAUDIT from cap_capable's opts" } else { "no opts on this hook" };
         backend.info.classification = match backend.call_sites {
-            Some(_) => format!("{opts}; call site of each check read from the kernel stack at calibrated frame distances"),
+            Some(_) => format!(
+                "{opts}; call site of each check read from the kernel stack at calibrated frame distances ({})",
+                if backend.direct_stack_loads { "plain loads through bpf_rdonly_cast" } else { "bpf_probe_read_kernel" }
+            ),
             None => format!("{opts}; call-site calibration failed: probes are told from needs by the first kernel stack of each check"),
         };
         backend.push_config()
