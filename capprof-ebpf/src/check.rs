@@ -154,7 +154,6 @@ fn current_comm(task: *const u8) -> [u8; 16] {
     comm
 }
 
-
 /// Counts the check with its verdict; the first of its kind is announced with a stack.
 #[inline(always)]
 pub fn finish(ctx: *mut c_void, mut key: CheckKey, ret: i32) {
@@ -199,16 +198,15 @@ fn count(key: &CheckKey) -> bool {
 #[inline(always)]
 fn call_site(cfg: &Config, stack: u64) -> u64 {
     let word_type = unsafe { core::ptr::read_volatile(&STACK_WORD_TYPE) };
-    if word_type != 0 {
-        if let Some(site) = direct_site(cfg, stack, word_type) {
-            return site;
-        }
+    if word_type == 0 {
+        return read_site(cfg, stack);
     }
-    read_site(cfg, stack)
+    // Shifted frames: straight to the scan (a short read at the same anchor would miss too).
+    direct_site(cfg, stack, word_type).unwrap_or_else(|| scan_site(cfg, stack))
 }
 
-/// The calibrated slots read with plain loads; None when the frames have shifted (or no
-/// narrow layout was calibrated).
+/// The calibrated slots read with plain loads; None when they cannot answer: the frames have
+/// shifted, no narrow layout was calibrated, or call sites are off.
 #[inline(always)]
 fn direct_site(cfg: &Config, stack: u64, word_type: u32) -> Option<u64> {
     let cast: unsafe extern "C" fn(u64, u32) -> *const u64 = unsafe { core::mem::transmute(RDONLY_CAST_CALL) };
@@ -242,8 +240,7 @@ fn read_site(cfg: &Config, stack: u64) -> u64 {
     let from = match cfg.site_mode {
         SITE_AT_ENTRY => stack,
         SITE_SCAN if cfg.anchor_words != NO_ANCHOR => stack + cfg.anchor_words as u64 * 8,
-        SITE_SCAN => return scan_window(cfg, stack, words),
-        _ => return 0,
+        _ => return scan_site(cfg, stack),
     };
     // The shortest read that reaches the API caller's slot.
     let span = cfg.caller_words as usize + cfg.api_words as usize;
@@ -311,7 +308,17 @@ fn read_words<const N: usize>(from: u64, words: &mut [u64; N]) -> bool {
     unsafe { bpf_probe_read_kernel_buf(from as *const u8, bytes) }.is_ok()
 }
 
-/// The slow path: a wide window from `stack`, searched for the anchor.
+/// The slow path, when call sites are read at all.
+#[inline(always)]
+fn scan_site(cfg: &Config, stack: u64) -> u64 {
+    if cfg.site_mode != SITE_SCAN && cfg.site_mode != SITE_AT_ENTRY {
+        return 0;
+    }
+    let Some(window) = SITE_SCRATCH.get_ptr_mut(0) else { return 0 };
+    scan_window(cfg, stack, unsafe { &mut (*window).words })
+}
+
+/// A wide window from `stack`, searched for the anchor.
 #[inline(always)]
 fn scan_window(cfg: &Config, stack: u64, words: &mut [u64; SITE_WINDOW_WORDS]) -> u64 {
     if !read_words(stack, words) {

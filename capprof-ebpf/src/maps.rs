@@ -88,8 +88,8 @@ unsafe impl<T> Sync for TaskStorage<T> {}
 
 impl<T> TaskStorage<T> {
     pub const fn new() -> Self {
-        let null = core::ptr::null();
-        Self { r#type: null, key: core::ptr::null(), value: core::ptr::null(), max_entries: core::ptr::null(), map_flags: core::ptr::null() }
+        use core::ptr::null;
+        Self { r#type: null(), key: null(), value: null(), max_entries: null(), map_flags: null() }
     }
 
     /// The value stored on `task` (a BTF task pointer), if any.
