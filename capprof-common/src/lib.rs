@@ -45,6 +45,27 @@ pub const FLAG_NOAUDIT: u32 = 1 << 4;
 /// `CheckKey::flags`: a set*id/setgroups check (CAP_OPT_INSETID).
 pub const FLAG_INSETID: u32 = 1 << 5;
 
+/// `CheckKey::flags`: the system call's own arguments show that the granted check could
+/// change nothing (capset within the old sets, setuid to the current ids, kill with signal 0,
+/// chmod without set-gid): see `capprof-ebpf/src/effect.rs`.
+pub const FLAG_NO_EFFECT: u32 = 1 << 6;
+/// `CheckKey::flags`: the check was made inside a system call whose arguments the effect
+/// test read (the native x86_64 ABI): `FLAG_NO_EFFECT` is meaningful.
+pub const FLAG_ARGS_READ: u32 = 1 << 7;
+
+/// Offsets in `struct cred` the effect test reads (from the kernel's BTF; all 0: the test is
+/// off and those checks keep their plain classification).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CredOffsets {
+    /// `uid`, followed by `gid` (one 8-byte load reads both).
+    pub uid: u32,
+    /// `suid`, followed by `sgid`.
+    pub suid: u32,
+    pub cap_inheritable: u32,
+    pub cap_permitted: u32,
+}
+
 /// `Config::site_mode`: call sites are not read.
 pub const SITE_OFF: u32 = 0;
 /// `Config::site_mode`: the window starts below `cap_capable`'s frame (raw tracepoint, fexit):
@@ -225,6 +246,7 @@ mod pod {
     unsafe impl aya::Pod for super::SiteWindow {}
     unsafe impl aya::Pod for super::NetUseKey {}
     unsafe impl aya::Pod for super::TaskOrigin {}
+    unsafe impl aya::Pod for super::CredOffsets {}
 }
 
 // Layout guards: a change that adds padding fails to compile on both sides.

@@ -122,6 +122,7 @@ pub fn begin(cap: u32, cred: u64, opts: Option<u32>, stack: u64) -> Option<Check
             flags |= FLAG_INSETID;
         }
     }
+    flags |= crate::effect::flags(cap, cred, task as *mut _);
     let site = call_site(cfg, stack);
     if site == 0 {
         flags |= FLAG_SITE_UNKNOWN;

@@ -16,6 +16,7 @@
 #![no_main]
 
 mod check;
+mod effect;
 mod maps;
 mod net;
 mod tasks;

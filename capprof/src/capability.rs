@@ -117,6 +117,7 @@ impl Capability {
     pub const MKNOD: Self = Self(27);
     pub const AUDIT_WRITE: Self = Self(29);
     pub const SETFCAP: Self = Self(31);
+    pub const BLOCK_SUSPEND: Self = Self(36);
     pub const BPF: Self = Self(39);
     pub const PERFMON: Self = Self(38);
 

@@ -1,15 +1,16 @@
-//! Classification: what each check means for the minimal set.
+//! Classification: what each check means for the minimal set, as one table of call-site
+//! rules (`RULES`): the capability, the kernel function that asked or one on its path, and a
+//! signal the kernel side recorded with the check (set-up phase, borrowed credentials, NOAUDIT,
+//! the effect test on the system call's arguments, the verdict) give a class and the reason
+//! shown in reports. First match wins; every row has a root-free unit test below, and the rows
+//! that come from ../shared/KERNEL-CHECK-SITES.md name their row there.
 //!
-//! The rules, first match wins (kernel facts in ../shared/CAPABILITY-NOTES.md):
-//! 1. runtime: made before the workload's exec in its scope, or by a runtime's own process;
-//! 2. borrowed: made on credentials that are not the task's own;
-//! 3. probed: the kernel asks without acting on a "no" (overcommit reserve, NOAUDIT from
-//!    `opts` where the backend sees it, else from the API function that asked, FSETID
-//!    stripping, set-id exec under no-new-privs);
-//! 4. optional: granted, but the caller has a silent fallback (SO_RCVBUFFORCE, pipe size,
-//!    rlimits, nice);
-//! 5. denied: refused and not a probe: the workload "would need" it for what it tried;
-//! 6. needed: granted and acted on.
+//! Classes: runtime (set-up before the workload's exec, or a runtime's own process), borrowed
+//! (credentials not the task's own), probed (the kernel asks without acting on a "no", or the
+//! request shows the answer changes nothing), optional (granted, with a silent fallback),
+//! denied (refused: the workload would need it for what it tried), needed (granted and acted
+//! on). A check made while capprof was stopping the workload is "at stop" instead of needed,
+//! optional or denied: shown apart, never in the set.
 //!
 //! Then alternatives are folded: a refused DAC_READ_SEARCH followed by a granted DAC_OVERRIDE
 //! (and NET_RAW before NET_ADMIN for SO_MARK/SO_PRIORITY) is one need, not two.
@@ -20,11 +21,12 @@ use crate::attribution::{is_runtime_comm, Check};
 use crate::capability::Capability;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Classification {
     Needed,
     Optional,
     Denied,
+    AtStop,
     Probed,
     Borrowed,
     Runtime,
@@ -36,6 +38,7 @@ impl Classification {
             Self::Needed => "needed",
             Self::Optional => "optional",
             Self::Denied => "denied",
+            Self::AtStop => "at stop",
             Self::Probed => "probed",
             Self::Borrowed => "borrowed",
             Self::Runtime => "runtime",
@@ -43,55 +46,116 @@ impl Classification {
     }
 }
 
-/// Sites where the kernel asks "quietly" (NOAUDIT): it probes, or degrades without failing.
-const NOAUDIT_SITES: [&str; 3] = ["ns_capable_noaudit", "has_ns_capability_noaudit", "has_capability_noaudit"];
-const OVERCOMMIT_SITES: [&str; 2] = ["security_vm_enough_memory_mm", "cap_vm_enough_memory"];
+/// What, besides the capability and the functions, a rule asks of a check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// Anything.
+    Any,
+    /// Before the workload's exec, or by a container runtime's own process.
+    Setup,
+    /// On credentials other than the task's own.
+    Borrowed,
+    /// `cap_capable` was told not to audit (kprobe and fexit backends).
+    Noaudit,
+    /// The effect test found that the system call's arguments make the answer irrelevant.
+    NoEffect,
+    /// Granted.
+    Granted,
+    /// Refused.
+    Denied,
+}
 
-/// (capability, function on the path) pairs whose callers fall back silently when refused.
-const SILENT_FALLBACKS: [(Capability, &str, &str); 7] = [
-    (Capability::NET_ADMIN, "sk_setsockopt", "SO_RCVBUFFORCE/SO_SNDBUFFORCE fall back to the capped size"),
-    (Capability::SYS_RESOURCE, "pipe_set_size", "pipe resizing falls back to the unprivileged limit"),
-    (Capability::SYS_RESOURCE, "pipe_fcntl", "pipe resizing falls back to the unprivileged limit"),
-    (Capability::SYS_RESOURCE, "do_prlimit", "raising rlimits is usually best-effort"),
-    (Capability::SYS_NICE, "set_one_prio", "nice/priority changes are usually best-effort"),
-    (Capability::SYS_NICE, "can_nice", "nice/priority changes are usually best-effort"),
-    (Capability::SYS_NICE, "__sched_setscheduler", "scheduling changes are usually best-effort"),
+/// One row of the table.
+#[derive(Clone, Copy, Debug)]
+pub struct Rule {
+    /// Row of ../shared/KERNEL-CHECK-SITES.md this implements, if any.
+    pub row: Option<u8>,
+    /// None: any capability.
+    pub capability: Option<Capability>,
+    /// The asking function or one on the path must be one of these (empty: anywhere).
+    pub via: &'static [&'static str],
+    pub signal: Signal,
+    pub class: Classification,
+    pub reason: &'static str,
+}
+
+const fn rule(row: Option<u8>, capability: Option<Capability>, via: &'static [&'static str], signal: Signal, class: Classification, reason: &'static str) -> Rule {
+    Rule { row, capability, via, signal, class, reason }
+}
+
+use Capability as C;
+use Classification::*;
+
+/// The rules, first match wins.
+pub static RULES: &[Rule] = &[
+    rule(None, None, &[], Signal::Setup, Runtime, "runtime set-up before the workload's own exec"),
+    rule(Some(5), None, &[], Signal::Borrowed, Borrowed, "checked on credentials that are not the task's own (e.g. overlayfs copy-up)"),
+    rule(Some(4), None, &["security_vm_enough_memory_mm", "cap_vm_enough_memory", "__vm_enough_memory"], Signal::Any, Probed,
+        "overcommit reserve probe (mmap, brk, execve, fork, shmget, stack growth): never a need"),
+    rule(None, None, &[], Signal::Noaudit, Probed, "NOAUDIT check (cap_capable's opts): the kernel degrades instead of failing"),
+    rule(None, None, &["ns_capable_noaudit", "has_ns_capability_noaudit", "has_capability_noaudit"], Signal::Any, Probed,
+        "quiet (NOAUDIT) check: the kernel degrades instead of failing"),
+    rule(Some(1), Some(C::SETPCAP), &["cap_capset", "cap_inh_is_capped", "security_capset"], Signal::NoEffect, Probed,
+        "capset kept the inheritable set within the old inheritable and permitted sets: SETPCAP changes nothing there"),
+    rule(Some(2), Some(C::SETUID), &["__sys_setuid"], Signal::NoEffect, Probed,
+        "setuid to the real and saved uid the task already has: the call succeeds without SETUID"),
+    rule(Some(2), Some(C::SETGID), &["__sys_setgid"], Signal::NoEffect, Probed,
+        "setgid to the real and saved gid the task already has: the call succeeds without SETGID"),
+    rule(Some(12), Some(C::KILL), &[], Signal::NoEffect, Probed,
+        "signal 0 only asks whether the process exists, and the EPERM it gets without KILL says so too"),
+    rule(Some(11), Some(C::FSETID), &[], Signal::NoEffect, Probed,
+        "harmless: without it set-id bits are stripped (a write, a chown, a chmod without g+s) and the call still succeeds"),
+    rule(None, Some(C::SETUID), &["cap_bprm_creds_from_file"], Signal::Any, Probed,
+        "exec of a set-id binary under no-new-privs or ptrace: the exec proceeds without the id change"),
+    rule(Some(15), Some(C::BLOCK_SUSPEND), &["ep_take_care_of_epollwakeup", "do_epoll_ctl", "ep_insert", "ep_modify"], Signal::Any, Probed,
+        "EPOLLWAKEUP is cleared silently without it: never a need"),
+    rule(Some(16), Some(C::SYS_ADMIN), &["simple_xattr_list", "ext4_xattr_trusted_list", "xfs_xattr_put_listent", "vfs_listxattr", "listxattr"], Signal::Any, Probed,
+        "listing extended attributes leaves trusted.* names out without it: the listing still succeeds"),
+    rule(None, Some(C::NET_ADMIN), &["sk_setsockopt"], Signal::Granted, Optional,
+        "checked, probably optional — verify: SO_RCVBUFFORCE/SO_SNDBUFFORCE fall back to the capped size"),
+    rule(Some(14), Some(C::SYS_RESOURCE), &["pipe_set_size", "pipe_fcntl"], Signal::Granted, Optional,
+        "checked, probably optional — verify: pipe resizing falls back to the unprivileged limit"),
+    rule(Some(19), Some(C::SYS_RESOURCE), &["do_prlimit"], Signal::Granted, Optional,
+        "checked, probably optional — verify: raising rlimits is usually best-effort"),
+    rule(None, Some(C::SYS_NICE), &["set_one_prio", "can_nice", "__sched_setscheduler"], Signal::Granted, Optional,
+        "checked, probably optional — verify: nice/priority changes are usually best-effort"),
+    rule(None, None, &[], Signal::Denied, Denied, "refused: the workload would need it for what it tried"),
+    rule(None, None, &[], Signal::Any, Needed, "granted and acted on"),
 ];
+
+impl Rule {
+    fn matches(&self, c: &Check) -> bool {
+        let cap = Capability::from_number(c.capability);
+        if self.capability.is_some() && self.capability != cap {
+            return false;
+        }
+        if !self.via.is_empty() && !self.via.iter().any(|f| c.via(f)) {
+            return false;
+        }
+        match self.signal {
+            Signal::Any => true,
+            Signal::Setup => c.setup || is_runtime_comm(&c.comm),
+            Signal::Borrowed => c.borrowed,
+            Signal::Noaudit => c.noaudit,
+            Signal::NoEffect => c.no_effect,
+            Signal::Granted => !c.denied,
+            Signal::Denied => c.denied,
+        }
+    }
+}
+
+/// The first rule a check matches.
+pub fn rule_for(c: &Check) -> &'static Rule {
+    RULES.iter().find(|r| r.matches(c)).unwrap_or(&RULES[RULES.len() - 1])
+}
 
 /// Classifies one check, with the reason shown in reports.
 pub fn classify(c: &Check) -> (Classification, String) {
-    use Classification::*;
-    let cap = Capability::from_number(c.capability);
-    if c.setup || is_runtime_comm(&c.comm) {
-        return (Runtime, "runtime set-up before the workload's own exec".into());
+    let r = rule_for(c);
+    if c.at_stop && matches!(r.class, Needed | Optional | Denied) {
+        return (AtStop, format!("made while capprof stopped the workload (a graceful stop by its supervisor needs it too): {}", r.reason));
     }
-    if c.borrowed {
-        return (Borrowed, "checked on credentials that are not the task's own (e.g. overlayfs copy-up)".into());
-    }
-    if OVERCOMMIT_SITES.iter().any(|s| c.via(s)) {
-        return (Probed, "overcommit reserve probe on mmap/brk/execve: never a need".into());
-    }
-    if c.noaudit {
-        return (Probed, "NOAUDIT check (cap_capable's opts): the kernel degrades instead of failing".into());
-    }
-    if let Some(site) = NOAUDIT_SITES.iter().find(|s| c.site.as_deref() == Some(**s)) {
-        return (Probed, format!("quiet (NOAUDIT) check via {site}: the kernel degrades instead of failing"));
-    }
-    if cap == Some(Capability::FSETID) {
-        return (Probed, "harmless: without it set-id bits are stripped and the operation still succeeds".into());
-    }
-    if cap == Some(Capability::SETUID) && c.via("cap_bprm_creds_from_file") {
-        return (Probed, "exec of a set-id binary under no-new-privs or ptrace: the exec proceeds without the id change".into());
-    }
-    if !c.denied {
-        if let Some((_, f, why)) = SILENT_FALLBACKS.iter().find(|(k, f, _)| Some(*k) == cap && c.via(f)) {
-            return (Optional, format!("checked, probably optional — verify: {why} (via {f})"));
-        }
-    }
-    if c.denied {
-        return (Denied, "refused: the workload would need it for what it tried".into());
-    }
-    (Needed, "granted and acted on".into())
+    (r.class, r.reason.to_string())
 }
 
 /// Alternative pairs: when `first` is refused and `second` granted on the same path, only
@@ -118,3 +182,6 @@ pub fn fold_alternatives(checks: &mut [(Check, Classification, String)]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -32,6 +32,8 @@ pub struct Observation {
     pub key: CheckKey,
     pub count: u64,
     pub sighting: Option<Sighting>,
+    /// Made while capprof was stopping the workload (see [`Collector::counts`]).
+    pub at_stop: bool,
 }
 
 /// Everything the kernel side saw.
@@ -126,17 +128,28 @@ impl Collector {
         self.backend.reset()
     }
 
-    /// Final drain: every check with its count and first sighting, and the counters.
-    pub fn finish(&mut self) -> Result<Observations> {
+    /// The counts so far, without draining: taken when capprof starts stopping the workload,
+    /// so that what is counted after it can be told apart.
+    pub fn counts(&mut self) -> Result<HashMap<CheckKey, u64>> {
+        Ok(self.backend.checks()?.into_iter().collect())
+    }
+
+    /// Final drain: every check with its count and first sighting, and the counters. With
+    /// `before_stop` (see [`Self::counts`]), what was counted since is split off `at_stop`.
+    pub fn finish(&mut self, before_stop: Option<&HashMap<CheckKey, u64>>) -> Result<Observations> {
         self.drain();
-        let checks = self
-            .backend
-            .checks()?
-            .into_iter()
-            .map(|(key, count)| Observation { key, count, sighting: self.sightings.get(&key).cloned() })
-            .collect();
+        let mut checks = Vec::new();
+        for (key, count) in self.backend.checks()? {
+            let sighting = self.sightings.get(&key).cloned();
+            let running = before_stop.map_or(count, |b| b.get(&key).copied().unwrap_or(0).min(count));
+            if running > 0 {
+                checks.push(Observation { key, count: running, sighting: sighting.clone(), at_stop: false });
+            }
+            if count > running {
+                checks.push(Observation { key, count: count - running, sighting, at_stop: true });
+            }
+        }
         let mut counters = self.backend.counters()?;
-        let checks: Vec<Observation> = checks;
         counters.checks_seen = checks.iter().map(|c| c.count).sum::<u64>() + counters.checks_map_full;
         let net_uses = self.backend.net_uses()?.into_iter().map(|(k, n)| (k.cgroup_id, k.kind, k.port, n)).collect();
         Ok(Observations { checks, counters, net_uses, cgroup_paths: self.cgroup_paths.clone() })

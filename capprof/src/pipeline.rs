@@ -20,6 +20,8 @@ pub struct Tracer {
     /// Held while kernel BPF run-time statistics are on (`--bpf-stats`).
     stats: Option<std::os::fd::OwnedFd>,
     network_hooks: bool,
+    /// Counts when capprof began stopping the workload (see [`Tracer::mark_stop`]).
+    stop_counts: Option<std::collections::HashMap<capprof_common::CheckKey, u64>>,
 }
 
 impl Tracer {
@@ -30,7 +32,7 @@ impl Tracer {
         let mut backend = Backend::attach(sizes, choice)?;
         let symbols = symbols.join().map_err(|_| crate::error::Error::new(crate::error::ErrorKind::Internal, "kallsyms reader panicked"))??;
         backend.calibrate(&symbols)?;
-        Ok(Self { collector: Collector::new(backend)?, symbols, started: Instant::now(), stats: None, network_hooks: false })
+        Ok(Self { collector: Collector::new(backend)?, symbols, started: Instant::now(), stats: None, network_hooks: false, stop_counts: None })
     }
 
     /// Turns on the kernel's BPF run-time statistics while the tracer lives (they cost every
@@ -52,20 +54,38 @@ impl Tracer {
 
     /// Collects first sightings until the workload exits (see [`Workload::supervise`]);
     /// `on_cgroups` hears of every cgroup path seen for the first time.
-    pub fn supervise(&mut self, workload: &mut Workload, mut on_cgroups: impl FnMut(Vec<String>), should_stop: impl FnMut() -> bool) -> Result<Exit> {
+    /// Once `should_stop` says yes, what is counted from then on is "at stop".
+    pub fn supervise(&mut self, workload: &mut Workload, mut on_cgroups: impl FnMut(Vec<String>), mut should_stop: impl FnMut() -> bool) -> Result<Exit> {
         let fd = self.collector.events_fd();
-        let collector = &mut self.collector;
+        let collector = std::cell::RefCell::new(&mut self.collector);
+        let stop_counts = &mut self.stop_counts;
         workload.supervise(
             fd,
             || {
+                let mut collector = collector.borrow_mut();
                 collector.drain();
                 let new = collector.take_new_cgroups();
                 if !new.is_empty() {
                     on_cgroups(new);
                 }
             },
-            should_stop,
+            || {
+                let stop = should_stop();
+                if stop && stop_counts.is_none() {
+                    *stop_counts = collector.borrow_mut().counts().ok();
+                }
+                stop
+            },
         )
+    }
+
+    /// From now on checks are counted as made while capprof stops the workload (a no-op when
+    /// stopping already began).
+    pub fn mark_stop(&mut self) -> Result<()> {
+        if self.stop_counts.is_none() {
+            self.stop_counts = Some(self.collector.counts()?);
+        }
+        Ok(())
     }
 
     /// Counts an already running workload's cgroup (id and path) and marks its threads as
@@ -140,11 +160,13 @@ impl Tracer {
 
     /// Reads everything collected; the programs stay attached until the tracer is dropped.
     pub fn observations(&mut self) -> Result<Observations> {
-        self.collector.finish()
+        let before = self.stop_counts.take();
+        self.collector.finish(before.as_ref())
     }
 
     /// Forgets what was collected (between trials).
     pub fn reset(&mut self) -> Result<()> {
+        self.stop_counts = None;
         self.collector.reset()
     }
 

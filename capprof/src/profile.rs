@@ -218,7 +218,7 @@ impl WorkloadProfile {
             .collect();
         fold_alternatives(&mut classified);
 
-        let mut groups: BTreeMap<(u32, bool, Classification, Option<String>), CheckSummary> = BTreeMap::new();
+        let mut groups: BTreeMap<(u32, bool, Classification, Option<String>, String), CheckSummary> = BTreeMap::new();
         let mut needed = CapSet::empty();
         let mut would_need = CapSet::empty();
         let mut optional = CapSet::empty();
@@ -248,7 +248,7 @@ impl WorkloadProfile {
                 no_new_privs_safe = false;
             }
             let program = Program { comm: c.comm.clone(), exe: c.exe.clone() };
-            let entry = groups.entry((c.capability, c.denied, class, c.site.clone())).or_insert_with(|| CheckSummary {
+            let entry = groups.entry((c.capability, c.denied, class, c.site.clone(), reason.clone())).or_insert_with(|| CheckSummary {
                 capability: name_of(c.capability),
                 verdict: if c.denied { Verdict::Denied } else { Verdict::Granted },
                 classification: class,

@@ -183,20 +183,27 @@ fn docker_socket() -> String {
         .unwrap_or_else(|| "/var/run/docker.sock".into())
 }
 
-/// One GET on Docker's API (HTTP/1.0: the engine closes the connection after the body).
+/// One GET on Docker's API, the body parsed when the answer is 200.
 pub fn docker_get(path: &str) -> Option<Value> {
+    match docker_request("GET", path)? {
+        (200, body) => serde_json::from_str(&body).ok(),
+        _ => None,
+    }
+}
+
+/// One request on Docker's API (HTTP/1.0: the engine closes the connection after the body):
+/// the status code and the body; None when the engine does not answer.
+pub fn docker_request(method: &str, path: &str) -> Option<(u16, String)> {
     let mut s = UnixStream::connect(docker_socket()).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(15))).ok()?;
     s.set_write_timeout(Some(Duration::from_secs(3))).ok()?;
-    write!(s, "GET /v1.41{path} HTTP/1.0\r\nHost: docker\r\n\r\n").ok()?;
+    write!(s, "{method} /v1.41{path} HTTP/1.0\r\nHost: docker\r\nContent-Length: 0\r\n\r\n").ok()?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).ok()?;
     let text = String::from_utf8_lossy(&buf);
     let (head, body) = text.split_once("\r\n\r\n")?;
-    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
-        return None;
-    }
-    serde_json::from_str(body).ok()
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, body.to_string()))
 }
 
 fn podman_inspect(id: &str) -> Option<Value> {

@@ -5,9 +5,10 @@
 
 pub mod container;
 mod engine;
+pub mod stop;
 pub mod workloads;
 
-use capprof_common::{CheckKey, FLAG_BORROWED, FLAG_DENIED, FLAG_NOAUDIT, FLAG_SETUP};
+use capprof_common::{CheckKey, FLAG_BORROWED, FLAG_DENIED, FLAG_NOAUDIT, FLAG_NO_EFFECT, FLAG_SETUP};
 
 use crate::collector::Observation;
 use crate::kernel::kallsyms::Symbols;
@@ -37,6 +38,10 @@ pub struct Check {
     pub syscall: Option<String>,
     /// Effective capabilities of the first sighting's process (what it was granted).
     pub cap_eff: Option<u64>,
+    /// Made while capprof was stopping the workload.
+    pub at_stop: bool,
+    /// The system call's arguments show the check could change nothing (`FLAG_NO_EFFECT`).
+    pub no_effect: bool,
 }
 
 /// Programs whose own set-up runs inside the workload's cgroup and never counts as workload.
@@ -101,6 +106,8 @@ pub fn symbolize(obs: &Observation, symbols: &Symbols) -> Check {
         path: inner,
         syscall,
         cap_eff: obs.sighting.as_ref().and_then(|s| s.cap_eff),
+        at_stop: obs.at_stop,
+        no_effect: key.flags & FLAG_NO_EFFECT != 0,
     }
 }
 
@@ -186,6 +193,8 @@ mod tests {
                 .to_vec(),
             syscall: Some("fchownat".into()),
             cap_eff: None,
+            at_stop: false,
+            no_effect: false,
         };
         assert_eq!(c.path_summary(), "fchownat -> setattr_prepare (capable_wrt_inode_uidgid)");
         assert!(c.via("notify_change"));

@@ -27,6 +27,8 @@ pub struct KernelFacts {
     /// task_struct.cgroups, css_set.dfl_cgrp, cgroup.kn, kernfs_node.name, kernfs_node.parent
     /// (all 0 when BTF lacks one: cgroups are then named from userspace only).
     pub cgroup_name_offsets: [u32; 5],
+    /// For the effect test (all 0 when BTF lacks one: the test is off).
+    pub cred_offsets: capprof_common::CredOffsets,
 }
 
 pub fn kernel_facts() -> Result<KernelFacts> {
@@ -57,7 +59,20 @@ pub fn kernel_facts() -> Result<KernelFacts> {
         [Some(a), Some(b), Some(c), Some(d), Some(e)] if a != 0 => [a, b, c, d, e],
         _ => [0; 5],
     };
-    Ok(KernelFacts { task_pid_offset, real_cred_offset, comm_offset, rdonly_cast, opts_mode, cgroup_name_offsets })
+    Ok(KernelFacts { task_pid_offset, real_cred_offset, comm_offset, rdonly_cast, opts_mode, cgroup_name_offsets, cred_offsets: cred_offsets(&btf) })
+}
+
+/// `struct cred` fields the effect test loads in pairs: uid with gid, suid with sgid.
+fn cred_offsets(btf: &Btf) -> capprof_common::CredOffsets {
+    let at = |m: &str| btf.member_offset("cred", m);
+    match (at("uid"), at("gid"), at("suid"), at("sgid"), at("cap_inheritable"), at("cap_permitted")) {
+        (Some(uid), Some(gid), Some(suid), Some(sgid), Some(cap_inheritable), Some(cap_permitted))
+            if uid != 0 && gid == uid + 4 && sgid == suid + 4 && std::env::var_os("CAPPROF_NO_EFFECT_TEST").is_none() =>
+        {
+            capprof_common::CredOffsets { uid, suid, cap_inheritable, cap_permitted }
+        }
+        _ => capprof_common::CredOffsets::default(),
+    }
 }
 
 /// Loads every program and map of the object (nothing attached yet).
@@ -81,6 +96,7 @@ fn load_without_vmlinux_btf(sizes: MapSizes, facts: KernelFacts) -> Result<aya::
             .override_global("STACK_WORD_TYPE", &stack_word_type, true)
             .override_global("REAL_CRED_OFFSET", &facts.real_cred_offset, true)
             .override_global("COMM_OFFSET", &facts.comm_offset, true)
+            .override_global("CRED_OFFSETS", &facts.cred_offsets, true)
             // TASK_ORIGINS (task-local storage) has no userspace type in aya 0.14; only the
             // programs use it.
             .allow_unsupported_maps()

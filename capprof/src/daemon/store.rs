@@ -45,6 +45,9 @@ pub struct Fact {
     pub borrowed: bool,
     #[serde(default)]
     pub noaudit: bool,
+    /// The kernel's effect test said the check changed nothing (`FLAG_NO_EFFECT`).
+    #[serde(default)]
+    pub no_effect: bool,
     pub comm: String,
     pub exe: Option<String>,
     pub site: Option<String>,
@@ -66,7 +69,7 @@ impl Fact {
             c.site.as_deref().unwrap_or(""),
             c.comm,
             c.noaudit
-        )
+        ) + if c.no_effect { "\u{1f}no-effect" } else { "" }
     }
 
     pub fn from_check(c: &Check, now: u64) -> Self {
@@ -76,6 +79,7 @@ impl Fact {
             setup: c.setup,
             borrowed: c.borrowed,
             noaudit: c.noaudit,
+            no_effect: c.no_effect,
             comm: c.comm.clone(),
             exe: c.exe.clone(),
             site: c.site.clone(),
@@ -104,6 +108,8 @@ impl Fact {
             path: self.path.clone(),
             syscall: self.syscall.clone(),
             cap_eff: None,
+            at_stop: false,
+            no_effect: self.no_effect,
         }
     }
 }

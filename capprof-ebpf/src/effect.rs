@@ -1,0 +1,129 @@
+//! The effect test: does the system call's own request show that a granted check could change
+//! nothing? The kernel asks some capabilities before it knows whether the answer matters
+//! (../shared/KERNEL-CHECK-SITES.md): capset asks SETPCAP on every call, setuid to the ids a
+//! task already has asks SETUID, kill(pid, 0) asks KILL, every chmod by a non-member of the
+//! file's group asks FSETID. The arguments are in the task's saved user registers, and the
+//! ids and sets in the checked credentials, so the answer is known at check time, per check,
+//! and aggregated like every other key bit.
+//!
+//! Only the native x86_64 system call ABI is read; anything else (ia32, x32, other
+//! architectures, a check outside a system call the table knows) gets no flag, so those
+//! checks keep the plain classification (needed when granted).
+
+use aya_ebpf::{
+    bindings::{pt_regs, task_struct},
+    helpers::{bpf_probe_read_kernel, bpf_probe_read_user, generated::bpf_task_pt_regs},
+};
+use capprof_common::{CredOffsets, FLAG_ARGS_READ, FLAG_NO_EFFECT};
+
+/// `struct cred` offsets from the kernel's BTF, set at load time (all 0: test off).
+#[no_mangle]
+static CRED_OFFSETS: CredOffsets = CredOffsets { uid: 0, suid: 0, cap_inheritable: 0, cap_permitted: 0 };
+
+const CAP_FSETID: u32 = 4;
+const CAP_KILL: u32 = 5;
+const CAP_SETGID: u32 = 6;
+const CAP_SETUID: u32 = 7;
+const CAP_SETPCAP: u32 = 8;
+
+/// x86_64 system call numbers the test knows.
+mod nr {
+    pub const CHMOD: u64 = 90;
+    pub const FCHMOD: u64 = 91;
+    pub const SETUID: u64 = 105;
+    pub const SETGID: u64 = 106;
+    pub const CAPSET: u64 = 126;
+    pub const KILL: u64 = 62;
+    pub const RT_SIGQUEUEINFO: u64 = 129;
+    pub const TKILL: u64 = 200;
+    pub const TGKILL: u64 = 234;
+    pub const FCHMODAT: u64 = 268;
+    pub const RT_TGSIGQUEUEINFO: u64 = 297;
+    pub const PIDFD_SEND_SIGNAL: u64 = 424;
+    pub const FCHMODAT2: u64 = 452;
+}
+
+/// `__USER_CS`: the 64-bit user code segment (ia32 tasks enter with `__USER32_CS`).
+const USER_CS: u64 = 0x33;
+/// x32 system calls carry this bit in their number.
+const X32_SYSCALL_BIT: u64 = 0x4000_0000;
+const S_ISGID: u64 = 0o2000;
+const LINUX_CAPABILITY_VERSION_1: u32 = 0x1998_0330;
+
+/// `FLAG_ARGS_READ | FLAG_NO_EFFECT` when the arguments show the check changes nothing,
+/// `FLAG_ARGS_READ` when they show it may, 0 when they were not read.
+#[inline(always)]
+pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
+    // The common case (every other capability) pays one comparison.
+    if !(CAP_FSETID..=CAP_SETPCAP).contains(&cap) {
+        return 0;
+    }
+    let offsets = unsafe { core::ptr::read_volatile(&CRED_OFFSETS) };
+    if offsets.uid == 0 {
+        return 0;
+    }
+    // SAFETY: a helper returning the task's saved user registers (a BTF pointer: the loads
+    // below are checked by the verifier and fault-safe).
+    let regs = unsafe { bpf_task_pt_regs(task) } as *const pt_regs;
+    if regs.is_null() {
+        return 0;
+    }
+    let (cs, nr, a0, a1, a2) = unsafe { ((*regs).cs, (*regs).orig_rax, (*regs).rdi, (*regs).rsi, (*regs).rdx) };
+    if cs != USER_CS || nr & X32_SYSCALL_BIT != 0 {
+        return 0;
+    }
+    let no_effect = match (cap, nr) {
+        // cap_inh_is_capped: SETPCAP matters only if the new inheritable set leaves
+        // old inheritable | old permitted.
+        (CAP_SETPCAP, nr::CAPSET) => match (new_inheritable(a0, a1), cred_word(cred, offsets.cap_inheritable), cred_word(cred, offsets.cap_permitted)) {
+            (Some(new), Some(inh), Some(perm)) => new & !(inh | perm) == 0,
+            _ => return 0,
+        },
+        // __sys_setuid/__sys_setgid: without the capability the call still sets the
+        // effective and fs ids; it matters only if the real or saved id differs.
+        (CAP_SETUID, nr::SETUID) | (CAP_SETGID, nr::SETGID) => {
+            let (Some(real), Some(saved)) = (cred_word(cred, offsets.uid), cred_word(cred, offsets.suid)) else { return 0 };
+            // Low half: uid / suid; high half: gid / sgid.
+            let shift = if cap == CAP_SETUID { 0 } else { 32 };
+            let target = a0 & 0xffff_ffff;
+            (real >> shift) & 0xffff_ffff == target && (saved >> shift) & 0xffff_ffff == target
+        }
+        // kill_ok_by_cred: signal 0 only asks whether the process exists, and EPERM says so.
+        (CAP_KILL, nr::KILL | nr::TKILL | nr::RT_SIGQUEUEINFO | nr::PIDFD_SEND_SIGNAL) => a1 & 0xffff_ffff == 0,
+        (CAP_KILL, nr::TGKILL | nr::RT_TGSIGQUEUEINFO) => a2 & 0xffff_ffff == 0,
+        // in_group_or_capable on chmod: without it only S_ISGID is cleared from the new mode.
+        (CAP_FSETID, nr::CHMOD | nr::FCHMOD) => a1 & S_ISGID == 0,
+        (CAP_FSETID, nr::FCHMODAT | nr::FCHMODAT2) => a2 & S_ISGID == 0,
+        // Elsewhere FSETID only decides whether set-id bits survive a write or chown.
+        (CAP_FSETID, _) => true,
+        _ => return 0,
+    };
+    if no_effect {
+        FLAG_ARGS_READ | FLAG_NO_EFFECT
+    } else {
+        FLAG_ARGS_READ
+    }
+}
+
+/// Eight bytes of the checked credentials (`kernel_cap_t` is one u64 since 6.3 and two
+/// little-endian u32 before: the same bytes).
+#[inline(always)]
+fn cred_word(cred: u64, offset: u32) -> Option<u64> {
+    if cred == 0 || offset == 0 {
+        return None;
+    }
+    unsafe { bpf_probe_read_kernel((cred + offset as u64) as *const u64) }.ok()
+}
+
+/// The inheritable set capset was asked for: `data` is one (version 1) or two
+/// `{effective, permitted, inheritable}` u32 triples.
+#[inline(always)]
+fn new_inheritable(header: u64, data: u64) -> Option<u64> {
+    let version = unsafe { bpf_probe_read_user(header as *const u32) }.ok()?;
+    let low = unsafe { bpf_probe_read_user((data + 8) as *const u32) }.ok()? as u64;
+    if version == LINUX_CAPABILITY_VERSION_1 {
+        return Some(low);
+    }
+    let high = unsafe { bpf_probe_read_user((data + 20) as *const u32) }.ok()? as u64;
+    Some(low | (high << 32))
+}

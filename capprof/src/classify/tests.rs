@@ -1,0 +1,184 @@
+//! The rule table, row by row, on checks built by hand (no kernel, no root): each row with a
+//! check it must catch and, where the same site can be a need, one it must leave needed.
+
+use super::*;
+
+/// A granted check of `cap` asked by `site`, with `path` (outermost first) below it.
+fn check(cap: Capability, site: &str, path: &[&str]) -> Check {
+    Check {
+        capability: cap.number(),
+        denied: false,
+        setup: false,
+        borrowed: false,
+        noaudit: false,
+        count: 1,
+        cgroup_id: 1,
+        comm: "prog".into(),
+        exe: None,
+        exe_gains_privilege: false,
+        site: Some(site.into()),
+        path: path.iter().map(|s| s.to_string()).collect(),
+        syscall: None,
+        cap_eff: None,
+        at_stop: false,
+        no_effect: false,
+    }
+}
+
+fn no_effect(mut c: Check) -> Check {
+    c.no_effect = true;
+    c
+}
+
+fn denied(mut c: Check) -> Check {
+    c.denied = true;
+    c
+}
+
+fn class(c: &Check) -> Classification {
+    classify(c).0
+}
+
+#[test]
+fn runtime_setup_and_runtime_processes() {
+    let mut c = check(C::SYS_ADMIN, "ns_capable", &["__x64_sys_mount"]);
+    c.setup = true;
+    assert_eq!(class(&c), Runtime);
+    let mut c = check(C::SYS_ADMIN, "ns_capable", &["__x64_sys_mount"]);
+    c.comm = "runc:[2:INIT]".into();
+    assert_eq!(class(&c), Runtime);
+}
+
+#[test]
+fn borrowed_credentials_row_5() {
+    let mut c = check(C::DAC_OVERRIDE, "generic_permission", &["ovl_permission"]);
+    c.borrowed = true;
+    assert_eq!(class(&c), Borrowed);
+}
+
+#[test]
+fn overcommit_probe_row_4_on_every_path() {
+    for path in [["__x64_sys_mmap", "security_vm_enough_memory_mm"], ["__x64_sys_clone", "dup_mmap"], ["__x64_sys_shmget", "shmem_acct_size"], ["exc_page_fault", "acct_stack_growth"]] {
+        let c = check(C::SYS_ADMIN, "security_vm_enough_memory_mm", &path);
+        assert_eq!(class(&c), Probed, "{path:?}");
+        assert_eq!(class(&denied(c)), Probed);
+    }
+}
+
+#[test]
+fn noaudit_from_opts_or_from_the_api() {
+    let mut c = check(C::SYS_PTRACE, "ptrace_may_access", &[]);
+    c.noaudit = true;
+    assert_eq!(class(&c), Probed);
+    assert_eq!(class(&check(C::SYS_PTRACE, "ns_capable_noaudit", &[])), Probed);
+}
+
+#[test]
+fn capset_row_1() {
+    let c = check(C::SETPCAP, "cap_capset", &["__x64_sys_capset", "security_capset", "cap_capset"]);
+    assert_eq!(class(&no_effect(c.clone())), Probed);
+    assert_eq!(class(&denied(no_effect(c.clone()))), Probed);
+    // Raising inheritable beyond permitted: a need.
+    assert_eq!(class(&c), Needed);
+    // PR_CAPBSET_DROP (row 20) is never caught by the capset row.
+    assert_eq!(class(&no_effect(check(C::SETPCAP, "cap_task_prctl", &["__x64_sys_prctl"]))), Needed);
+}
+
+#[test]
+fn setuid_setgid_row_2() {
+    assert_eq!(class(&no_effect(check(C::SETUID, "__sys_setuid", &["__x64_sys_setuid"]))), Probed);
+    assert_eq!(class(&check(C::SETUID, "__sys_setuid", &["__x64_sys_setuid"])), Needed);
+    assert_eq!(class(&no_effect(check(C::SETGID, "__sys_setgid", &["__x64_sys_setgid"]))), Probed);
+    assert_eq!(class(&check(C::SETGID, "__sys_setgid", &["__x64_sys_setgid"])), Needed);
+    // setresuid and setgroups ask only when they change something.
+    assert_eq!(class(&check(C::SETUID, "__sys_setresuid", &["__x64_sys_setresuid"])), Needed);
+    assert_eq!(class(&check(C::SETGID, "may_setgroups", &["__x64_sys_setgroups"])), Needed);
+}
+
+#[test]
+fn kill_row_12() {
+    let c = check(C::KILL, "kill_ok_by_cred", &["__x64_sys_kill", "check_kill_permission"]);
+    assert_eq!(class(&no_effect(c.clone())), Probed);
+    assert_eq!(class(&c), Needed);
+    assert_eq!(class(&denied(c)), Denied);
+}
+
+#[test]
+fn fsetid_row_11() {
+    let c = check(C::FSETID, "in_group_or_capable", &["__x64_sys_fchmodat", "notify_change", "setattr_prepare"]);
+    assert_eq!(class(&no_effect(c.clone())), Probed);
+    // chmod g+s of a file of another group: without FSETID the bit is dropped.
+    assert_eq!(class(&c), Needed);
+}
+
+#[test]
+fn setid_exec_under_no_new_privs_row_13() {
+    assert_eq!(class(&check(C::SETUID, "cap_bprm_creds_from_file", &["__x64_sys_execve"])), Probed);
+}
+
+#[test]
+fn epoll_wakeup_row_15() {
+    assert_eq!(class(&check(C::BLOCK_SUSPEND, "do_epoll_ctl", &["__x64_sys_epoll_ctl"])), Probed);
+    // The wake-lock interface is a real use.
+    assert_eq!(class(&check(C::BLOCK_SUSPEND, "pm_wake_lock", &["__x64_sys_write", "wake_lock_store"])), Needed);
+}
+
+#[test]
+fn trusted_xattr_listing_row_16() {
+    assert_eq!(class(&check(C::SYS_ADMIN, "simple_xattr_list", &["__x64_sys_listxattr", "listxattr", "vfs_listxattr"])), Probed);
+    // Setting a trusted.* attribute needs it.
+    assert_eq!(class(&check(C::SYS_ADMIN, "xattr_permission", &["__x64_sys_setxattr", "vfs_setxattr"])), Needed);
+}
+
+#[test]
+fn silent_fallbacks_are_optional_only_when_granted() {
+    for (cap, site) in [(C::NET_ADMIN, "sk_setsockopt"), (C::SYS_RESOURCE, "pipe_fcntl"), (C::SYS_RESOURCE, "do_prlimit"), (C::SYS_NICE, "set_one_prio")] {
+        let c = check(cap, "ns_capable", &[site]);
+        assert_eq!(class(&c), Optional, "{cap} {site}");
+        assert_eq!(class(&denied(c)), Denied);
+    }
+}
+
+#[test]
+fn plain_checks() {
+    assert_eq!(class(&check(C::CHOWN, "capable_wrt_inode_uidgid", &["__x64_sys_fchownat", "setattr_prepare"])), Needed);
+    assert_eq!(class(&denied(check(C::NET_RAW, "ns_capable", &["__x64_sys_socket"]))), Denied);
+}
+
+#[test]
+fn at_stop_is_apart_but_probes_stay_probes() {
+    let mut c = check(C::KILL, "kill_ok_by_cred", &["__x64_sys_kill"]);
+    c.at_stop = true;
+    assert_eq!(class(&c), AtStop);
+    assert_eq!(class(&denied(c.clone())), AtStop);
+    let mut p = check(C::SYS_ADMIN, "security_vm_enough_memory_mm", &[]);
+    p.at_stop = true;
+    assert_eq!(class(&p), Probed);
+}
+
+#[test]
+fn every_row_is_reachable() {
+    // A row hidden behind an earlier one would never classify anything.
+    for (i, r) in RULES.iter().enumerate() {
+        let cap = r.capability.unwrap_or(C::CHOWN);
+        let mut c = check(cap, r.via.first().copied().unwrap_or("ns_capable"), &[]);
+        match r.signal {
+            Signal::Setup => c.setup = true,
+            Signal::Borrowed => c.borrowed = true,
+            Signal::Noaudit => c.noaudit = true,
+            Signal::NoEffect => c.no_effect = true,
+            Signal::Denied => c.denied = true,
+            Signal::Any | Signal::Granted => {}
+        }
+        assert!(std::ptr::eq(rule_for(&c), r), "row {i} ({}) is shadowed by {:?}", r.reason, rule_for(&c).reason);
+    }
+}
+
+#[test]
+fn refused_read_search_folds_into_a_granted_override() {
+    let rs = denied(check(C::DAC_READ_SEARCH, "generic_permission", &["generic_permission"]));
+    let ov = check(C::DAC_OVERRIDE, "generic_permission", &["generic_permission"]);
+    let mut v: Vec<(Check, Classification, String)> = [rs, ov].into_iter().map(|c| { let (k, r) = classify(&c); (c, k, r) }).collect();
+    fold_alternatives(&mut v);
+    assert_eq!((v[0].1, v[1].1), (Probed, Needed));
+}
