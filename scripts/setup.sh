@@ -14,6 +14,8 @@ PKGS=(
   llvm-22-dev libpolly-22-dev zlib1g-dev libzstd-dev
   # Workloads and container engines for the tests, and the compose validator.
   busybox-static docker.io podman runc docker-compose
+  # Real programs for the accuracy tests.
+  iputils-ping
   # Peer for the benchmark.
   bpftrace
 )

@@ -109,7 +109,7 @@ pub static RULES: &[Rule] = &[
         "exec of a set-id binary under no-new-privs or ptrace: the exec proceeds without the id change"),
     rule(Some(15), Some(C::BLOCK_SUSPEND), &["ep_take_care_of_epollwakeup", "do_epoll_ctl", "ep_insert", "ep_modify"], Signal::Any, Probed,
         "EPOLLWAKEUP is cleared silently without it: never a need"),
-    rule(Some(16), Some(C::SYS_ADMIN), &["simple_xattr_list", "ext4_xattr_trusted_list", "xfs_xattr_put_listent", "vfs_listxattr", "listxattr"], Signal::Any, Probed,
+    rule(Some(16), Some(C::SYS_ADMIN), &["simple_xattr_list", "ext4_xattr_list_entries", "ext4_xattr_trusted_list", "xfs_xattr_put_listent", "vfs_listxattr", "listxattr"], Signal::Any, Probed,
         "listing extended attributes leaves trusted.* names out without it: the listing still succeeds"),
     rule(None, Some(C::NET_ADMIN), &["sk_setsockopt"], Signal::Granted, Optional,
         "checked, probably optional — verify: SO_RCVBUFFORCE/SO_SNDBUFFORCE fall back to the capped size"),

@@ -22,6 +22,9 @@ pub enum ErrorKind {
     NotExecutable,
     /// A workload failed even with every capability (`verify`/`minimize`).
     WorkloadFailed,
+    /// Something outside the workload already answers its `--ready`/`--check`: a run could
+    /// prove nothing (`verify`/`minimize`).
+    Interference,
     /// Reading or writing a file or the kernel's interfaces failed.
     Io,
     /// A bug or an unexpected kernel answer.
@@ -36,6 +39,7 @@ impl ErrorKind {
             Self::MalformedInput => 65,
             Self::WorkloadFailed => 66,
             Self::UnsupportedKernel => 69,
+            Self::Interference => 75,
             Self::Internal => 70,
             Self::Io => 74,
             Self::Privileges => 77,

@@ -62,7 +62,7 @@ pub fn record(argv: &[String], options: &RecordOptions) -> Result<(Profile, i32)
     if options.bpf_stats {
         tracer.enable_stats()?;
     }
-    let spec = TrialSpec { argv: argv.to_vec(), restrict: None, probe: None, containers: options.containers };
+    let spec = TrialSpec { argv: argv.to_vec(), restrict: None, probe: None, containers: options.containers, cleanup: crate::attribution::stop::Cleanup::Stop };
     let trial = tracer.trial(&spec)?;
     let profile = profile_of(&tracer, argv, &trial, options);
     // Detach the programs before anything slow (writing files).
@@ -119,6 +119,9 @@ pub fn profile_of(tracer: &Tracer, argv: &[String], trial: &Trial, options: &Rec
 
 /// Notes on stderr about how the workload ended.
 pub fn report_trial_end(trial: &Trial) {
+    for s in trial.stopped.iter().filter(|s| s.was_running || s.error.is_some()) {
+        eprintln!("capprof: {}", s.describe());
+    }
     if trial.left_behind > 0 {
         eprintln!("capprof: {} process(es) the command left running were killed", trial.left_behind);
     }

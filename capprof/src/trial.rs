@@ -7,13 +7,14 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::attribution::container::Discovery;
+use crate::attribution::container::{ContainerRef, Discovery};
+use crate::attribution::stop::{self, Cleanup, Stopped};
 use crate::attribution::workloads::{group, Grouped};
 use crate::attribution::Check;
 use crate::capability::CapSet;
 use crate::cgroup::RecordCgroup;
 use crate::collector::Observations;
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::pipeline::Tracer;
 use crate::workload::{Exit, Workload};
 
@@ -50,6 +51,8 @@ pub struct TrialSpec {
     /// Also record the containers the command starts (the whole host is watched; checks are
     /// attributed by cgroup afterwards).
     pub containers: bool,
+    /// What happens to those containers at the end.
+    pub cleanup: Cleanup,
 }
 
 impl TrialSpec {
@@ -58,8 +61,8 @@ impl TrialSpec {
     /// capprof itself. `None` runs it as it is.
     pub fn under(argv: &[String], set: Option<CapSet>, probe: Option<Probe>, containers: bool) -> Self {
         match set.and_then(|s| crate::format::rewrite_run(argv, s)) {
-            Some(rewritten) => Self { argv: rewritten, restrict: None, probe, containers: true },
-            None => Self { argv: argv.to_vec(), restrict: set, probe, containers },
+            Some(rewritten) => Self { argv: rewritten, restrict: None, probe, containers: true, cleanup: Cleanup::Remove },
+            None => Self { argv: argv.to_vec(), restrict: set, probe, containers, cleanup: Cleanup::Remove },
         }
     }
 }
@@ -79,6 +82,8 @@ pub struct Trial {
     pub left_behind: usize,
     /// Containers seen, with what their engines said.
     pub discovery: Discovery,
+    /// How the containers it started were stopped.
+    pub stopped: Vec<Stopped>,
 }
 
 impl Trial {
@@ -104,8 +109,22 @@ const PROBE_PASSED: u8 = 1;
 const PROBE_FAILED: u8 = 2;
 
 impl Tracer {
-    /// Runs one trial; the tracer is reset afterwards, ready for the next.
+    /// Runs one trial; the tracer is reset afterwards, ready for the next. Every container
+    /// the trial started is stopped (and with [`Cleanup::Remove`] removed) before it returns,
+    /// and every process left in its cgroup killed, so nothing it started can answer the next
+    /// trial's check.
     pub fn trial(&mut self, spec: &TrialSpec) -> Result<Trial> {
+        if let Some(p) = &spec.probe {
+            // A check that passes before the workload starts proves nothing about it.
+            for cmd in p.ready.iter().chain(std::iter::once(&p.check)) {
+                if shell(cmd) {
+                    return Err(Error::new(
+                        ErrorKind::Interference,
+                        format!("something else answers the check: `{cmd}` passes before the workload starts (a leftover container or another process on the host?)"),
+                    ));
+                }
+            }
+        }
         let cgroup = RecordCgroup::create()?;
         self.watch_cgroup(cgroup.id)?;
         if spec.containers {
@@ -113,25 +132,42 @@ impl Tracer {
         }
         let discovery = RefCell::new(if spec.containers { Discovery::for_recording(&spec.argv) } else { Discovery::default() });
         let result = self.run_in(&cgroup, spec, &discovery);
-        self.unwatch_cgroup(cgroup.id)?;
-        let (exit, probe) = result?;
+        let mut discovery = discovery.into_inner();
+        // Containers still running are stopped while the programs still count: what they
+        // check then is "at stop".
+        let started: Vec<(ContainerRef, String)> = discovery.containers.values().map(|(r, i)| (r.clone(), i.name.clone())).collect();
+        if !started.is_empty() {
+            self.mark_stop()?;
+        }
+        let stopped = stop::stop_all(&started, spec.cleanup);
         let left_behind = cgroup.remaining().len();
         cgroup.kill_all();
+        self.unwatch_cgroup(cgroup.id)?;
+        let (exit, probe, exec_refused) = match result {
+            Ok((exit, probe)) => (exit, probe, None),
+            // Under a restricted set the kernel may refuse the exec itself (a program with file
+            // capabilities the bounding set lacks): a failed trial, not an error.
+            Err(e) if spec.restrict.is_some() && e.kind() == ErrorKind::NotExecutable => (Exit { status: 126, signal: None }, None, Some(e.to_string())),
+            Err(e) => {
+                self.reset()?;
+                return Err(e);
+            }
+        };
         let observations = self.observations()?;
-        let mut discovery = discovery.into_inner();
         for path in self.take_new_cgroups() {
             discovery.observe(&path);
         }
         discovery.refresh();
         let checks = self.symbolize(&observations);
         self.reset()?;
-        let (success, failure) = match (&spec.probe, probe) {
-            (None, _) if exit.status == 0 => (true, None),
-            (None, _) => (false, Some(format!("exited with status {}", exit.status))),
-            (Some(_), Some(PROBE_PASSED)) => (true, None),
-            (Some(p), _) => (false, Some(format!("check `{}` did not pass (workload exit status {})", p.check, exit.status))),
+        let (success, failure) = match (&spec.probe, probe, exec_refused) {
+            (_, _, Some(e)) => (false, Some(format!("could not start under this set: {e}"))),
+            (None, _, None) if exit.status == 0 => (true, None),
+            (None, _, None) => (false, Some(format!("exited with status {}", exit.status))),
+            (Some(_), Some(PROBE_PASSED), None) => (true, None),
+            (Some(p), _, None) => (false, Some(format!("check `{}` did not pass (workload exit status {})", p.check, exit.status))),
         };
-        Ok(Trial { exit, success, failure, observations, checks, cgroup: cgroup.relative.clone(), cgroup_id: cgroup.id, left_behind, discovery })
+        Ok(Trial { exit, success, failure, observations, checks, cgroup: cgroup.relative.clone(), cgroup_id: cgroup.id, left_behind, discovery, stopped })
     }
 
     fn run_in(&mut self, cgroup: &RecordCgroup, spec: &TrialSpec, discovery: &RefCell<Discovery>) -> Result<(Exit, Option<u8>)> {

@@ -168,16 +168,24 @@ fn silent_fallback_is_optional_and_dropped() {
 }
 
 #[test]
-fn fsetid_stripping_is_harmless() {
+fn fsetid_is_needed_only_for_a_set_gid_chmod() {
     require_root();
     let file = scratch("fsetid").join("f");
     std::fs::write(&file, "x").unwrap();
+    // Root's file of a group root is not in: chmod asks FSETID (in_group_or_capable).
     std::os::unix::fs::chown(&file, Some(0), Some(65534)).unwrap();
-    let r = record_scenario(&["chmod-setgid", file.to_str().unwrap()]);
+    let path = file.to_str().unwrap();
+    // A mode without S_ISGID: FSETID is asked, and could change nothing (row 11).
+    let r = record_scenario(&["chmod-plain", path]);
     assert_eq!(r.added(), Vec::<String>::new(), "{}", r.profile);
     let fsetid = r.checks_of("FSETID");
-    assert!(!fsetid.is_empty(), "chmod g+s of a file of another group checks FSETID");
+    assert!(!fsetid.is_empty(), "chmod of a file of another group checks FSETID");
     assert!(fsetid.iter().all(|c| c["classification"] == "probed"), "{fsetid:?}");
+    proves(&["chmod-plain", path], &[]);
+    // g+s: without FSETID the kernel clears the bit, and the scenario checks it stuck.
+    let r = record_scenario(&["chmod-setgid", path]);
+    assert_eq!(r.added(), ["FSETID"], "{}", r.profile);
+    proves(&["chmod-setgid", path], &["FSETID"]);
 }
 
 #[test]

@@ -64,6 +64,7 @@ fn workload(out: &mut String, p: &Profile, w: &WorkloadProfile) {
     for (class, title) in [
         (Classification::Denied, "would need (refused while running):"),
         (Classification::Optional, "checked, probably optional — verify:"),
+        (Classification::AtStop, "at stop (while capprof stopped the workload: not in the set; a graceful stop by its supervisor needs them too):"),
     ] {
         let rows: Vec<&CheckSummary> = w.checks.iter().filter(|c| c.classification == class).collect();
         if !rows.is_empty() {

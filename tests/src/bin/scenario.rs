@@ -32,7 +32,15 @@ fn run(args: &[String]) -> std::io::Result<()> {
         Some("setuid") => check(unsafe { libc::setuid(65534) }),
         Some("setgid") => check(unsafe { libc::setgid(65534) }),
         Some("kill") => check(unsafe { libc::kill(arg(1).parse().unwrap_or_else(|_| usage()), libc::SIGTERM) }),
-        Some("chmod-setgid") => path_call(&arg(1), |p| unsafe { libc::chmod(p, 0o2755) }),
+        // A program that relies on the set-gid bit it sets: the kernel clears it silently
+        // without FSETID (for a file of a group the caller is not in), so check it stuck.
+        Some("chmod-setgid") => path_call(&arg(1), |p| unsafe { libc::chmod(p, 0o2755) }).and_then(|_| {
+            use std::os::unix::fs::PermissionsExt;
+            match std::fs::metadata(arg(1))?.permissions().mode() & 0o2000 {
+                0 => Err(Error::other("the set-gid bit was cleared")),
+                _ => Ok(()),
+            }
+        }),
         Some("chroot") => path_call(&arg(1), |p| unsafe { libc::chroot(p) }),
         Some("read") => std::fs::read(arg(1)).map(|_| ()),
         Some("rcvbufforce") => rcvbufforce(),
@@ -51,13 +59,29 @@ fn run(args: &[String]) -> std::io::Result<()> {
         }
         Some("sleep-as") => sleep_as(arg(1).parse().unwrap_or_else(|_| usage()), arg(2).parse().unwrap_or_else(|_| usage())),
         Some("exit") => std::process::exit(arg(1).parse().unwrap_or_else(|_| usage())),
+        // Probes and needs at the same kernel sites (../shared/KERNEL-CHECK-SITES.md).
+        Some("capset-same") => capset(|_| {}),
+        Some("capset-raise-inheritable") => capset_raise_inheritable(),
+        Some("setuid-self") => check(unsafe { libc::setuid(libc::getuid()) }),
+        Some("setgid-self") => check(unsafe { libc::setgid(libc::getgid()) }),
+        Some("kill0") => check(unsafe { libc::kill(arg(1).parse().unwrap_or_else(|_| usage()), 0) }),
+        Some("chmod-plain") => path_call(&arg(1), |p| unsafe { libc::chmod(p, 0o755) }),
+        Some("fork") => (0..arg(1).parse::<u32>().unwrap_or_else(|_| usage())).try_for_each(|_| fork_and_wait()),
+        Some("shmget") => (0..arg(1).parse::<u32>().unwrap_or_else(|_| usage())).try_for_each(|_| shmget()),
+        Some("stack-grow") => {
+            stack_grow(32);
+            Ok(())
+        }
+        Some("epoll-wakeup") => epoll_wakeup(),
+        Some("listxattr") => listxattr(&arg(1)),
+        Some("set-trusted-xattr") => path_call(&arg(1), |p| unsafe { libc::setxattr(p, c"trusted.capprof".as_ptr(), b"1".as_ptr().cast(), 1, 0) }),
         _ => usage(),
     }
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: scenario nothing | when FILE SUBCOMMAND... | chown FILE | bind PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | rcvbufforce | setuid-loop N | mmap-loop N | timed-loop setuid|mmap SECS | chroot-n N | names N | sleep SECS | sleep-as UID SECS | exit CODE"
+        "usage: scenario nothing | when FILE SUBCOMMAND... | chown FILE | bind PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | rcvbufforce | setuid-loop N | mmap-loop N | timed-loop setuid|mmap SECS | chroot-n N | names N | sleep SECS | sleep-as UID SECS | exit CODE | capset-same | capset-raise-inheritable | setuid-self | setgid-self | kill0 PID | chmod-plain FILE | fork N | shmget N | stack-grow | epoll-wakeup | listxattr FILE | set-trusted-xattr FILE"
     );
     std::process::exit(2)
 }
@@ -177,4 +201,86 @@ fn sleep_as(uid: u32, secs: f64) -> std::io::Result<()> {
     check(unsafe { libc::setuid(uid) })?;
     std::thread::sleep(std::time::Duration::from_secs_f64(secs));
     Ok(())
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// capget, `edit`, capset: what libcap's cap_set_proc does.
+fn capset(edit: impl FnOnce(&mut [CapData; 2])) -> std::io::Result<()> {
+    let mut header = CapHeader { version: 0x2008_0522, pid: 0 };
+    let mut data = [CapData::default(); 2];
+    check(unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) } as i32)?;
+    edit(&mut data);
+    check(unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) } as i32)
+}
+
+/// Drops CHOWN from the permitted set (a narrowing: no SETPCAP effect), then asks for it in
+/// the inheritable set, beyond the permitted one: that needs SETPCAP.
+fn capset_raise_inheritable() -> std::io::Result<()> {
+    capset(|d| {
+        d[0].permitted &= !1;
+        d[0].effective &= !1;
+        d[0].inheritable &= !1;
+    })?;
+    capset(|d| d[0].inheritable |= 1)
+}
+
+fn fork_and_wait() -> std::io::Result<()> {
+    let pid = unsafe { libc::fork() };
+    check(pid)?;
+    if pid == 0 {
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    check(unsafe { libc::waitpid(pid, &mut status, 0) })
+}
+
+fn shmget() -> std::io::Result<()> {
+    let id = unsafe { libc::shmget(libc::IPC_PRIVATE, 1 << 20, libc::IPC_CREAT | 0o600) };
+    check(id)?;
+    check(unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) })
+}
+
+/// Touches 64 KiB of fresh stack per level: the stack vma grows (acct_stack_growth).
+#[inline(never)]
+fn stack_grow(levels: u32) -> u8 {
+    let mut page = [0u8; 65536];
+    page[levels as usize] = levels as u8;
+    let page = std::hint::black_box(page);
+    if levels == 0 {
+        return page[0];
+    }
+    stack_grow(levels - 1).wrapping_add(page[levels as usize])
+}
+
+/// EPOLLWAKEUP without BLOCK_SUSPEND is cleared silently.
+fn epoll_wakeup() -> std::io::Result<()> {
+    unsafe {
+        let ep = libc::epoll_create1(0);
+        check(ep)?;
+        let mut fds = [0; 2];
+        check(libc::pipe(fds.as_mut_ptr()))?;
+        let mut ev = libc::epoll_event { events: (libc::EPOLLIN | libc::EPOLLWAKEUP) as u32, u64: 0 };
+        check(libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fds[0], &mut ev))?;
+    }
+    Ok(())
+}
+
+fn listxattr(path: &str) -> std::io::Result<()> {
+    let c = CString::new(path).map_err(|_| Error::from_raw_os_error(libc::EINVAL))?;
+    let mut buf = [0 as libc::c_char; 4096];
+    let n = unsafe { libc::listxattr(c.as_ptr(), buf.as_mut_ptr(), buf.len()) };
+    check(n as i32)
 }

@@ -1,0 +1,118 @@
+//! Kernel sites where a granted check can change nothing (../shared/KERNEL-CHECK-SITES.md),
+//! on the real kernel: for each row, a scenario that makes the probe (the check is seen, and
+//! the capability is not in the set) and one where the same site is a need (it is). Then
+//! real programs nobody here wrote that hit those sites.
+
+use std::process::Command;
+
+use capprof_tests::*;
+
+/// Records a scenario; asserts it succeeded and gave `expected`; returns the recording.
+fn expect(args: &[&str], expected: &[&str]) -> Recording {
+    require_root();
+    let r = record_scenario(args);
+    assert_eq!(r.status, 0, "scenario {args:?} failed under capprof: {}", r.stderr);
+    assert_eq!(r.added(), expected, "scenario {args:?}: {}", r.profile);
+    r
+}
+
+/// The checks of `cap` were made, and every one is classified `class`.
+fn all_classified(r: &Recording, cap: &str, class: &str) {
+    let checks: Vec<_> = r.checks_of(cap).into_iter().filter(|c| c["classification"] != "runtime").collect();
+    assert!(!checks.is_empty(), "the scenario should check {cap}: {}", r.profile);
+    assert!(checks.iter().all(|c| c["classification"] == class), "{cap} should be {class}: {checks:?}");
+}
+
+#[test]
+fn capset_within_the_old_sets_is_a_probe_row_1() {
+    let r = expect(&["capset-same"], &[]);
+    all_classified(&r, "SETPCAP", "probed");
+    // Raising the inheritable set beyond the permitted one needs SETPCAP.
+    let r = expect(&["capset-raise-inheritable"], &["SETPCAP"]);
+    assert!(r.checks_of("SETPCAP").iter().any(|c| c["classification"] == "needed"));
+}
+
+#[test]
+fn setuid_to_the_current_ids_is_a_probe_row_2() {
+    let r = expect(&["setuid-self"], &[]);
+    all_classified(&r, "SETUID", "probed");
+    let r = expect(&["setgid-self"], &[]);
+    all_classified(&r, "SETGID", "probed");
+    // To another id: a need.
+    expect(&["setuid"], &["SETUID"]);
+    expect(&["setgid"], &["SETGID"]);
+}
+
+#[test]
+fn overcommit_probes_on_fork_shmget_and_stack_growth_row_4() {
+    let baseline = expect(&["nothing"], &[]);
+    let count = |r: &Recording| -> u64 { r.checks_of("SYS_ADMIN").iter().map(|c| c["count"].as_u64().unwrap()).sum() };
+    for (args, at_least) in [(&["fork", "50"][..], 50), (&["shmget", "50"][..], 50), (&["stack-grow"][..], 30)] {
+        let r = expect(args, &[]);
+        assert!(count(&r) >= count(&baseline) + at_least, "{args:?} should add {at_least} overcommit checks: {}", r.profile);
+        all_classified(&r, "SYS_ADMIN", "probed");
+    }
+}
+
+#[test]
+fn kill_with_signal_0_is_a_probe_row_12() {
+    require_root();
+    let mut victim = Command::new(scenario()).args(["sleep-as", "65534", "30"]).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let pid = victim.id().to_string();
+    let r = expect(&["kill0", &pid], &[]);
+    all_classified(&r, "KILL", "probed");
+    // A real signal to another user's process needs KILL.
+    let r = expect(&["kill", &pid], &["KILL"]);
+    assert!(r.checks_of("KILL").iter().any(|c| c["classification"] == "needed"));
+    let _ = victim.kill();
+    let _ = victim.wait();
+}
+
+#[test]
+fn listing_trusted_xattrs_is_a_probe_row_16() {
+    require_root();
+    let file = scratch("xattr").join("f");
+    std::fs::write(&file, "x").unwrap();
+    let path = file.to_str().unwrap();
+    // Setting a trusted.* attribute needs SYS_ADMIN...
+    let r = expect(&["set-trusted-xattr", path], &["SYS_ADMIN"]);
+    assert!(r.checks_of("SYS_ADMIN").iter().any(|c| c["classification"] == "needed"));
+    // ...listing it only hides the name without it.
+    let r = expect(&["listxattr", path], &[]);
+    let listing: Vec<_> = r.checks_of("SYS_ADMIN").into_iter().filter(|c| c["stack"].as_array().is_some_and(|s| s.iter().any(|f| f == "listxattr"))).collect();
+    assert!(!listing.is_empty(), "listxattr of a trusted.* name checks SYS_ADMIN: {}", r.profile);
+    assert!(listing.iter().all(|c| c["classification"] == "probed"), "{listing:?}");
+}
+
+/// Runs a real program under record and under minimize: the sets must agree, and verify of
+/// record's set must pass.
+fn real_program(argv: &[&str], expected: &[&str]) -> Recording {
+    require_root();
+    let r = record(&[], argv);
+    assert_eq!(r.status, 0, "{argv:?} failed under capprof: {}", r.stderr);
+    assert_eq!(r.added(), expected, "record {argv:?}: {}", r.profile);
+    let (status, proven, stderr) = capprof_json(&["minimize"], argv);
+    assert_eq!(status, 0, "minimize {argv:?}: {stderr}");
+    assert_eq!(added(&proven["workloads"][0]), expected, "the proven set of {argv:?}: {stderr}");
+    let caps = if expected.is_empty() { "none".to_string() } else { expected.join(",") };
+    let out = Command::new(capprof()).args(["verify", "--caps", &caps, "-f", "json", "-o", "/dev/null", "--"]).args(argv).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "verify {caps} -- {argv:?}: {}", String::from_utf8_lossy(&out.stderr));
+    r
+}
+
+#[test]
+fn ping_needs_only_net_raw() {
+    // iputils' ping drops its capabilities through libcap: capset checks SETPCAP each time.
+    let r = real_program(&["ping", "-c1", "-W1", "127.0.0.1"], &["NET_RAW"]);
+    all_classified(&r, "SETPCAP", "probed");
+}
+
+#[test]
+fn setpriv_needs_setuid_and_setgid() {
+    // A PATH without directories closed to nobody: the execvp walk through such a directory
+    // (row 3, not yet classified) would add DAC_READ_SEARCH.
+    let r = real_program(&["env", "PATH=/usr/bin:/bin", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "true"], &["SETGID", "SETUID"]);
+    assert!(!r.checks_of("SETPCAP").is_empty(), "setpriv's capset checks SETPCAP: {}", r.profile);
+    all_classified(&r, "SETPCAP", "probed");
+}
