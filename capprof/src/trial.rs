@@ -116,13 +116,14 @@ impl Tracer {
     pub fn trial(&mut self, spec: &TrialSpec) -> Result<Trial> {
         if let Some(p) = &spec.probe {
             // A check that passes before the workload starts proves nothing about it.
-            for cmd in p.ready.iter().chain(std::iter::once(&p.check)) {
-                if shell(cmd) {
-                    return Err(Error::new(
-                        ErrorKind::Interference,
-                        format!("something else answers the check: `{cmd}` passes before the workload starts (a leftover container or another process on the host?)"),
-                    ));
-                }
+            if shell(&p.check) {
+                return Err(Error::new(
+                    ErrorKind::Interference,
+                    format!("something else answers the check: `{}` passes before the workload starts (a leftover container or another process on the host?)", p.check),
+                ));
+            }
+            if let Some(ready) = p.ready.as_deref().filter(|r| shell(r)) {
+                eprintln!("capprof: warning: --ready `{ready}` passes before the workload starts: it does not wait for the workload");
             }
         }
         let cgroup = RecordCgroup::create()?;
