@@ -13,7 +13,9 @@
 //! optional or denied: shown apart, never in the set.
 //!
 //! Then alternatives are folded: a refused DAC_READ_SEARCH followed by a granted DAC_OVERRIDE
-//! (and NET_RAW before NET_ADMIN for SO_MARK/SO_PRIORITY) is one need, not two.
+//! (and NET_RAW before NET_ADMIN for SO_MARK/SO_PRIORITY) is one need, not two; and a narrower
+//! capability needed only where a broader one that is needed anyway also grants it (a search
+//! by DAC_READ_SEARCH on the way to a file DAC_OVERRIDE opens) is folded into the broader one.
 
 use serde::{Deserialize, Serialize};
 
@@ -178,6 +180,33 @@ pub fn fold_alternatives(checks: &mut [(Check, Classification, String)]) {
             if *k == Classification::Denied && c.capability == first.number() && (c.via(via) || c.path.is_empty()) {
                 *k = Classification::Probed;
                 *reason = format!("alternative tried first by {via}; {second} was granted instead");
+            }
+        }
+    }
+}
+
+/// Broader capabilities that grant what a narrower one does at one site: `generic_permission`
+/// lets DAC_OVERRIDE do every read and search DAC_READ_SEARCH does, and SO_MARK/SO_PRIORITY
+/// take NET_ADMIN as well as NET_RAW.
+const SUBSUMED: [(Capability, Capability, &str); 2] = [
+    (Capability::DAC_OVERRIDE, Capability::DAC_READ_SEARCH, "generic_permission"),
+    (Capability::NET_ADMIN, Capability::NET_RAW, "sk_setsockopt"),
+];
+
+/// When the broader capability is needed anyway and every need of the narrower one is at the
+/// site the broader one also satisfies, the narrower one is folded into it (the set keeps one);
+/// the narrower one alone stays needed.
+pub fn fold_subsumed(checks: &mut [(Check, Classification, String)]) {
+    for (broad, narrow, via) in SUBSUMED {
+        let broad_needed = checks.iter().any(|(c, k, _)| *k == Needed && c.capability == broad.number());
+        let narrow_needs = || checks.iter().filter(|(c, k, _)| *k == Needed && c.capability == narrow.number());
+        if !broad_needed || narrow_needs().next().is_none() || !narrow_needs().all(|(c, _, _)| c.via(via)) {
+            continue;
+        }
+        for (c, k, reason) in checks.iter_mut() {
+            if *k == Needed && c.capability == narrow.number() {
+                *k = Probed;
+                *reason = format!("covered by {broad}, which is needed anyway and also grants this at {via}");
             }
         }
     }

@@ -11,7 +11,7 @@ use crate::attribution::workloads::NetUse;
 use crate::attribution::Check;
 use crate::backend::Counters;
 use crate::capability::{name_of, CapSet, Capability};
-use crate::classify::{classify, fold_alternatives, Classification};
+use crate::classify::{classify, fold_alternatives, fold_subsumed, Classification};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Everything one recording learned.
@@ -217,6 +217,7 @@ impl WorkloadProfile {
             })
             .collect();
         fold_alternatives(&mut classified);
+        fold_subsumed(&mut classified);
 
         let mut groups: BTreeMap<(u32, bool, Classification, Option<String>, String), CheckSummary> = BTreeMap::new();
         let mut needed = CapSet::empty();

@@ -85,6 +85,28 @@ fn listing_trusted_xattrs_is_a_probe_row_16() {
     assert!(listing.iter().all(|c| c["classification"] == "probed"), "{listing:?}");
 }
 
+#[test]
+fn a_search_on_the_way_to_a_file_dac_override_opens_is_folded_into_it() {
+    require_root();
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("closed").join("d");
+    std::fs::create_dir(&dir).unwrap();
+    let file = dir.join("f");
+    std::fs::write(&file, "x").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&file, Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    let path = file.to_str().unwrap();
+    // The walk into the 0700 directory asks DAC_READ_SEARCH, opening the file for writing
+    // DAC_OVERRIDE, which grants the search as well.
+    let r = expect(&["open-rw", path], &["DAC_OVERRIDE"]);
+    all_classified(&r, "DAC_READ_SEARCH", "probed");
+    let (status, proven, stderr) = capprof_json(&["minimize"], &[scenario().to_str().unwrap(), "open-rw", path]);
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(added(&proven["workloads"][0]), ["DAC_OVERRIDE"], "{stderr}");
+}
+
 /// Runs a real program under record and under minimize: the sets must agree, and verify of
 /// record's set must pass.
 fn real_program(argv: &[&str], expected: &[&str]) -> Recording {

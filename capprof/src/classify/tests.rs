@@ -182,3 +182,33 @@ fn refused_read_search_folds_into_a_granted_override() {
     fold_alternatives(&mut v);
     assert_eq!((v[0].1, v[1].1), (Probed, Needed));
 }
+
+fn folded(checks: Vec<Check>) -> Vec<Classification> {
+    let mut v: Vec<(Check, Classification, String)> = checks.into_iter().map(|c| { let (k, r) = classify(&c); (c, k, r) }).collect();
+    fold_alternatives(&mut v);
+    fold_subsumed(&mut v);
+    v.into_iter().map(|(_, k, _)| k).collect()
+}
+
+#[test]
+fn read_search_on_the_walk_to_a_file_override_opens_is_covered() {
+    let search = check(C::DAC_READ_SEARCH, "generic_permission", &["__x64_sys_openat", "may_lookup", "generic_permission"]);
+    let open = check(C::DAC_OVERRIDE, "generic_permission", &["__x64_sys_openat", "may_open", "generic_permission"]);
+    assert_eq!(folded(vec![search.clone(), open]), [Probed, Needed]);
+    // Alone it stays: it is the narrower one.
+    assert_eq!(folded(vec![search]), [Needed]);
+    // open_by_handle_at needs DAC_READ_SEARCH itself: not folded.
+    let handle = check(C::DAC_READ_SEARCH, "capable", &["__x64_sys_open_by_handle_at", "handle_to_path"]);
+    let open = check(C::DAC_OVERRIDE, "generic_permission", &["__x64_sys_openat", "generic_permission"]);
+    assert_eq!(folded(vec![handle, open]), [Needed, Needed]);
+}
+
+#[test]
+fn net_raw_for_so_mark_is_covered_by_a_needed_net_admin() {
+    let mark = check(C::NET_RAW, "sockopt_ns_capable", &["__x64_sys_setsockopt", "sk_setsockopt"]);
+    let route = check(C::NET_ADMIN, "ns_capable", &["__x64_sys_sendmsg", "rtnetlink_rcv_msg"]);
+    assert_eq!(folded(vec![mark.clone(), route]), [Probed, Needed]);
+    let raw = check(C::NET_RAW, "ns_capable", &["__x64_sys_socket", "inet_create"]);
+    let route = check(C::NET_ADMIN, "ns_capable", &["__x64_sys_sendmsg", "rtnetlink_rcv_msg"]);
+    assert_eq!(folded(vec![mark, raw, route]), [Needed, Needed, Needed]);
+}

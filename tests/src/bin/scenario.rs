@@ -43,6 +43,7 @@ fn run(args: &[String]) -> std::io::Result<()> {
         }),
         Some("chroot") => path_call(&arg(1), |p| unsafe { libc::chroot(p) }),
         Some("read") => std::fs::read(arg(1)).map(|_| ()),
+        Some("open-rw") => std::fs::OpenOptions::new().read(true).write(true).open(arg(1)).map(|_| ()),
         Some("rcvbufforce") => rcvbufforce(),
         Some("setuid-loop") => loop_n(&arg(1), || unsafe { libc::syscall(libc::SYS_setuid, 0) as i32 }),
         Some("mmap-loop") => loop_n(&arg(1), mmap_once),
@@ -81,7 +82,7 @@ fn run(args: &[String]) -> std::io::Result<()> {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: scenario nothing | when FILE SUBCOMMAND... | chown FILE | bind PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | rcvbufforce | setuid-loop N | mmap-loop N | timed-loop setuid|mmap SECS | chroot-n N | names N | sleep SECS | sleep-as UID SECS | exit CODE | capset-same | capset-raise-inheritable | setuid-self | setgid-self | kill0 PID | chmod-plain FILE | fork N | shmget N | stack-grow | epoll-wakeup | listxattr FILE | set-trusted-xattr FILE"
+        "usage: scenario nothing | when FILE SUBCOMMAND... | chown FILE | bind PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | open-rw FILE | rcvbufforce | setuid-loop N | mmap-loop N | timed-loop setuid|mmap SECS | chroot-n N | names N | sleep SECS | sleep-as UID SECS | exit CODE | capset-same | capset-raise-inheritable | setuid-self | setgid-self | kill0 PID | chmod-plain FILE | fork N | shmget N | stack-grow | epoll-wakeup | listxattr FILE | set-trusted-xattr FILE"
     );
     std::process::exit(2)
 }
