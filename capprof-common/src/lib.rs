@@ -53,6 +53,22 @@ pub const FLAG_NO_EFFECT: u32 = 1 << 6;
 /// test read (the native x86_64 ABI): `FLAG_NO_EFFECT` is meaningful.
 pub const FLAG_ARGS_READ: u32 = 1 << 7;
 
+/// `CheckKey::flags`: without the capability the kernel falls back to another permission test
+/// that may pass (FOWNER for a timestamp touch falls back to write permission): only a re-run
+/// can tell.
+pub const FLAG_FALLBACK: u32 = 1 << 8;
+/// In keys of the `FUTILE` map only: the futile walk was an exec's (execve, execveat).
+pub const FUTILE_IN_EXEC: u32 = 1 << 31;
+
+/// Granted DAC checks of the current system call, waiting for its result (task-local
+/// storage): a path walk that fails anyway (ENOENT, ENOTDIR, ELOOP) bought nothing.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PendingWalk {
+    pub keys: [CheckKey; 2],
+    pub counts: [u32; 2],
+}
+
 /// Offsets in `struct cred` the effect test reads (from the kernel's BTF; all 0: the test is
 /// off and those checks keep their plain classification).
 #[repr(C)]
@@ -247,12 +263,14 @@ mod pod {
     unsafe impl aya::Pod for super::NetUseKey {}
     unsafe impl aya::Pod for super::TaskOrigin {}
     unsafe impl aya::Pod for super::CredOffsets {}
+    unsafe impl aya::Pod for super::PendingWalk {}
 }
 
 // Layout guards: a change that adds padding fails to compile on both sides.
 const _: () = assert!(core::mem::size_of::<CheckKey>() == 40);
 const _: () = assert!(core::mem::size_of::<CheckEvent>() == 40 + 32 + 8 * STACK_DEPTH + 2 * CGROUP_NAME_LEN);
 const _: () = assert!(core::mem::size_of::<Config>() == 64 + 32);
+const _: () = assert!(core::mem::size_of::<PendingWalk>() == 2 * 40 + 8);
 const _: () = assert!(SITE_NARROW_WORDS <= SITE_WINDOW_WORDS);
 
 /// Zeroes the bytes after the first NUL of a little-endian word; true if it has one. The

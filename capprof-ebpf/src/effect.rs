@@ -2,7 +2,8 @@
 //! nothing? The kernel asks some capabilities before it knows whether the answer matters
 //! (../shared/KERNEL-CHECK-SITES.md): capset asks SETPCAP on every call, setuid to the ids a
 //! task already has asks SETUID, kill(pid, 0) asks KILL, every chmod by a non-member of the
-//! file's group asks FSETID. The arguments are in the task's saved user registers, and the
+//! file's group asks FSETID; a timestamp touch asks FOWNER before falling back to write
+//! permission (`FLAG_FALLBACK`: a re-run decides). The arguments are in the task's saved user registers, and the
 //! ids and sets in the checked credentials, so the answer is known at check time, per check,
 //! and aggregated like every other key bit.
 //!
@@ -14,12 +15,13 @@ use aya_ebpf::{
     bindings::{pt_regs, task_struct},
     helpers::{bpf_probe_read_kernel, bpf_probe_read_user, generated::bpf_task_pt_regs},
 };
-use capprof_common::{CredOffsets, FLAG_ARGS_READ, FLAG_NO_EFFECT};
+use capprof_common::{CredOffsets, FLAG_ARGS_READ, FLAG_FALLBACK, FLAG_NO_EFFECT};
 
 /// `struct cred` offsets from the kernel's BTF, set at load time (all 0: test off).
 #[no_mangle]
 static CRED_OFFSETS: CredOffsets = CredOffsets { uid: 0, suid: 0, cap_inheritable: 0, cap_permitted: 0 };
 
+const CAP_FOWNER: u32 = 3;
 const CAP_FSETID: u32 = 4;
 const CAP_KILL: u32 = 5;
 const CAP_SETGID: u32 = 6;
@@ -40,6 +42,10 @@ mod nr {
     pub const FCHMODAT: u64 = 268;
     pub const RT_TGSIGQUEUEINFO: u64 = 297;
     pub const PIDFD_SEND_SIGNAL: u64 = 424;
+    pub const UTIME: u64 = 132;
+    pub const UTIMES: u64 = 235;
+    pub const FUTIMESAT: u64 = 261;
+    pub const UTIMENSAT: u64 = 280;
     pub const FCHMODAT2: u64 = 452;
 }
 
@@ -55,7 +61,7 @@ const LINUX_CAPABILITY_VERSION_1: u32 = 0x1998_0330;
 #[inline(always)]
 pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
     // The common case (every other capability) pays one comparison.
-    if !(CAP_FSETID..=CAP_SETPCAP).contains(&cap) {
+    if !(CAP_FOWNER..=CAP_SETPCAP).contains(&cap) {
         return 0;
     }
     let offsets = unsafe { core::ptr::read_volatile(&CRED_OFFSETS) };
@@ -71,6 +77,17 @@ pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
     let (cs, nr, a0, a1, a2) = unsafe { ((*regs).cs, (*regs).orig_rax, (*regs).rdi, (*regs).rsi, (*regs).rdx) };
     if cs != USER_CS || nr & X32_SYSCALL_BIT != 0 {
         return 0;
+    }
+    // setattr_prepare on a timestamp touch (NULL times, or both UTIME_NOW): without FOWNER the
+    // kernel tests write permission instead, which may pass. Only a re-run can tell.
+    if cap == CAP_FOWNER {
+        let touch = match nr {
+            nr::UTIME | nr::UTIMES => a1 == 0,
+            nr::FUTIMESAT => a2 == 0,
+            nr::UTIMENSAT => a2 == 0 || both_now(a2),
+            _ => return 0,
+        };
+        return if touch { FLAG_ARGS_READ | FLAG_FALLBACK } else { FLAG_ARGS_READ };
     }
     let no_effect = match (cap, nr) {
         // cap_inh_is_capped: SETPCAP matters only if the new inheritable set leaves
@@ -126,4 +143,13 @@ fn new_inheritable(header: u64, data: u64) -> Option<u64> {
     }
     let high = unsafe { bpf_probe_read_user((data + 20) as *const u32) }.ok()? as u64;
     Some(low | (high << 32))
+}
+
+/// `UTIME_NOW` in both `tv_nsec` of utimensat's `struct timespec[2]`.
+#[inline(always)]
+fn both_now(times: u64) -> bool {
+    const UTIME_NOW: u64 = (1 << 30) - 1;
+    let atime = unsafe { bpf_probe_read_user((times + 8) as *const u64) };
+    let mtime = unsafe { bpf_probe_read_user((times + 24) as *const u64) };
+    matches!((atime, mtime), (Ok(UTIME_NOW), Ok(UTIME_NOW)))
 }

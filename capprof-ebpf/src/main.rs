@@ -10,6 +10,8 @@
 //! and `comm` (direct loads through the BTF task pointer), opts, call site (two or three stack
 //! words at calibrated distances instead of a stack walk), then one per-CPU counter. Only the
 //! first sighting of a key pays for a ring-buffer event with a kernel stack.
+//! `effect.rs` reads the system call's arguments for the checks whose answer they can make
+//! irrelevant; `walks.rs` follows granted DAC checks to their system call's result.
 //! `tasks.rs` tracks which tasks are the workload; `net.rs` the network uses that are free in
 //! Docker's network namespaces but not elsewhere.
 #![no_std]
@@ -20,6 +22,7 @@ mod effect;
 mod maps;
 mod net;
 mod tasks;
+mod walks;
 
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,

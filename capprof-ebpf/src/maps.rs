@@ -8,7 +8,7 @@ use aya_ebpf::{
     macros::{btf_map, map},
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
-use capprof_common::{counter, CalibrationSample, CheckKey, Config, NetUseKey, SiteWindow, TaskOrigin};
+use capprof_common::{counter, CalibrationSample, CheckKey, Config, NetUseKey, PendingWalk, SiteWindow, TaskOrigin};
 
 /// Counters per distinct check, one slot per CPU (no atomics, no shared cache line).
 #[map]
@@ -28,6 +28,15 @@ pub static WORKLOAD_TASKS: HashMap<u32, TaskOrigin> = HashMap::with_max_entries(
 /// `WORKLOAD_TASKS` at a forked child's first check.
 #[btf_map]
 pub static TASK_ORIGINS: TaskStorage<TaskOrigin> = TaskStorage::new();
+
+/// Granted DAC checks of the current system call, resolved at its exit (`walks.rs`).
+#[btf_map]
+pub static WALKS: TaskStorage<PendingWalk> = TaskStorage::new();
+
+/// Of each check key, how many were made in system calls that failed anyway with ENOENT,
+/// ENOTDIR or ELOOP (the key's flags carry `FUTILE_IN_EXEC` for an exec's).
+#[map]
+pub static FUTILE: PerCpuHashMap<CheckKey, u64> = PerCpuHashMap::with_max_entries(16384, 0);
 
 /// kprobe backend: a check seen at `cap_capable`'s entry, waiting for its verdict.
 #[map]

@@ -8,7 +8,8 @@
 //! Classes: runtime (set-up before the workload's exec, or a runtime's own process), borrowed
 //! (credentials not the task's own), probed (the kernel asks without acting on a "no", or the
 //! request shows the answer changes nothing), optional (granted, with a silent fallback),
-//! denied (refused: the workload would need it for what it tried), needed (granted and acted
+//! denied (refused: the workload would need it for what it tried), conditional (granted where
+//! the program may tolerate a refusal: in the set, a re-run decides), needed (granted and acted
 //! on). A check made while capprof was stopping the workload is "at stop" instead of needed,
 //! optional or denied: shown apart, never in the set.
 //!
@@ -26,6 +27,9 @@ use crate::capability::Capability;
 #[serde(rename_all = "snake_case")]
 pub enum Classification {
     Needed,
+    /// Granted where the program may tolerate a refusal: kept in the set (an extra capability
+    /// fails to protect, a missing one breaks), a re-run decides (`record --prove`).
+    Conditional,
     Optional,
     Denied,
     AtStop,
@@ -38,6 +42,7 @@ impl Classification {
     pub fn label(self) -> &'static str {
         match self {
             Self::Needed => "needed",
+            Self::Conditional => "conditional",
             Self::Optional => "optional",
             Self::Denied => "denied",
             Self::AtStop => "at stop",
@@ -61,6 +66,13 @@ pub enum Signal {
     Noaudit,
     /// The effect test found that the system call's arguments make the answer irrelevant.
     NoEffect,
+    /// Without it the kernel would fall back to another test that may pass.
+    Fallback,
+    /// Every one of these checks was made in an exec that failed anyway (ENOENT, ENOTDIR,
+    /// ELOOP): an execvp walk of PATH.
+    FutileExec,
+    /// Every one was made in a system call that failed anyway.
+    Futile,
     /// Granted.
     Granted,
     /// Refused.
@@ -72,8 +84,8 @@ pub enum Signal {
 pub struct Rule {
     /// Row of ../shared/KERNEL-CHECK-SITES.md this implements, if any.
     pub row: Option<u8>,
-    /// None: any capability.
-    pub capability: Option<Capability>,
+    /// Empty: any capability.
+    pub capabilities: &'static [Capability],
     /// The asking function or one on the path must be one of these (empty: anywhere).
     pub via: &'static [&'static str],
     pub signal: Signal,
@@ -81,54 +93,62 @@ pub struct Rule {
     pub reason: &'static str,
 }
 
-const fn rule(row: Option<u8>, capability: Option<Capability>, via: &'static [&'static str], signal: Signal, class: Classification, reason: &'static str) -> Rule {
-    Rule { row, capability, via, signal, class, reason }
+const fn rule(row: Option<u8>, capabilities: &'static [Capability], via: &'static [&'static str], signal: Signal, class: Classification, reason: &'static str) -> Rule {
+    Rule { row, capabilities, via, signal, class, reason }
 }
+
+/// The DAC pair `generic_permission` asks on path walks.
+const DAC: &[Capability] = &[C::DAC_READ_SEARCH, C::DAC_OVERRIDE];
 
 use Capability as C;
 use Classification::*;
 
 /// The rules, first match wins.
 pub static RULES: &[Rule] = &[
-    rule(None, None, &[], Signal::Setup, Runtime, "runtime set-up before the workload's own exec"),
-    rule(Some(5), None, &[], Signal::Borrowed, Borrowed, "checked on credentials that are not the task's own (e.g. overlayfs copy-up)"),
-    rule(Some(4), None, &["security_vm_enough_memory_mm", "cap_vm_enough_memory", "__vm_enough_memory"], Signal::Any, Probed,
+    rule(None, &[], &[], Signal::Setup, Runtime, "runtime set-up before the workload's own exec"),
+    rule(Some(5), &[], &[], Signal::Borrowed, Borrowed, "checked on credentials that are not the task's own (e.g. overlayfs copy-up)"),
+    rule(Some(4), &[], &["security_vm_enough_memory_mm", "cap_vm_enough_memory", "__vm_enough_memory"], Signal::Any, Probed,
         "overcommit reserve probe (mmap, brk, execve, fork, shmget, stack growth): never a need"),
-    rule(None, None, &[], Signal::Noaudit, Probed, "NOAUDIT check (cap_capable's opts): the kernel degrades instead of failing"),
-    rule(None, None, &["ns_capable_noaudit", "has_ns_capability_noaudit", "has_capability_noaudit"], Signal::Any, Probed,
+    rule(None, &[], &[], Signal::Noaudit, Probed, "NOAUDIT check (cap_capable's opts): the kernel degrades instead of failing"),
+    rule(None, &[], &["ns_capable_noaudit", "has_ns_capability_noaudit", "has_capability_noaudit"], Signal::Any, Probed,
         "quiet (NOAUDIT) check: the kernel degrades instead of failing"),
-    rule(Some(1), Some(C::SETPCAP), &["cap_capset", "cap_inh_is_capped", "security_capset"], Signal::NoEffect, Probed,
+    rule(Some(1), &[C::SETPCAP], &["cap_capset", "cap_inh_is_capped", "security_capset"], Signal::NoEffect, Probed,
         "capset kept the inheritable set within the old inheritable and permitted sets: SETPCAP changes nothing there"),
-    rule(Some(2), Some(C::SETUID), &["__sys_setuid"], Signal::NoEffect, Probed,
+    rule(Some(2), &[C::SETUID], &["__sys_setuid"], Signal::NoEffect, Probed,
         "setuid to the real and saved uid the task already has: the call succeeds without SETUID"),
-    rule(Some(2), Some(C::SETGID), &["__sys_setgid"], Signal::NoEffect, Probed,
+    rule(Some(2), &[C::SETGID], &["__sys_setgid"], Signal::NoEffect, Probed,
         "setgid to the real and saved gid the task already has: the call succeeds without SETGID"),
-    rule(Some(12), Some(C::KILL), &[], Signal::NoEffect, Probed,
+    rule(Some(12), &[C::KILL], &[], Signal::NoEffect, Probed,
         "signal 0 only asks whether the process exists, and the EPERM it gets without KILL says so too"),
-    rule(Some(11), Some(C::FSETID), &[], Signal::NoEffect, Probed,
+    rule(Some(11), &[C::FSETID], &[], Signal::NoEffect, Probed,
         "harmless: without it set-id bits are stripped (a write, a chown, a chmod without g+s) and the call still succeeds"),
-    rule(None, Some(C::SETUID), &["cap_bprm_creds_from_file"], Signal::Any, Probed,
+    rule(Some(3), DAC, &["generic_permission"], Signal::FutileExec, Probed,
+        "granted only on exec path walks that failed anyway (ENOENT, ENOTDIR, ELOOP): an execvp trying PATH, which goes on past an EACCES too"),
+    rule(Some(3), DAC, &["generic_permission"], Signal::Futile, Conditional,
+        "granted only on path walks that failed anyway (ENOENT, ENOTDIR, ELOOP): without it the program gets EACCES instead, which it may tolerate; a re-run decides (record --prove)"),
+    rule(Some(10), &[C::FOWNER], &[], Signal::Fallback, Conditional,
+        "a timestamp touch of a file the task does not own: without FOWNER the kernel asks for write permission instead, which may pass; a re-run decides (record --prove)"),
+    rule(None, &[C::SETUID], &["cap_bprm_creds_from_file"], Signal::Any, Probed,
         "exec of a set-id binary under no-new-privs or ptrace: the exec proceeds without the id change"),
-    rule(Some(15), Some(C::BLOCK_SUSPEND), &["ep_take_care_of_epollwakeup", "do_epoll_ctl", "ep_insert", "ep_modify"], Signal::Any, Probed,
+    rule(Some(15), &[C::BLOCK_SUSPEND], &["ep_take_care_of_epollwakeup", "do_epoll_ctl", "ep_insert", "ep_modify"], Signal::Any, Probed,
         "EPOLLWAKEUP is cleared silently without it: never a need"),
-    rule(Some(16), Some(C::SYS_ADMIN), &["simple_xattr_list", "ext4_xattr_list_entries", "ext4_xattr_trusted_list", "xfs_xattr_put_listent", "vfs_listxattr", "listxattr"], Signal::Any, Probed,
+    rule(Some(16), &[C::SYS_ADMIN], &["simple_xattr_list", "ext4_xattr_list_entries", "ext4_xattr_trusted_list", "xfs_xattr_put_listent", "vfs_listxattr", "listxattr"], Signal::Any, Probed,
         "listing extended attributes leaves trusted.* names out without it: the listing still succeeds"),
-    rule(None, Some(C::NET_ADMIN), &["sk_setsockopt"], Signal::Granted, Optional,
+    rule(None, &[C::NET_ADMIN], &["sk_setsockopt"], Signal::Granted, Optional,
         "checked, probably optional — verify: SO_RCVBUFFORCE/SO_SNDBUFFORCE fall back to the capped size"),
-    rule(Some(14), Some(C::SYS_RESOURCE), &["pipe_set_size", "pipe_fcntl"], Signal::Granted, Optional,
+    rule(Some(14), &[C::SYS_RESOURCE], &["pipe_set_size", "pipe_fcntl"], Signal::Granted, Optional,
         "checked, probably optional — verify: pipe resizing falls back to the unprivileged limit"),
-    rule(Some(19), Some(C::SYS_RESOURCE), &["do_prlimit"], Signal::Granted, Optional,
+    rule(Some(19), &[C::SYS_RESOURCE], &["do_prlimit"], Signal::Granted, Optional,
         "checked, probably optional — verify: raising rlimits is usually best-effort"),
-    rule(None, Some(C::SYS_NICE), &["set_one_prio", "can_nice", "__sched_setscheduler"], Signal::Granted, Optional,
+    rule(None, &[C::SYS_NICE], &["set_one_prio", "can_nice", "__sched_setscheduler"], Signal::Granted, Optional,
         "checked, probably optional — verify: nice/priority changes are usually best-effort"),
-    rule(None, None, &[], Signal::Denied, Denied, "refused: the workload would need it for what it tried"),
-    rule(None, None, &[], Signal::Any, Needed, "granted and acted on"),
+    rule(None, &[], &[], Signal::Denied, Denied, "refused: the workload would need it for what it tried"),
+    rule(None, &[], &[], Signal::Any, Needed, "granted and acted on"),
 ];
 
 impl Rule {
     fn matches(&self, c: &Check) -> bool {
-        let cap = Capability::from_number(c.capability);
-        if self.capability.is_some() && self.capability != cap {
+        if !self.capabilities.is_empty() && !self.capabilities.iter().any(|k| k.number() == c.capability) {
             return false;
         }
         if !self.via.is_empty() && !self.via.iter().any(|f| c.via(f)) {
@@ -140,6 +160,9 @@ impl Rule {
             Signal::Borrowed => c.borrowed,
             Signal::Noaudit => c.noaudit,
             Signal::NoEffect => c.no_effect,
+            Signal::Fallback => c.fallback && !c.denied,
+            Signal::FutileExec => !c.denied && c.count > 0 && c.futile.0 >= c.count,
+            Signal::Futile => !c.denied && c.count > 0 && c.futile.0 + c.futile.1 >= c.count,
             Signal::Granted => !c.denied,
             Signal::Denied => c.denied,
         }
@@ -154,7 +177,7 @@ pub fn rule_for(c: &Check) -> &'static Rule {
 /// Classifies one check, with the reason shown in reports.
 pub fn classify(c: &Check) -> (Classification, String) {
     let r = rule_for(c);
-    if c.at_stop && matches!(r.class, Needed | Optional | Denied) {
+    if c.at_stop && matches!(r.class, Needed | Conditional | Optional | Denied) {
         return (AtStop, format!("made while capprof stopped the workload (a graceful stop by its supervisor needs it too): {}", r.reason));
     }
     (r.class, r.reason.to_string())

@@ -166,6 +166,11 @@ pub struct RecordArgs {
     /// container exits or the cgroup is removed).
     #[arg(long, value_name = "SECS", requires = "running")]
     pub duration: Option<f64>,
+    /// Settle the capabilities the trace cannot decide ("conditional": the program may
+    /// tolerate a refusal) by re-running the command once without each; success is exit
+    /// status 0.
+    #[arg(long, conflicts_with = "running")]
+    pub prove: bool,
     /// The command to record, after `--`.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required_unless_present_any = ["container", "cgroup"], value_name = "CMD")]
     pub command: Vec<String>,
@@ -289,6 +294,7 @@ impl RecordArgs {
             container: self.container,
             cgroup: self.cgroup,
             duration,
+            prove: self.prove,
             format: self.output.format,
             output: self.output.output,
         })

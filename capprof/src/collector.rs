@@ -34,6 +34,9 @@ pub struct Observation {
     pub sighting: Option<Sighting>,
     /// Made while capprof was stopping the workload (see [`Collector::counts`]).
     pub at_stop: bool,
+    /// Of `count`, how many were made in system calls that failed anyway with ENOENT, ENOTDIR
+    /// or ELOOP: (in an exec, elsewhere).
+    pub futile: (u64, u64),
 }
 
 /// Everything the kernel side saw.
@@ -139,14 +142,18 @@ impl Collector {
     pub fn finish(&mut self, before_stop: Option<&HashMap<CheckKey, u64>>) -> Result<Observations> {
         self.drain();
         let mut checks = Vec::new();
+        let futile = self.backend.futile()?;
         for (key, count) in self.backend.checks()? {
             let sighting = self.sightings.get(&key).cloned();
             let running = before_stop.map_or(count, |b| b.get(&key).copied().unwrap_or(0).min(count));
+            // Futile counts go with the running part (what is at stop is shown apart anyway).
+            let (exec, other) = futile.get(&key).copied().unwrap_or_default();
+            let futile = (exec.min(running), other.min(running.saturating_sub(exec)));
             if running > 0 {
-                checks.push(Observation { key, count: running, sighting: sighting.clone(), at_stop: false });
+                checks.push(Observation { key, count: running, sighting: sighting.clone(), at_stop: false, futile });
             }
             if count > running {
-                checks.push(Observation { key, count: count - running, sighting, at_stop: true });
+                checks.push(Observation { key, count: count - running, sighting, at_stop: true, futile: (0, 0) });
             }
         }
         let mut counters = self.backend.counters()?;

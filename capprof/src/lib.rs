@@ -25,6 +25,7 @@ pub mod minimize;
 pub mod output;
 pub mod pipeline;
 pub mod profile;
+pub mod prove;
 pub mod record;
 pub mod trial;
 pub mod verify;

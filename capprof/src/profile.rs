@@ -108,6 +108,10 @@ pub struct WorkloadProfile {
     pub would_need: Vec<Capability>,
     /// Granted, but with a silent fallback: verify before keeping.
     pub optional: Vec<Capability>,
+    /// In the set only because of checks the trace cannot decide (the program may tolerate a
+    /// refusal): `record --prove` re-runs without each to settle it.
+    #[serde(default)]
+    pub conditional: Vec<Capability>,
     /// Whether `allowPrivilegeEscalation: false` / no-new-privileges is compatible with what ran.
     pub no_new_privileges_safe: bool,
     /// The container, for container workloads.
@@ -223,6 +227,7 @@ impl WorkloadProfile {
         let mut needed = CapSet::empty();
         let mut would_need = CapSet::empty();
         let mut optional = CapSet::empty();
+        let mut conditional = CapSet::empty();
         let mut no_new_privs_safe = true;
         let mut granted: Option<u64> = None;
         let mut executables: Vec<String> = Vec::new();
@@ -240,6 +245,7 @@ impl WorkloadProfile {
             if let Some(cap) = Capability::from_number(c.capability) {
                 match class {
                     Classification::Needed => needed.insert(cap),
+                    Classification::Conditional => conditional.insert(cap),
                     Classification::Denied => would_need.insert(cap),
                     Classification::Optional => optional.insert(cap),
                     _ => {}
@@ -284,6 +290,18 @@ impl WorkloadProfile {
         for c in needed.iter() {
             optional_only.remove(c);
         }
+        let mut conditional_only = conditional;
+        for c in needed.iter() {
+            conditional_only.remove(c);
+        }
+        // Doubtful ones stay in the set: a missing capability breaks, an extra one only fails
+        // to protect.
+        let mut needed = needed;
+        for c in conditional.iter() {
+            needed.insert(c);
+        }
+        would_need_only.0 &= !needed.0;
+        optional_only.0 &= !needed.0;
         let portability = advice::portability(&meta.net_uses, needed);
         let mut set = needed;
         if meta.portable {
@@ -308,6 +326,7 @@ impl WorkloadProfile {
             capabilities: CapabilityChange { drop: vec!["ALL".into()], add: sorted(set) },
             would_need: sorted(would_need_only),
             optional: sorted(optional_only),
+            conditional: sorted(conditional_only),
             no_new_privileges_safe: no_new_privs_safe,
             container: meta.container,
             granted,

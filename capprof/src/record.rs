@@ -34,6 +34,8 @@ pub struct RecordConfig {
     /// Record this running cgroup instead of running `argv`.
     pub cgroup: Option<String>,
     pub duration: Option<std::time::Duration>,
+    /// Re-run to settle conditional capabilities (`record --prove`).
+    pub prove: bool,
     pub format: Format,
     pub output: Option<PathBuf>,
     pub options: RecordOptions,
@@ -51,23 +53,29 @@ pub fn run(cfg: &RecordConfig) -> Result<i32> {
         output::emit(&profile, cfg.format, cfg.output.as_deref())?;
         return Ok(0);
     }
-    let (profile, status) = record(&cfg.argv, &cfg.options)?;
+    let (profile, status) = record(&cfg.argv, &cfg.options, cfg.prove)?;
     output::emit(&profile, cfg.format, cfg.output.as_deref())?;
     Ok(status)
 }
 
-/// The recording itself: one unrestricted trial.
-pub fn record(argv: &[String], options: &RecordOptions) -> Result<(Profile, i32)> {
+/// The recording itself: one unrestricted trial, then with `prove` one restricted re-run per
+/// conditional capability (see [`crate::prove`]).
+pub fn record(argv: &[String], options: &RecordOptions, prove: bool) -> Result<(Profile, i32)> {
     let mut tracer = Tracer::start(options.sizes, options.backend)?;
     if options.bpf_stats {
         tracer.enable_stats()?;
     }
     let spec = TrialSpec { argv: argv.to_vec(), restrict: None, probe: None, containers: options.containers, cleanup: crate::attribution::stop::Cleanup::Stop };
     let trial = tracer.trial(&spec)?;
-    let profile = profile_of(&tracer, argv, &trial, options);
+    let mut profile = profile_of(&tracer, argv, &trial, options);
+    report_trial_end(&trial);
+    if prove && trial.exit.status == 0 {
+        crate::prove::settle(&mut tracer, argv, options, &mut profile)?;
+    } else if prove {
+        eprintln!("capprof: --prove: the recorded run exited with status {}: nothing to compare re-runs with, conditional capabilities stay in the set", trial.exit.status);
+    }
     // Detach the programs before anything slow (writing files).
     drop(tracer);
-    report_trial_end(&trial);
     Ok((profile, trial.exit.status))
 }
 

@@ -107,6 +107,78 @@ fn a_search_on_the_way_to_a_file_dac_override_opens_is_folded_into_it() {
     assert_eq!(added(&proven["workloads"][0]), ["DAC_OVERRIDE"], "{stderr}");
 }
 
+/// A 0700 directory of another user, with a world-readable file in it: root searches it
+/// with DAC_READ_SEARCH.
+fn closed_dir(name: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch(name).join("closed");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("file"), "x").unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    dir
+}
+
+/// `record --prove` then `minimize`: both must give `expected`. With `doubtful`, record had
+/// conditional capabilities for --prove to settle by re-runs.
+fn proven(argv: &[&str], expected: &[&str], doubtful: bool) {
+    let (status, settled, stderr) = capprof_json(&["record", "--prove"], argv);
+    assert_eq!(status, 0, "{stderr}");
+    let w = &settled["workloads"][0];
+    assert_eq!(added(w), expected, "record --prove {argv:?}: {stderr}");
+    assert!(w["conditional"].as_array().unwrap().is_empty(), "{w}");
+    if doubtful {
+        assert!(w["verification"]["runs"].as_u64().unwrap() >= 2, "one run per doubtful capability and a confirming one: {w}");
+        assert_eq!(w["verification"]["passed"], true, "{w}");
+    }
+    let (status, minimal, stderr) = capprof_json(&["minimize"], argv);
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(added(&minimal["workloads"][0]), expected, "minimize {argv:?}: {stderr}");
+}
+
+#[test]
+fn path_walks_that_fail_anyway_row_3() {
+    require_root();
+    let dir = closed_dir("walk");
+    let d = dir.to_str().unwrap();
+    // execvp tries the closed directory first, finds nothing there, goes on: a probe.
+    let path = format!("PATH={d}:/usr/bin:/bin");
+    let r = record(&[], &["env", &path, "true"]);
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    assert_eq!(r.added(), Vec::<String>::new(), "{}", r.profile);
+    all_classified(&r, "DAC_READ_SEARCH", "probed");
+    // Reading the file in it: a need.
+    let file = format!("{d}/file");
+    let r = expect(&["read", &file], &["DAC_READ_SEARCH"]);
+    all_classified(&r, "DAC_READ_SEARCH", "needed");
+    // Looking for a missing optional file there: the program may tolerate EACCES. Kept,
+    // marked conditional; a re-run settles it.
+    let missing = format!("{d}/missing");
+    let r = expect(&["stat-optional", &missing], &["DAC_READ_SEARCH"]);
+    all_classified(&r, "DAC_READ_SEARCH", "conditional");
+    assert_eq!(r.workload()["conditional"], serde_json::json!(["DAC_READ_SEARCH"]));
+    proven(&[scenario().to_str().unwrap(), "stat-optional", &missing], &[], true);
+}
+
+#[test]
+fn timestamp_touch_row_10() {
+    require_root();
+    use std::os::unix::fs::PermissionsExt;
+    let file = scratch("touch").join("f");
+    std::fs::write(&file, "x").unwrap();
+    std::os::unix::fs::chown(&file, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let f = file.to_str().unwrap();
+    // Touching another user's file asks FOWNER first; it is writable, so the fallback passes.
+    let r = expect(&["touch", f], &["FOWNER"]);
+    all_classified(&r, "FOWNER", "conditional");
+    proven(&[scenario().to_str().unwrap(), "touch", f], &[], true);
+    // Setting explicit times needs FOWNER.
+    let r = expect(&["touch-at", f], &["FOWNER"]);
+    all_classified(&r, "FOWNER", "needed");
+    proven(&[scenario().to_str().unwrap(), "touch-at", f], &["FOWNER"], false);
+}
+
 /// Runs a real program under record and under minimize: the sets must agree, and verify of
 /// record's set must pass.
 fn real_program(argv: &[&str], expected: &[&str]) -> Recording {

@@ -8,7 +8,7 @@ mod engine;
 pub mod stop;
 pub mod workloads;
 
-use capprof_common::{CheckKey, FLAG_BORROWED, FLAG_DENIED, FLAG_NOAUDIT, FLAG_NO_EFFECT, FLAG_SETUP};
+use capprof_common::{CheckKey, FLAG_BORROWED, FLAG_DENIED, FLAG_FALLBACK, FLAG_NOAUDIT, FLAG_NO_EFFECT, FLAG_SETUP};
 
 use crate::collector::Observation;
 use crate::kernel::kallsyms::Symbols;
@@ -42,6 +42,11 @@ pub struct Check {
     pub at_stop: bool,
     /// The system call's arguments show the check could change nothing (`FLAG_NO_EFFECT`).
     pub no_effect: bool,
+    /// Without it the kernel falls back to another permission test (`FLAG_FALLBACK`).
+    pub fallback: bool,
+    /// Of `count`, made in system calls that failed anyway (ENOENT, ENOTDIR, ELOOP): (in an
+    /// exec, elsewhere).
+    pub futile: (u64, u64),
 }
 
 /// Programs whose own set-up runs inside the workload's cgroup and never counts as workload.
@@ -108,6 +113,8 @@ pub fn symbolize(obs: &Observation, symbols: &Symbols) -> Check {
         cap_eff: obs.sighting.as_ref().and_then(|s| s.cap_eff),
         at_stop: obs.at_stop,
         no_effect: key.flags & FLAG_NO_EFFECT != 0,
+        fallback: key.flags & FLAG_FALLBACK != 0,
+        futile: obs.futile,
     }
 }
 
@@ -195,6 +202,8 @@ mod tests {
             cap_eff: None,
             at_stop: false,
             no_effect: false,
+            fallback: false,
+            futile: (0, 0),
         };
         assert_eq!(c.path_summary(), "fchownat -> setattr_prepare (capable_wrt_inode_uidgid)");
         assert!(c.via("notify_change"));

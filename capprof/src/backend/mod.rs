@@ -157,21 +157,50 @@ impl Backend {
         Ok(())
     }
 
-    /// Removes these checks from the kernel map (the daemon, once their counts are durable).
+    /// Removes these checks from the kernel maps (the daemon, once their counts are durable).
     pub fn remove_checks(&mut self, keys: &[CheckKey]) -> Result<()> {
         let mut map: PerCpuHashMap<&mut MapData, CheckKey, u64> = PerCpuHashMap::try_from(self.map_mut("CHECKS")?).map_err(internal)?;
         for key in keys {
             let _ = map.remove(key);
         }
+        let mut futile: PerCpuHashMap<&mut MapData, CheckKey, u64> = PerCpuHashMap::try_from(self.map_mut("FUTILE")?).map_err(internal)?;
+        for key in keys {
+            let _ = futile.remove(key);
+            let mut exec = *key;
+            exec.flags |= capprof_common::FUTILE_IN_EXEC;
+            let _ = futile.remove(&exec);
+        }
         Ok(())
+    }
+
+    /// Of each check key, how many were made in system calls that failed anyway (see
+    /// `capprof-ebpf/src/walks.rs`): (in an exec, elsewhere).
+    pub fn futile(&mut self) -> Result<std::collections::HashMap<CheckKey, (u64, u64)>> {
+        let map: PerCpuHashMap<&mut MapData, CheckKey, u64> = PerCpuHashMap::try_from(self.map_mut("FUTILE")?).map_err(internal)?;
+        let mut out: std::collections::HashMap<CheckKey, (u64, u64)> = std::collections::HashMap::new();
+        for entry in map.iter() {
+            let (mut key, values) = entry.map_err(internal)?;
+            let n: u64 = values.iter().sum();
+            let exec = key.flags & capprof_common::FUTILE_IN_EXEC != 0;
+            key.flags &= !capprof_common::FUTILE_IN_EXEC;
+            let slot = out.entry(key).or_default();
+            if exec {
+                slot.0 += n;
+            } else {
+                slot.1 += n;
+            }
+        }
+        Ok(out)
     }
 
     /// Forgets every aggregated check and zeroes the counters (between trials).
     pub fn reset(&mut self) -> Result<()> {
-        let mut map: PerCpuHashMap<&mut MapData, CheckKey, u64> = PerCpuHashMap::try_from(self.map_mut("CHECKS")?).map_err(internal)?;
-        let keys: Vec<CheckKey> = map.keys().filter_map(|k| k.ok()).collect();
-        for key in keys {
-            let _ = map.remove(&key);
+        for name in ["CHECKS", "FUTILE"] {
+            let mut map: PerCpuHashMap<&mut MapData, CheckKey, u64> = PerCpuHashMap::try_from(self.map_mut(name)?).map_err(internal)?;
+            let keys: Vec<CheckKey> = map.keys().filter_map(|k| k.ok()).collect();
+            for key in keys {
+                let _ = map.remove(&key);
+            }
         }
         let mut uses: HashMap<&mut MapData, NetUseKey, u64> = HashMap::try_from(self.map_mut("NET_USES")?).map_err(internal)?;
         let keys: Vec<NetUseKey> = uses.keys().filter_map(|k| k.ok()).collect();

@@ -22,6 +22,8 @@ fn check(cap: Capability, site: &str, path: &[&str]) -> Check {
         cap_eff: None,
         at_stop: false,
         no_effect: false,
+        fallback: false,
+        futile: (0, 0),
     }
 }
 
@@ -160,13 +162,16 @@ fn at_stop_is_apart_but_probes_stay_probes() {
 fn every_row_is_reachable() {
     // A row hidden behind an earlier one would never classify anything.
     for (i, r) in RULES.iter().enumerate() {
-        let cap = r.capability.unwrap_or(C::CHOWN);
+        let cap = r.capabilities.first().copied().unwrap_or(C::CHOWN);
         let mut c = check(cap, r.via.first().copied().unwrap_or("ns_capable"), &[]);
         match r.signal {
             Signal::Setup => c.setup = true,
             Signal::Borrowed => c.borrowed = true,
             Signal::Noaudit => c.noaudit = true,
             Signal::NoEffect => c.no_effect = true,
+            Signal::Fallback => c.fallback = true,
+            Signal::FutileExec => c.futile = (1, 0),
+            Signal::Futile => c.futile = (0, 1),
             Signal::Denied => c.denied = true,
             Signal::Any | Signal::Granted => {}
         }
@@ -211,4 +216,35 @@ fn net_raw_for_so_mark_is_covered_by_a_needed_net_admin() {
     let raw = check(C::NET_RAW, "ns_capable", &["__x64_sys_socket", "inet_create"]);
     let route = check(C::NET_ADMIN, "ns_capable", &["__x64_sys_sendmsg", "rtnetlink_rcv_msg"]);
     assert_eq!(folded(vec![mark, raw, route]), [Needed, Needed, Needed]);
+}
+
+#[test]
+fn futile_path_walks_row_3() {
+    let walk = check(C::DAC_READ_SEARCH, "generic_permission", &["__x64_sys_execve", "path_openat", "may_lookup", "generic_permission"]);
+    let with = |count: u64, futile: (u64, u64)| {
+        let mut c = walk.clone();
+        c.count = count;
+        c.futile = futile;
+        class(&c)
+    };
+    // Every check in an exec that failed anyway: the execvp PATH walk.
+    assert_eq!(with(3, (3, 0)), Probed);
+    // In other calls that failed anyway: the program may tolerate EACCES; a re-run decides.
+    assert_eq!(with(3, (1, 2)), Conditional);
+    // One walk that succeeded makes it a need.
+    assert_eq!(with(3, (2, 0)), Needed);
+    assert_eq!(with(3, (0, 0)), Needed);
+    let mut refused = walk.clone();
+    refused.denied = true;
+    refused.futile = (1, 0);
+    assert_eq!(class(&refused), Denied);
+}
+
+#[test]
+fn timestamp_touch_row_10() {
+    let mut touch = check(C::FOWNER, "inode_owner_or_capable", &["__x64_sys_utimensat", "notify_change", "setattr_prepare"]);
+    touch.fallback = true;
+    assert_eq!(class(&touch), Conditional);
+    // Explicit times: a need.
+    assert_eq!(class(&check(C::FOWNER, "inode_owner_or_capable", &["__x64_sys_utimensat", "setattr_prepare"])), Needed);
 }

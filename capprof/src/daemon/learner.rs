@@ -38,7 +38,10 @@ pub struct Learner {
     pub flush_every: Duration,
     last_counts: HashMap<CheckKey, u64>,
     /// Count deltas of known facts not yet written.
-    pending: HashMap<String, (u64, u64)>,
+    /// Per known fact: (count delta, last seen, futile-in-exec delta, futile-elsewhere delta).
+    pending: HashMap<String, (u64, u64, u64, u64)>,
+    /// Futile counts already taken per kernel key (they trail the check count by one call).
+    last_futile: HashMap<CheckKey, (u64, u64)>,
     workloads: HashMap<String, WorkloadRecord>,
     dirty_workloads: HashSet<String>,
     last_flush: Instant,
@@ -67,6 +70,7 @@ impl Learner {
             flush_every,
             last_counts: HashMap::new(),
             pending: HashMap::new(),
+            last_futile: HashMap::new(),
             workloads,
             dirty_workloads: HashSet::new(),
             last_flush: Instant::now(),
@@ -130,10 +134,12 @@ impl Learner {
         let mut new_facts: Vec<(String, Fact)> = Vec::new();
         for o in &obs.checks {
             let prev = self.last_counts.get(&o.key).copied().unwrap_or(0);
-            if o.count <= prev {
+            let prev_futile = self.last_futile.get(&o.key).copied().unwrap_or_default();
+            let futile_delta = (o.futile.0.saturating_sub(prev_futile.0), o.futile.1.saturating_sub(prev_futile.1));
+            if o.count <= prev && futile_delta == (0, 0) {
                 continue;
             }
-            let delta = o.count - prev;
+            let delta = o.count.saturating_sub(prev);
             let Some(path) = obs.cgroup_paths.get(&o.key.cgroup_id) else {
                 // Not named yet: wait a few cycles for the event rather than lose the checks.
                 let waited = self.unnamed.entry(o.key).or_insert(0);
@@ -148,6 +154,7 @@ impl Learner {
             };
             self.unnamed.remove(&o.key);
             self.last_counts.insert(o.key, o.count);
+            self.last_futile.insert(o.key, o.futile);
             let Some(identity) = self.identity_of(path) else {
                 self.unattributed += delta;
                 debug_unattributed(&o.key, Some(path), delta);
@@ -185,9 +192,11 @@ impl Learner {
             let known = store.is_known(&key) || new_facts.iter().any(|(k, _)| *k == key);
             drop(store);
             if known {
-                let p = self.pending.entry(key).or_insert((0, t));
+                let p = self.pending.entry(key).or_insert((0, t, 0, 0));
                 p.0 += delta;
                 p.1 = t;
+                p.2 += futile_delta.0;
+                p.3 += futile_delta.1;
             } else {
                 let mut fact = Fact::from_check(&check, t);
                 fact.count = delta;
@@ -229,9 +238,11 @@ impl Learner {
         }
         let mut store = self.store.lock().unwrap();
         let mut facts = Vec::new();
-        for (key, (delta, last)) in self.pending.drain() {
+        for (key, (delta, last, futile_exec, futile_other)) in self.pending.drain() {
             if let Some(mut f) = store.fact(&key)? {
                 f.count += delta;
+                f.futile_exec += futile_exec;
+                f.futile_other += futile_other;
                 f.last_seen = last;
                 facts.push((key, f));
             }
@@ -250,6 +261,7 @@ impl Learner {
         let keys: Vec<CheckKey> = obs.checks.iter().map(|o| o.key).filter(|k| dead.contains(&k.cgroup_id) && !self.unnamed.contains_key(k)).collect();
         for k in &keys {
             self.last_counts.remove(k);
+            self.last_futile.remove(k);
         }
         let dead_paths: Vec<String> = dead.iter().filter_map(|id| obs.cgroup_paths.get(id).cloned()).collect();
         self.discovery.forget(&dead_paths);

@@ -48,6 +48,14 @@ pub struct Fact {
     /// The kernel's effect test said the check changed nothing (`FLAG_NO_EFFECT`).
     #[serde(default)]
     pub no_effect: bool,
+    /// Without it the kernel falls back to another permission test (`FLAG_FALLBACK`).
+    #[serde(default)]
+    pub fallback: bool,
+    /// Of `count`, made in system calls that failed anyway: in an exec, elsewhere.
+    #[serde(default)]
+    pub futile_exec: u64,
+    #[serde(default)]
+    pub futile_other: u64,
     pub comm: String,
     pub exe: Option<String>,
     pub site: Option<String>,
@@ -70,6 +78,7 @@ impl Fact {
             c.comm,
             c.noaudit
         ) + if c.no_effect { "\u{1f}no-effect" } else { "" }
+            + if c.fallback { "\u{1f}fallback" } else { "" }
     }
 
     pub fn from_check(c: &Check, now: u64) -> Self {
@@ -80,6 +89,9 @@ impl Fact {
             borrowed: c.borrowed,
             noaudit: c.noaudit,
             no_effect: c.no_effect,
+            fallback: c.fallback,
+            futile_exec: c.futile.0,
+            futile_other: c.futile.1,
             comm: c.comm.clone(),
             exe: c.exe.clone(),
             site: c.site.clone(),
@@ -110,6 +122,8 @@ impl Fact {
             cap_eff: None,
             at_stop: false,
             no_effect: self.no_effect,
+            fallback: self.fallback,
+            futile: (self.futile_exec, self.futile_other),
         }
     }
 }

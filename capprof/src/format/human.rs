@@ -62,6 +62,7 @@ fn workload(out: &mut String, p: &Profile, w: &WorkloadProfile) {
         section(out, &used, true);
     }
     for (class, title) in [
+        (Classification::Conditional, "conditional (in the set; the program may tolerate a refusal: record --prove re-runs without it to decide):"),
         (Classification::Denied, "would need (refused while running):"),
         (Classification::Optional, "checked, probably optional — verify:"),
         (Classification::AtStop, "at stop (while capprof stopped the workload: not in the set; a graceful stop by its supervisor needs them too):"),

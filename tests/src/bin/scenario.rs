@@ -74,6 +74,16 @@ fn run(args: &[String]) -> std::io::Result<()> {
             Ok(())
         }
         Some("epoll-wakeup") => epoll_wakeup(),
+        // A program that looks for an optional file and goes on whatever stat says.
+        Some("stat-optional") => {
+            let _ = std::fs::metadata(arg(1));
+            Ok(())
+        }
+        Some("touch") => path_call(&arg(1), |p| unsafe { libc::utimensat(libc::AT_FDCWD, p, std::ptr::null(), 0) }),
+        Some("touch-at") => {
+            let t = [libc::timespec { tv_sec: 1_000_000_000, tv_nsec: 0 }; 2];
+            path_call(&arg(1), |p| unsafe { libc::utimensat(libc::AT_FDCWD, p, t.as_ptr(), 0) })
+        }
         Some("listxattr") => listxattr(&arg(1)),
         Some("set-trusted-xattr") => path_call(&arg(1), |p| unsafe { libc::setxattr(p, c"trusted.capprof".as_ptr(), b"1".as_ptr().cast(), 1, 0) }),
         _ => usage(),
@@ -82,7 +92,7 @@ fn run(args: &[String]) -> std::io::Result<()> {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: scenario nothing | when FILE SUBCOMMAND... | chown FILE | bind PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | open-rw FILE | rcvbufforce | setuid-loop N | mmap-loop N | timed-loop setuid|mmap SECS | chroot-n N | names N | sleep SECS | sleep-as UID SECS | exit CODE | capset-same | capset-raise-inheritable | setuid-self | setgid-self | kill0 PID | chmod-plain FILE | fork N | shmget N | stack-grow | epoll-wakeup | listxattr FILE | set-trusted-xattr FILE"
+        "usage: scenario nothing | when FILE SUBCOMMAND... | chown FILE | bind PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | open-rw FILE | rcvbufforce | setuid-loop N | mmap-loop N | timed-loop setuid|mmap SECS | chroot-n N | names N | sleep SECS | sleep-as UID SECS | exit CODE | capset-same | capset-raise-inheritable | setuid-self | setgid-self | kill0 PID | chmod-plain FILE | fork N | shmget N | stack-grow | epoll-wakeup | stat-optional PATH | touch FILE | touch-at FILE | listxattr FILE | set-trusted-xattr FILE"
     );
     std::process::exit(2)
 }
