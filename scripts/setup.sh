@@ -14,8 +14,9 @@ PKGS=(
   llvm-22-dev libpolly-22-dev zlib1g-dev libzstd-dev
   # Workloads and container engines for the tests, and the compose validator.
   busybox-static docker.io podman runc docker-compose
-  # Real programs for the accuracy tests.
-  iputils-ping
+  # Real programs for the accuracy tests (tests/tests/corpus.rs, kernel_sites.rs) and clients.
+  iputils-ping nginx-light lighttpd haproxy redis-server redis-tools memcached chrony dnsmasq-base
+  tcpdump openssh-server openssh-client postgresql curl python3
   # Peer for the benchmark.
   bpftrace
 )
@@ -25,8 +26,15 @@ for p in "${PKGS[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]}"
+  # The servers' maintainer scripts would start them (no systemd here: through init.d); the
+  # tests start them themselves, on their own ports.
+  own_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && own_policy=1
+  fi
   apt-get -o DPkg::Lock::Timeout=600 update -qq
   apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ "$own_policy" -eq 0 ] || rm -f /usr/sbin/policy-rc.d
 fi
 
 # bpf-linker links the eBPF object; its LLVM must match Debian rustc's (22).

@@ -53,10 +53,11 @@ pub const FLAG_NO_EFFECT: u32 = 1 << 6;
 /// test read (the native x86_64 ABI): `FLAG_NO_EFFECT` is meaningful.
 pub const FLAG_ARGS_READ: u32 = 1 << 7;
 
-/// `CheckKey::flags`: without the capability the kernel falls back to another permission test
-/// that may pass (FOWNER for a timestamp touch falls back to write permission): only a re-run
-/// can tell.
-pub const FLAG_FALLBACK: u32 = 1 << 8;
+/// `CheckKey::flags`: the request is one where the trace cannot tell whether the program
+/// depends on the answer (FOWNER for a timestamp touch falls back to write permission; fchown
+/// of an open file is often a pid or log file handed to an unprivileged user, and refused
+/// many programs go on): only a re-run can tell.
+pub const FLAG_DOUBTFUL: u32 = 1 << 8;
 /// In keys of the `FUTILE` map only: the futile walk was an exec's (execve, execveat).
 pub const FUTILE_IN_EXEC: u32 = 1 << 31;
 

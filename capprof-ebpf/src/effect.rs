@@ -3,7 +3,7 @@
 //! (../shared/KERNEL-CHECK-SITES.md): capset asks SETPCAP on every call, setuid to the ids a
 //! task already has asks SETUID, kill(pid, 0) asks KILL, every chmod by a non-member of the
 //! file's group asks FSETID; a timestamp touch asks FOWNER before falling back to write
-//! permission (`FLAG_FALLBACK`: a re-run decides). The arguments are in the task's saved user registers, and the
+//! permission (`FLAG_DOUBTFUL`: a re-run decides). The arguments are in the task's saved user registers, and the
 //! ids and sets in the checked credentials, so the answer is known at check time, per check,
 //! and aggregated like every other key bit.
 //!
@@ -15,12 +15,13 @@ use aya_ebpf::{
     bindings::{pt_regs, task_struct},
     helpers::{bpf_probe_read_kernel, bpf_probe_read_user, generated::bpf_task_pt_regs},
 };
-use capprof_common::{CredOffsets, FLAG_ARGS_READ, FLAG_FALLBACK, FLAG_NO_EFFECT};
+use capprof_common::{CredOffsets, FLAG_ARGS_READ, FLAG_DOUBTFUL, FLAG_NO_EFFECT};
 
 /// `struct cred` offsets from the kernel's BTF, set at load time (all 0: test off).
 #[no_mangle]
 static CRED_OFFSETS: CredOffsets = CredOffsets { uid: 0, suid: 0, cap_inheritable: 0, cap_permitted: 0 };
 
+const CAP_CHOWN: u32 = 0;
 const CAP_FOWNER: u32 = 3;
 const CAP_FSETID: u32 = 4;
 const CAP_KILL: u32 = 5;
@@ -42,6 +43,7 @@ mod nr {
     pub const FCHMODAT: u64 = 268;
     pub const RT_TGSIGQUEUEINFO: u64 = 297;
     pub const PIDFD_SEND_SIGNAL: u64 = 424;
+    pub const FCHOWN: u64 = 93;
     pub const UTIME: u64 = 132;
     pub const UTIMES: u64 = 235;
     pub const FUTIMESAT: u64 = 261;
@@ -60,8 +62,9 @@ const LINUX_CAPABILITY_VERSION_1: u32 = 0x1998_0330;
 /// `FLAG_ARGS_READ` when they show it may, 0 when they were not read.
 #[inline(always)]
 pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
-    // The common case (every other capability) pays one comparison.
-    if !(CAP_FOWNER..=CAP_SETPCAP).contains(&cap) {
+    // The common case (every other capability, DAC checks included) pays one test.
+    const TESTED: u64 = 1 << CAP_CHOWN | 1 << CAP_FOWNER | 1 << CAP_FSETID | 1 << CAP_KILL | 1 << CAP_SETGID | 1 << CAP_SETUID | 1 << CAP_SETPCAP;
+    if cap > CAP_SETPCAP || TESTED & (1 << cap) == 0 {
         return 0;
     }
     let offsets = unsafe { core::ptr::read_volatile(&CRED_OFFSETS) };
@@ -87,7 +90,15 @@ pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
             nr::UTIMENSAT => a2 == 0 || both_now(a2),
             _ => return 0,
         };
-        return if touch { FLAG_ARGS_READ | FLAG_FALLBACK } else { FLAG_ARGS_READ };
+        return if touch { FLAG_ARGS_READ | FLAG_DOUBTFUL } else { FLAG_ARGS_READ };
+    }
+    // fchown of an open file (or fchownat with AT_EMPTY_PATH): the pid or log file a daemon
+    // hands to the user it drops to; refused, dnsmasq and others log and go on.
+    if cap == CAP_CHOWN {
+        const AT_EMPTY_PATH: u64 = 0x1000;
+        const FCHOWNAT: u64 = 260;
+        let on_fd = nr == nr::FCHOWN || (nr == FCHOWNAT && unsafe { (*regs).r10 } & AT_EMPTY_PATH != 0);
+        return if on_fd { FLAG_ARGS_READ | FLAG_DOUBTFUL } else { FLAG_ARGS_READ };
     }
     let no_effect = match (cap, nr) {
         // cap_inh_is_capped: SETPCAP matters only if the new inheritable set leaves

@@ -66,8 +66,8 @@ pub enum Signal {
     Noaudit,
     /// The effect test found that the system call's arguments make the answer irrelevant.
     NoEffect,
-    /// Without it the kernel would fall back to another test that may pass.
-    Fallback,
+    /// The trace cannot tell whether the program depends on the answer (`FLAG_DOUBTFUL`).
+    Doubtful,
     /// Every one of these checks was made in an exec that failed anyway (ENOENT, ENOTDIR,
     /// ELOOP): an execvp walk of PATH.
     FutileExec,
@@ -126,7 +126,11 @@ pub static RULES: &[Rule] = &[
         "granted only on exec path walks that failed anyway (ENOENT, ENOTDIR, ELOOP): an execvp trying PATH, which goes on past an EACCES too"),
     rule(Some(3), DAC, &["generic_permission"], Signal::Futile, Conditional,
         "granted only on path walks that failed anyway (ENOENT, ENOTDIR, ELOOP): without it the program gets EACCES instead, which it may tolerate; a re-run decides (record --prove)"),
-    rule(Some(10), &[C::FOWNER], &[], Signal::Fallback, Conditional,
+    rule(Some(6), &[C::AUDIT_WRITE], &["audit_receive_msg", "audit_netlink_ok"], Signal::Granted, Conditional,
+        "an audit message on the audit netlink socket (PAM, login tools): refused, the error comes back in the netlink ack and most programs go on; a re-run decides (record --prove)"),
+    rule(None, &[C::CHOWN], &[], Signal::Doubtful, Conditional,
+        "fchown of an open file, often a pid or log file handed to the user the program drops to: refused, many programs (dnsmasq) log and go on; a re-run decides (record --prove)"),
+    rule(Some(10), &[C::FOWNER], &[], Signal::Doubtful, Conditional,
         "a timestamp touch of a file the task does not own: without FOWNER the kernel asks for write permission instead, which may pass; a re-run decides (record --prove)"),
     rule(None, &[C::SETUID], &["cap_bprm_creds_from_file"], Signal::Any, Probed,
         "exec of a set-id binary under no-new-privs or ptrace: the exec proceeds without the id change"),
@@ -160,7 +164,7 @@ impl Rule {
             Signal::Borrowed => c.borrowed,
             Signal::Noaudit => c.noaudit,
             Signal::NoEffect => c.no_effect,
-            Signal::Fallback => c.fallback && !c.denied,
+            Signal::Doubtful => c.doubtful && !c.denied,
             Signal::FutileExec => !c.denied && c.count > 0 && c.futile.0 >= c.count,
             Signal::Futile => !c.denied && c.count > 0 && c.futile.0 + c.futile.1 >= c.count,
             Signal::Granted => !c.denied,

@@ -168,9 +168,19 @@ pub struct RecordArgs {
     pub duration: Option<f64>,
     /// Settle the capabilities the trace cannot decide ("conditional": the program may
     /// tolerate a refusal) by re-running the command once without each; success is exit
-    /// status 0.
+    /// status 0, or --check passing.
     #[arg(long, conflicts_with = "running")]
     pub prove: bool,
+    /// For a server: record until this passes while it runs (e.g. a real client request),
+    /// then stop it (SIGTERM, SIGKILL 3 s later; its containers through their engine).
+    #[arg(long, value_name = "COMMAND", conflicts_with = "running")]
+    pub check: Option<String>,
+    /// Polled until it succeeds before --check runs.
+    #[arg(long, value_name = "COMMAND", requires = "check")]
+    pub ready: Option<String>,
+    /// Seconds to wait for --ready/--check.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS", requires = "check")]
+    pub timeout: f64,
     /// The command to record, after `--`.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required_unless_present_any = ["container", "cgroup"], value_name = "CMD")]
     pub command: Vec<String>,
@@ -288,7 +298,10 @@ pub struct MinimizeArgs {
 impl RecordArgs {
     pub fn validate(self) -> Result<RecordConfig> {
         let duration = self.duration.map(|d| positive_secs(d, "--duration")).transpose()?;
+        let timeout = positive_secs(self.timeout, "--timeout")?;
+        let probe = self.check.map(|check| Probe { ready: self.ready, check, timeout });
         Ok(RecordConfig {
+            probe,
             options: self.output.options(&self.command)?,
             argv: self.command,
             container: self.container,

@@ -296,7 +296,6 @@ impl WorkloadProfile {
         }
         // Doubtful ones stay in the set: a missing capability breaks, an extra one only fails
         // to protect.
-        let mut needed = needed;
         for c in conditional.iter() {
             needed.insert(c);
         }

@@ -10,12 +10,12 @@ use crate::error::Result;
 use crate::pipeline::Tracer;
 use crate::profile::{Evidence, Profile, Verification, WorkloadKind};
 use crate::record::RecordOptions;
-use crate::trial::TrialSpec;
+use crate::trial::{Probe, TrialSpec};
 use crate::verify::{outcome, refused};
 
 /// Re-runs `argv` without each conditional capability of the profile's main workload and
 /// updates the profile: dropped (the run succeeded) or needed (it failed), with evidence.
-pub fn settle(tracer: &mut Tracer, argv: &[String], options: &RecordOptions, profile: &mut Profile) -> Result<()> {
+pub fn settle(tracer: &mut Tracer, argv: &[String], options: &RecordOptions, probe: Option<&Probe>, profile: &mut Profile) -> Result<()> {
     let main = profile.workloads.iter().position(|w| w.kind == WorkloadKind::Container).unwrap_or(0);
     let Some(w) = profile.workloads.get(main) else { return Ok(()) };
     let doubtful = w.conditional.clone();
@@ -29,7 +29,7 @@ pub fn settle(tracer: &mut Tracer, argv: &[String], options: &RecordOptions, pro
     for cap in doubtful {
         let mut without = set;
         without.remove(cap);
-        let trial = tracer.trial(&TrialSpec::under(argv, Some(without), None, options.containers))?;
+        let trial = tracer.trial(&TrialSpec::under(argv, Some(without), probe.cloned(), options.containers))?;
         runs += 1;
         let dropped = trial.success;
         eprintln!("capprof: --prove: without {cap}: {}", if dropped { "works: dropped".to_string() } else { format!("fails ({}): kept", outcome(&trial)) });
@@ -49,7 +49,7 @@ pub fn settle(tracer: &mut Tracer, argv: &[String], options: &RecordOptions, pro
             }
         }
     }
-    let confirm = tracer.trial(&TrialSpec::under(argv, Some(set), None, options.containers))?;
+    let confirm = tracer.trial(&TrialSpec::under(argv, Some(set), probe.cloned(), options.containers))?;
     runs += 1;
     let w = &mut profile.workloads[main];
     let mut caps: Vec<_> = set.iter().collect();

@@ -36,6 +36,8 @@ pub struct RecordConfig {
     pub duration: Option<std::time::Duration>,
     /// Re-run to settle conditional capabilities (`record --prove`).
     pub prove: bool,
+    /// For servers: record until this check passes, then stop the workload.
+    pub probe: Option<crate::trial::Probe>,
     pub format: Format,
     pub output: Option<PathBuf>,
     pub options: RecordOptions,
@@ -53,30 +55,40 @@ pub fn run(cfg: &RecordConfig) -> Result<i32> {
         output::emit(&profile, cfg.format, cfg.output.as_deref())?;
         return Ok(0);
     }
-    let (profile, status) = record(&cfg.argv, &cfg.options, cfg.prove)?;
+    let (profile, status) = record(&cfg.argv, &cfg.options, cfg.prove, cfg.probe.as_ref())?;
     output::emit(&profile, cfg.format, cfg.output.as_deref())?;
     Ok(status)
 }
 
 /// The recording itself: one unrestricted trial, then with `prove` one restricted re-run per
 /// conditional capability (see [`crate::prove`]).
-pub fn record(argv: &[String], options: &RecordOptions, prove: bool) -> Result<(Profile, i32)> {
+///
+/// The status is the workload's; with a `probe`, 0 when its check passed and 1 when not.
+pub fn record(argv: &[String], options: &RecordOptions, prove: bool, probe: Option<&crate::trial::Probe>) -> Result<(Profile, i32)> {
     let mut tracer = Tracer::start(options.sizes, options.backend)?;
     if options.bpf_stats {
         tracer.enable_stats()?;
     }
-    let spec = TrialSpec { argv: argv.to_vec(), restrict: None, probe: None, containers: options.containers, cleanup: crate::attribution::stop::Cleanup::Stop };
+    let cleanup = if probe.is_some() { crate::attribution::stop::Cleanup::Remove } else { crate::attribution::stop::Cleanup::Stop };
+    let spec = TrialSpec { argv: argv.to_vec(), restrict: None, probe: probe.cloned(), containers: options.containers, cleanup };
     let trial = tracer.trial(&spec)?;
     let mut profile = profile_of(&tracer, argv, &trial, options);
     report_trial_end(&trial);
-    if prove && trial.exit.status == 0 {
-        crate::prove::settle(&mut tracer, argv, options, &mut profile)?;
+    if let Some(f) = trial.failure.as_ref().filter(|_| probe.is_some()) {
+        eprintln!("capprof: {f}");
+    }
+    if prove && trial.success {
+        crate::prove::settle(&mut tracer, argv, options, probe, &mut profile)?;
     } else if prove {
-        eprintln!("capprof: --prove: the recorded run exited with status {}: nothing to compare re-runs with, conditional capabilities stay in the set", trial.exit.status);
+        eprintln!("capprof: --prove: the recorded run did not succeed ({}): nothing to compare re-runs with, conditional capabilities stay in the set", crate::verify::outcome(&trial));
     }
     // Detach the programs before anything slow (writing files).
     drop(tracer);
-    Ok((profile, trial.exit.status))
+    let status = match probe {
+        Some(_) => i32::from(!trial.success),
+        None => trial.exit.status,
+    };
+    Ok((profile, status))
 }
 
 /// The profile of one trial: each container it started, and the command itself unless it

@@ -207,7 +207,7 @@ fn run_probe(p: &Probe) -> u8 {
     let deadline = Instant::now() + p.timeout;
     let poll_until = |cmd: &str| -> bool {
         loop {
-            if shell(cmd) {
+            if shell_until(cmd, deadline) {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -217,7 +217,7 @@ fn run_probe(p: &Probe) -> u8 {
         }
     };
     let passed = match &p.ready {
-        Some(ready) => poll_until(ready) && shell(&p.check),
+        Some(ready) => poll_until(ready) && shell_until(&p.check, deadline),
         None => poll_until(&p.check),
     };
     if passed {
@@ -228,12 +228,31 @@ fn run_probe(p: &Probe) -> u8 {
 }
 
 fn shell(cmd: &str) -> bool {
-    std::process::Command::new("sh")
+    shell_until(cmd, Instant::now() + Duration::from_secs(10))
+}
+
+/// Runs `cmd` with `sh -c`; a command still running at `deadline` (a client waiting on a
+/// server that accepted but never answers) is killed, with its children, and counts as failed.
+fn shell_until(cmd: &str, deadline: Instant) -> bool {
+    use std::os::unix::process::CommandExt;
+    let child = std::process::Command::new("sh")
         .args(["-c", cmd])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+        .process_group(0)
+        .spawn();
+    let Ok(mut child) = child else { return false };
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                // SAFETY: signals the process group the child leads.
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                let _ = child.wait();
+                return false;
+            }
+        }
+    }
 }

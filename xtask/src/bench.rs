@@ -35,7 +35,7 @@ pub fn run(release: &Path, iterations: u64) -> Result<()> {
     println!("| loop | nothing attached | capprof added | bpftrace added | capprof / bpftrace | rounds |");
     println!("|---|---|---|---|---|---|");
     for (kind, what) in TIMED {
-        let p = phased(&capprof, &scenario, kind)?;
+        let p = phased(&capprof, &scenario, kind, Second::Bpftrace)?;
         println!(
             "| {what} | {:.0} ns | {:+.0} ns (range {:+.0} to {:+.0}) | {:+.0} ns (range {:+.0} to {:+.0}) | {:.2} | {} |",
             median(&mut p.base.clone()),
@@ -49,6 +49,26 @@ pub fn run(release: &Path, iterations: u64) -> Result<()> {
             p.capprof.len().min(p.bpftrace.len()),
         );
     }
+
+    println!("\n## Per system call: the exit hook (getppid, no capability check)\n");
+    println!("capprof follows granted DAC checks to their system call's result with a hook on every system call's exit");
+    println!("(`sys_exit`); a task without a pending walk pays one task-storage lookup. Same phases as above, on a");
+    println!("`getppid()` loop: capprof recording the loop's cgroup (in scope) and capprof recording an idle cgroup (the");
+    println!("loop is out of scope, as every other process on the host is).\n");
+    println!("| loop | nothing attached | capprof, loop in scope | capprof, loop out of scope | rounds |");
+    println!("|---|---|---|---|---|");
+    let p = phased(&capprof, &scenario, "getppid", Second::CapprofElsewhere)?;
+    println!(
+        "| getppid(): no capability check | {:.0} ns | {:+.0} ns (range {:+.0} to {:+.0}) | {:+.0} ns (range {:+.0} to {:+.0}) | {} |",
+        median(&mut p.base.clone()),
+        median(&mut p.capprof.clone()),
+        fastest(&p.capprof),
+        slowest(&p.capprof),
+        median(&mut p.bpftrace.clone()),
+        fastest(&p.bpftrace),
+        slowest(&p.bpftrace),
+        p.capprof.len().min(p.bpftrace.len()),
+    );
 
     println!("\n## Program run time per check (kernel BPF statistics), both tools on the same checks\n");
     println!("The bpftrace one-liner attached while `capprof record --bpf-stats` runs the loop ({iterations} iterations): every");
@@ -143,11 +163,23 @@ enum Phase {
     Bpftrace,
 }
 
+/// What the second tool phase of a round runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Second {
+    /// The bpftrace one-liner.
+    Bpftrace,
+    /// capprof recording another (idle) cgroup: the loop is out of its scope.
+    CapprofElsewhere,
+}
+
 /// One loop process in its own cgroup; tools attach and detach around it (see the table's
 /// description). Windows are trimmed so no batch straddles an attach or detach.
-fn phased(capprof: &Path, scenario: &Path, kind: &str) -> Result<Phased> {
+fn phased(capprof: &Path, scenario: &Path, kind: &str, second: Second) -> Result<Phased> {
     let cgroup = crate::churn::unified()?.join(format!("capprof-bench-{}", std::process::id()));
     std::fs::create_dir_all(&cgroup).with_context(|| format!("creating {}", cgroup.display()))?;
+    let idle = crate::churn::unified()?.join(format!("capprof-bench-idle-{}", std::process::id()));
+    std::fs::create_dir_all(&idle).with_context(|| format!("creating {}", idle.display()))?;
+    let idle_rel = format!("/{}", idle.file_name().and_then(|n| n.to_str()).unwrap_or_default());
     let script = format!("echo $$ > {}/cgroup.procs && exec taskset -c 1 {} timed-loop {kind} {LOOP_SECS}", cgroup.display(), scenario.display());
     let child = Command::new("sh").args(["-c", &script]).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()?;
     let loop_end = monotonic_ns() + LOOP_SECS * 1_000_000_000;
@@ -162,35 +194,27 @@ fn phased(capprof: &Path, scenario: &Path, kind: &str) -> Result<Phased> {
     nothing(&mut windows);
     // A round: capprof, nothing, bpftrace, nothing (~4 s).
     while monotonic_ns() + 5_000_000_000 < loop_end {
-        let mut rec = Command::new(capprof)
-            .args(["record", "-f", "json", "-o", "/dev/null", "--duration", "1.2", "--cgroup", &rel])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let stderr = rec.stderr.take().context("capprof stderr")?;
-        let mut lines = BufReader::new(stderr).lines();
-        let attached = loop {
-            match lines.next() {
-                Some(Ok(l)) if l.contains("recording cgroup") => break monotonic_ns(),
-                Some(Ok(_)) => continue,
-                other => bail!("capprof record --cgroup did not start: {other:?}"),
-            }
-        };
-        let status = rec.wait()?;
-        if !status.success() {
-            bail!("capprof record --cgroup failed: {status}");
-        }
+        let attached = record_cgroup_window(capprof, &rel)?;
         windows.push((Phase::Capprof, attached + 100_000_000, attached + 1_100_000_000));
         nothing(&mut windows);
-        let tracer = Bpftrace::start()?;
-        let attached = monotonic_ns();
-        std::thread::sleep(Duration::from_millis(1000));
-        windows.push((Phase::Bpftrace, attached, monotonic_ns()));
-        tracer.stop()?;
+        match second {
+            Second::Bpftrace => {
+                let tracer = Bpftrace::start()?;
+                let attached = monotonic_ns();
+                std::thread::sleep(Duration::from_millis(1000));
+                windows.push((Phase::Bpftrace, attached, monotonic_ns()));
+                tracer.stop()?;
+            }
+            Second::CapprofElsewhere => {
+                let attached = record_cgroup_window(capprof, &idle_rel)?;
+                windows.push((Phase::Bpftrace, attached + 100_000_000, attached + 1_100_000_000));
+            }
+        }
         nothing(&mut windows);
     }
     let out = child.wait_with_output()?;
     let _ = std::fs::remove_dir(&cgroup);
+    let _ = std::fs::remove_dir(&idle);
     if !out.status.success() {
         bail!("timed loop failed: {}", out.status);
     }
@@ -223,6 +247,31 @@ fn phased(capprof: &Path, scenario: &Path, kind: &str) -> Result<Phased> {
         bail!("the {kind} loop produced no complete round");
     }
     Ok(p)
+}
+
+/// Runs `capprof record --cgroup REL --duration 1.2` to its end; returns when it attached.
+fn record_cgroup_window(capprof: &Path, rel: &str) -> Result<u64> {
+    let mut rec = Command::new(capprof)
+        .args(["record", "-f", "json", "-o", "/dev/null", "--duration", "1.2", "--cgroup", rel])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = rec.stderr.take().context("capprof stderr")?;
+    let mut lines = BufReader::new(stderr).lines();
+    let attached = loop {
+        match lines.next() {
+            Some(Ok(l)) if l.contains("recording cgroup") => break monotonic_ns(),
+            Some(Ok(_)) => continue,
+            other => bail!("capprof record --cgroup did not start: {other:?}"),
+        }
+    };
+    // Drain the rest so capprof never blocks on a full pipe.
+    for _ in lines {}
+    let status = rec.wait()?;
+    if !status.success() {
+        bail!("capprof record --cgroup failed: {status}");
+    }
+    Ok(attached)
 }
 
 fn monotonic_ns() -> u64 {

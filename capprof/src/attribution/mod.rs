@@ -8,7 +8,7 @@ mod engine;
 pub mod stop;
 pub mod workloads;
 
-use capprof_common::{CheckKey, FLAG_BORROWED, FLAG_DENIED, FLAG_FALLBACK, FLAG_NOAUDIT, FLAG_NO_EFFECT, FLAG_SETUP};
+use capprof_common::{CheckKey, FLAG_BORROWED, FLAG_DENIED, FLAG_DOUBTFUL, FLAG_NOAUDIT, FLAG_NO_EFFECT, FLAG_SETUP};
 
 use crate::collector::Observation;
 use crate::kernel::kallsyms::Symbols;
@@ -42,8 +42,8 @@ pub struct Check {
     pub at_stop: bool,
     /// The system call's arguments show the check could change nothing (`FLAG_NO_EFFECT`).
     pub no_effect: bool,
-    /// Without it the kernel falls back to another permission test (`FLAG_FALLBACK`).
-    pub fallback: bool,
+    /// Without it the kernel falls back to another permission test (`FLAG_DOUBTFUL`).
+    pub doubtful: bool,
     /// Of `count`, made in system calls that failed anyway (ENOENT, ENOTDIR, ELOOP): (in an
     /// exec, elsewhere).
     pub futile: (u64, u64),
@@ -113,7 +113,7 @@ pub fn symbolize(obs: &Observation, symbols: &Symbols) -> Check {
         cap_eff: obs.sighting.as_ref().and_then(|s| s.cap_eff),
         at_stop: obs.at_stop,
         no_effect: key.flags & FLAG_NO_EFFECT != 0,
-        fallback: key.flags & FLAG_FALLBACK != 0,
+        doubtful: key.flags & FLAG_DOUBTFUL != 0,
         futile: obs.futile,
     }
 }
@@ -202,7 +202,7 @@ mod tests {
             cap_eff: None,
             at_stop: false,
             no_effect: false,
-            fallback: false,
+            doubtful: false,
             futile: (0, 0),
         };
         assert_eq!(c.path_summary(), "fchownat -> setattr_prepare (capable_wrt_inode_uidgid)");

@@ -22,7 +22,7 @@ fn check(cap: Capability, site: &str, path: &[&str]) -> Check {
         cap_eff: None,
         at_stop: false,
         no_effect: false,
-        fallback: false,
+        doubtful: false,
         futile: (0, 0),
     }
 }
@@ -169,7 +169,7 @@ fn every_row_is_reachable() {
             Signal::Borrowed => c.borrowed = true,
             Signal::Noaudit => c.noaudit = true,
             Signal::NoEffect => c.no_effect = true,
-            Signal::Fallback => c.fallback = true,
+            Signal::Doubtful => c.doubtful = true,
             Signal::FutileExec => c.futile = (1, 0),
             Signal::Futile => c.futile = (0, 1),
             Signal::Denied => c.denied = true,
@@ -243,8 +243,23 @@ fn futile_path_walks_row_3() {
 #[test]
 fn timestamp_touch_row_10() {
     let mut touch = check(C::FOWNER, "inode_owner_or_capable", &["__x64_sys_utimensat", "notify_change", "setattr_prepare"]);
-    touch.fallback = true;
+    touch.doubtful = true;
     assert_eq!(class(&touch), Conditional);
     // Explicit times: a need.
     assert_eq!(class(&check(C::FOWNER, "inode_owner_or_capable", &["__x64_sys_utimensat", "setattr_prepare"])), Needed);
+}
+
+#[test]
+fn audit_messages_row_6() {
+    let c = check(C::AUDIT_WRITE, "__netlink_ns_capable", &["__x64_sys_sendto", "netlink_unicast", "audit_receive", "audit_receive_msg", "audit_netlink_ok"]);
+    assert_eq!(class(&c), Conditional);
+    assert_eq!(class(&denied(c)), Denied);
+}
+
+#[test]
+fn fchown_of_an_open_file_is_conditional() {
+    let mut c = check(C::CHOWN, "capable_wrt_inode_uidgid", &["__x64_sys_fchown", "setattr_prepare"]);
+    c.doubtful = true;
+    assert_eq!(class(&c), Conditional);
+    assert_eq!(class(&check(C::CHOWN, "capable_wrt_inode_uidgid", &["__x64_sys_fchownat", "setattr_prepare"])), Needed);
 }

@@ -48,9 +48,9 @@ pub struct Fact {
     /// The kernel's effect test said the check changed nothing (`FLAG_NO_EFFECT`).
     #[serde(default)]
     pub no_effect: bool,
-    /// Without it the kernel falls back to another permission test (`FLAG_FALLBACK`).
+    /// Without it the kernel falls back to another permission test (`FLAG_DOUBTFUL`).
     #[serde(default)]
-    pub fallback: bool,
+    pub doubtful: bool,
     /// Of `count`, made in system calls that failed anyway: in an exec, elsewhere.
     #[serde(default)]
     pub futile_exec: u64,
@@ -78,7 +78,7 @@ impl Fact {
             c.comm,
             c.noaudit
         ) + if c.no_effect { "\u{1f}no-effect" } else { "" }
-            + if c.fallback { "\u{1f}fallback" } else { "" }
+            + if c.doubtful { "\u{1f}doubtful" } else { "" }
     }
 
     pub fn from_check(c: &Check, now: u64) -> Self {
@@ -89,7 +89,7 @@ impl Fact {
             borrowed: c.borrowed,
             noaudit: c.noaudit,
             no_effect: c.no_effect,
-            fallback: c.fallback,
+            doubtful: c.doubtful,
             futile_exec: c.futile.0,
             futile_other: c.futile.1,
             comm: c.comm.clone(),
@@ -122,7 +122,7 @@ impl Fact {
             cap_eff: None,
             at_stop: false,
             no_effect: self.no_effect,
-            fallback: self.fallback,
+            doubtful: self.doubtful,
             futile: (self.futile_exec, self.futile_other),
         }
     }

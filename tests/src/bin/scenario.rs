@@ -50,6 +50,9 @@ fn run(args: &[String]) -> std::io::Result<()> {
         Some("timed-loop") => match arg(1).as_str() {
             "setuid" => timed_loop(&arg(2), || unsafe { libc::syscall(libc::SYS_setuid, 0) as i32 }),
             "mmap" => timed_loop(&arg(2), mmap_once),
+            // A system call that makes no capability check: what every syscall pays for
+            // capprof's exit hook.
+            "getppid" => timed_loop(&arg(2), || unsafe { libc::getppid() }),
             _ => usage(),
         },
         Some("chroot-n") => (0..arg(1).parse::<u32>().unwrap_or_else(|_| usage())).try_for_each(|_| path_call("/", |p| unsafe { libc::chroot(p) })),
@@ -92,7 +95,7 @@ fn run(args: &[String]) -> std::io::Result<()> {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: scenario nothing | when FILE SUBCOMMAND... | chown FILE | bind PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | open-rw FILE | rcvbufforce | setuid-loop N | mmap-loop N | timed-loop setuid|mmap SECS | chroot-n N | names N | sleep SECS | sleep-as UID SECS | exit CODE | capset-same | capset-raise-inheritable | setuid-self | setgid-self | kill0 PID | chmod-plain FILE | fork N | shmget N | stack-grow | epoll-wakeup | stat-optional PATH | touch FILE | touch-at FILE | listxattr FILE | set-trusted-xattr FILE"
+        "usage: scenario nothing | when FILE SUBCOMMAND... | chown FILE | bind PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | open-rw FILE | rcvbufforce | setuid-loop N | mmap-loop N | timed-loop setuid|mmap|getppid SECS | chroot-n N | names N | sleep SECS | sleep-as UID SECS | exit CODE | capset-same | capset-raise-inheritable | setuid-self | setgid-self | kill0 PID | chmod-plain FILE | fork N | shmget N | stack-grow | epoll-wakeup | stat-optional PATH | touch FILE | touch-at FILE | listxattr FILE | set-trusted-xattr FILE"
     );
     std::process::exit(2)
 }
