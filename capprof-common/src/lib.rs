@@ -140,6 +140,11 @@ pub mod counter {
     pub const TASKS_MAP_FULL: u32 = 2;
     /// Checks whose call site could not be read.
     pub const SITE_UNKNOWN: u32 = 4;
+    /// Futile path walks not counted: the `FUTILE` map was full (those checks stay needs).
+    pub const FUTILE_MAP_FULL: u32 = 5;
+    /// Granted DAC checks not followed to their system call's result: no task storage, or a
+    /// third distinct key in one call (those checks stay needs).
+    pub const WALKS_UNTRACKED: u32 = 6;
     /// Number of counters.
     pub const COUNT: u32 = 8;
 }

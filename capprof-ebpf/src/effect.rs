@@ -3,7 +3,8 @@
 //! (../shared/KERNEL-CHECK-SITES.md): capset asks SETPCAP on every call, setuid to the ids a
 //! task already has asks SETUID, kill(pid, 0) asks KILL, every chmod by a non-member of the
 //! file's group asks FSETID; a timestamp touch asks FOWNER before falling back to write
-//! permission (`FLAG_DOUBTFUL`: a re-run decides). The arguments are in the task's saved user registers, and the
+//! permission (`FLAG_DOUBTFUL`: a re-run decides); a task opening its own /proc/self/fd needs
+//! no DAC capability whatever generic_permission says first. The arguments are in the task's saved user registers, and the
 //! ids and sets in the checked credentials, so the answer is known at check time, per check,
 //! and aggregated like every other key bit.
 //!
@@ -22,12 +23,15 @@ use capprof_common::{CredOffsets, FLAG_ARGS_READ, FLAG_DOUBTFUL, FLAG_NO_EFFECT}
 static CRED_OFFSETS: CredOffsets = CredOffsets { uid: 0, suid: 0, cap_inheritable: 0, cap_permitted: 0 };
 
 const CAP_CHOWN: u32 = 0;
+const CAP_DAC_OVERRIDE: u32 = 1;
+const CAP_DAC_READ_SEARCH: u32 = 2;
 const CAP_FOWNER: u32 = 3;
 const CAP_FSETID: u32 = 4;
 const CAP_KILL: u32 = 5;
 const CAP_SETGID: u32 = 6;
 const CAP_SETUID: u32 = 7;
 const CAP_SETPCAP: u32 = 8;
+const CAP_NET_ADMIN: u32 = 12;
 
 /// x86_64 system call numbers the test knows.
 mod nr {
@@ -43,7 +47,11 @@ mod nr {
     pub const FCHMODAT: u64 = 268;
     pub const RT_TGSIGQUEUEINFO: u64 = 297;
     pub const PIDFD_SEND_SIGNAL: u64 = 424;
+    pub const OPEN: u64 = 2;
+    pub const OPENAT: u64 = 257;
+    pub const OPENAT2: u64 = 437;
     pub const FCHOWN: u64 = 93;
+    pub const SETSOCKOPT: u64 = 54;
     pub const UTIME: u64 = 132;
     pub const UTIMES: u64 = 235;
     pub const FUTIMESAT: u64 = 261;
@@ -62,9 +70,18 @@ const LINUX_CAPABILITY_VERSION_1: u32 = 0x1998_0330;
 /// `FLAG_ARGS_READ` when they show it may, 0 when they were not read.
 #[inline(always)]
 pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
-    // The common case (every other capability, DAC checks included) pays one test.
-    const TESTED: u64 = 1 << CAP_CHOWN | 1 << CAP_FOWNER | 1 << CAP_FSETID | 1 << CAP_KILL | 1 << CAP_SETGID | 1 << CAP_SETUID | 1 << CAP_SETPCAP;
-    if cap > CAP_SETPCAP || TESTED & (1 << cap) == 0 {
+    // The common case (every other capability) pays one test.
+    const TESTED: u64 = 1 << CAP_CHOWN
+        | 1 << CAP_DAC_OVERRIDE
+        | 1 << CAP_DAC_READ_SEARCH
+        | 1 << CAP_FOWNER
+        | 1 << CAP_FSETID
+        | 1 << CAP_KILL
+        | 1 << CAP_SETGID
+        | 1 << CAP_SETUID
+        | 1 << CAP_SETPCAP
+        | 1 << CAP_NET_ADMIN;
+    if cap > CAP_NET_ADMIN || TESTED & (1 << cap) == 0 {
         return 0;
     }
     let offsets = unsafe { core::ptr::read_volatile(&CRED_OFFSETS) };
@@ -91,6 +108,30 @@ pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
             _ => return 0,
         };
         return if touch { FLAG_ARGS_READ | FLAG_DOUBTFUL } else { FLAG_ARGS_READ };
+    }
+    // proc_fd_permission: the task's own fd directory is always open to it, whatever
+    // generic_permission (asked first) answers. Only the directory itself: a path through it
+    // to a file reopens that file, whose permission is a real check.
+    if cap == CAP_DAC_OVERRIDE || cap == CAP_DAC_READ_SEARCH {
+        let path = match nr {
+            nr::OPEN => a0,
+            nr::OPENAT | nr::OPENAT2 => a1,
+            _ => return 0,
+        };
+        return if own_fd_dir(path) { FLAG_ARGS_READ | FLAG_NO_EFFECT } else { FLAG_ARGS_READ };
+    }
+    // SO_RCVBUFFORCE/SO_SNDBUFFORCE fall back to the capped size when refused (optional, to
+    // verify); every other socket option sk_setsockopt asks NET_ADMIN for (SO_MARK,
+    // SO_PRIORITY above 6, ...) fails with EPERM.
+    if cap == CAP_NET_ADMIN {
+        const SOL_SOCKET: u64 = 1;
+        const SO_SNDBUFFORCE: u64 = 32;
+        const SO_RCVBUFFORCE: u64 = 33;
+        if nr != nr::SETSOCKOPT {
+            return 0;
+        }
+        let force = a1 & 0xffff_ffff == SOL_SOCKET && matches!(a2 & 0xffff_ffff, SO_SNDBUFFORCE | SO_RCVBUFFORCE);
+        return if force { FLAG_ARGS_READ | FLAG_DOUBTFUL } else { FLAG_ARGS_READ };
     }
     // fchown of an open file (or fchownat with AT_EMPTY_PATH): the pid or log file a daemon
     // hands to the user it drops to; refused, dnsmasq and others log and go on.
@@ -163,4 +204,13 @@ fn both_now(times: u64) -> bool {
     let atime = unsafe { bpf_probe_read_user((times + 8) as *const u64) };
     let mtime = unsafe { bpf_probe_read_user((times + 24) as *const u64) };
     matches!((atime, mtime), (Ok(UTIME_NOW), Ok(UTIME_NOW)))
+}
+
+/// Is the user string at `path` exactly `/proc/self/fd` or `/proc/thread-self/fd` (with or
+/// without a trailing slash)?
+#[inline(always)]
+fn own_fd_dir(path: u64) -> bool {
+    let mut buf = [0u8; 24];
+    let Ok(s) = (unsafe { aya_ebpf::helpers::bpf_probe_read_user_str_bytes(path as *const u8, &mut buf) }) else { return false };
+    matches!(s, b"/proc/self/fd" | b"/proc/self/fd/" | b"/proc/thread-self/fd" | b"/proc/thread-self/fd/")
 }

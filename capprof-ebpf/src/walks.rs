@@ -9,14 +9,14 @@
 //! Out of scope the exit hook costs one task-storage lookup that finds nothing.
 
 use aya_ebpf::{
-    bindings::{pt_regs, task_struct},
+    bindings::pt_regs,
     helpers::generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
-use capprof_common::{CheckKey, PendingWalk, FLAG_BORROWED, FLAG_DENIED, FLAG_SETUP, FUTILE_IN_EXEC};
+use capprof_common::{counter, CheckKey, PendingWalk, FLAG_BORROWED, FLAG_DENIED, FLAG_SETUP, FUTILE_IN_EXEC};
 
-use crate::maps::{FUTILE, WALKS};
+use crate::maps::{bump, FUTILE, WALKS};
 
 const CAP_DAC_OVERRIDE: u32 = 1;
 const CAP_DAC_READ_SEARCH: u32 = 2;
@@ -34,11 +34,15 @@ const EMPTY: PendingWalk = PendingWalk {
 /// Notes a counted check that may belong to a futile walk (granted DAC checks of the
 /// workload); a third distinct key in one system call is not followed (it stays a need).
 #[inline(always)]
-pub fn note(key: &CheckKey, task: *mut task_struct) {
+pub fn note(key: &CheckKey) {
     if (key.cap != CAP_DAC_OVERRIDE && key.cap != CAP_DAC_READ_SEARCH) || key.flags & (FLAG_DENIED | FLAG_SETUP | FLAG_BORROWED) != 0 {
         return;
     }
-    let Some(walk) = WALKS.get_or_insert(task, &EMPTY) else { return };
+    let task = unsafe { bpf_get_current_task_btf() };
+    let Some(walk) = WALKS.get_or_insert(task, &EMPTY) else {
+        bump(counter::WALKS_UNTRACKED);
+        return;
+    };
     // SAFETY: task-local storage of the current task, only touched by the task itself.
     let walk = unsafe { &mut *walk };
     for i in 0..2 {
@@ -51,6 +55,7 @@ pub fn note(key: &CheckKey, task: *mut task_struct) {
             return;
         }
     }
+    bump(counter::WALKS_UNTRACKED);
 }
 
 /// TP_PROTO(struct pt_regs *regs, long ret).
@@ -88,7 +93,9 @@ fn add(key: &CheckKey, n: u64) {
         // This CPU's slot: programs run with migration disabled.
         Some(v) => unsafe { *v += n },
         None => {
-            let _ = FUTILE.insert(key, &n, 0);
+            if FUTILE.insert(key, &n, 0).is_err() {
+                bump(counter::FUTILE_MAP_FULL);
+            }
         }
     }
 }

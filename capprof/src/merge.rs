@@ -42,6 +42,7 @@ pub fn merge(profiles: Vec<Profile>) -> Option<Profile> {
         base.losses.events_dropped += p.losses.events_dropped;
         base.losses.tasks_map_full += p.losses.tasks_map_full;
         base.losses.site_unknown += p.losses.site_unknown;
+        base.losses.walks_lost += p.losses.walks_lost;
         base.unattributed_checks += p.unattributed_checks;
         base.duration_ms = base.duration_ms.max(p.duration_ms);
         for w in p.workloads {

@@ -56,6 +56,9 @@ pub struct Losses {
     pub events_dropped: u64,
     pub tasks_map_full: u64,
     pub site_unknown: u64,
+    /// Granted DAC checks not followed to their system call's result: they stay needs.
+    #[serde(default)]
+    pub walks_lost: u64,
 }
 
 impl From<Counters> for Losses {
@@ -66,6 +69,7 @@ impl From<Counters> for Losses {
             events_dropped: c.events_dropped,
             tasks_map_full: c.tasks_map_full,
             site_unknown: c.site_unknown,
+            walks_lost: c.walks_lost,
         }
     }
 }
@@ -79,6 +83,9 @@ impl Losses {
         }
         if self.events_dropped > 0 {
             w.push(format!("{} first-sighting events were dropped: the ring buffer was full (programs/paths may be missing)", self.events_dropped));
+        }
+        if self.walks_lost > 0 {
+            w.push(format!("{} granted DAC checks could not be followed to their system call's result (no task storage, a full map, or a third distinct key in one call): they count as needs", self.walks_lost));
         }
         if self.tasks_map_full > 0 {
             w.push(format!("{} workload tasks were not tracked: the task map was full (their checks count as runtime set-up)", self.tasks_map_full));

@@ -107,6 +107,38 @@ fn a_search_on_the_way_to_a_file_dac_override_opens_is_folded_into_it() {
     assert_eq!(added(&proven["workloads"][0]), ["DAC_OVERRIDE"], "{stderr}");
 }
 
+#[test]
+fn the_tasks_own_fd_directory_row_21() {
+    require_root();
+    // Listing its own /proc/self/fd as nobody: DAC_READ_SEARCH is asked first and changes nothing.
+    let r = expect(&["list-as-nobody", "/proc/self/fd"], &["SETGID", "SETUID"]);
+    all_classified(&r, "DAC_READ_SEARCH", "probed");
+    let (status, proven, stderr) = capprof_json(&["minimize"], &[scenario().to_str().unwrap(), "list-as-nobody", "/proc/self/fd"]);
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(added(&proven["workloads"][0]), ["SETGID", "SETUID"], "{stderr}");
+    // Listing root's 0700 home as nobody needs it.
+    let r = expect(&["list-as-nobody", "/root"], &["DAC_READ_SEARCH", "SETGID", "SETUID"]);
+    assert!(r.checks_of("DAC_READ_SEARCH").iter().any(|c| c["classification"] == "needed"));
+}
+
+#[test]
+fn so_mark_takes_either_net_raw_or_net_admin_row_9() {
+    require_root();
+    let r = expect(&["so-mark"], &["NET_RAW"]);
+    all_classified(&r, "NET_RAW", "needed");
+    let argv = [scenario().to_str().unwrap().to_string(), "so-mark".into()];
+    let verify = |caps: &str| {
+        let (status, profile, stderr) = capprof_json(&["verify", "--caps", caps], &[&argv[0], &argv[1]]);
+        (status, profile, stderr)
+    };
+    // Under NET_ADMIN alone the refused NET_RAW is the alternative tried first: folded.
+    let (status, profile, stderr) = verify("NET_ADMIN");
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(added(&profile["workloads"][0]), ["NET_ADMIN"], "{profile}");
+    assert_eq!(verify("NET_RAW").0, 0);
+    assert_eq!(verify("none").0, 1, "SO_MARK needs one of them");
+}
+
 /// A 0700 directory of another user, with a world-readable file in it: root searches it
 /// with DAC_READ_SEARCH.
 fn closed_dir(name: &str) -> std::path::PathBuf {

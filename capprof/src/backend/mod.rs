@@ -55,6 +55,8 @@ pub struct Counters {
     pub tasks_map_full: u64,
     /// Checks whose call site could not be read.
     pub site_unknown: u64,
+    /// Futile path walks not counted (map full) or not followed (see `counter`).
+    pub walks_lost: u64,
 }
 
 /// What the kernel measured of the check program (BPF run-time statistics).
@@ -278,6 +280,7 @@ impl Backend {
             events_dropped: get(counter::EVENTS_DROPPED)?,
             tasks_map_full: get(counter::TASKS_MAP_FULL)?,
             site_unknown: get(counter::SITE_UNKNOWN)?,
+            walks_lost: get(counter::FUTILE_MAP_FULL)? + get(counter::WALKS_UNTRACKED)?,
         })
     }
 }

@@ -135,7 +135,9 @@ fn trusted_xattr_listing_row_16() {
 #[test]
 fn silent_fallbacks_are_optional_only_when_granted() {
     for (cap, site) in [(C::NET_ADMIN, "sk_setsockopt"), (C::SYS_RESOURCE, "pipe_fcntl"), (C::SYS_RESOURCE, "do_prlimit"), (C::SYS_NICE, "set_one_prio")] {
-        let c = check(cap, "ns_capable", &[site]);
+        let mut c = check(cap, "ns_capable", &[site]);
+        // The kernel side marks SO_RCVBUFFORCE/SO_SNDBUFFORCE doubtful; other rows need no mark.
+        c.doubtful = cap == C::NET_ADMIN;
         assert_eq!(class(&c), Optional, "{cap} {site}");
         assert_eq!(class(&denied(c)), Denied);
     }
@@ -262,4 +264,17 @@ fn fchown_of_an_open_file_is_conditional() {
     c.doubtful = true;
     assert_eq!(class(&c), Conditional);
     assert_eq!(class(&check(C::CHOWN, "capable_wrt_inode_uidgid", &["__x64_sys_fchownat", "setattr_prepare"])), Needed);
+}
+
+#[test]
+fn own_fd_directory_row_21() {
+    let c = check(C::DAC_READ_SEARCH, "generic_permission", &["__x64_sys_openat", "proc_fd_permission", "generic_permission"]);
+    assert_eq!(class(&no_effect(c.clone())), Probed);
+    assert_eq!(class(&c), Needed);
+}
+
+#[test]
+fn net_admin_for_so_mark_is_a_need_not_a_buffer_fallback() {
+    // sk_setsockopt asks NET_ADMIN for SO_MARK too: without the kernel's BUFFORCE mark, a need.
+    assert_eq!(class(&check(C::NET_ADMIN, "ns_capable", &["__x64_sys_setsockopt", "sk_setsockopt"])), Needed);
 }

@@ -45,6 +45,7 @@ fn run(args: &[String]) -> std::io::Result<()> {
         Some("read") => std::fs::read(arg(1)).map(|_| ()),
         Some("open-rw") => std::fs::OpenOptions::new().read(true).write(true).open(arg(1)).map(|_| ()),
         Some("rcvbufforce") => rcvbufforce(),
+        Some("so-mark") => so_mark(),
         Some("setuid-loop") => loop_n(&arg(1), || unsafe { libc::syscall(libc::SYS_setuid, 0) as i32 }),
         Some("mmap-loop") => loop_n(&arg(1), mmap_once),
         Some("timed-loop") => match arg(1).as_str() {
@@ -82,6 +83,8 @@ fn run(args: &[String]) -> std::io::Result<()> {
             let _ = std::fs::metadata(arg(1));
             Ok(())
         }
+        // As nobody but keeping DAC_READ_SEARCH (where the set allows it): list DIR.
+        Some("list-as-nobody") => list_as_nobody(&arg(1)),
         Some("touch") => path_call(&arg(1), |p| unsafe { libc::utimensat(libc::AT_FDCWD, p, std::ptr::null(), 0) }),
         Some("touch-at") => {
             let t = [libc::timespec { tv_sec: 1_000_000_000, tv_nsec: 0 }; 2];
@@ -95,7 +98,7 @@ fn run(args: &[String]) -> std::io::Result<()> {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: scenario nothing | when FILE SUBCOMMAND... | chown FILE | bind PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | open-rw FILE | rcvbufforce | setuid-loop N | mmap-loop N | timed-loop setuid|mmap|getppid SECS | chroot-n N | names N | sleep SECS | sleep-as UID SECS | exit CODE | capset-same | capset-raise-inheritable | setuid-self | setgid-self | kill0 PID | chmod-plain FILE | fork N | shmget N | stack-grow | epoll-wakeup | stat-optional PATH | touch FILE | touch-at FILE | listxattr FILE | set-trusted-xattr FILE"
+        "usage: scenario nothing | when FILE SUBCOMMAND... | chown FILE | bind PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | open-rw FILE | rcvbufforce | so-mark | setuid-loop N | mmap-loop N | timed-loop setuid|mmap|getppid SECS | chroot-n N | names N | sleep SECS | sleep-as UID SECS | exit CODE | capset-same | capset-raise-inheritable | setuid-self | setgid-self | kill0 PID | chmod-plain FILE | fork N | shmget N | stack-grow | epoll-wakeup | stat-optional PATH | list-as-nobody DIR | touch FILE | touch-at FILE | listxattr FILE | set-trusted-xattr FILE"
     );
     std::process::exit(2)
 }
@@ -297,4 +300,28 @@ fn listxattr(path: &str) -> std::io::Result<()> {
     let mut buf = [0 as libc::c_char; 4096];
     let n = unsafe { libc::listxattr(c.as_ptr(), buf.as_mut_ptr(), buf.len()) };
     check(n as i32)
+}
+
+/// Becomes uid/gid 65534 keeping its permitted set, raises DAC_READ_SEARCH in the effective
+/// set when it is permitted, and lists `dir`. After the id change the process is not dumpable:
+/// its /proc/self belongs to root, so listing /proc/self/fd asks for DAC_READ_SEARCH first.
+fn list_as_nobody(dir: &str) -> std::io::Result<()> {
+    check(unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) })?;
+    check(unsafe { libc::setgroups(0, std::ptr::null()) })?;
+    check(unsafe { libc::setresgid(65534, 65534, 65534) })?;
+    check(unsafe { libc::setresuid(65534, 65534, 65534) })?;
+    let _ = capset(|d| d[0].effective |= d[0].permitted & (1 << 2));
+    std::fs::read_dir(dir)?.try_for_each(|e| e.map(|_| ()))
+}
+
+/// SO_MARK: NET_RAW or NET_ADMIN (sk_setsockopt asks NET_RAW first); refused, EPERM.
+fn so_mark() -> std::io::Result<()> {
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        check(fd)?;
+        let mark: libc::c_int = 7;
+        let rc = libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_MARK, (&mark as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t);
+        libc::close(fd);
+        check(rc)
+    }
 }
