@@ -1,12 +1,14 @@
 //! The effect test: does the system call's own request show that a granted check could change
-//! nothing? The kernel asks some capabilities before it knows whether the answer matters
-//! (../shared/KERNEL-CHECK-SITES.md): capset asks SETPCAP on every call, setuid to the ids a
-//! task already has asks SETUID, kill(pid, 0) asks KILL, every chmod by a non-member of the
-//! file's group asks FSETID; a timestamp touch asks FOWNER before falling back to write
-//! permission (`FLAG_DOUBTFUL`: a re-run decides); a task opening its own /proc/self/fd needs
-//! no DAC capability whatever generic_permission says first. The arguments are in the task's saved user registers, and the
-//! ids and sets in the checked credentials, so the answer is known at check time, per check,
-//! and aggregated like every other key bit.
+//! nothing, or that only a re-run can tell? The kernel asks some capabilities before it knows
+//! whether the answer matters (../shared/KERNEL-CHECK-SITES.md): capset asks SETPCAP on every
+//! call, setuid to the ids a task already has asks SETUID, kill(pid, 0) asks KILL, every chmod
+//! by a non-member of the file's group asks FSETID, a task opening its own /proc/self/fd asks
+//! for DAC capabilities before proc_fd_permission lets it in anyway (`FLAG_NO_EFFECT`). A
+//! timestamp touch asks FOWNER before falling back to write permission, fchown of an open file
+//! is often tolerated when refused, SO_RCVBUFFORCE falls back to the capped size
+//! (`FLAG_DOUBTFUL`). The arguments are in the task's saved user registers, and the ids and
+//! sets in the checked credentials, so the answer is known at check time, per check, and
+//! aggregated like every other key bit.
 //!
 //! Only the native x86_64 system call ABI is read; anything else (ia32, x32, other
 //! architectures, a check outside a system call the table knows) gets no flag, so those
