@@ -130,6 +130,21 @@ pub struct TaskOrigin {
     pub reserved: u32,
 }
 
+/// Capability numbers the kernel programs test (linux/capability.h).
+pub mod cap {
+    pub const CHOWN: u32 = 0;
+    pub const DAC_OVERRIDE: u32 = 1;
+    pub const DAC_READ_SEARCH: u32 = 2;
+    pub const FOWNER: u32 = 3;
+    pub const FSETID: u32 = 4;
+    pub const KILL: u32 = 5;
+    pub const SETGID: u32 = 6;
+    pub const SETUID: u32 = 7;
+    pub const SETPCAP: u32 = 8;
+    pub const NET_ADMIN: u32 = 12;
+    pub const SYS_ADMIN: u32 = 21;
+}
+
 /// Indexes of the loss and health counters (a per-CPU array summed by userspace).
 pub mod counter {
     /// A new check could not be stored: the aggregation map is full.

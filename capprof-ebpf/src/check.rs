@@ -348,8 +348,8 @@ const _: () = assert!(SITE_WINDOW_WORDS.is_power_of_two() && SITE_NARROW_WORDS.i
 /// Copies the stack window of the calibrating thread's known checks for userspace.
 fn calibrate(cap: u32, stack: u64) {
     let slot = match cap {
-        21 => 0, // CAP_SYS_ADMIN
-        7 => 1,  // CAP_SETUID
+        capprof_common::cap::SYS_ADMIN => 0,
+        capprof_common::cap::SETUID => 1,
         _ => return,
     };
     let Some(sample) = CALIBRATION.get_ptr_mut(slot) else { return };

@@ -24,16 +24,10 @@ use capprof_common::{CredOffsets, FLAG_ARGS_READ, FLAG_DOUBTFUL, FLAG_NO_EFFECT}
 #[no_mangle]
 static CRED_OFFSETS: CredOffsets = CredOffsets { uid: 0, suid: 0, cap_inheritable: 0, cap_permitted: 0 };
 
-const CAP_CHOWN: u32 = 0;
-const CAP_DAC_OVERRIDE: u32 = 1;
-const CAP_DAC_READ_SEARCH: u32 = 2;
-const CAP_FOWNER: u32 = 3;
-const CAP_FSETID: u32 = 4;
-const CAP_KILL: u32 = 5;
-const CAP_SETGID: u32 = 6;
-const CAP_SETUID: u32 = 7;
-const CAP_SETPCAP: u32 = 8;
-const CAP_NET_ADMIN: u32 = 12;
+use capprof_common::cap::{
+    CHOWN as CAP_CHOWN, DAC_OVERRIDE as CAP_DAC_OVERRIDE, DAC_READ_SEARCH as CAP_DAC_READ_SEARCH, FOWNER as CAP_FOWNER, FSETID as CAP_FSETID,
+    KILL as CAP_KILL, NET_ADMIN as CAP_NET_ADMIN, SETGID as CAP_SETGID, SETPCAP as CAP_SETPCAP, SETUID as CAP_SETUID,
+};
 
 /// x86_64 system call numbers the test knows.
 mod nr {

@@ -14,12 +14,11 @@ use aya_ebpf::{
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
+use capprof_common::cap::{DAC_OVERRIDE as CAP_DAC_OVERRIDE, DAC_READ_SEARCH as CAP_DAC_READ_SEARCH};
 use capprof_common::{counter, CheckKey, PendingWalk, FLAG_BORROWED, FLAG_DENIED, FLAG_SETUP, FUTILE_IN_EXEC};
 
 use crate::maps::{bump, FUTILE, WALKS};
 
-const CAP_DAC_OVERRIDE: u32 = 1;
-const CAP_DAC_READ_SEARCH: u32 = 2;
 const ENOENT: i64 = 2;
 const ENOTDIR: i64 = 20;
 const ELOOP: i64 = 40;

@@ -36,18 +36,8 @@ pub fn run(release: &Path, iterations: u64) -> Result<()> {
     println!("|---|---|---|---|---|---|");
     for (kind, what) in TIMED {
         let p = phased(&capprof, &scenario, kind, Second::Bpftrace)?;
-        println!(
-            "| {what} | {:.0} ns | {:+.0} ns (range {:+.0} to {:+.0}) | {:+.0} ns (range {:+.0} to {:+.0}) | {:.2} | {} |",
-            median(&mut p.base.clone()),
-            median(&mut p.capprof.clone()),
-            fastest(&p.capprof),
-            slowest(&p.capprof),
-            median(&mut p.bpftrace.clone()),
-            fastest(&p.bpftrace),
-            slowest(&p.bpftrace),
-            median(&mut p.capprof.clone()) / median(&mut p.bpftrace.clone()),
-            p.capprof.len().min(p.bpftrace.len()),
-        );
+        let ratio = median(&mut p.capprof.clone()) / median(&mut p.bpftrace.clone());
+        println!("| {what} | {} | {ratio:.2} | {} |", p.columns(), p.capprof.len().min(p.bpftrace.len()));
     }
 
     println!("\n## Per system call: the exit hook (getppid, no capability check)\n");
@@ -58,17 +48,7 @@ pub fn run(release: &Path, iterations: u64) -> Result<()> {
     println!("| loop | nothing attached | capprof, loop in scope | capprof, loop out of scope | rounds |");
     println!("|---|---|---|---|---|");
     let p = phased(&capprof, &scenario, "getppid", Second::CapprofElsewhere)?;
-    println!(
-        "| getppid(): no capability check | {:.0} ns | {:+.0} ns (range {:+.0} to {:+.0}) | {:+.0} ns (range {:+.0} to {:+.0}) | {} |",
-        median(&mut p.base.clone()),
-        median(&mut p.capprof.clone()),
-        fastest(&p.capprof),
-        slowest(&p.capprof),
-        median(&mut p.bpftrace.clone()),
-        fastest(&p.bpftrace),
-        slowest(&p.bpftrace),
-        p.capprof.len().min(p.bpftrace.len()),
-    );
+    println!("| getppid(): no capability check | {} | {} |", p.columns(), p.capprof.len().min(p.bpftrace.len()));
 
     println!("\n## Program run time per check (kernel BPF statistics), both tools on the same checks\n");
     println!("The bpftrace one-liner attached while `capprof record --bpf-stats` runs the loop ({iterations} iterations): every");
@@ -154,6 +134,14 @@ struct Phased {
     base: Vec<f64>,
     capprof: Vec<f64>,
     bpftrace: Vec<f64>,
+}
+
+impl Phased {
+    /// `base | first tool added (range) | second tool added (range)`.
+    fn columns(&self) -> String {
+        let added = |v: &[f64]| format!("{:+.0} ns (range {:+.0} to {:+.0})", median(&mut v.to_vec()), fastest(v), slowest(v));
+        format!("{:.0} ns | {} | {}", median(&mut self.base.clone()), added(&self.capprof), added(&self.bpftrace))
+    }
 }
 
 #[derive(Clone, Copy, PartialEq)]
