@@ -58,16 +58,56 @@ pub const FLAG_ARGS_READ: u32 = 1 << 7;
 /// of an open file is often a pid or log file handed to an unprivileged user, and refused
 /// many programs go on): only a re-run can tell.
 pub const FLAG_DOUBTFUL: u32 = 1 << 8;
-/// In keys of the `FUTILE` map only: the futile walk was an exec's (execve, execveat).
-pub const FUTILE_IN_EXEC: u32 = 1 << 31;
 
-/// Granted DAC checks of the current system call, waiting for its result (task-local
-/// storage): a path walk that fails anyway (ENOENT, ENOTDIR, ELOOP) bought nothing.
+/// Bytes of an exec's file name the walk follower hashes (longer names are not compared).
+pub const WALK_NAME_LEN: usize = 96;
+/// Exec attempts with granted DAC checks one task keeps until an exec succeeds.
+pub const WALK_SLOTS: usize = 4;
+
+/// Granted DAC checks made in one execve attempt, by the hash of the file name it was asked
+/// to run (see `capprof-ebpf/src/walks.rs`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct WalkEntry {
+    pub key: CheckKey,
+    /// Hash of the whole file name, and of its last component.
+    pub path_hash: u32,
+    pub name_hash: u32,
+    pub count: u32,
+    pub reserved: u32,
+}
+
+/// A task's pending exec attempts (task-local storage).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct PendingWalk {
-    pub keys: [CheckKey; 2],
-    pub counts: [u32; 2],
+    pub entries: [WalkEntry; WALK_SLOTS],
+}
+
+/// FNV-1a hashes of a NUL-terminated file name in `bytes`: the whole name and its last
+/// component. None when no NUL ends it within `bytes` (too long to compare safely) or it is
+/// empty. Shared by the kernel programs (on the exec's user argument and on the
+/// `linux_binprm` file name) and the tests.
+#[inline(always)]
+pub fn path_hashes(bytes: &[u8; WALK_NAME_LEN]) -> Option<(u32, u32)> {
+    const OFFSET: u32 = 0x811c_9dc5;
+    const PRIME: u32 = 0x0100_0193;
+    let (mut path, mut name) = (OFFSET, OFFSET);
+    for (i, b) in bytes.iter().enumerate() {
+        match *b {
+            0 if i == 0 => return None,
+            0 => return Some((path, name)),
+            b'/' => {
+                path = (path ^ b'/' as u32).wrapping_mul(PRIME);
+                name = OFFSET;
+            }
+            c => {
+                path = (path ^ c as u32).wrapping_mul(PRIME);
+                name = (name ^ c as u32).wrapping_mul(PRIME);
+            }
+        }
+    }
+    None
 }
 
 /// Offsets in `struct cred` the effect test reads (from the kernel's BTF; all 0: the test is
@@ -155,10 +195,10 @@ pub mod counter {
     pub const TASKS_MAP_FULL: u32 = 2;
     /// Checks whose call site could not be read.
     pub const SITE_UNKNOWN: u32 = 4;
-    /// Futile path walks not counted: the `FUTILE` map was full (those checks stay needs).
+    /// Futile exec walks not counted: the `FUTILE` map was full (those checks stay needs).
     pub const FUTILE_MAP_FULL: u32 = 5;
-    /// Granted DAC checks not followed to their system call's result: no task storage, or a
-    /// third distinct key in one call (those checks stay needs).
+    /// Granted DAC checks in an exec not followed: no task storage, or more exec attempts
+    /// than `WALK_SLOTS` before one succeeded (those checks stay needs).
     pub const WALKS_UNTRACKED: u32 = 6;
     /// Number of counters.
     pub const COUNT: u32 = 8;
@@ -285,13 +325,15 @@ mod pod {
     unsafe impl aya::Pod for super::TaskOrigin {}
     unsafe impl aya::Pod for super::CredOffsets {}
     unsafe impl aya::Pod for super::PendingWalk {}
+    unsafe impl aya::Pod for super::WalkEntry {}
 }
 
 // Layout guards: a change that adds padding fails to compile on both sides.
 const _: () = assert!(core::mem::size_of::<CheckKey>() == 40);
 const _: () = assert!(core::mem::size_of::<CheckEvent>() == 40 + 32 + 8 * STACK_DEPTH + 2 * CGROUP_NAME_LEN);
 const _: () = assert!(core::mem::size_of::<Config>() == 64 + 32);
-const _: () = assert!(core::mem::size_of::<PendingWalk>() == 2 * 40 + 8);
+const _: () = assert!(core::mem::size_of::<WalkEntry>() == 40 + 16);
+const _: () = assert!(core::mem::size_of::<PendingWalk>() == WALK_SLOTS * (40 + 16));
 const _: () = assert!(SITE_NARROW_WORDS <= SITE_WINDOW_WORDS);
 
 /// Zeroes the bytes after the first NUL of a little-endian word; true if it has one. The
@@ -318,6 +360,26 @@ mod tests {
         let mut b = [0u8; 8];
         b[..bytes.len()].copy_from_slice(bytes);
         u64::from_le_bytes(b)
+    }
+
+    fn name(s: &str) -> [u8; super::WALK_NAME_LEN] {
+        let mut b = [0u8; super::WALK_NAME_LEN];
+        b[..s.len()].copy_from_slice(s.as_bytes());
+        b
+    }
+
+    #[test]
+    fn exec_names_hash_whole_and_last_component() {
+        use super::path_hashes;
+        let (a, a_name) = path_hashes(&name("/root/.cargo/bin/true")).unwrap();
+        let (b, b_name) = path_hashes(&name("/usr/bin/true")).unwrap();
+        let (_, rel_name) = path_hashes(&name("true")).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a_name, b_name);
+        assert_eq!(a_name, rel_name);
+        assert_ne!(path_hashes(&name("/bin/sh")).unwrap().1, a_name);
+        assert_eq!(path_hashes(&name("")), None);
+        assert_eq!(path_hashes(&[b'x'; super::WALK_NAME_LEN]), None, "unterminated: not compared");
     }
 
     #[test]

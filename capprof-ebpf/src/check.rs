@@ -161,7 +161,7 @@ pub fn finish(ctx: *mut c_void, mut key: CheckKey, ret: i32) {
     if ret < 0 {
         key.flags |= FLAG_DENIED;
     }
-    crate::walks::note(&key);
+    crate::walks::note(&key, unsafe { bpf_get_current_task_btf() });
     if count(&key) {
         return;
     }
@@ -205,6 +205,20 @@ fn call_site(cfg: &Config, stack: u64) -> u64 {
     }
     // Shifted frames: straight to the scan (a short read at the same anchor would miss too).
     direct_site(cfg, stack, word_type).unwrap_or_else(|| scan_site(cfg, stack))
+}
+
+/// One word of kernel memory at a valid address: a plain load through `bpf_rdonly_cast` where
+/// the kernel has it (no helper call), else a probe read (None when it faults).
+#[inline(always)]
+pub fn kernel_word(addr: u64) -> Option<u64> {
+    let word_type = unsafe { core::ptr::read_volatile(&STACK_WORD_TYPE) };
+    if word_type != 0 {
+        let cast: unsafe extern "C" fn(u64, u32) -> *const u64 = unsafe { core::mem::transmute(RDONLY_CAST_CALL) };
+        // SAFETY: the verifier turns the cast into a register move and the load into a
+        // fault-safe one.
+        return Some(unsafe { *cast(addr, word_type) });
+    }
+    unsafe { bpf_probe_read_kernel(addr as *const u64) }.ok()
 }
 
 /// The calibrated slots read with plain loads; None when they cannot answer: the frames have

@@ -16,7 +16,7 @@
 
 use aya_ebpf::{
     bindings::{pt_regs, task_struct},
-    helpers::{bpf_probe_read_kernel, bpf_probe_read_user, generated::bpf_task_pt_regs},
+    helpers::{bpf_probe_read_user, generated::bpf_task_pt_regs},
 };
 use capprof_common::{CredOffsets, FLAG_ARGS_READ, FLAG_DOUBTFUL, FLAG_NO_EFFECT};
 
@@ -177,7 +177,7 @@ fn cred_word(cred: u64, offset: u32) -> Option<u64> {
     if cred == 0 || offset == 0 {
         return None;
     }
-    unsafe { bpf_probe_read_kernel((cred + offset as u64) as *const u64) }.ok()
+    crate::check::kernel_word(cred + offset as u64)
 }
 
 /// The inheritable set capset was asked for: `data` is one (version 1) or two

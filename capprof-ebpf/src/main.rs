@@ -11,7 +11,7 @@
 //! words at calibrated distances instead of a stack walk), then one per-CPU counter. Only the
 //! first sighting of a key pays for a ring-buffer event with a kernel stack.
 //! `effect.rs` reads the system call's arguments for the checks whose answer they can make
-//! irrelevant; `walks.rs` follows granted DAC checks to their system call's result.
+//! irrelevant; `walks.rs` follows granted DAC checks of an exec to the exec that succeeds.
 //! `tasks.rs` tracks which tasks are the workload; `net.rs` the network uses that are free in
 //! Docker's network namespaces but not elsewhere.
 #![no_std]

@@ -29,12 +29,11 @@ pub static WORKLOAD_TASKS: HashMap<u32, TaskOrigin> = HashMap::with_max_entries(
 #[btf_map]
 pub static TASK_ORIGINS: TaskStorage<TaskOrigin> = TaskStorage::new();
 
-/// Granted DAC checks of the current system call, resolved at its exit (`walks.rs`).
+/// Granted DAC checks of the task's exec attempts, settled when one succeeds (`walks.rs`).
 #[btf_map]
 pub static WALKS: TaskStorage<PendingWalk> = TaskStorage::new();
 
-/// Of each check key, how many were made in system calls that failed anyway with ENOENT,
-/// ENOTDIR or ELOOP (the key's flags carry `FUTILE_IN_EXEC` for an exec's).
+/// Of each check key, how many were made in an exec walk's misses (`walks.rs`).
 #[map]
 pub static FUTILE: PerCpuHashMap<CheckKey, u64> = PerCpuHashMap::with_max_entries(16384, 0);
 

@@ -21,8 +21,9 @@ use crate::check::in_scope;
 use crate::maps::{bump, config, TASK_ORIGINS, WORKLOAD_TASKS};
 
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
-pub fn sched_process_exec(_ctx: RawTracePointContext) -> u32 {
+pub fn sched_process_exec(ctx: RawTracePointContext) -> u32 {
     let Some(cfg) = config() else { return 0 };
+    crate::walks::exec_succeeded(unsafe { bpf_get_current_task_btf() }, ctx.arg(2));
     if in_scope(cfg) {
         let tid = bpf_get_current_pid_tgid() as u32;
         let cgroup_id = unsafe { bpf_get_current_cgroup_id() };

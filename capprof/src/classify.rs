@@ -68,11 +68,9 @@ pub enum Signal {
     NoEffect,
     /// The trace cannot tell whether the program depends on the answer (`FLAG_DOUBTFUL`).
     Doubtful,
-    /// Every one of these checks was made in an exec that failed anyway (ENOENT, ENOTDIR,
-    /// ELOOP): an execvp walk of PATH.
+    /// Every one of these checks was made in an exec walk's misses: an execvp trying a PATH
+    /// entry where the program is not, before the one where it is.
     FutileExec,
-    /// Every one was made in a system call that failed anyway.
-    Futile,
     /// Granted.
     Granted,
     /// Refused.
@@ -123,9 +121,7 @@ pub static RULES: &[Rule] = &[
     rule(Some(11), &[C::FSETID], &[], Signal::NoEffect, Probed,
         "harmless: without it set-id bits are stripped (a write, a chown, a chmod without g+s) and the call still succeeds"),
     rule(Some(3), DAC, &["generic_permission"], Signal::FutileExec, Probed,
-        "granted only on exec path walks that failed anyway (ENOENT, ENOTDIR, ELOOP): an execvp trying PATH, which goes on past an EACCES too"),
-    rule(Some(3), DAC, &["generic_permission"], Signal::Futile, Conditional,
-        "granted only on path walks that failed anyway (ENOENT, ENOTDIR, ELOOP): without it the program gets EACCES instead, which it may tolerate; a re-run decides (record --prove)"),
+        "granted only in an execvp's misses (PATH entries without the program, before the one that ran): refused, execvp goes on past the EACCES as past the ENOENT"),
     rule(Some(6), &[C::AUDIT_WRITE], &["audit_receive_msg", "audit_netlink_ok"], Signal::Granted, Conditional,
         "an audit message on the audit netlink socket (PAM, login tools): refused, the error comes back in the netlink ack and most programs go on; a re-run decides (record --prove)"),
     rule(None, &[C::CHOWN], &[], Signal::Doubtful, Conditional,
@@ -167,8 +163,7 @@ impl Rule {
             Signal::Noaudit => c.noaudit,
             Signal::NoEffect => c.no_effect,
             Signal::Doubtful => c.doubtful && !c.denied,
-            Signal::FutileExec => !c.denied && c.count > 0 && c.futile.0 >= c.count,
-            Signal::Futile => !c.denied && c.count > 0 && c.futile.0 + c.futile.1 >= c.count,
+            Signal::FutileExec => !c.denied && c.count > 0 && c.futile >= c.count,
             Signal::Granted => !c.denied,
             Signal::Denied => c.denied,
         }

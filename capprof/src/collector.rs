@@ -34,9 +34,8 @@ pub struct Observation {
     pub sighting: Option<Sighting>,
     /// Made while capprof was stopping the workload (see [`Collector::counts`]).
     pub at_stop: bool,
-    /// Of `count`, how many were made in system calls that failed anyway with ENOENT, ENOTDIR
-    /// or ELOOP: (in an exec, elsewhere).
-    pub futile: (u64, u64),
+    /// Of `count`, how many were made in an exec walk's misses (an execvp trying PATH).
+    pub futile: u64,
 }
 
 /// Everything the kernel side saw.
@@ -147,13 +146,12 @@ impl Collector {
             let sighting = self.sightings.get(&key).cloned();
             let running = before_stop.map_or(count, |b| b.get(&key).copied().unwrap_or(0).min(count));
             // Futile counts go with the running part (what is at stop is shown apart anyway).
-            let (exec, other) = futile.get(&key).copied().unwrap_or_default();
-            let futile = (exec.min(running), other.min(running.saturating_sub(exec)));
+            let futile = futile.get(&key).copied().unwrap_or_default().min(running);
             if running > 0 {
                 checks.push(Observation { key, count: running, sighting: sighting.clone(), at_stop: false, futile });
             }
             if count > running {
-                checks.push(Observation { key, count: count - running, sighting, at_stop: true, futile: (0, 0) });
+                checks.push(Observation { key, count: count - running, sighting, at_stop: true, futile: 0 });
             }
         }
         let mut counters = self.backend.counters()?;

@@ -56,7 +56,7 @@ pub struct Losses {
     pub events_dropped: u64,
     pub tasks_map_full: u64,
     pub site_unknown: u64,
-    /// Granted DAC checks not followed to their system call's result: they stay needs.
+    /// Granted DAC checks of exec attempts not followed: they stay needs.
     #[serde(default)]
     pub walks_lost: u64,
 }
@@ -85,7 +85,7 @@ impl Losses {
             w.push(format!("{} first-sighting events were dropped: the ring buffer was full (programs/paths may be missing)", self.events_dropped));
         }
         if self.walks_lost > 0 {
-            w.push(format!("{} granted DAC checks could not be followed to their system call's result (no task storage, a full map, or a third distinct key in one call): they count as needs", self.walks_lost));
+            w.push(format!("{} granted DAC checks of exec attempts could not be followed (no task storage, a full map, or more attempts than a task keeps): they count as needs", self.walks_lost));
         }
         if self.tasks_map_full > 0 {
             w.push(format!("{} workload tasks were not tracked: the task map was full (their checks count as runtime set-up)", self.tasks_map_full));

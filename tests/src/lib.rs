@@ -178,3 +178,27 @@ pub fn port_80_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// A real Debian bookworm image with python3, built from Debian's packages with mmdebstrap
+/// (the worked example's `FROM debian:bookworm-slim` + `apt-get install python3`) and imported
+/// into Docker. Built once per machine: an image already present under the tag is reused.
+pub fn debian_python_image() -> String {
+    use std::sync::Mutex;
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let tag = "capprof-test:bookworm-python3";
+    if Command::new("docker").args(["image", "inspect", tag]).output().is_ok_and(|o| o.status.success()) {
+        return tag.into();
+    }
+    let tar = scratch("bookworm").join("rootfs.tar");
+    let out = Command::new("mmdebstrap")
+        .args(["--quiet", "--variant=apt", "--include=python3", "bookworm"])
+        .arg(&tar)
+        .output()
+        .unwrap_or_else(|e| panic!("mmdebstrap not installed ({e}): scripts/setup.sh installs it"));
+    assert!(out.status.success(), "mmdebstrap: {}", String::from_utf8_lossy(&out.stderr));
+    let import = Command::new("docker").arg("import").arg(&tar).arg(tag).output().unwrap();
+    assert!(import.status.success(), "docker import: {}", String::from_utf8_lossy(&import.stderr));
+    let _ = std::fs::remove_file(&tar);
+    tag.into()
+}

@@ -53,6 +53,30 @@ fn minimize_of_a_pid_1_server_on_the_host_network() {
     assert!(containers_of(&img).is_empty(), "{err}");
 }
 
+/// The issue's own case: Debian's python3 as PID 1 of a real Debian image, serving port 80
+/// on the host network. Its SIGTERM is ignored; a leftover would answer every later check.
+#[test]
+fn minimize_of_python_http_server_in_a_debian_image() {
+    require_root();
+    let img = debian_python_image();
+    let _c = container_lock();
+    let _p = port_80_lock();
+    remove_all(&img);
+    let check = "curl -fsS -m 5 -o /dev/null http://127.0.0.1:80/";
+    let server = ["docker", "run", "--rm", "--network", "host", &img, "python3", "-m", "http.server", "80"];
+    let (status, profile, stderr) = capprof_json(&["minimize", "--ready", check, "--check", check, "--timeout", "20"], &server);
+    assert_eq!(status, 0, "{stderr}");
+    let w = containers(&profile);
+    assert_eq!(w.len(), 1, "{stderr}");
+    assert_eq!(added(w[0]), ["NET_BIND_SERVICE"], "without NET_BIND_SERVICE python3 cannot bind port 80: {stderr}");
+    assert!(containers_of(&img).is_empty(), "no container left running: {stderr}");
+    // record of the same server, until a real request passes, agrees.
+    let (status, recorded, stderr) = capprof_json(&["record", "--check", check, "--timeout", "20"], &server);
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(added(containers(&recorded)[0]), ["NET_BIND_SERVICE"], "{stderr}");
+    assert!(containers_of(&img).is_empty(), "record stops it too: {stderr}");
+}
+
 /// On Docker's own network namespace port 80 needs nothing; the check runs inside the
 /// container. A named container left over would make the next trial fail ("name in use").
 #[test]

@@ -40,11 +40,11 @@ pub fn run(release: &Path, iterations: u64) -> Result<()> {
         println!("| {what} | {} | {ratio:.2} | {} |", p.columns(), p.capprof.len().min(p.bpftrace.len()));
     }
 
-    println!("\n## Per system call: the exit hook (getppid, no capability check)\n");
-    println!("capprof follows granted DAC checks to their system call's result with a hook on every system call's exit");
-    println!("(`sys_exit`); a task without a pending walk pays one task-storage lookup. Same phases as above, on a");
-    println!("`getppid()` loop: capprof recording the loop's cgroup (in scope) and capprof recording an idle cgroup (the");
-    println!("loop is out of scope, as every other process on the host is).\n");
+    println!("\n## Per system call without a capability check (getppid)\n");
+    println!("capprof hooks no system call: a system call that makes no capability check should pay nothing, in scope");
+    println!("or out of it (a `sys_exit` hook, tried for following path walks to their result, cost every process on");
+    println!("the host ~180 ns per call here). Same phases as above, on a `getppid()` loop: capprof recording the loop's");
+    println!("cgroup (in scope) and capprof recording an idle cgroup (the loop out of scope, like the rest of the host).\n");
     println!("| loop | nothing attached | capprof, loop in scope | capprof, loop out of scope | rounds |");
     println!("|---|---|---|---|---|");
     let p = phased(&capprof, &scenario, "getppid", Second::CapprofElsewhere)?;

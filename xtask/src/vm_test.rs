@@ -24,6 +24,24 @@ const SCENARIOS: &[(&str, &str, &str)] = &[
     ("chroot", "chroot /", "--cap-drop=ALL --cap-add=SYS_CHROOT"),
     ("read-mode-000", "read /tmp/secret", "--cap-drop=ALL --cap-add=DAC_READ_SEARCH"),
     ("rcvbufforce", "rcvbufforce", "--cap-drop=ALL"),
+    // Kernel sites where a granted check changes nothing, through fexit's and kprobe's view of
+    // the same effect test (../shared/KERNEL-CHECK-SITES.md rows 1, 2, 9, 12, 15).
+    ("capset-same", "capset-same", "--cap-drop=ALL"),
+    ("capset-raise-inheritable", "capset-raise-inheritable", "--cap-drop=ALL --cap-add=SETPCAP"),
+    ("setuid-self", "setuid-self", "--cap-drop=ALL"),
+    ("so-mark", "so-mark", "--cap-drop=ALL --cap-add=NET_RAW"),
+    ("kill0", "kill0 $VICTIM", "--cap-drop=ALL"),
+    ("epoll-wakeup", "epoll-wakeup", "--cap-drop=ALL"),
+];
+
+/// Scenarios whose probe must also be seen (not just absent from the set): the check, in the
+/// JSON profile with blanks removed.
+const PROBES_SEEN: &[(&str, &str)] = &[
+    ("capset-same", r#""capability":"SETPCAP","verdict":"granted","classification":"probed""#),
+    ("setuid-self", r#""capability":"SETUID","verdict":"granted","classification":"probed""#),
+    ("kill0", r#""capability":"KILL","verdict":"granted","classification":"probed""#),
+    // This host's kernel has no CONFIG_PM_SLEEP (no check at all); Debian's 6.1 has it.
+    ("epoll-wakeup", r#""capability":"BLOCK_SUSPEND","verdict":"granted","classification":"probed""#),
 ];
 
 const BACKENDS: [&str; 2] = ["fexit", "kprobe"];
@@ -41,7 +59,7 @@ pub fn run(release: &Path) -> Result<()> {
     );
     for backend in BACKENDS {
         for (name, args, _) in SCENARIOS {
-            if *name == "kill" {
+            if *name == "kill" || *name == "kill0" {
                 // A fresh victim each time: the previous backend's run killed the last one.
                 script.push_str("scenario sleep-as 65534 600 & VICTIM=$!; sleep 0.2\n");
             }
@@ -49,6 +67,12 @@ pub fn run(release: &Path) -> Result<()> {
                 "rm -f /tmp/null; capprof record --backend {backend} -f docker -o /tmp/out -- scenario {args} 2>/tmp/err; \
                  echo \"RESULT {backend} {name} $? $(cat /tmp/out 2>/dev/null)\"; [ -s /tmp/out ] || sed 's/^/ERR /' /tmp/err\n"
             ));
+            if let Some((_, probe)) = PROBES_SEEN.iter().find(|(n, _)| n == name) {
+                script.push_str(&format!(
+                    "capprof record --backend {backend} -f json -o /tmp/p.json -- scenario {args} 2>/dev/null; \
+                     tr -d ' \\n' < /tmp/p.json | grep -qF '{probe}' && echo \"PROBE {backend} {name} seen\"\n"
+                ));
+            }
         }
         // What the backend says it sees.
         script.push_str(&format!(
@@ -88,11 +112,19 @@ pub fn run(release: &Path) -> Result<()> {
         }
         println!("{row}");
     }
+    for backend in BACKENDS {
+        for (name, probe) in PROBES_SEEN {
+            if !run.output.contains(&format!("PROBE {backend} {name} seen")) {
+                failures += 1;
+                println!("{backend} {name}: the probe {probe} was not seen");
+            }
+        }
+    }
     if !run.output.contains("TRACEPOINT_EXIT 69") {
         failures += 1;
         println!("the tracepoint backend should be refused on 6.1 with exit 69 (unsupported kernel)");
     }
-    let total = SCENARIOS.len() * BACKENDS.len() + 1;
+    let total = (SCENARIOS.len() + PROBES_SEEN.len()) * BACKENDS.len() + 1;
     println!("\nvm-test: {} passed, {failures} failed", total - failures.min(total));
     if failures > 0 {
         bail!("{failures} scenario(s) differ on the second kernel");

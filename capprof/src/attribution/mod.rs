@@ -44,9 +44,8 @@ pub struct Check {
     pub no_effect: bool,
     /// Without it the kernel falls back to another permission test (`FLAG_DOUBTFUL`).
     pub doubtful: bool,
-    /// Of `count`, made in system calls that failed anyway (ENOENT, ENOTDIR, ELOOP): (in an
-    /// exec, elsewhere).
-    pub futile: (u64, u64),
+    /// Of `count`, made in an exec walk's misses (an execvp trying PATH).
+    pub futile: u64,
 }
 
 /// Programs whose own set-up runs inside the workload's cgroup and never counts as workload.
@@ -203,7 +202,7 @@ mod tests {
             at_stop: false,
             no_effect: false,
             doubtful: false,
-            futile: (0, 0),
+            futile: 0,
         };
         assert_eq!(c.path_summary(), "fchownat -> setattr_prepare (capable_wrt_inode_uidgid)");
         assert!(c.via("notify_change"));

@@ -99,7 +99,7 @@ impl BackendKind {
                 }
             }
         }
-        for prog in ["sched_process_exec", "sched_process_fork", "sched_process_exit", "sys_exit"] {
+        for prog in ["sched_process_exec", "sched_process_fork", "sched_process_exit"] {
             raw_tracepoint(ebpf, prog, prog)?;
         }
         Ok(())

@@ -29,6 +29,8 @@ pub struct KernelFacts {
     pub cgroup_name_offsets: [u32; 5],
     /// For the effect test (all 0 when BTF lacks one: the test is off).
     pub cred_offsets: capprof_common::CredOffsets,
+    /// `linux_binprm.filename`, for following exec walks (0: not followed).
+    pub bprm_filename_offset: u32,
 }
 
 pub fn kernel_facts() -> Result<KernelFacts> {
@@ -59,7 +61,11 @@ pub fn kernel_facts() -> Result<KernelFacts> {
         [Some(a), Some(b), Some(c), Some(d), Some(e)] if a != 0 => [a, b, c, d, e],
         _ => [0; 5],
     };
-    Ok(KernelFacts { task_pid_offset, real_cred_offset, comm_offset, rdonly_cast, opts_mode, cgroup_name_offsets, cred_offsets: cred_offsets(&btf) })
+    Ok(KernelFacts { task_pid_offset, real_cred_offset, comm_offset, rdonly_cast, opts_mode, cgroup_name_offsets,
+        cred_offsets: cred_offsets(&btf),
+        // Offset 0 would also mean "off": filename is never linux_binprm's first member.
+        bprm_filename_offset: btf.member_offset("linux_binprm", "filename").unwrap_or(0),
+    })
 }
 
 /// `struct cred` fields the effect test loads in pairs: uid with gid, suid with sgid.
@@ -97,6 +103,7 @@ fn load_without_vmlinux_btf(sizes: MapSizes, facts: KernelFacts) -> Result<aya::
             .override_global("REAL_CRED_OFFSET", &facts.real_cred_offset, true)
             .override_global("COMM_OFFSET", &facts.comm_offset, true)
             .override_global("CRED_OFFSETS", &facts.cred_offsets, true)
+            .override_global("BPRM_FILENAME_OFFSET", &facts.bprm_filename_offset, true)
             // TASK_ORIGINS (task-local storage) has no userspace type in aya 0.14; only the
             // programs use it.
             .allow_unsupported_maps()

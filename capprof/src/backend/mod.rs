@@ -55,7 +55,7 @@ pub struct Counters {
     pub tasks_map_full: u64,
     /// Checks whose call site could not be read.
     pub site_unknown: u64,
-    /// Futile path walks not counted (map full) or not followed (see `counter`).
+    /// Exec walk misses not counted (map full) or not followed (see `counter`).
     pub walks_lost: u64,
 }
 
@@ -168,29 +168,18 @@ impl Backend {
         let mut futile: PerCpuHashMap<&mut MapData, CheckKey, u64> = PerCpuHashMap::try_from(self.map_mut("FUTILE")?).map_err(internal)?;
         for key in keys {
             let _ = futile.remove(key);
-            let mut exec = *key;
-            exec.flags |= capprof_common::FUTILE_IN_EXEC;
-            let _ = futile.remove(&exec);
         }
         Ok(())
     }
 
-    /// Of each check key, how many were made in system calls that failed anyway (see
-    /// `capprof-ebpf/src/walks.rs`): (in an exec, elsewhere).
-    pub fn futile(&mut self) -> Result<std::collections::HashMap<CheckKey, (u64, u64)>> {
+    /// Of each check key, how many were made in an exec walk's misses (see
+    /// `capprof-ebpf/src/walks.rs`).
+    pub fn futile(&mut self) -> Result<std::collections::HashMap<CheckKey, u64>> {
         let map: PerCpuHashMap<&mut MapData, CheckKey, u64> = PerCpuHashMap::try_from(self.map_mut("FUTILE")?).map_err(internal)?;
-        let mut out: std::collections::HashMap<CheckKey, (u64, u64)> = std::collections::HashMap::new();
+        let mut out = std::collections::HashMap::new();
         for entry in map.iter() {
-            let (mut key, values) = entry.map_err(internal)?;
-            let n: u64 = values.iter().sum();
-            let exec = key.flags & capprof_common::FUTILE_IN_EXEC != 0;
-            key.flags &= !capprof_common::FUTILE_IN_EXEC;
-            let slot = out.entry(key).or_default();
-            if exec {
-                slot.0 += n;
-            } else {
-                slot.1 += n;
-            }
+            let (key, values) = entry.map_err(internal)?;
+            out.insert(key, values.iter().sum());
         }
         Ok(out)
     }

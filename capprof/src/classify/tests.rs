@@ -23,7 +23,7 @@ fn check(cap: Capability, site: &str, path: &[&str]) -> Check {
         at_stop: false,
         no_effect: false,
         doubtful: false,
-        futile: (0, 0),
+        futile: 0,
     }
 }
 
@@ -172,8 +172,7 @@ fn every_row_is_reachable() {
             Signal::Noaudit => c.noaudit = true,
             Signal::NoEffect => c.no_effect = true,
             Signal::Doubtful => c.doubtful = true,
-            Signal::FutileExec => c.futile = (1, 0),
-            Signal::Futile => c.futile = (0, 1),
+            Signal::FutileExec => c.futile = 1,
             Signal::Denied => c.denied = true,
             Signal::Any | Signal::Granted => {}
         }
@@ -223,22 +222,20 @@ fn net_raw_for_so_mark_is_covered_by_a_needed_net_admin() {
 #[test]
 fn futile_path_walks_row_3() {
     let walk = check(C::DAC_READ_SEARCH, "generic_permission", &["__x64_sys_execve", "path_openat", "may_lookup", "generic_permission"]);
-    let with = |count: u64, futile: (u64, u64)| {
+    let with = |count: u64, futile: u64| {
         let mut c = walk.clone();
         c.count = count;
         c.futile = futile;
         class(&c)
     };
-    // Every check in an exec that failed anyway: the execvp PATH walk.
-    assert_eq!(with(3, (3, 0)), Probed);
-    // In other calls that failed anyway: the program may tolerate EACCES; a re-run decides.
-    assert_eq!(with(3, (1, 2)), Conditional);
-    // One walk that succeeded makes it a need.
-    assert_eq!(with(3, (2, 0)), Needed);
-    assert_eq!(with(3, (0, 0)), Needed);
+    // Every check in an exec walk's misses: the execvp PATH walk.
+    assert_eq!(with(3, 3), Probed);
+    // One walk that found its program makes it a need.
+    assert_eq!(with(3, 2), Needed);
+    assert_eq!(with(3, 0), Needed);
     let mut refused = walk.clone();
     refused.denied = true;
-    refused.futile = (1, 0);
+    refused.futile = 1;
     assert_eq!(class(&refused), Denied);
 }
 

@@ -38,10 +38,11 @@ pub struct Learner {
     pub flush_every: Duration,
     last_counts: HashMap<CheckKey, u64>,
     /// Count deltas of known facts not yet written.
-    /// Per known fact: (count delta, last seen, futile-in-exec delta, futile-elsewhere delta).
-    pending: HashMap<String, (u64, u64, u64, u64)>,
-    /// Futile counts already taken per kernel key (they trail the check count by one call).
-    last_futile: HashMap<CheckKey, (u64, u64)>,
+    /// Per known fact: (count delta, last seen, futile delta).
+    pending: HashMap<String, (u64, u64, u64)>,
+    /// Futile counts already taken per kernel key (they trail the check count until the exec
+    /// that settles them).
+    last_futile: HashMap<CheckKey, u64>,
     workloads: HashMap<String, WorkloadRecord>,
     dirty_workloads: HashSet<String>,
     last_flush: Instant,
@@ -135,8 +136,8 @@ impl Learner {
         for o in &obs.checks {
             let prev = self.last_counts.get(&o.key).copied().unwrap_or(0);
             let prev_futile = self.last_futile.get(&o.key).copied().unwrap_or_default();
-            let futile_delta = (o.futile.0.saturating_sub(prev_futile.0), o.futile.1.saturating_sub(prev_futile.1));
-            if o.count <= prev && futile_delta == (0, 0) {
+            let futile_delta = o.futile.saturating_sub(prev_futile);
+            if o.count <= prev && futile_delta == 0 {
                 continue;
             }
             let delta = o.count.saturating_sub(prev);
@@ -192,11 +193,10 @@ impl Learner {
             let known = store.is_known(&key) || new_facts.iter().any(|(k, _)| *k == key);
             drop(store);
             if known {
-                let p = self.pending.entry(key).or_insert((0, t, 0, 0));
+                let p = self.pending.entry(key).or_insert((0, t, 0));
                 p.0 += delta;
                 p.1 = t;
-                p.2 += futile_delta.0;
-                p.3 += futile_delta.1;
+                p.2 += futile_delta;
             } else {
                 let mut fact = Fact::from_check(&check, t);
                 fact.count = delta;
@@ -238,11 +238,10 @@ impl Learner {
         }
         let mut store = self.store.lock().unwrap();
         let mut facts = Vec::new();
-        for (key, (delta, last, futile_exec, futile_other)) in self.pending.drain() {
+        for (key, (delta, last, futile)) in self.pending.drain() {
             if let Some(mut f) = store.fact(&key)? {
                 f.count += delta;
-                f.futile_exec += futile_exec;
-                f.futile_other += futile_other;
+                f.futile += futile;
                 f.last_seen = last;
                 facts.push((key, f));
             }

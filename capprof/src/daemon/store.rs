@@ -51,11 +51,9 @@ pub struct Fact {
     /// Without it the kernel falls back to another permission test (`FLAG_DOUBTFUL`).
     #[serde(default)]
     pub doubtful: bool,
-    /// Of `count`, made in system calls that failed anyway: in an exec, elsewhere.
+    /// Of `count`, made in an exec walk's misses.
     #[serde(default)]
-    pub futile_exec: u64,
-    #[serde(default)]
-    pub futile_other: u64,
+    pub futile: u64,
     pub comm: String,
     pub exe: Option<String>,
     pub site: Option<String>,
@@ -90,8 +88,7 @@ impl Fact {
             noaudit: c.noaudit,
             no_effect: c.no_effect,
             doubtful: c.doubtful,
-            futile_exec: c.futile.0,
-            futile_other: c.futile.1,
+            futile: c.futile,
             comm: c.comm.clone(),
             exe: c.exe.clone(),
             site: c.site.clone(),
@@ -123,7 +120,7 @@ impl Fact {
             at_stop: false,
             no_effect: self.no_effect,
             doubtful: self.doubtful,
-            futile: (self.futile_exec, self.futile_other),
+            futile: self.futile,
         }
     }
 }

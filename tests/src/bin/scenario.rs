@@ -78,11 +78,6 @@ fn run(args: &[String]) -> std::io::Result<()> {
             Ok(())
         }
         Some("epoll-wakeup") => epoll_wakeup(),
-        // A program that looks for an optional file and goes on whatever stat says.
-        Some("stat-optional") => {
-            let _ = std::fs::metadata(arg(1));
-            Ok(())
-        }
         // As nobody but keeping DAC_READ_SEARCH (where the set allows it): list DIR.
         Some("list-as-nobody") => list_as_nobody(&arg(1)),
         Some("touch") => path_call(&arg(1), |p| unsafe { libc::utimensat(libc::AT_FDCWD, p, std::ptr::null(), 0) }),
@@ -98,7 +93,7 @@ fn run(args: &[String]) -> std::io::Result<()> {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: scenario nothing | when FILE SUBCOMMAND... | chown FILE | bind PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | open-rw FILE | rcvbufforce | so-mark | setuid-loop N | mmap-loop N | timed-loop setuid|mmap|getppid SECS | chroot-n N | names N | sleep SECS | sleep-as UID SECS | exit CODE | capset-same | capset-raise-inheritable | setuid-self | setgid-self | kill0 PID | chmod-plain FILE | fork N | shmget N | stack-grow | epoll-wakeup | stat-optional PATH | list-as-nobody DIR | touch FILE | touch-at FILE | listxattr FILE | set-trusted-xattr FILE"
+        "usage: scenario nothing | when FILE SUBCOMMAND... | chown FILE | bind PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | open-rw FILE | rcvbufforce | so-mark | setuid-loop N | mmap-loop N | timed-loop setuid|mmap|getppid SECS | chroot-n N | names N | sleep SECS | sleep-as UID SECS | exit CODE | capset-same | capset-raise-inheritable | setuid-self | setgid-self | kill0 PID | chmod-plain FILE | fork N | shmget N | stack-grow | epoll-wakeup | list-as-nobody DIR | touch FILE | touch-at FILE | listxattr FILE | set-trusted-xattr FILE"
     );
     std::process::exit(2)
 }
