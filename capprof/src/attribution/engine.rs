@@ -195,7 +195,8 @@ pub fn docker_get(path: &str) -> Option<Value> {
 /// the status code and the body; None when the engine does not answer.
 pub fn docker_request(method: &str, path: &str) -> Option<(u16, String)> {
     let mut s = UnixStream::connect(docker_socket()).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(15))).ok()?;
+    // Reads answer at once; a forced removal may take the engine a while.
+    s.set_read_timeout(Some(Duration::from_secs(if method == "GET" { 3 } else { 15 }))).ok()?;
     s.set_write_timeout(Some(Duration::from_secs(3))).ok()?;
     write!(s, "{method} /v1.41{path} HTTP/1.0\r\nHost: docker\r\nContent-Length: 0\r\n\r\n").ok()?;
     let mut buf = Vec::new();
