@@ -25,9 +25,9 @@ const SCENARIOS: &[(&str, &str, &str)] = &[
     ("read-mode-000", "read /tmp/secret", "--cap-drop=ALL --cap-add=DAC_READ_SEARCH"),
     ("rcvbufforce", "rcvbufforce", "--cap-drop=ALL"),
     // Kernel sites where a granted check changes nothing, through fexit's and kprobe's view of
-    // the same effect test (../shared/KERNEL-CHECK-SITES.md rows 1, 2, 9, 12, 15).
-    ("capset-same", "capset-same", "--cap-drop=ALL"),
-    ("capset-raise-inheritable", "capset-raise-inheritable", "--cap-drop=ALL --cap-add=SETPCAP"),
+    // the same effect test (../shared/KERNEL-CHECK-SITES.md rows 2, 9, 12, 15). Not row 1:
+    // Debian's 6.1 inlines cap_capable into commoncap's own callers (capset's inheritable test,
+    // the overcommit reserve), where no kprobe or fexit on cap_capable sees it (README).
     ("setuid-self", "setuid-self", "--cap-drop=ALL"),
     ("so-mark", "so-mark", "--cap-drop=ALL --cap-add=NET_RAW"),
     ("kill0", "kill0 $VICTIM", "--cap-drop=ALL"),
@@ -37,7 +37,6 @@ const SCENARIOS: &[(&str, &str, &str)] = &[
 /// Scenarios whose probe must also be seen (not just absent from the set): the check, in the
 /// JSON profile with blanks removed.
 const PROBES_SEEN: &[(&str, &str)] = &[
-    ("capset-same", r#""capability":"SETPCAP","verdict":"granted","classification":"probed""#),
     ("setuid-self", r#""capability":"SETUID","verdict":"granted","classification":"probed""#),
     ("kill0", r#""capability":"KILL","verdict":"granted","classification":"probed""#),
     // This host's kernel has no CONFIG_PM_SLEEP (no check at all); Debian's 6.1 has it.
