@@ -240,11 +240,15 @@ pub struct ExportArgs {
     pub socket: PathBuf,
 }
 
+/// The longest time any option takes: a year. Larger values (`1e19`, `u64::MAX`) would
+/// overflow `Duration` and `Instant` arithmetic.
+const MAX_SECS: f64 = 365.0 * 24.0 * 3600.0;
+
 fn positive_secs(v: f64, what: &str) -> Result<Duration> {
-    if v > 0.0 && v.is_finite() {
+    if v > 0.0 && v <= MAX_SECS {
         Ok(Duration::from_secs_f64(v))
     } else {
-        Err(Error::new(ErrorKind::Usage, format!("{what} must be a positive number of seconds")))
+        Err(Error::new(ErrorKind::Usage, format!("{what} must be a positive number of seconds, at most {MAX_SECS:.0} (a year)")))
     }
 }
 

@@ -75,3 +75,18 @@ fn usage_errors() {
     let out = capprof_cmd(&["record", "-f", "yaml", "--", "true"]);
     assert_eq!(out.status.code(), Some(64));
 }
+
+#[test]
+fn huge_times_are_usage_errors_not_panics() {
+    for args in [
+        &["record", "--container", "x", "--duration", "1e19"][..],
+        &["record", "--cgroup", "/x", "--duration", "1e30"],
+        &["verify", "--caps", "none", "--check", "true", "--timeout", "18446744073709551615", "--", "true"],
+        &["record", "--check", "true", "--timeout", "inf", "--", "true"],
+        &["daemon", "--flush-interval", "1e30"],
+    ] {
+        let out = capprof_cmd(args);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("at most"), "{args:?}: {}", stderr(&out));
+    }
+}
