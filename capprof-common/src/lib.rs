@@ -49,9 +49,6 @@ pub const FLAG_INSETID: u32 = 1 << 5;
 /// change nothing (capset within the old sets, setuid to the current ids, kill with signal 0,
 /// chmod without set-gid): see `capprof-ebpf/src/effect.rs`.
 pub const FLAG_NO_EFFECT: u32 = 1 << 6;
-/// `CheckKey::flags`: the check was made inside a system call whose arguments the effect
-/// test read (the native x86_64 ABI): `FLAG_NO_EFFECT` is meaningful.
-pub const FLAG_ARGS_READ: u32 = 1 << 7;
 
 /// `CheckKey::flags`: the request is one where the trace cannot tell whether the program
 /// depends on the answer (FOWNER for a timestamp touch falls back to write permission; fchown

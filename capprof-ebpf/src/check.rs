@@ -161,7 +161,7 @@ pub fn finish(ctx: *mut c_void, mut key: CheckKey, ret: i32) {
     if ret < 0 {
         key.flags |= FLAG_DENIED;
     }
-    crate::walks::note(&key, unsafe { bpf_get_current_task_btf() });
+    crate::walks::note(&key);
     if count(&key) {
         return;
     }

@@ -18,7 +18,7 @@ use aya_ebpf::{
     bindings::{pt_regs, task_struct},
     helpers::{bpf_probe_read_user, generated::bpf_task_pt_regs},
 };
-use capprof_common::{CredOffsets, FLAG_ARGS_READ, FLAG_DOUBTFUL, FLAG_NO_EFFECT};
+use capprof_common::{CredOffsets, FLAG_DOUBTFUL, FLAG_NO_EFFECT};
 
 /// `struct cred` offsets from the kernel's BTF, set at load time (all 0: test off).
 #[no_mangle]
@@ -62,8 +62,8 @@ const X32_SYSCALL_BIT: u64 = 0x4000_0000;
 const S_ISGID: u64 = 0o2000;
 const LINUX_CAPABILITY_VERSION_1: u32 = 0x1998_0330;
 
-/// `FLAG_ARGS_READ | FLAG_NO_EFFECT` when the arguments show the check changes nothing,
-/// `FLAG_ARGS_READ` when they show it may, 0 when they were not read.
+/// `FLAG_NO_EFFECT` when the arguments show the check changes nothing, `FLAG_DOUBTFUL` when
+/// only a re-run can tell, else 0 (also when they were not read).
 #[inline(always)]
 pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
     // The common case (every other capability) pays one test.
@@ -103,7 +103,7 @@ pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
             nr::UTIMENSAT => a2 == 0 || both_now(a2),
             _ => return 0,
         };
-        return if touch { FLAG_ARGS_READ | FLAG_DOUBTFUL } else { FLAG_ARGS_READ };
+        return if touch { FLAG_DOUBTFUL } else { 0 };
     }
     // proc_fd_permission: the task's own fd directory is always open to it, whatever
     // generic_permission (asked first) answers. Only the directory itself: a path through it
@@ -114,7 +114,7 @@ pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
             nr::OPENAT | nr::OPENAT2 => a1,
             _ => return 0,
         };
-        return if own_fd_dir(path) { FLAG_ARGS_READ | FLAG_NO_EFFECT } else { FLAG_ARGS_READ };
+        return if own_fd_dir(path) { FLAG_NO_EFFECT } else { 0 };
     }
     // SO_RCVBUFFORCE/SO_SNDBUFFORCE fall back to the capped size when refused (optional, to
     // verify); every other socket option sk_setsockopt asks NET_ADMIN for (SO_MARK,
@@ -127,7 +127,7 @@ pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
             return 0;
         }
         let force = a1 & 0xffff_ffff == SOL_SOCKET && matches!(a2 & 0xffff_ffff, SO_SNDBUFFORCE | SO_RCVBUFFORCE);
-        return if force { FLAG_ARGS_READ | FLAG_DOUBTFUL } else { FLAG_ARGS_READ };
+        return if force { FLAG_DOUBTFUL } else { 0 };
     }
     // fchown of an open file (or fchownat with AT_EMPTY_PATH): the pid or log file a daemon
     // hands to the user it drops to; refused, dnsmasq and others log and go on.
@@ -135,7 +135,7 @@ pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
         const AT_EMPTY_PATH: u64 = 0x1000;
         const FCHOWNAT: u64 = 260;
         let on_fd = nr == nr::FCHOWN || (nr == FCHOWNAT && unsafe { (*regs).r10 } & AT_EMPTY_PATH != 0);
-        return if on_fd { FLAG_ARGS_READ | FLAG_DOUBTFUL } else { FLAG_ARGS_READ };
+        return if on_fd { FLAG_DOUBTFUL } else { 0 };
     }
     let no_effect = match (cap, nr) {
         // cap_inh_is_capped: SETPCAP matters only if the new inheritable set leaves
@@ -164,9 +164,9 @@ pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
         _ => return 0,
     };
     if no_effect {
-        FLAG_ARGS_READ | FLAG_NO_EFFECT
+        FLAG_NO_EFFECT
     } else {
-        FLAG_ARGS_READ
+        0
     }
 }
 

@@ -13,7 +13,10 @@
 
 use aya_ebpf::{
     bindings::{pt_regs, task_struct},
-    helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes, generated::bpf_task_pt_regs},
+    helpers::{
+        bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes,
+        generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
+    },
 };
 use capprof_common::cap::{DAC_OVERRIDE as CAP_DAC_OVERRIDE, DAC_READ_SEARCH as CAP_DAC_READ_SEARCH};
 use capprof_common::{counter, path_hashes, CheckKey, PendingWalk, WalkEntry, FLAG_BORROWED, FLAG_DENIED, FLAG_SETUP, WALK_NAME_LEN, WALK_SLOTS};
@@ -35,13 +38,15 @@ const EMPTY: PendingWalk = PendingWalk { entries: [EMPTY_ENTRY; WALK_SLOTS] };
 /// Notes a counted check that may belong to an exec walk's miss: a granted DAC check of the
 /// workload, inside execve.
 #[inline(always)]
-pub fn note(key: &CheckKey, task: *mut task_struct) {
+pub fn note(key: &CheckKey) {
     if (key.cap != CAP_DAC_OVERRIDE && key.cap != CAP_DAC_READ_SEARCH) || key.flags & (FLAG_DENIED | FLAG_SETUP | FLAG_BORROWED) != 0 {
         return;
     }
     if unsafe { core::ptr::read_volatile(&BPRM_FILENAME_OFFSET) } == 0 {
         return;
     }
+    // Only now: every other check pays nothing here.
+    let task = unsafe { bpf_get_current_task_btf() };
     // SAFETY: a helper returning the task's saved registers (BTF pointer, fault-safe loads).
     let regs = unsafe { bpf_task_pt_regs(task) } as *const pt_regs;
     if regs.is_null() {
