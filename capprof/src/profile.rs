@@ -289,25 +289,12 @@ impl WorkloadProfile {
             c.programs.dedup_by(|b, a| a.comm == b.comm && (a.exe.is_some() || b.exe.is_none()));
         }
         checks.sort_by(|a, b| (a.classification, &a.capability, a.verdict).cmp(&(b.classification, &b.capability, b.verdict)));
-        let mut would_need_only = would_need;
-        for c in needed.iter() {
-            would_need_only.remove(c);
-        }
-        let mut optional_only = optional;
-        for c in needed.iter() {
-            optional_only.remove(c);
-        }
-        let mut conditional_only = conditional;
-        for c in needed.iter() {
-            conditional_only.remove(c);
-        }
+        let conditional_only = CapSet(conditional.0 & !needed.0);
         // Doubtful ones stay in the set: a missing capability breaks, an extra one only fails
         // to protect.
-        for c in conditional.iter() {
-            needed.insert(c);
-        }
-        would_need_only.0 &= !needed.0;
-        optional_only.0 &= !needed.0;
+        needed.0 |= conditional.0;
+        let would_need_only = CapSet(would_need.0 & !needed.0);
+        let optional_only = CapSet(optional.0 & !needed.0);
         let portability = advice::portability(&meta.net_uses, needed);
         let mut set = needed;
         if meta.portable {
