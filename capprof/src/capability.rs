@@ -260,10 +260,20 @@ impl CapSet {
     }
 
     /// Parses a comma- or space-separated list of names; `ALL` and `NONE` are accepted.
+    ///
+    /// An empty list is refused (say `none`), and so are `none` or `all` beside other names:
+    /// `none,chown` could mean either, and a set is too important to guess.
     pub fn parse_list(s: &str) -> Result<Self, Error> {
+        let items: Vec<&str> = s.split([',', ' ']).map(str::trim).filter(|i| !i.is_empty()).collect();
+        if items.is_empty() {
+            return Err(Error::new(ErrorKind::Usage, "empty capability list: say `none` for no capability"));
+        }
         let mut set = Self::empty();
-        for item in s.split([',', ' ']).filter(|i| !i.trim().is_empty()) {
-            match item.trim().to_ascii_uppercase().as_str() {
+        for item in &items {
+            match item.to_ascii_uppercase().as_str() {
+                word @ ("ALL" | "NONE") if items.len() > 1 => {
+                    return Err(Error::new(ErrorKind::Usage, format!("`{}` stands alone: it cannot be combined with other names in {s:?}", word.to_ascii_lowercase())))
+                }
                 "ALL" => set = Self::full(),
                 "NONE" => {}
                 _ => set.insert(item.parse()?),
@@ -340,6 +350,9 @@ mod tests {
         let s = CapSet::parse_list("setuid, CAP_CHOWN,net_raw").unwrap();
         assert_eq!(s.sorted_names(), vec!["CHOWN", "NET_RAW", "SETUID"]);
         assert_eq!(CapSet::parse_list("all").unwrap(), CapSet::full());
-        assert!(CapSet::parse_list("").unwrap().is_empty());
+        assert!(CapSet::parse_list("none").unwrap().is_empty());
+        for bad in ["", " , ", "none,chown", "chown,all", "bogus"] {
+            assert_eq!(CapSet::parse_list(bad).unwrap_err().kind(), ErrorKind::Usage, "{bad:?}");
+        }
     }
 }

@@ -106,9 +106,7 @@ pub enum ContainersWhen {
 
 impl OutputArgs {
     fn options(&self, argv: &[String]) -> Result<RecordOptions> {
-        if self.max_checks < 64 {
-            return Err(Error::new(ErrorKind::Usage, "--max-checks must be at least 64"));
-        }
+        check_max_checks(self.max_checks)?;
         Ok(RecordOptions {
             sizes: MapSizes { checks: self.max_checks, ..MapSizes::default() },
             containers: match self.containers {
@@ -240,6 +238,18 @@ pub struct ExportArgs {
     pub socket: PathBuf,
 }
 
+/// The aggregation map's bounds: below 64 a recording loses checks at once; above 2^22
+/// entries (~300 MiB of kernel memory) the kernel refuses the map or the memory cgroup does.
+const MAX_CHECKS_RANGE: std::ops::RangeInclusive<u32> = 64..=4_194_304;
+
+fn check_max_checks(n: u32) -> Result<()> {
+    if MAX_CHECKS_RANGE.contains(&n) {
+        Ok(())
+    } else {
+        Err(Error::new(ErrorKind::Usage, format!("--max-checks must be between {} and {}", MAX_CHECKS_RANGE.start(), MAX_CHECKS_RANGE.end())))
+    }
+}
+
 /// The longest time any option takes: a year. Larger values (`1e19`, `u64::MAX`) would
 /// overflow `Duration` and `Instant` arithmetic.
 const MAX_SECS: f64 = 365.0 * 24.0 * 3600.0;
@@ -254,9 +264,7 @@ fn positive_secs(v: f64, what: &str) -> Result<Duration> {
 
 impl DaemonArgs {
     pub fn validate(self) -> Result<crate::daemon::DaemonConfig> {
-        if self.max_checks < 64 {
-            return Err(Error::new(ErrorKind::Usage, "--max-checks must be at least 64"));
-        }
+        check_max_checks(self.max_checks)?;
         Ok(crate::daemon::DaemonConfig {
             socket: self.socket,
             tcp: self.listen_tcp,
@@ -372,11 +380,9 @@ pub fn run() -> anyhow::Result<i32> {
                 Format::K8sPatch => "k8s-patch",
                 Format::DockerRun => return Err(Error::new(ErrorKind::Usage, "--format docker-run needs a recorded command; use docker, compose or k8s").into()),
             };
+            let sink = crate::output::Sink::open(e.output.as_deref(), crate::output::Stream::Stdout)?;
             let text = crate::daemon::client::export(&e.socket, e.workload.as_deref(), e.namespace.as_deref(), format)?;
-            match e.output {
-                Some(path) => std::fs::write(&path, text).map_err(|err| Error::io(format!("writing {}", path.display()), err))?,
-                None => print!("{text}"),
-            }
+            sink.write_text(&text);
             Ok(0)
         }
         Cmd::Merge { inputs, format, output } => Ok(crate::merge::run(&crate::merge::MergeConfig { inputs, format, output })?),

@@ -19,14 +19,48 @@ pub struct MergeConfig {
 }
 
 pub fn run(cfg: &MergeConfig) -> Result<i32> {
+    let sink = output::Sink::open(cfg.output.as_deref(), output::Stream::Stdout)?;
     let mut profiles = Vec::new();
     for path in &cfg.inputs {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        profiles.push(Profile::from_json(&text, &path.display().to_string())?);
+        let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| Error::new(ErrorKind::MalformedInput, format!("{} is not a capprof JSON profile: not UTF-8 text (byte {})", path.display(), e.utf8_error().valid_up_to())))?;
+        let profile = Profile::from_json(&text, &path.display().to_string())?;
+        check_version(&profile.capprof_version, path)?;
+        profiles.push(profile);
     }
-    let merged = merge(profiles).ok_or_else(|| Error::new(ErrorKind::Usage, "nothing to merge: give at least one profile"))?;
-    output::emit(&merged, cfg.format, cfg.output.as_deref())?;
+    let versions: std::collections::BTreeSet<&str> = profiles.iter().map(|p| p.capprof_version.as_str()).collect();
+    if versions.len() > 1 || !versions.contains(env!("CARGO_PKG_VERSION")) {
+        eprintln!(
+            "capprof: merging profiles written by capprof {}; the result is stamped {}",
+            versions.iter().copied().collect::<Vec<_>>().join(", "),
+            env!("CARGO_PKG_VERSION")
+        );
+    }
+    let mut merged = merge(profiles).ok_or_else(|| Error::new(ErrorKind::Usage, "nothing to merge: give at least one profile"))?;
+    merged.capprof_version = env!("CARGO_PKG_VERSION").into();
+    sink.emit(&merged, cfg.format)?;
     Ok(0)
+}
+
+/// A profile's `capprof_version` must be a version this capprof can read: `MAJOR.MINOR.PATCH`,
+/// not newer than itself (a newer writer may mean fields this one does not know).
+pub fn check_version(version: &str, path: &std::path::Path) -> Result<()> {
+    let parse = |v: &str| -> Option<(u64, u64, u64)> {
+        let core = v.split(['-', '+']).next()?;
+        let mut it = core.split('.').map(|n| n.parse::<u64>().ok());
+        let t = (it.next()??, it.next()??, it.next()??);
+        it.next().is_none().then_some(t)
+    };
+    let ours = parse(env!("CARGO_PKG_VERSION")).unwrap_or((0, 0, 0));
+    match parse(version) {
+        None => Err(Error::new(ErrorKind::MalformedInput, format!("{}: capprof_version {version:?} is not a capprof version", path.display()))),
+        Some(v) if (v.0, v.1) > (ours.0, ours.1) => Err(Error::new(
+            ErrorKind::MalformedInput,
+            format!("{} was written by capprof {version}, newer than this capprof {}: merge with that version", path.display(), env!("CARGO_PKG_VERSION")),
+        )),
+        Some(_) => Ok(()),
+    }
 }
 
 pub fn merge(profiles: Vec<Profile>) -> Option<Profile> {

@@ -41,6 +41,7 @@ impl Search<'_> {
 }
 
 pub fn run(cfg: &MinimizeConfig) -> Result<i32> {
+    let sink = output::Sink::open(cfg.output.as_deref(), output::Stream::Stderr)?;
     let tracer = Tracer::start(cfg.options.sizes, cfg.options.backend)?;
     let mut s = Search { tracer, cfg, runs: 0 };
 
@@ -122,7 +123,7 @@ pub fn run(cfg: &MinimizeConfig) -> Result<i32> {
     w.would_need.retain(|c| !set.contains(*c));
     drop(s);
     eprintln!("capprof minimize: minimal set {} ({} runs)", list(set), profile.workloads[main].verification.as_ref().map_or(0, |v| v.runs));
-    output::emit(&profile, cfg.format, cfg.output.as_deref())?;
+    sink.emit(&profile, cfg.format)?;
     if !confirmed {
         return Err(Error::new(ErrorKind::WorkloadFailed, "the minimal set did not pass its confirming run: the workload is flaky (try --runs)"));
     }

@@ -45,18 +45,22 @@ pub struct RecordConfig {
 
 /// Records `argv`, writes the profile, returns the workload's shell-style exit status.
 pub fn run(cfg: &RecordConfig) -> Result<i32> {
+    let sink = output::Sink::open(cfg.output.as_deref(), output::Stream::Stderr)?;
     if let Some(name) = &cfg.container {
         let profile = crate::attach::record_container(name, cfg.duration, &cfg.options)?;
-        output::emit(&profile, cfg.format, cfg.output.as_deref())?;
+        sink.emit(&profile, cfg.format)?;
         return Ok(0);
     }
     if let Some(path) = &cfg.cgroup {
         let profile = crate::attach::record_cgroup(path, cfg.duration, &cfg.options)?;
-        output::emit(&profile, cfg.format, cfg.output.as_deref())?;
+        sink.emit(&profile, cfg.format)?;
         return Ok(0);
     }
+    if cfg.format == Format::DockerRun && crate::format::rewrite_run(&cfg.argv, crate::capability::CapSet::empty()).is_none() {
+        return Err(crate::error::Error::new(crate::error::ErrorKind::Usage, crate::format::DOCKER_RUN_NEEDS_RUN));
+    }
     let (profile, status) = record(&cfg.argv, &cfg.options, cfg.prove, cfg.probe.as_ref())?;
-    output::emit(&profile, cfg.format, cfg.output.as_deref())?;
+    sink.emit(&profile, cfg.format)?;
     Ok(status)
 }
 
@@ -104,7 +108,7 @@ pub fn profile_of(tracer: &Tracer, argv: &[String], trial: &Trial, options: &Rec
                 info.image = image;
             }
         }
-        let name = if info.name.is_empty() { r.id[..12].to_string() } else { info.name.clone() };
+        let name = if info.name.is_empty() { r.id.chars().take(12).collect() } else { info.name.clone() };
         let meta = WorkloadMeta {
             name,
             kind: WorkloadKind::Container,
@@ -160,10 +164,7 @@ pub fn mentions_container_engine(argv: &[String]) -> bool {
 
 /// `sh -c 'true'` style, for report titles.
 pub fn display_command(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\;&|<>()*?".contains(c)) { format!("'{}'", a.replace('\'', "'\\''")) } else { a.clone() })
-        .collect::<Vec<_>>()
-        .join(" ")
+    crate::format::shell_line(argv)
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub const FAILED: i32 = 1;
 
 pub fn run(v: &VerifyConfig) -> Result<i32> {
     let cfg = &v.run;
+    let sink = output::Sink::open(cfg.output.as_deref(), output::Stream::Stderr)?;
     let mut tracer = Tracer::start(cfg.options.sizes, cfg.options.backend)?;
     let spec = TrialSpec::under(&cfg.argv, Some(v.caps), cfg.probe.clone(), cfg.options.containers);
     let (trial, runs) = repeat(&mut tracer, &spec, cfg.runs)?;
@@ -34,7 +35,7 @@ pub fn run(v: &VerifyConfig) -> Result<i32> {
         .map(|(cap, denied)| Evidence { capability: cap, kept: v.caps.contains(cap), trial: "under the given set".into(), outcome: outcome(&trial), denied })
         .collect();
     attach(&mut profile, v.caps, &trial, runs, evidence);
-    output::emit(&profile, cfg.format, cfg.output.as_deref())?;
+    sink.emit(&profile, cfg.format)?;
     Ok(if trial.success { 0 } else { FAILED })
 }
 

@@ -74,7 +74,7 @@ pub fn follow_docker_events() {
                 source: "engine".into(),
                 ..ContainerInfo::default()
             };
-            let mut m = map.lock().unwrap();
+            let mut m = map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if m.len() >= ANNOUNCED_MAX {
                 m.clear();
             }

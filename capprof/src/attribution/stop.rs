@@ -43,8 +43,8 @@ impl Stopped {
         };
         let removed = if self.removed { ", removed" } else { "" };
         match &self.error {
-            Some(e) => format!("container {}: could not be stopped: {e}", self.name),
-            None => format!("container {}: {what}{removed}", self.name),
+            Some(e) => format!("container {}: could not be stopped: {}", crate::format::plain(&self.name), crate::format::plain(e)),
+            None => format!("container {}: {what}{removed}", crate::format::plain(&self.name)),
         }
     }
 }

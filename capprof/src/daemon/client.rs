@@ -38,7 +38,7 @@ pub fn profiles(socket: &Path) -> Result<String> {
         let used: Vec<&str> = w.used.iter().map(|c| c.name()).collect();
         out.push_str(&format!(
             "{:<44} {:>7} {:>4}  {:<10} {:<14} {}\n",
-            w.id,
+            crate::format::plain(&w.id),
             if w.granted.is_empty() { "?".to_string() } else { w.granted.len().to_string() },
             w.used.len(),
             human_duration(w.last_seen.saturating_sub(w.first_seen)),

@@ -61,7 +61,7 @@ pub fn now() -> u64 {
 
 impl Learner {
     pub fn new(tracer: Tracer, store: Arc<Mutex<Store>>, health: Arc<Mutex<Health>>, services: bool, flush_every: Duration) -> Result<Self> {
-        let workloads = store.lock().unwrap().workloads()?.into_iter().map(|w| (w.identity.id.clone(), w)).collect();
+        let workloads = store.lock().unwrap_or_else(std::sync::PoisonError::into_inner).workloads()?.into_iter().map(|w| (w.identity.id.clone(), w)).collect();
         Ok(Self {
             tracer,
             discovery: Discovery::default(),
@@ -189,7 +189,7 @@ impl Learner {
                 record.granted |= check.cap_eff.unwrap_or(0);
             }
             self.dirty_workloads.insert(identity.id.clone());
-            let store = self.store.lock().unwrap();
+            let store = self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let known = store.is_known(&key) || new_facts.iter().any(|(k, _)| *k == key);
             drop(store);
             if known {
@@ -212,13 +212,13 @@ impl Learner {
         // API and metrics, which read the store, show them.
         if !new_facts.is_empty() {
             let workloads: Vec<WorkloadRecord> = self.dirty_workloads.drain().filter_map(|id| self.workloads.get(&id).cloned()).collect();
-            self.store.lock().unwrap().commit(&workloads, &new_facts)?;
+            self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner).commit(&workloads, &new_facts)?;
         }
         if due {
             self.flush()?;
             self.evict(&obs, &gone)?;
         }
-        let mut h = self.health.lock().unwrap();
+        let mut h = self.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         h.counters = obs.counters;
         h.unattributed = self.unattributed;
         h.kernel_checks = obs.checks.len();
@@ -236,7 +236,7 @@ impl Learner {
         if self.pending.is_empty() && self.dirty_workloads.is_empty() {
             return Ok(());
         }
-        let mut store = self.store.lock().unwrap();
+        let mut store = self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut facts = Vec::new();
         for (key, (delta, last, futile)) in self.pending.drain() {
             if let Some(mut f) = store.fact(&key)? {

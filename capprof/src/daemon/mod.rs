@@ -44,12 +44,17 @@ pub struct DaemonConfig {
 }
 
 pub fn run(cfg: &DaemonConfig) -> Result<i32> {
+    // What can be refused is refused before anything is attached.
+    if let Some(dir) = cfg.socket.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    }
+    claim_socket(&cfg.socket)?;
+    let store = Arc::new(Mutex::new(Store::open(&cfg.state)?));
     let mut tracer = Tracer::start(cfg.sizes, cfg.backend)?;
     if cfg.bpf_stats {
         tracer.enable_stats()?;
     }
     tracer.watch_everything()?;
-    let store = Arc::new(Mutex::new(Store::open(&cfg.state)?));
     let health = Arc::new(Mutex::new(Health::default()));
     let shared = Arc::new(Shared { store: store.clone(), health: health.clone(), backend: tracer.backend_summary(), started: Instant::now(), tcp_metrics_only: cfg.tcp_metrics_only });
     let mut learner = Learner::new(tracer, store, health, cfg.services, cfg.flush_every)?;
@@ -58,6 +63,7 @@ pub fn run(cfg: &DaemonConfig) -> Result<i32> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::io("starting the async runtime", e))?;
     let stop = Arc::new(AtomicBool::new(false));
     let listeners = runtime.block_on(bind(cfg))?;
+    let socket_inode = inode(&cfg.socket);
     eprintln!(
         "capprof daemon: {} backend, {adopted} running workload(s) adopted, API on {}{}, state in {}",
         shared.backend.name,
@@ -129,19 +135,54 @@ pub fn run(cfg: &DaemonConfig) -> Result<i32> {
     });
     stop.store(true, Ordering::SeqCst);
     let learned = learner_thread.join().map_err(|_| Error::new(ErrorKind::Internal, "learner thread panicked"))?;
-    let _ = std::fs::remove_file(&cfg.socket);
+    release_socket(&cfg.socket, socket_inode);
     served?;
     learned?;
     eprintln!("capprof daemon: stopped, state flushed");
     Ok(0)
 }
 
+/// Makes `path` free for the API socket: nothing there, or a stale socket (a killed daemon's:
+/// nobody accepts on it), which is removed. A socket a live daemon answers on, and anything
+/// that is not a socket, are refused and left alone.
+fn claim_socket(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("--socket {}", path.display()), e)),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(Error::new(ErrorKind::Usage, format!("--socket {}: exists and is not a socket; not removing it", path.display())));
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(Error::new(ErrorKind::Interference, format!("--socket {}: a running daemon answers on it (stop it first, or give another --socket)", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            std::fs::remove_file(path).map_err(|e| Error::io(format!("removing the stale socket {}", path.display()), e))?;
+            eprintln!("capprof daemon: removed the stale socket {} (no daemon answered on it)", path.display());
+            Ok(())
+        }
+        Err(e) => Err(Error::io(format!("--socket {}: cannot tell whether a daemon answers on it", path.display()), e)),
+    }
+}
+
+fn inode(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).ok().map(|m| m.ino())
+}
+
+/// Removes the socket at exit, only if it is still the one this daemon bound.
+fn release_socket(path: &std::path::Path, ours: Option<u64>) {
+    if ours.is_some() && inode(path) == ours {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 async fn bind(cfg: &DaemonConfig) -> Result<(tokio::net::UnixListener, Option<tokio::net::TcpListener>)> {
     if let Some(dir) = cfg.socket.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     }
-    // A socket left by a killed daemon: replace it.
-    let _ = std::fs::remove_file(&cfg.socket);
+    claim_socket(&cfg.socket)?;
     let unix = tokio::net::UnixListener::bind(&cfg.socket).map_err(|e| Error::io(format!("listening on {}", cfg.socket.display()), e))?;
     let tcp = match cfg.tcp {
         Some(addr) => {

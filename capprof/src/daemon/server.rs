@@ -97,8 +97,8 @@ fn json<T: Serialize>(v: &T) -> crate::error::Result<String> {
 }
 
 fn health(shared: &Shared) -> crate::error::Result<String> {
-    let h = shared.health.lock().unwrap().clone();
-    let workloads = shared.store.lock().unwrap().workloads()?.len();
+    let h = shared.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let workloads = shared.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner).workloads()?.len();
     json(&serde_json::json!({
         "status": "ok",
         "backend": shared.backend,
@@ -112,7 +112,7 @@ fn health(shared: &Shared) -> crate::error::Result<String> {
 }
 
 fn summaries(shared: &Shared) -> crate::error::Result<Vec<WorkloadSummary>> {
-    let store = shared.store.lock().unwrap();
+    let store = shared.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut records = store.workloads()?;
     let facts = store.facts()?;
     drop(store);
@@ -169,7 +169,7 @@ fn profile_response(shared: &Shared, params: &BTreeMap<String, String>) -> crate
         "k8s-patch" => Format::K8sPatch,
         other => return Ok((400, "text/plain", format!("unknown format {other:?}: json, human, docker, compose, k8s, k8s-patch\n"))),
     };
-    let store = shared.store.lock().unwrap();
+    let store = shared.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let records = store.workloads()?;
     let facts = store.facts()?;
     drop(store);
@@ -186,7 +186,7 @@ fn profile_response(shared: &Shared, params: &BTreeMap<String, String>) -> crate
         .into_iter()
         .map(|r| build(r, facts.get(&r.identity.id).map(|f| f.iter().map(|(_, f)| f.to_check()).collect()).unwrap_or_default()))
         .collect();
-    let h = shared.health.lock().unwrap().clone();
+    let h = shared.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     let mut profile = Profile::assemble(shared.backend.clone(), Losses::from(h.counters), shared.started.elapsed().as_millis() as u64, workloads);
     profile.unattributed_checks = h.unattributed;
     let body = render(&profile, format)?;
@@ -196,11 +196,11 @@ fn profile_response(shared: &Shared, params: &BTreeMap<String, String>) -> crate
 
 /// Prometheus text exposition.
 fn metrics(shared: &Shared) -> crate::error::Result<String> {
-    let store = shared.store.lock().unwrap();
+    let store = shared.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let facts = store.facts()?;
     let workloads = store.workloads()?.len();
     drop(store);
-    let h = shared.health.lock().unwrap().clone();
+    let h = shared.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     let mut out = String::new();
     let _ = writeln!(out, "# HELP capprof_checks_total Capability checks by workload, capability, verdict and class (durable counts).");
     let _ = writeln!(out, "# TYPE capprof_checks_total counter");
@@ -235,8 +235,10 @@ fn metrics(shared: &Shared) -> crate::error::Result<String> {
     Ok(out)
 }
 
+/// A Prometheus label value: backslash, double quote and line feed escaped (the exposition
+/// format's three), so a workload name cannot end its series or start another.
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// Percent-decoding for query parameters.

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use serde::{Deserialize, Serialize};
 
 use crate::attribution::container::ContainerInfo;
@@ -136,11 +136,23 @@ fn db_err(e: impl std::fmt::Display) -> Error {
 }
 
 impl Store {
+    /// Opens the state database, creating it when there is none. An existing file is checked
+    /// before anything may write to it (see [`check_existing`]): a file that fails the check
+    /// is an error naming what is wrong, and is left exactly as it was.
     pub fn open(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent() {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         }
-        let db = Database::create(path).map_err(|e| Error::new(ErrorKind::Io, format!("opening state {}: {e}", path.display())))?;
+        if path.exists() {
+            check_existing(path)?;
+        }
+        let db = quietly(|| Database::create(path))
+            .map_err(|e| corrupt(path, &e))?
+            .map_err(|e| open_error(path, e))?;
+        Self::from_database(db)
+    }
+
+    fn from_database(db: Database) -> Result<Self> {
         let tx = db.begin_write().map_err(db_err)?;
         {
             tx.open_table(WORKLOADS).map_err(db_err)?;
@@ -221,5 +233,236 @@ impl Store {
         let t = rx.open_table(FACTS).map_err(db_err)?;
         let v = t.get(key).map_err(db_err)?;
         v.map(|v| serde_json::from_str(v.value()).map_err(db_err)).transpose()
+    }
+}
+
+/// Runs `f` with panics caught and the panic message kept from stderr: redb answers some
+/// corrupt pages with a panic (`unreachable`), which must become a one-line error.
+fn quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    result.map_err(|p| p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_else(|| "redb panicked".into()))
+}
+
+fn corrupt(path: &Path, why: &dyn std::fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::MalformedInput,
+        format!("state {} is corrupt ({why}); it was not modified: move it away to start afresh, or restore a backup", path.display()),
+    )
+}
+
+fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => {
+            Error::new(ErrorKind::Interference, format!("state {} is in use by another process (another capprof daemon?)", path.display()))
+        }
+        // redb says InvalidData (or hits the end) for a file that is not one of its databases.
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) if !matches!(io.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof) => {
+            Error::io(format!("opening state {}", path.display()), io)
+        }
+        e => corrupt(path, &e),
+    }
+}
+
+/// Checks an existing state file without writing to it: not empty, a redb database, every
+/// record readable and decodable. A database a killed daemon left (redb wants a repair, which
+/// writes) is repaired on a copy first; the copy replaces the file only once it passes.
+pub fn check_existing(path: &Path) -> Result<()> {
+    let len = std::fs::metadata(path).map_err(|e| Error::io(format!("state {}", path.display()), e))?.len();
+    if len == 0 {
+        return Err(Error::new(
+            ErrorKind::MalformedInput,
+            format!("state {} is empty (0 bytes), not a capprof state database: remove it to start afresh", path.display()),
+        ));
+    }
+    let opened = quietly(|| redb::ReadOnlyDatabase::open(path)).map_err(|e| corrupt(path, &e))?;
+    match opened {
+        Ok(db) => quietly(|| verify(&db)).map_err(|e| corrupt(path, &e))?.map_err(|e| corrupt(path, &e)),
+        Err(redb::DatabaseError::RepairAborted) => repair_on_copy(path),
+        Err(e) => Err(open_error(path, e)),
+    }
+}
+
+/// After an unclean stop: repair a copy, check it, then put it in place (a rename, atomic).
+fn repair_on_copy(path: &Path) -> Result<()> {
+    let copy = path.with_extension(format!("repair-{}", std::process::id()));
+    std::fs::copy(path, &copy).map_err(|e| Error::io(format!("copying state {} to repair it", path.display()), e))?;
+    let repaired = quietly(|| -> std::result::Result<(), String> {
+        let mut db = Database::create(&copy).map_err(|e| e.to_string())?;
+        if !db.check_integrity().map_err(|e| e.to_string())? {
+            return Err("the integrity check failed".into());
+        }
+        drop(db);
+        let db = redb::ReadOnlyDatabase::open(&copy).map_err(|e| e.to_string())?;
+        verify(&db)
+    });
+    match repaired {
+        Ok(Ok(())) => std::fs::rename(&copy, path).map_err(|e| {
+            let _ = std::fs::remove_file(&copy);
+            Error::io(format!("replacing state {} by its repaired copy", path.display()), e)
+        }),
+        Ok(Err(e)) | Err(e) => {
+            let _ = std::fs::remove_file(&copy);
+            Err(corrupt(path, &format!("not shut down cleanly, and a repair failed: {e}")))
+        }
+    }
+}
+
+/// Reads every record of both tables and decodes it.
+fn verify(db: &impl ReadableDatabase) -> std::result::Result<(), String> {
+    let rx = db.begin_read().map_err(|e| e.to_string())?;
+    let tables: Vec<String> = rx.list_tables().map_err(|e| e.to_string())?.map(|t| t.name().to_string()).collect();
+    for name in ["workloads", "facts"] {
+        if !tables.iter().any(|t| t == name) {
+            return Err(format!("no {name} table: not a capprof state database"));
+        }
+    }
+    let workloads = rx.open_table(WORKLOADS).map_err(|e| e.to_string())?;
+    for entry in workloads.iter().map_err(|e| e.to_string())? {
+        let (k, v) = entry.map_err(|e| e.to_string())?;
+        let rec: WorkloadRecord = serde_json::from_str(v.value()).map_err(|e| format!("workload {:?}: {e}", k.value()))?;
+        if rec.identity.id != k.value() {
+            return Err(format!("workload {:?} is stored as {:?}", rec.identity.id, k.value()));
+        }
+    }
+    let facts = rx.open_table(FACTS).map_err(|e| e.to_string())?;
+    for entry in facts.iter().map_err(|e| e.to_string())? {
+        let (k, v) = entry.map_err(|e| e.to_string())?;
+        serde_json::from_str::<Fact>(v.value()).map_err(|e| format!("fact {:?}: {e}", k.value()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("capprof-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn record(i: usize) -> WorkloadRecord {
+        WorkloadRecord {
+            identity: Identity { id: format!("container:img/w{i}"), kind: "container".into(), namespace: None, container: format!("w{i}") },
+            first_seen: 1,
+            last_seen: 2,
+            last_new_capability: 0,
+            container: None,
+            containers: vec![format!("{i:064x}")],
+            granted: 0xa80425fb,
+            used: 1,
+        }
+    }
+
+    fn fact(i: usize) -> (String, Fact) {
+        let f = Fact {
+            capability: (i % 41) as u32,
+            denied: false,
+            setup: false,
+            borrowed: false,
+            noaudit: false,
+            no_effect: false,
+            doubtful: false,
+            futile: 0,
+            comm: format!("prog{i}"),
+            exe: Some(format!("/usr/bin/prog{i}")),
+            site: Some("ns_capable".into()),
+            path: vec!["__x64_sys_chown".into(), "chown_common".into()],
+            syscall: Some("chown".into()),
+            count: i as u64,
+            first_seen: 1,
+            last_seen: 2,
+        };
+        (format!("container:img/w{}\u{1f}{i}", i % 20), f)
+    }
+
+    fn populated(path: &Path) {
+        let mut s = Store::open(path).unwrap();
+        let workloads: Vec<WorkloadRecord> = (0..20).map(record).collect();
+        let facts: Vec<(String, Fact)> = (0..400).map(fact).collect();
+        s.commit(&workloads, &facts).unwrap();
+    }
+
+    #[test]
+    fn a_good_state_reopens_with_everything() {
+        let d = dir("good");
+        let path = d.join("state.redb");
+        populated(&path);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.workloads().unwrap().len(), 20);
+        assert_eq!(s.facts().unwrap().values().map(Vec::len).sum::<usize>(), 400);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn empty_and_foreign_files_are_errors_and_untouched() {
+        let d = dir("foreign");
+        let empty = d.join("empty.redb");
+        std::fs::write(&empty, b"").unwrap();
+        let e = Store::open(&empty).err().expect("a 0-byte state is an error");
+        assert_eq!(e.kind(), ErrorKind::MalformedInput);
+        assert!(e.to_string().contains("empty (0 bytes)"), "{e}");
+        assert_eq!(std::fs::read(&empty).unwrap().len(), 0);
+        let text = d.join("text.redb");
+        std::fs::write(&text, "workloads: []\n".repeat(500)).unwrap();
+        let before = std::fs::read(&text).unwrap();
+        assert_eq!(Store::open(&text).err().expect("not a database").kind(), ErrorKind::MalformedInput);
+        assert_eq!(std::fs::read(&text).unwrap(), before);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Random pages overwritten mid-file: never a panic, never a write to a file that fails
+    /// its check; the error is one line.
+    #[test]
+    fn corrupt_pages_are_one_line_errors_and_the_file_is_not_modified() {
+        let d = dir("corrupt");
+        let good = d.join("good.redb");
+        populated(&good);
+        let pristine = std::fs::read(&good).unwrap();
+        let pages = pristine.len() / 4096;
+        assert!(pages >= 8, "the test database spans pages ({pages})");
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let (mut refused, mut accepted) = (0, 0);
+        for trial in 0..40 {
+            let mut bytes = pristine.clone();
+            // Leave the header page (its own checksum test is redb's); hit 1..=3 pages after it.
+            for _ in 0..=(trial % 3) {
+                let page = 1 + (next() as usize % (pages - 1));
+                let at = page * 4096 + (next() as usize % 4096);
+                let len = 1 + next() as usize % 4096;
+                for b in bytes.iter_mut().skip(at).take(len) {
+                    *b = next() as u8;
+                }
+            }
+            let path = d.join(format!("t{trial}.redb"));
+            std::fs::write(&path, &bytes).unwrap();
+            match Store::open(&path) {
+                Err(e) => {
+                    refused += 1;
+                    assert!(matches!(e.kind(), ErrorKind::MalformedInput | ErrorKind::Io), "{e}");
+                    assert!(!e.to_string().contains('\n'), "one line: {e}");
+                    assert!(std::fs::read(&path).unwrap() == bytes, "trial {trial}: a state that fails its check is not modified");
+                }
+                // The damage hit free pages: every record still decodes.
+                Ok(s) => {
+                    accepted += 1;
+                    assert_eq!(s.workloads().unwrap().len(), 20);
+                }
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+        assert!(refused > 0, "some corruption must be detected ({accepted} accepted)");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -93,11 +93,6 @@ fn looks_like_value(argv: &[String], word: &str) -> bool {
     argv.windows(2).any(|w| w[1] == word && w[0].starts_with("--") && !w[0].contains('='))
 }
 
-/// Shell-quoted, ready to paste.
-pub fn shell_line(argv: &[String]) -> String {
-    crate::record::display_command(argv)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

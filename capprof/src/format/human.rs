@@ -3,12 +3,19 @@
 
 use std::fmt::Write as _;
 
-use super::{docker_flags, security_context};
+use super::{docker_flags, plain, plain_lines, security_context};
 use crate::capability::Capability;
 use crate::classify::Classification;
 use crate::profile::{CheckSummary, Profile, WorkloadProfile};
 
+/// The report. Names, images, commands and program names came from outside: each is made
+/// one inert line where it is embedded, and the whole text is passed through
+/// [`plain_lines`] last, so no control character reaches a terminal.
 pub fn report(p: &Profile) -> String {
+    plain_lines(&report_text(p))
+}
+
+fn report_text(p: &Profile) -> String {
     let mut out = String::new();
     for w in &p.workloads {
         workload(&mut out, p, w);
@@ -41,16 +48,16 @@ fn workload(out: &mut String, p: &Profile, w: &WorkloadProfile) {
             let _ = writeln!(
                 out,
                 "capprof: container {} ({} {}, image {}, network {}{})",
-                w.name,
-                c.engine,
-                &c.id[..c.id.len().min(12)],
-                if c.image.is_empty() { "?" } else { &c.image },
-                if c.network_mode.is_empty() { "?" } else { &c.network_mode },
+                plain(&w.name),
+                plain(&c.engine),
+                plain(&c.id.chars().take(12).collect::<String>()),
+                if c.image.is_empty() { "?".into() } else { plain(&c.image) },
+                if c.network_mode.is_empty() { "?".into() } else { plain(&c.network_mode) },
                 if c.source == "cgroup" { "; the engine could not be asked, known from its cgroup only" } else { "" }
             );
         }
         None => {
-            let _ = writeln!(out, "capprof: {} ({status}, {:.1} s, kernel {})", w.name, p.duration_ms as f64 / 1000.0, p.kernel);
+            let _ = writeln!(out, "capprof: {} ({status}, {:.1} s, kernel {})", plain(&w.name), p.duration_ms as f64 / 1000.0, p.kernel);
         }
     }
 
@@ -86,7 +93,7 @@ fn workload(out: &mut String, p: &Profile, w: &WorkloadProfile) {
         let set = if v.capabilities.is_empty() { "no capability".to_string() } else { names(&v.capabilities) };
         let _ = writeln!(out, "\nverification: {verdict} under {set} ({} run{})", v.runs, if v.runs == 1 { "" } else { "s" });
         if let Some(f) = &v.failure {
-            let _ = writeln!(out, "  failed: {f}");
+            let _ = writeln!(out, "  failed: {}", plain(f));
         }
         for e in &v.evidence {
             let what = match (e.kept, e.trial.as_str()) {
@@ -95,9 +102,9 @@ fn workload(out: &mut String, p: &Profile, w: &WorkloadProfile) {
                 (true, _) => "kept",
                 (false, _) => "dropped",
             };
-            let _ = writeln!(out, "  {:<18} {what:<8} {}: {}", e.capability.name(), e.trial, e.outcome);
+            let _ = writeln!(out, "  {:<18} {what:<8} {}: {}", e.capability.name(), e.trial, plain(&e.outcome));
             for d in &e.denied {
-                let _ = writeln!(out, "      refused: {d}");
+                let _ = writeln!(out, "      refused: {}", plain(d));
             }
         }
     }
@@ -136,12 +143,13 @@ fn workload(out: &mut String, p: &Profile, w: &WorkloadProfile) {
 /// Runtime set-up in one line: it is never the workload's, and can be long (runc's).
 fn runtime_summary(out: &mut String, w: &WorkloadProfile) {
     let mut per_cap: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
-    let mut programs: Vec<&str> = Vec::new();
+    let mut programs: Vec<String> = Vec::new();
     for c in w.checks.iter().filter(|c| c.classification == Classification::Runtime) {
         *per_cap.entry(c.capability.as_str()).or_default() += c.count;
         for p in &c.programs {
-            if !programs.contains(&p.comm.as_str()) {
-                programs.push(&p.comm);
+            let comm = plain(&p.comm);
+            if !programs.contains(&comm) {
+                programs.push(comm);
             }
         }
     }
@@ -187,8 +195,8 @@ fn section(out: &mut String, rows: &[&CheckSummary], risk: bool) {
             .programs
             .iter()
             .map(|p| match &p.exe {
-                Some(exe) => format!("{} ({exe})", p.comm),
-                None => p.comm.clone(),
+                Some(exe) => format!("{} ({})", plain(&p.comm), plain(exe)),
+                None => plain(&p.comm),
             })
             .collect();
         let _ = writeln!(out, "      {verdict} to {} via {}", progs.join(", "), c.path);

@@ -90,5 +90,6 @@ pub fn deployment_patch(p: &Profile) -> Result<String> {
 pub fn security_context(w: &WorkloadProfile) -> Result<String> {
     let snippet = Snippet { security_context: context(w) };
     let yaml = serde_norway::to_string(&snippet).map_err(|e| Error::new(ErrorKind::Internal, format!("rendering YAML: {e}")))?;
-    Ok(format!("# capprof: {} (container {})\n{yaml}", w.name, container_name(w)))
+    // A comment ends at a line break: what came from outside is made one inert line.
+    Ok(format!("# capprof: {} (container {})\n{yaml}", super::plain(&w.name), super::plain(&container_name(w))))
 }

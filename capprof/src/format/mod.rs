@@ -2,6 +2,7 @@
 
 mod compose;
 mod docker;
+mod escape;
 mod human;
 mod k8s;
 
@@ -10,6 +11,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::profile::{Profile, WorkloadKind};
 
 pub use docker::{docker_flags, rewrite_run, run_image};
+pub use escape::{plain, plain_lines, shell_line, shell_word};
 pub use k8s::security_context;
 
 /// What `--format` accepts.
@@ -31,6 +33,9 @@ pub enum Format {
     Json,
 }
 
+/// Why `--format docker-run` was refused.
+pub const DOCKER_RUN_NEEDS_RUN: &str = "--format docker-run needs CMD to be a `docker run` or `podman run` command (use --format docker for the flags)";
+
 /// Renders the profile; the text ends with a newline.
 pub fn render(profile: &Profile, format: Format) -> Result<String> {
     Ok(match format {
@@ -46,9 +51,9 @@ pub fn render(profile: &Profile, format: Format) -> Result<String> {
                 .ok_or_else(|| Error::new(ErrorKind::Internal, "profile has no workload"))?;
             let set: CapSet = w.capabilities.add.iter().copied().collect();
             let argv = rewrite_run(&profile.command, set).ok_or_else(|| {
-                Error::new(ErrorKind::Usage, "--format docker-run needs CMD to be a `docker run` or `podman run` command (use --format docker for the flags)")
+                Error::new(ErrorKind::Usage, DOCKER_RUN_NEEDS_RUN)
             })?;
-            docker::shell_line(&argv) + "\n"
+            shell_line(&argv) + "\n"
         }
         Format::Compose => compose::services(profile)?,
         Format::K8s => {
