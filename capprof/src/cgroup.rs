@@ -89,6 +89,7 @@ impl RecordCgroup {
         let mount = unified_mount()?;
         let base = mount.join("capprof");
         std::fs::create_dir_all(&base).map_err(|e| Error::io(format!("creating cgroup {}", base.display()), e))?;
+        remove_stale(&base);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         let name = format!("record-{}-{nanos}", std::process::id());
         let dir = base.join(&name);
@@ -147,6 +148,40 @@ impl Drop for RecordCgroup {
         // Children first (the workload may have made sub-cgroups).
         remove_tree(&self.dir);
     }
+}
+
+/// Removes the recording cgroups of capprof processes that are gone (killed with SIGKILL, so
+/// nothing of theirs ran on exit), killing what they left running inside; says so on stderr.
+/// A cgroup is stale when the pid in its name (`record-PID-NANOS`) is not a live capprof.
+fn remove_stale(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("record-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() || is_live_capprof(pid) {
+            continue;
+        }
+        let dir = e.path();
+        let left = threads_below(&dir).len();
+        let stale = RecordCgroup { procs: CString::default(), id: 0, relative: format!("/capprof/{name}"), dir };
+        let relative = stale.relative.clone();
+        drop(stale); // kills what is inside, removes the tree
+        let gone = !base.join(&name).exists();
+        eprintln!(
+            "capprof: {} the stale cgroup {relative} of capprof process {pid}, which is gone ({left} thread(s) left inside{})",
+            if gone { "removed" } else { "could not remove" },
+            if left > 0 { ", killed" } else { "" }
+        );
+    }
+}
+
+fn is_live_capprof(pid: u32) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().starts_with("capprof")))
+        .unwrap_or(false)
 }
 
 fn remove_tree(dir: &Path) {

@@ -18,6 +18,8 @@ pub struct Workload {
     /// Read end of the self-pipe the signal handler writes to.
     signals: OwnedFd,
     cgroup_procs: std::path::PathBuf,
+    /// Interrupts already seen when it started (a second recording in one process).
+    interrupts_at_start: u32,
 }
 
 /// How the workload ended.
@@ -32,16 +34,21 @@ pub struct Exit {
 static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
 const SI_KERNEL: i32 = 0x80;
 
-/// Set by any forwarded-or-not signal: `attach` stops on a terminal's Ctrl-C too.
-static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Stop signals (SIGINT, SIGTERM, SIGHUP) capprof received, forwarded or not: `attach` stops
+/// on a terminal's Ctrl-C too, and a second one kills a workload that ignores the first.
+static INTERRUPTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// Whether capprof received SIGINT, SIGTERM or SIGHUP.
 pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
+    INTERRUPTS.load(Ordering::SeqCst) > 0
 }
 
+/// How long a workload may take to end after capprof was asked to stop (the signal forwarded)
+/// before its whole cgroup is killed; a second signal kills at once.
+pub const INTERRUPT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
+    INTERRUPTS.fetch_add(1, Ordering::SeqCst);
     // A terminal's Ctrl-C (SI_KERNEL) already reached the workload, which shares our process
     // group: forwarding it again would deliver it twice.
     let from_terminal = !info.is_null() && unsafe { (*info).si_code } == SI_KERNEL;
@@ -110,6 +117,7 @@ impl Workload {
             pidfd: unsafe { OwnedFd::from_raw_fd(fd as RawFd) },
             signals,
             cgroup_procs: cgroup.procs_path(),
+            interrupts_at_start: INTERRUPTS.load(Ordering::SeqCst),
         })
     }
 
@@ -127,6 +135,9 @@ impl Workload {
             libc::pollfd { fd: self.signals.as_raw_fd(), events: libc::POLLIN, revents: 0 },
         ];
         let mut kill_at: Option<std::time::Instant> = None;
+        // Asked to stop by a signal: the workload has INTERRUPT_GRACE, or until a second one.
+        let mut interrupt_deadline: Option<std::time::Instant> = None;
+        let mut escalated = false;
         loop {
             let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, 50) };
             if n < 0 {
@@ -144,6 +155,16 @@ impl Workload {
             }
             if fds[0].revents != 0 {
                 break;
+            }
+            let interrupts = INTERRUPTS.load(Ordering::SeqCst).saturating_sub(self.interrupts_at_start);
+            if interrupts > 0 && !escalated {
+                let deadline = *interrupt_deadline.get_or_insert_with(|| std::time::Instant::now() + INTERRUPT_GRACE);
+                if interrupts > 1 || std::time::Instant::now() >= deadline {
+                    let why = if interrupts > 1 { "a second signal".to_string() } else { format!("{} s", INTERRUPT_GRACE.as_secs()) };
+                    eprintln!("capprof: the workload did not stop after the forwarded signal: killed (SIGKILL to its cgroup) after {why}; the profile covers what ran until then");
+                    self.kill_cgroup();
+                    escalated = true;
+                }
             }
             match kill_at {
                 None if should_stop() => {
@@ -174,6 +195,14 @@ impl Workload {
         let n = unsafe { libc::read(self.signals.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
         for sig in buf.iter().take(n.max(0) as usize) {
             self.signal_all(*sig as i32);
+        }
+    }
+
+    /// Kills everything in the workload's cgroup and below (`cgroup.kill`, else each process).
+    fn kill_cgroup(&self) {
+        let kill = self.cgroup_procs.with_file_name("cgroup.kill");
+        if std::fs::write(&kill, "1").is_err() {
+            self.signal_all(libc::SIGKILL);
         }
     }
 
