@@ -217,6 +217,10 @@ pub struct DaemonArgs {
     /// Stop after SECS (for tests and for profiling the daemon itself).
     #[arg(long, value_name = "SECS", hide = true)]
     pub exit_after: Option<f64>,
+    /// Uninstall: drain what the pinned programs of earlier runs counted into --state, remove
+    /// their pins (nothing of capprof's stays attached), and exit.
+    #[arg(long)]
+    pub detach: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -276,6 +280,7 @@ impl DaemonArgs {
             bpf_stats: self.bpf_stats,
             backend: self.backend,
             exit_after: self.exit_after.map(|v| positive_secs(v, "--exit-after")).transpose()?,
+            detach: self.detach,
         })
     }
 }

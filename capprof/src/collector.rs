@@ -53,6 +53,12 @@ pub struct Observations {
 pub struct Collector {
     pub backend: Backend,
     events: RingBuf<MapData>,
+    seen: Sightings,
+}
+
+/// What the first-sighting events told: who made each check first, and each cgroup's path.
+#[derive(Default)]
+pub struct Sightings {
     sightings: HashMap<CheckKey, Sighting>,
     cgroup_paths: HashMap<u64, String>,
     /// Paths seen for the first time since the last `take_new_cgroups`.
@@ -62,7 +68,7 @@ pub struct Collector {
 impl Collector {
     pub fn new(mut backend: Backend) -> Result<Self> {
         let events = backend.take_events()?;
-        Ok(Self { backend, events, sightings: HashMap::new(), cgroup_paths: HashMap::new(), new_cgroups: Vec::new() })
+        Ok(Self { backend, events, seen: Sightings::default() })
     }
 
     /// File descriptor that polls readable when events are waiting.
@@ -70,9 +76,21 @@ impl Collector {
         self.events.as_raw_fd()
     }
 
+    /// The ring buffer, for pinning it.
+    pub fn events(&self) -> &RingBuf<MapData> {
+        &self.events
+    }
+
     /// Processes every waiting first-sighting event.
     pub fn drain(&mut self) {
-        while let Some(item) = self.events.next() {
+        self.seen.drain(&mut self.events);
+    }
+}
+
+impl Sightings {
+    /// Processes every event waiting in `events`.
+    pub fn drain(&mut self, events: &mut RingBuf<MapData>) {
+        while let Some(item) = events.next() {
             if item.len() < std::mem::size_of::<CheckEvent>() {
                 continue;
             }
@@ -105,28 +123,60 @@ impl Collector {
         }
     }
 
+    /// cgroup paths seen for the first time since the last call.
+    pub fn take_new_cgroups(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.new_cgroups)
+    }
+
+    /// Every check with its count and first sighting. With `before_stop` (see
+    /// [`Collector::counts`]), what was counted since is split off `at_stop`.
+    pub fn observations(
+        &self,
+        counts: Vec<(CheckKey, u64)>,
+        futile: &HashMap<CheckKey, u64>,
+        mut counters: Counters,
+        net_uses: Vec<(u64, u32, u32, u64)>,
+        before_stop: Option<&HashMap<CheckKey, u64>>,
+    ) -> Observations {
+        let mut checks = Vec::new();
+        for (key, count) in counts {
+            let sighting = self.sightings.get(&key).cloned();
+            let running = before_stop.map_or(count, |b| b.get(&key).copied().unwrap_or(0).min(count));
+            // Futile counts go with the running part (what is at stop is shown apart anyway).
+            let futile = futile.get(&key).copied().unwrap_or_default().min(running);
+            if running > 0 {
+                checks.push(Observation { key, count: running, sighting: sighting.clone(), at_stop: false, futile });
+            }
+            if count > running {
+                checks.push(Observation { key, count: count - running, sighting, at_stop: true, futile: 0 });
+            }
+        }
+        counters.checks_seen = checks.iter().map(|c| c.count).sum::<u64>() + counters.checks_map_full;
+        Observations { checks, counters, net_uses, cgroup_paths: self.cgroup_paths.clone() }
+    }
+}
+
+impl Collector {
     /// Forgets checks of finished cgroups, in the kernel and here (the daemon's memory bound).
     pub fn forget(&mut self, keys: &[CheckKey], cgroups: &[u64]) -> Result<()> {
         for k in keys {
-            self.sightings.remove(k);
+            self.seen.sightings.remove(k);
         }
         for c in cgroups {
-            self.cgroup_paths.remove(c);
+            self.seen.cgroup_paths.remove(c);
         }
         self.backend.remove_checks(keys)
     }
 
     /// cgroup paths seen for the first time since the last call.
     pub fn take_new_cgroups(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.new_cgroups)
+        self.seen.take_new_cgroups()
     }
 
     /// Forgets everything collected so far (between trials).
     pub fn reset(&mut self) -> Result<()> {
         self.drain();
-        self.sightings.clear();
-        self.cgroup_paths.clear();
-        self.new_cgroups.clear();
+        self.seen = Sightings::default();
         self.backend.reset()
     }
 
@@ -140,24 +190,11 @@ impl Collector {
     /// `before_stop` (see [`Self::counts`]), what was counted since is split off `at_stop`.
     pub fn finish(&mut self, before_stop: Option<&HashMap<CheckKey, u64>>) -> Result<Observations> {
         self.drain();
-        let mut checks = Vec::new();
         let futile = self.backend.futile()?;
-        for (key, count) in self.backend.checks()? {
-            let sighting = self.sightings.get(&key).cloned();
-            let running = before_stop.map_or(count, |b| b.get(&key).copied().unwrap_or(0).min(count));
-            // Futile counts go with the running part (what is at stop is shown apart anyway).
-            let futile = futile.get(&key).copied().unwrap_or_default().min(running);
-            if running > 0 {
-                checks.push(Observation { key, count: running, sighting: sighting.clone(), at_stop: false, futile });
-            }
-            if count > running {
-                checks.push(Observation { key, count: count - running, sighting, at_stop: true, futile: 0 });
-            }
-        }
-        let mut counters = self.backend.counters()?;
-        counters.checks_seen = checks.iter().map(|c| c.count).sum::<u64>() + counters.checks_map_full;
+        let counts = self.backend.checks()?;
+        let counters = self.backend.counters()?;
         let net_uses = self.backend.net_uses()?.into_iter().map(|(k, n)| (k.cgroup_id, k.kind, k.port, n)).collect();
-        Ok(Observations { checks, counters, net_uses, cgroup_paths: self.cgroup_paths.clone() })
+        Ok(self.seen.observations(counts, &futile, counters, net_uses, before_stop))
     }
 }
 

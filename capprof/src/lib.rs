@@ -25,6 +25,8 @@ pub mod minimize;
 pub mod output;
 pub mod pipeline;
 pub mod profile;
+#[cfg(test)]
+mod properties;
 pub mod prove;
 pub mod record;
 pub mod trial;

@@ -115,6 +115,17 @@ impl Tracer {
         self.collector.forget(keys, cgroups)
     }
 
+    /// Pins the programs' links and the maps a later daemon drains in `dir` (see
+    /// [`crate::backend::pins`]): the kernel keeps counting after this process ends.
+    pub fn pin(&mut self, dir: &std::path::Path) -> Result<()> {
+        use std::os::fd::AsFd;
+        self.collector.backend.pin(dir)?;
+        let pin_err = |e: &dyn std::fmt::Display| crate::error::Error::new(crate::error::ErrorKind::UnsupportedKernel, format!("pinning the event ring buffer in {}: {e}", dir.display()));
+        let fd = self.collector.events().as_fd().try_clone_to_owned().map_err(|e| pin_err(&e))?;
+        let data = aya::maps::MapData::from_fd(fd).map_err(|e| pin_err(&e))?;
+        data.pin(dir.join(crate::backend::pins::EVENTS)).map_err(|e| pin_err(&e))
+    }
+
     /// Watches every cgroup (the daemon).
     pub fn watch_everything(&mut self) -> Result<()> {
         crate::attribution::container::follow_engine_events();

@@ -13,6 +13,22 @@ use serde_json::Value;
 struct Daemon {
     child: Child,
     socket: PathBuf,
+    dir: PathBuf,
+}
+
+/// `daemon --detach`: what the pinned programs of the daemons on `dir`'s state counted goes
+/// into the state, and nothing stays attached (every test ends with it).
+fn detach(dir: &Path) -> String {
+    let out = Command::new(capprof())
+        .args(["daemon", "--detach", "--socket"])
+        .arg(dir.join("capprof.sock"))
+        .arg("--state")
+        .arg(dir.join("state.redb"))
+        .output()
+        .expect("capprof daemon --detach");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "daemon --detach: {stderr}");
+    stderr
 }
 
 impl Daemon {
@@ -28,7 +44,7 @@ impl Daemon {
             .stderr(Stdio::null())
             .spawn()
             .expect("capprof daemon");
-        let d = Self { child, socket };
+        let d = Self { child, socket, dir: dir.to_path_buf() };
         let deadline = Instant::now() + Duration::from_secs(20);
         while d.get("/health").is_none() {
             assert!(Instant::now() < deadline, "daemon did not answer on {}", d.socket.display());
@@ -67,8 +83,11 @@ impl Daemon {
         self.signal(libc::SIGKILL);
     }
 
+    /// SIGTERM, then `--detach`: the test leaves nothing attached.
     fn stop(self) {
+        let dir = self.dir.clone();
         self.signal(libc::SIGTERM);
+        detach(&dir);
     }
 
     fn signal(mut self, sig: i32) {
@@ -78,11 +97,12 @@ impl Daemon {
     }
 }
 
-/// A failing test must not leave a daemon behind.
+/// A failing test must not leave a daemon, or its pinned programs, behind.
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = Command::new(capprof()).args(["daemon", "--detach", "--socket"]).arg(&self.socket).arg("--state").arg(self.dir.join("state.redb")).output();
     }
 }
 
@@ -147,10 +167,21 @@ fn learns_workloads_across_restarts_replicas_and_kill_9() {
     assert!(metrics.contains(&format!("capprof_checks_total{{workload=\"{web_id}\",capability=\"MKNOD\",verdict=\"granted\",class=\"needed\"}}")), "{metrics}");
     assert!(metrics.contains("capprof_losses_total{kind=\"checks_map_full\"} 0"));
 
-    // kill -9, then a container while the daemon is down, then a restart on the same state.
+    // kill -9, then containers while the daemon is down, then a restart on the same state:
+    // the pinned programs counted them, the restarted daemon drains what they counted.
     d.kill9();
     docker(&["rm", "-f", &already]);
+    let down = format!("capprof-down-{tag}");
+    let down_rm = format!("capprof-down-rm-{tag}");
+    docker(&["run", "--name", &down, &img, "sh", "-c", "mknod /tmp/n c 1 3"]);
+    docker(&["run", "--rm", "--name", &down_rm, &img, "sh", "-c", "touch /tmp/f; chown 65534 /tmp/f"]);
     let d = Daemon::start(&dir, &[]);
+    assert_eq!(d.set_of(&format!("container:{img}/{down}"), &["MKNOD"]), ["MKNOD"], "a container that ran while the daemon was down is learned");
+    // A --rm container is gone before the daemon can ask its engine: known by its cgroup.
+    let list: Vec<Value> = serde_json::from_str(&d.get("/workloads").unwrap()).unwrap();
+    let rm_short = list.iter().find(|w| w["used"].as_array().is_some_and(|u| u.len() == 1 && u[0] == "CHOWN") && w["id"].as_str().is_some_and(|i| i.starts_with("container:unknown-image/")));
+    assert!(rm_short.is_some(), "the --rm container that ran while the daemon was down is learned by its cgroup: {list:?}");
+    docker(&["rm", "-f", &down]);
     assert_eq!(d.set_of(&a_id, &["CHOWN"]), ["CHOWN"], "learned before kill -9, still there");
     assert_eq!(d.set_of(&web_id, &["MKNOD"]), ["MKNOD"]);
     assert_eq!(d.set_of(&early_id, &["SYS_CHROOT"]), ["SYS_CHROOT"]);

@@ -15,6 +15,8 @@ pub fn run(release: &Path, cgroups: u32, checks: u32) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let socket = dir.join("d.sock");
     let daemon = Daemon(
+        release.join("capprof"),
+        dir.clone(),
         Command::new(release.join("capprof"))
             .args(["daemon", "--services", "--flush-interval", "1", "--socket"])
             .arg(&socket)
@@ -32,7 +34,7 @@ pub fn run(release: &Path, cgroups: u32, checks: u32) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let pid = daemon.0.id();
+    let pid = daemon.2.id();
     let cpu_before = cpu_ticks(pid)?;
     let parent = unified()?.join(format!("capprof-churn-{}", std::process::id()));
     std::fs::create_dir_all(&parent)?;
@@ -97,12 +99,15 @@ pub fn run(release: &Path, cgroups: u32, checks: u32) -> Result<()> {
     Ok(())
 }
 
-struct Daemon(Child);
+/// The capprof binary, the state directory, the daemon.
+struct Daemon(PathBuf, PathBuf, Child);
 
 impl Drop for Daemon {
+    /// SIGTERM, then `daemon --detach`: its pinned programs do not outlive the benchmark.
     fn drop(&mut self) {
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
+        unsafe { libc::kill(self.2.id() as i32, libc::SIGTERM) };
+        let _ = self.2.wait();
+        let _ = Command::new(&self.0).args(["daemon", "--detach", "--socket"]).arg(self.1.join("d.sock")).arg("--state").arg(self.1.join("state.redb")).output();
     }
 }
 

@@ -97,7 +97,7 @@ pub fn changes(r: &ContainerRef) -> Option<Vec<String>> {
     Some(list)
 }
 
-fn parse_inspect(r: &ContainerRef, v: &Value) -> ContainerInfo {
+pub(crate) fn parse_inspect(r: &ContainerRef, v: &Value) -> ContainerInfo {
     let s = |p: &[&str]| -> String {
         let mut cur = v;
         for k in p {
@@ -146,7 +146,7 @@ fn oci_annotations(r: &ContainerRef) -> Option<ContainerInfo> {
     Some(from_annotations(r, &serde_json::from_str(&text).ok()?))
 }
 
-fn from_annotations(r: &ContainerRef, config: &Value) -> ContainerInfo {
+pub(crate) fn from_annotations(r: &ContainerRef, config: &Value) -> ContainerInfo {
     let a = &config["annotations"];
     let get = |keys: &[&str]| keys.iter().find_map(|k| a[*k].as_str()).unwrap_or_default().to_string();
     let mut labels = HashMap::new();

@@ -4,7 +4,7 @@
 //! each check belongs to.
 
 pub mod container;
-mod engine;
+pub(crate) mod engine;
 pub mod stop;
 pub mod workloads;
 

@@ -3,7 +3,11 @@
 
 use std::path::Path;
 
-use aya::programs::{FExit, KProbe, RawTracePoint};
+use aya::programs::fexit::FExitLinkId;
+use aya::programs::kprobe::KProbeLinkId;
+use aya::programs::raw_trace_point::RawTracePointLinkId;
+use aya::programs::trace_point::TracePointLinkId;
+use aya::programs::{FExit, KProbe, RawTracePoint, TracePoint};
 use aya::Ebpf;
 use capprof_common::{SITE_AT_ENTRY, SITE_SCAN};
 
@@ -68,22 +72,24 @@ impl BackendKind {
         }
     }
 
-    /// Attaches this backend's programs, with the task hooks every backend needs.
-    pub fn attach(self, ebpf: &mut Ebpf) -> Result<()> {
+    /// Attaches this backend's programs, with the task hooks every backend needs; returns
+    /// their links (for pinning them).
+    pub fn attach(self, ebpf: &mut Ebpf) -> Result<Vec<Attached>> {
+        let mut links = Vec::new();
         match self {
             Self::Tracepoint => {
                 let tracefs = tracefs::ensure_mounted()?;
                 if tracefs::event_format(&tracefs, "capability", "cap_capable").is_none() {
                     return Err(Error::new(ErrorKind::UnsupportedKernel, "no capability:cap_capable tracepoint (added in Linux 6.14)"));
                 }
-                raw_tracepoint(ebpf, "cap_capable", "cap_capable")?;
+                links.push(raw_tracepoint(ebpf, "cap_capable", "cap_capable")?);
             }
             Self::Fexit => {
                 // aya needs the kernel's BTF to find cap_capable's type: parsed only here.
                 let btf = aya::Btf::from_sys_fs().map_err(|e| Error::new(ErrorKind::UnsupportedKernel, format!("kernel BTF: {e}")))?;
                 let p: &mut FExit = program(ebpf, "cap_capable_exit")?;
                 p.load("cap_capable", &btf).map_err(|e| load_error("loading the fexit program (BTF trampolines)", e))?;
-                p.attach().map_err(|e| load_error("attaching fexit to cap_capable", e))?;
+                links.push(Attached::FExit("cap_capable_exit", p.attach().map_err(|e| load_error("attaching fexit to cap_capable", e))?));
             }
             Self::Kprobe => {
                 let kprobes = Path::new("/sys/bus/event_source/devices/kprobe").exists()
@@ -95,18 +101,56 @@ impl BackendKind {
                 for (prog, what) in [("cap_capable_entry", "kprobe"), ("cap_capable_return", "kretprobe")] {
                     let p: &mut KProbe = program(ebpf, prog)?;
                     p.load().map_err(|e| load_error(&format!("loading the {what}"), e))?;
-                    p.attach("cap_capable", 0).map_err(|e| load_error(&format!("attaching a {what} to cap_capable"), e))?;
+                    links.push(Attached::KProbe(prog, p.attach("cap_capable", 0).map_err(|e| load_error(&format!("attaching a {what} to cap_capable"), e))?));
                 }
             }
         }
         for prog in ["sched_process_exec", "sched_process_fork", "sched_process_exit"] {
-            raw_tracepoint(ebpf, prog, prog)?;
+            links.push(raw_tracepoint(ebpf, prog, prog)?);
         }
+        Ok(links)
+    }
+}
+
+/// An attached program's link, by program name.
+pub enum Attached {
+    Raw(&'static str, RawTracePointLinkId),
+    FExit(&'static str, FExitLinkId),
+    KProbe(&'static str, KProbeLinkId),
+    TracePoint(&'static str, TracePointLinkId),
+}
+
+impl Attached {
+    pub fn program(&self) -> &'static str {
+        match self {
+            Self::Raw(p, _) | Self::FExit(p, _) | Self::KProbe(p, _) | Self::TracePoint(p, _) => p,
+        }
+    }
+
+    /// Takes the link from the program (so dropping the object no longer detaches it) and
+    /// pins it at `path`: the program then stays attached until the pin is removed.
+    pub fn pin(self, ebpf: &mut Ebpf, path: &Path) -> Result<()> {
+        use aya::programs::links::FdLink;
+        let name = self.program();
+        let pin_err = |e: &dyn std::fmt::Display| Error::new(ErrorKind::UnsupportedKernel, format!("pinning the link of {name} at {}: {e}", path.display()));
+        let fd: FdLink = match self {
+            Self::Raw(p, id) => program::<RawTracePoint>(ebpf, p)?.take_link(id).map_err(|e| pin_err(&e))?.into(),
+            Self::FExit(p, id) => program::<FExit>(ebpf, p)?.take_link(id).map_err(|e| pin_err(&e))?.into(),
+            Self::KProbe(p, id) => {
+                let link = program::<KProbe>(ebpf, p)?.take_link(id).map_err(|e| pin_err(&e))?;
+                FdLink::try_from(link).map_err(|e| pin_err(&format!("{e} (a perf-event kprobe without a BPF link cannot be pinned)")))?
+            }
+            Self::TracePoint(p, id) => {
+                let link = program::<TracePoint>(ebpf, p)?.take_link(id).map_err(|e| pin_err(&e))?;
+                FdLink::try_from(link).map_err(|e| pin_err(&e))?
+            }
+        };
+        fd.pin(path).map_err(|e| pin_err(&e))?;
         Ok(())
     }
 }
 
-fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T>
+pub(super) fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
 {
@@ -116,9 +160,9 @@ where
         .map_err(|e| load_error(name, e))
 }
 
-fn raw_tracepoint(ebpf: &mut Ebpf, prog: &str, tracepoint: &str) -> Result<()> {
+fn raw_tracepoint(ebpf: &mut Ebpf, prog: &'static str, tracepoint: &str) -> Result<Attached> {
     let p: &mut RawTracePoint = program(ebpf, prog)?;
     p.load().map_err(|e| load_error(&format!("loading {prog}"), e))?;
-    p.attach(tracepoint).map_err(|e| load_error(&format!("attaching to raw tracepoint {tracepoint}"), e))?;
-    Ok(())
+    let id = p.attach(tracepoint).map_err(|e| load_error(&format!("attaching to raw tracepoint {tracepoint}"), e))?;
+    Ok(Attached::Raw(prog, id))
 }

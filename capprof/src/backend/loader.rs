@@ -196,7 +196,8 @@ pub fn kernel_release() -> String {
 
 /// Attaches the network-use hooks (syscalls:sys_enter_bind/socket), for portable container
 /// profiles. Perf tracepoints: these events have no raw tracepoint of their own.
-pub(super) fn attach_network_hooks(ebpf: &mut aya::Ebpf) -> Result<()> {
+pub(super) fn attach_network_hooks(ebpf: &mut aya::Ebpf) -> Result<Vec<super::hooks::Attached>> {
+    let mut links = Vec::new();
     let tracefs = tracefs::ensure_mounted()?;
     for (prog, name, args) in [("sys_enter_bind", "sys_enter_bind", ["fd", "umyaddr"]), ("sys_enter_socket", "sys_enter_socket", ["family", "type"])] {
         let format = tracefs::event_format(&tracefs, "syscalls", name)
@@ -211,9 +212,9 @@ pub(super) fn attach_network_hooks(ebpf: &mut aya::Ebpf) -> Result<()> {
             .try_into()
             .map_err(|e| load_error(prog, e))?;
         p.load().map_err(|e| load_error(&format!("loading {prog}"), e))?;
-        p.attach("syscalls", name).map_err(|e| load_error(&format!("attaching to syscalls:{name}"), e))?;
+        links.push(super::hooks::Attached::TracePoint(prog, p.attach("syscalls", name).map_err(|e| load_error(&format!("attaching to syscalls:{name}"), e))?));
     }
-    Ok(())
+    Ok(links)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 mod calibrate;
 mod hooks;
 mod loader;
+pub mod pins;
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya::Ebpf;
@@ -75,6 +76,8 @@ pub struct Backend {
     pub call_sites: Option<CallSites>,
     /// Stack words are plain loads (`bpf_rdonly_cast`), not probe reads.
     direct_stack_loads: bool,
+    /// Links not yet pinned (dropping the object detaches them).
+    links: Vec<hooks::Attached>,
 }
 
 impl Backend {
@@ -88,14 +91,14 @@ impl Backend {
             // A fresh object per attempt: a half-attached backend is dropped whole.
             let mut ebpf = loader::load_object(sizes, &facts)?;
             match kind.attach(&mut ebpf) {
-                Ok(()) => {
-                    chosen = Some((kind, ebpf));
+                Ok(links) => {
+                    chosen = Some((kind, ebpf, links));
                     break;
                 }
                 Err(e) => refusals.push(format!("{}: {e}", kind.name())),
             }
         }
-        let Some((kind, ebpf)) = chosen else {
+        let Some((kind, ebpf, links)) = chosen else {
             return Err(Error::new(
                 ErrorKind::UnsupportedKernel,
                 format!("no capprof backend works on this kernel ({}): {}", kernel_release(), refusals.join("; ")),
@@ -109,7 +112,7 @@ impl Backend {
             ..Config::default()
         };
         let info = BackendInfo { name: kind.name(), sees_opts: kind.sees_opts() && facts.opts_mode != capprof_common::OPTS_NONE, classification: String::new() };
-        Ok(Backend { ebpf, config, kind, info, call_sites: None, direct_stack_loads: facts.rdonly_cast.is_some() })
+        Ok(Backend { ebpf, config, kind, info, call_sites: None, direct_stack_loads: facts.rdonly_cast.is_some(), links })
     }
 
     /// Finds where call sites sit on the stack (see `calibrate.rs`) and starts reading them.
@@ -210,7 +213,23 @@ impl Backend {
     /// Watches the system calls behind network operations that need a capability on some
     /// runtimes only (low ports, ping sockets).
     pub fn attach_network_hooks(&mut self) -> Result<()> {
-        loader::attach_network_hooks(&mut self.ebpf)
+        let links = loader::attach_network_hooks(&mut self.ebpf)?;
+        self.links.extend(links);
+        Ok(())
+    }
+
+    /// Pins every link (`link-PROGRAM`) and the maps a later daemon drains (see [`pins`]) in
+    /// `dir`: from then on the programs keep counting after this process ends.
+    pub fn pin(&mut self, dir: &std::path::Path) -> Result<()> {
+        for name in pins::MAPS.iter().filter(|m| **m != pins::EVENTS) {
+            let map = self.ebpf.map(name).ok_or_else(|| Error::new(ErrorKind::Internal, format!("map {name} missing from the eBPF object")))?;
+            map.pin(dir.join(name)).map_err(|e| Error::new(ErrorKind::UnsupportedKernel, format!("pinning map {name} in {}: {e}", dir.display())))?;
+        }
+        for link in std::mem::take(&mut self.links) {
+            let path = dir.join(format!("link-{}", link.program()));
+            link.pin(&mut self.ebpf, &path)?;
+        }
+        Ok(())
     }
 
     /// Network uses seen: (key, count).

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use capprof_common::CheckKey;
 
 use super::identity::{self, Identity};
-use super::store::{Fact, Store, WorkloadRecord};
+use super::store::{self, Fact, Store, WorkloadRecord};
 use crate::attribution::container::Discovery;
 use crate::attribution::symbolize;
 use crate::backend::Counters;
@@ -50,6 +50,20 @@ pub struct Learner {
     /// Keys whose cgroup was not named yet (their first-sighting event may still be on its
     /// way), with the cycles waited.
     unnamed: HashMap<CheckKey, u32>,
+    /// This run's pinned generation (see [`crate::backend::pins`]): its kernel counts taken
+    /// are made durable with the facts they went into.
+    pub generation: Option<String>,
+    /// Keys whose taken count changed since the last commit.
+    undrained: HashSet<CheckKey>,
+    /// Keys evicted from the kernel whose drained counts can go.
+    evicted: Vec<CheckKey>,
+}
+
+/// Counts already taken from one generation's maps, per kernel key.
+#[derive(Default)]
+struct Taken {
+    counts: HashMap<CheckKey, u64>,
+    futile: HashMap<CheckKey, u64>,
 }
 
 /// Cycles a key may wait for its cgroup's name before its checks count as unattributed.
@@ -77,7 +91,35 @@ impl Learner {
             last_flush: Instant::now(),
             unattributed: 0,
             unnamed: HashMap::new(),
+            generation: None,
+            undrained: HashSet::new(),
+            evicted: Vec::new(),
         })
+    }
+
+    /// Learns what an earlier generation's pinned programs counted (while no daemon ran, or
+    /// before a kill -9 let its last counts become durable), above what the state already
+    /// holds of it; returns the checks learned. Its cgroups are named from its own events.
+    pub fn learn_generation(&mut self, generation: &mut crate::backend::pins::Generation) -> Result<u64> {
+        let obs = generation.observations();
+        for path in obs.cgroup_paths.values() {
+            self.discovery.observe(path);
+        }
+        let drained = self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drained(&generation.name)?;
+        let mut taken = Taken {
+            counts: drained.iter().map(|(k, (c, _))| (*k, *c)).collect(),
+            futile: drained.iter().map(|(k, (_, f))| (*k, *f)).collect(),
+        };
+        let mut new_facts = Vec::new();
+        let learned = self.learn(&obs, &mut taken, false, &mut new_facts);
+        self.commit(new_facts)?;
+        self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner).forget_generation(&generation.name)?;
+        let mut h = self.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        h.counters.checks_map_full += obs.counters.checks_map_full;
+        h.counters.events_dropped += obs.counters.events_dropped;
+        h.counters.tasks_map_full += obs.counters.tasks_map_full;
+        drop(h);
+        Ok(learned)
     }
 
     /// Adopts the containers (and services) already running: their threads count as workload.
@@ -131,11 +173,80 @@ impl Learner {
             HashSet::new()
         };
         let obs = self.tracer.observations()?;
-        let t = now();
+        let mut taken = Taken { counts: std::mem::take(&mut self.last_counts), futile: std::mem::take(&mut self.last_futile) };
         let mut new_facts: Vec<(String, Fact)> = Vec::new();
+        self.learn(&obs, &mut taken, true, &mut new_facts);
+        self.last_counts = taken.counts;
+        self.last_futile = taken.futile;
+        // New facts (and their workloads) are durable before this cycle ends: only then do the
+        // API and metrics, which read the store, show them. Batched counts go with them.
+        if !new_facts.is_empty() || due {
+            self.commit(new_facts)?;
+        }
+        if due {
+            self.evict(&obs, &gone)?;
+        }
+        let mut h = self.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        h.counters = obs.counters;
+        h.unattributed = self.unattributed;
+        h.kernel_checks = obs.checks.len();
+        if let Some(p) = self.tracer.backend_summary().program {
+            h.program_runs = p.runs;
+            h.program_run_time_ns = (p.mean_ns * p.runs as f64) as u64;
+        }
+        h.last_cycle_ms = started.elapsed().as_millis() as u64;
+        Ok(())
+    }
+
+    /// Writes batched counts (and touched workloads).
+    pub fn flush(&mut self) -> Result<()> {
+        self.commit(Vec::new())
+    }
+
+    /// One durable transaction: new facts, batched counts of known facts, touched workloads,
+    /// and (when pinned) the kernel counts all of them account for.
+    fn commit(&mut self, new_facts: Vec<(String, Fact)>) -> Result<()> {
+        self.last_flush = Instant::now();
+        if new_facts.is_empty() && self.pending.is_empty() && self.dirty_workloads.is_empty() && self.undrained.is_empty() && self.evicted.is_empty() {
+            return Ok(());
+        }
+        let mut store = self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut facts = new_facts;
+        for (key, (delta, last, futile)) in self.pending.drain() {
+            if let Some(mut f) = store.fact(&key)? {
+                f.count += delta;
+                f.futile += futile;
+                f.last_seen = last;
+                facts.push((key, f));
+            }
+        }
+        let workloads: Vec<WorkloadRecord> = self.dirty_workloads.drain().filter_map(|id| self.workloads.get(&id).cloned()).collect();
+        let mut batch = store::Batch { workloads, facts, ..store::Batch::default() };
+        if let Some(generation) = &self.generation {
+            batch.drained = self
+                .undrained
+                .drain()
+                .map(|k| (generation.clone(), k, self.last_counts.get(&k).copied().unwrap_or(0), self.last_futile.get(&k).copied().unwrap_or(0)))
+                .collect();
+            batch.undrained = self.evicted.drain(..).map(|k| (generation.clone(), k)).collect();
+        } else {
+            self.undrained.clear();
+            self.evicted.clear();
+        }
+        store.commit_batch(batch)
+    }
+
+    /// Turns observations into facts: what each key counted above `taken` is attributed to
+    /// its workload. With `wait_for_names`, a key whose cgroup has no name yet waits a few
+    /// cycles for its event; without (an earlier generation: every event is in), it is
+    /// unattributed at once. Returns the checks attributed.
+    fn learn(&mut self, obs: &crate::collector::Observations, taken: &mut Taken, wait_for_names: bool, new_facts: &mut Vec<(String, Fact)>) -> u64 {
+        let t = now();
+        let own = wait_for_names;
+        let mut learned = 0;
         for o in &obs.checks {
-            let prev = self.last_counts.get(&o.key).copied().unwrap_or(0);
-            let prev_futile = self.last_futile.get(&o.key).copied().unwrap_or_default();
+            let prev = taken.counts.get(&o.key).copied().unwrap_or(0);
+            let prev_futile = taken.futile.get(&o.key).copied().unwrap_or_default();
             let futile_delta = o.futile.saturating_sub(prev_futile);
             if o.count <= prev && futile_delta == 0 {
                 continue;
@@ -145,22 +256,29 @@ impl Learner {
                 // Not named yet: wait a few cycles for the event rather than lose the checks.
                 let waited = self.unnamed.entry(o.key).or_insert(0);
                 *waited += 1;
-                if *waited >= NAMING_CYCLES {
+                if *waited >= NAMING_CYCLES || !wait_for_names {
                     self.unnamed.remove(&o.key);
-                    self.last_counts.insert(o.key, o.count);
+                    taken.counts.insert(o.key, o.count);
+                    if own {
+                        self.undrained.insert(o.key);
+                    }
                     self.unattributed += delta;
                     debug_unattributed(&o.key, None, delta);
                 }
                 continue;
             };
             self.unnamed.remove(&o.key);
-            self.last_counts.insert(o.key, o.count);
-            self.last_futile.insert(o.key, o.futile);
+            taken.counts.insert(o.key, o.count);
+            taken.futile.insert(o.key, o.futile);
+            if own {
+                self.undrained.insert(o.key);
+            }
             let Some(identity) = self.identity_of(path) else {
                 self.unattributed += delta;
                 debug_unattributed(&o.key, Some(path), delta);
                 continue;
             };
+            learned += delta;
             let check = symbolize(o, self.tracer.symbols());
             let key = Fact::key(&identity.id, &check);
             let record = self.workloads.entry(identity.id.clone()).or_insert_with(|| WorkloadRecord {
@@ -174,15 +292,13 @@ impl Learner {
                 used: 0,
             });
             record.last_seen = t;
-            if let Some(path) = obs.cgroup_paths.get(&o.key.cgroup_id) {
-                if let Some((r, info)) = self.discovery.container_of(path) {
-                    if !record.containers.contains(&r.id) {
-                        record.containers.push(r.id.clone());
-                        let excess = record.containers.len().saturating_sub(32);
-                        record.containers.drain(..excess);
-                    }
-                    record.container = Some(info.clone());
+            if let Some((r, info)) = self.discovery.container_of(path) {
+                if !record.containers.contains(&r.id) {
+                    record.containers.push(r.id.clone());
+                    let excess = record.containers.len().saturating_sub(32);
+                    record.containers.drain(..excess);
                 }
+                record.container = Some(info.clone());
             }
             let class = classify(&check).0;
             if class != Classification::Runtime {
@@ -208,46 +324,7 @@ impl Learner {
                 new_facts.push((key, fact));
             }
         }
-        // New facts (and their workloads) are durable before this cycle ends: only then do the
-        // API and metrics, which read the store, show them.
-        if !new_facts.is_empty() {
-            let workloads: Vec<WorkloadRecord> = self.dirty_workloads.drain().filter_map(|id| self.workloads.get(&id).cloned()).collect();
-            self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner).commit(&workloads, &new_facts)?;
-        }
-        if due {
-            self.flush()?;
-            self.evict(&obs, &gone)?;
-        }
-        let mut h = self.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        h.counters = obs.counters;
-        h.unattributed = self.unattributed;
-        h.kernel_checks = obs.checks.len();
-        if let Some(p) = self.tracer.backend_summary().program {
-            h.program_runs = p.runs;
-            h.program_run_time_ns = (p.mean_ns * p.runs as f64) as u64;
-        }
-        h.last_cycle_ms = started.elapsed().as_millis() as u64;
-        Ok(())
-    }
-
-    /// Writes batched counts (and touched workloads).
-    pub fn flush(&mut self) -> Result<()> {
-        self.last_flush = Instant::now();
-        if self.pending.is_empty() && self.dirty_workloads.is_empty() {
-            return Ok(());
-        }
-        let mut store = self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut facts = Vec::new();
-        for (key, (delta, last, futile)) in self.pending.drain() {
-            if let Some(mut f) = store.fact(&key)? {
-                f.count += delta;
-                f.futile += futile;
-                f.last_seen = last;
-                facts.push((key, f));
-            }
-        }
-        let workloads: Vec<WorkloadRecord> = self.dirty_workloads.drain().filter_map(|id| self.workloads.get(&id).cloned()).collect();
-        store.commit(&workloads, &facts)
+        learned
     }
 
     /// Forgets checks of cgroups that were gone before this cycle read the maps (their final
@@ -261,7 +338,9 @@ impl Learner {
         for k in &keys {
             self.last_counts.remove(k);
             self.last_futile.remove(k);
+            self.undrained.remove(k);
         }
+        self.evicted.extend(keys.iter().copied());
         let dead_paths: Vec<String> = dead.iter().filter_map(|id| obs.cgroup_paths.get(id).cloned()).collect();
         self.discovery.forget(&dead_paths);
         self.tracer.forget(&keys, &dead.iter().copied().collect::<Vec<_>>())

@@ -41,6 +41,9 @@ pub struct DaemonConfig {
     pub backend: crate::backend::BackendChoice,
     /// Stop after this long (tests, and recording the daemon itself).
     pub exit_after: Option<Duration>,
+    /// Drain what earlier runs' pinned programs counted into the state, remove their pins,
+    /// and exit (nothing keeps counting afterwards).
+    pub detach: bool,
 }
 
 pub fn run(cfg: &DaemonConfig) -> Result<i32> {
@@ -55,10 +58,38 @@ pub fn run(cfg: &DaemonConfig) -> Result<i32> {
         tracer.enable_stats()?;
     }
     tracer.watch_everything()?;
+    // This run's programs are pinned before earlier runs' are detached: no moment without one.
+    let pin_root = crate::backend::pins::state_dir(&cfg.state);
+    let own = match (&pin_root, cfg.detach) {
+        (Ok(root), false) => match crate::backend::pins::new_generation(root).and_then(|dir| tracer.pin(&dir).map(|_| dir.clone()).map_err(|e| (e, dir)).or_else(|(e, dir)| {
+            crate::backend::pins::remove_dir(&dir);
+            Err(e)
+        })) {
+            Ok(dir) => Some(dir),
+            Err(e) => {
+                eprintln!("capprof daemon: warning: {e:#}: the programs are not pinned, so what runs while the daemon is down (restarts, kill -9) is not seen");
+                None
+            }
+        },
+        (Err(e), false) => {
+            eprintln!("capprof daemon: warning: {e:#}: the programs are not pinned, so what runs while the daemon is down (restarts, kill -9) is not seen");
+            None
+        }
+        (_, true) => None,
+    };
     let health = Arc::new(Mutex::new(Health::default()));
     let shared = Arc::new(Shared { store: store.clone(), health: health.clone(), backend: tracer.backend_summary(), started: Instant::now(), tcp_metrics_only: cfg.tcp_metrics_only });
     let mut learner = Learner::new(tracer, store, health, cfg.services, cfg.flush_every)?;
+    learner.generation = own.as_deref().map(crate::backend::pins::generation_name);
     let adopted = learner.adopt_running()?;
+    if let Ok(root) = &pin_root {
+        drain_earlier(&mut learner, root, own.as_deref())?;
+    }
+    if cfg.detach {
+        learner.flush()?;
+        eprintln!("capprof daemon: detached: nothing of capprof's stays attached for state {}", cfg.state.display());
+        return Ok(0);
+    }
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::io("starting the async runtime", e))?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -140,6 +171,29 @@ pub fn run(cfg: &DaemonConfig) -> Result<i32> {
     learned?;
     eprintln!("capprof daemon: stopped, state flushed");
     Ok(0)
+}
+
+/// Learns and removes every earlier generation of pinned programs of this state.
+fn drain_earlier(learner: &mut Learner, root: &std::path::Path, own: Option<&std::path::Path>) -> Result<()> {
+    use crate::backend::pins;
+    for dir in pins::generations(root, own) {
+        if pins::owner_alive(&dir) {
+            // The state is locked by this process: a live owner is a daemon of another state
+            // whose directory hash collides, or a stale pid reused. Leave it.
+            continue;
+        }
+        let mut generation = pins::Generation::detach_and_open(&dir);
+        if !generation.readable() {
+            eprintln!("capprof daemon: earlier programs at {} could not be read (another capprof version?): removed, their counts are lost", dir.display());
+            generation.remove();
+            continue;
+        }
+        let learned = learner.learn_generation(&mut generation)?;
+        eprintln!("capprof daemon: took over from the daemon that pinned {}: {learned} check(s) counted while no daemon read them", dir.display());
+        generation.remove();
+    }
+    let _ = std::fs::remove_dir(root);
+    Ok(())
 }
 
 /// Makes `path` free for the API socket: nothing there, or a stale socket (a killed daemon's:

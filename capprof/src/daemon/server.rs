@@ -213,7 +213,7 @@ fn metrics(shared: &Shared) -> crate::error::Result<String> {
         }
     }
     for ((w, c, v, k), n) in series {
-        let _ = writeln!(out, "capprof_checks_total{{workload=\"{}\",capability=\"{c}\",verdict=\"{v}\",class=\"{k}\"}} {n}", escape(&w));
+        let _ = writeln!(out, "capprof_checks_total{{workload=\"{}\",capability=\"{c}\",verdict=\"{v}\",class=\"{k}\"}} {n}", escape_label(&w));
     }
     let _ = writeln!(out, "# HELP capprof_losses_total Data lost in the kernel, by kind (never hidden).");
     let _ = writeln!(out, "# TYPE capprof_losses_total counter");
@@ -237,7 +237,7 @@ fn metrics(shared: &Shared) -> crate::error::Result<String> {
 
 /// A Prometheus label value: backslash, double quote and line feed escaped (the exposition
 /// format's three), so a workload name cannot end its series or start another.
-fn escape(s: &str) -> String {
+pub fn escape_label(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 

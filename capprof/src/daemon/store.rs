@@ -10,12 +10,60 @@ use serde::{Deserialize, Serialize};
 
 use crate::attribution::container::ContainerInfo;
 use crate::attribution::Check;
+use capprof_common::CheckKey;
 use crate::error::{Error, ErrorKind, Result};
 
 use super::identity::Identity;
 
 const WORKLOADS: TableDefinition<&str, &str> = TableDefinition::new("workloads");
 const FACTS: TableDefinition<&str, &str> = TableDefinition::new("facts");
+/// Per pinned generation and kernel key, the count (and futile count) already durable in
+/// `facts`: `GENERATION \x1f HEX(CheckKey)` → `COUNT FUTILE`. A later daemon draining that
+/// generation's pinned maps takes only what is above it, so no check is counted twice.
+const DRAINED: TableDefinition<&str, &str> = TableDefinition::new("drained");
+
+/// One durable transaction's worth of changes.
+#[derive(Default)]
+pub struct Batch {
+    pub workloads: Vec<WorkloadRecord>,
+    pub facts: Vec<(String, Fact)>,
+    /// (generation, kernel key, count, futile count) now durable.
+    pub drained: Vec<(String, CheckKey, u64, u64)>,
+    /// Drained counts no longer needed: (generation, kernel key) evicted from the kernel.
+    pub undrained: Vec<(String, CheckKey)>,
+}
+
+fn drained_key(generation: &str, key: &CheckKey) -> String {
+    // SAFETY: CheckKey is a plain-old-data #[repr(C)] struct without padding (capprof-common).
+    let bytes = unsafe { std::slice::from_raw_parts((key as *const CheckKey).cast::<u8>(), std::mem::size_of::<CheckKey>()) };
+    let mut out = String::with_capacity(generation.len() + 1 + bytes.len() * 2);
+    out.push_str(generation);
+    out.push('\u{1f}');
+    for b in bytes {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// The kernel key of a drained-count key's hex part (None when it is not one).
+pub(crate) fn parse_drained_hex(hex: &str) -> Option<CheckKey> {
+    parse_drained_key(hex)
+}
+
+#[cfg(test)]
+pub(crate) fn roundtrip_drained_key(key: &CheckKey) -> Option<CheckKey> {
+    let k = drained_key("gen-1-2", key);
+    parse_drained_key(k.strip_prefix("gen-1-2\u{1f}")?)
+}
+
+fn parse_drained_key(hex: &str) -> Option<CheckKey> {
+    if hex.len() != std::mem::size_of::<CheckKey>() * 2 || !hex.is_ascii() {
+        return None;
+    }
+    let bytes: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect::<Option<_>>()?;
+    // SAFETY: exactly size_of::<CheckKey>() bytes; every bit pattern is a valid CheckKey.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<CheckKey>()) })
+}
 
 /// A workload as stored.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -157,6 +205,7 @@ impl Store {
         {
             tx.open_table(WORKLOADS).map_err(db_err)?;
             tx.open_table(FACTS).map_err(db_err)?;
+            tx.open_table(DRAINED).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
         let mut known = HashSet::new();
@@ -177,22 +226,61 @@ impl Store {
 
     /// Writes workloads and facts (new or updated) in one durable transaction.
     pub fn commit(&mut self, workloads: &[WorkloadRecord], facts: &[(String, Fact)]) -> Result<()> {
+        self.commit_batch(Batch { workloads: workloads.to_vec(), facts: facts.to_vec(), ..Batch::default() })
+    }
+
+    /// Writes a batch in one durable transaction: the facts and the kernel counts they
+    /// account for are durable together or not at all.
+    pub fn commit_batch(&mut self, batch: Batch) -> Result<()> {
         let tx = self.db.begin_write().map_err(db_err)?;
         {
             let mut w = tx.open_table(WORKLOADS).map_err(db_err)?;
-            for rec in workloads {
+            for rec in &batch.workloads {
                 let json = serde_json::to_string(rec).map_err(db_err)?;
                 w.insert(rec.identity.id.as_str(), json.as_str()).map_err(db_err)?;
             }
             let mut f = tx.open_table(FACTS).map_err(db_err)?;
-            for (key, fact) in facts {
+            for (key, fact) in &batch.facts {
                 let json = serde_json::to_string(fact).map_err(db_err)?;
                 f.insert(key.as_str(), json.as_str()).map_err(db_err)?;
             }
+            let mut d = tx.open_table(DRAINED).map_err(db_err)?;
+            for (generation, key, count, futile) in &batch.drained {
+                d.insert(drained_key(generation, key).as_str(), format!("{count} {futile}").as_str()).map_err(db_err)?;
+            }
+            for (generation, key) in &batch.undrained {
+                d.remove(drained_key(generation, key).as_str()).map_err(db_err)?;
+            }
         }
         tx.commit().map_err(db_err)?;
-        self.known.extend(facts.iter().map(|(k, _)| k.clone()));
+        self.known.extend(batch.facts.into_iter().map(|(k, _)| k));
         Ok(())
+    }
+
+    /// A pinned generation's durable counts per kernel key: (count, futile count).
+    pub fn drained(&self, generation: &str) -> Result<HashMap<CheckKey, (u64, u64)>> {
+        let rx = self.db.begin_read().map_err(db_err)?;
+        let t = rx.open_table(DRAINED).map_err(db_err)?;
+        let prefix = format!("{generation}\u{1f}");
+        let mut out = HashMap::new();
+        for entry in t.range(prefix.as_str()..).map_err(db_err)? {
+            let (k, v) = entry.map_err(db_err)?;
+            let Some(hex) = k.value().strip_prefix(&prefix) else { break };
+            let mut nums = v.value().split(' ').map(|n| n.parse::<u64>().unwrap_or(0));
+            if let Some(key) = parse_drained_key(hex) {
+                out.insert(key, (nums.next().unwrap_or(0), nums.next().unwrap_or(0)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forgets a generation's drained counts (its pins are gone).
+    pub fn forget_generation(&mut self, generation: &str) -> Result<()> {
+        let keys: Vec<CheckKey> = self.drained(generation)?.into_keys().collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.commit_batch(Batch { undrained: keys.into_iter().map(|k| (generation.to_string(), k)).collect(), ..Batch::default() })
     }
 
     pub fn workload(&self, id: &str) -> Result<Option<WorkloadRecord>> {

@@ -28,7 +28,7 @@ pub fn services(p: &Profile) -> Result<String> {
     let mut services = BTreeMap::new();
     for w in &p.workloads {
         let c = w.container.as_ref();
-        let name = c.and_then(|c| c.labels.get("com.docker.compose.service").cloned()).unwrap_or_else(|| dns_label(&w.name));
+        let name = c.and_then(|c| c.labels.get("com.docker.compose.service").filter(|n| !n.is_empty()).cloned()).unwrap_or_else(|| dns_label(&w.name));
         let image = c.map(|c| c.image.clone()).filter(|i| !i.is_empty());
         services.insert(
             name,

@@ -66,7 +66,7 @@ struct PatchContainer {
 /// The Kubernetes name of a workload's container: its pod's container name label, else its
 /// own name.
 pub fn container_name(w: &WorkloadProfile) -> String {
-    w.container.as_ref().and_then(|c| c.labels.get("io.kubernetes.container.name").cloned()).unwrap_or_else(|| dns_label(&w.name))
+    w.container.as_ref().and_then(|c| c.labels.get("io.kubernetes.container.name").filter(|n| !n.is_empty()).cloned()).unwrap_or_else(|| dns_label(&w.name))
 }
 
 /// A strategic merge patch for a Deployment (StatefulSet, DaemonSet alike): containers are
