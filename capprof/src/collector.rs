@@ -128,6 +128,19 @@ impl Sightings {
         std::mem::take(&mut self.new_cgroups)
     }
 
+    /// Names the cgroups of `keys` that no event named, from their ids while they still exist
+    /// (their events were lost to a full ring buffer while nobody read it).
+    pub fn name_from_ids<'a>(&mut self, keys: impl Iterator<Item = &'a CheckKey>) {
+        for key in keys {
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.cgroup_paths.entry(key.cgroup_id) {
+                if let Some(path) = crate::cgroup::path_of_id(key.cgroup_id) {
+                    self.new_cgroups.push(path.clone());
+                    slot.insert(path);
+                }
+            }
+        }
+    }
+
     /// Every check with its count and first sighting. With `before_stop` (see
     /// [`Collector::counts`]), what was counted since is split off `at_stop`.
     pub fn observations(

@@ -83,6 +83,9 @@ fn main() -> Result<()> {
             let mut test = vec!["test", "--no-fail-fast"];
             test.extend(args.iter().map(String::as_str));
             let tests = cargo(&test);
+            // A test killed half-way leaves its daemon's pinned programs attached: the machine
+            // is the tests' own, so none survives the run.
+            remove_daemon_pins();
             // The kprobe and fexit backends on a second kernel (unless a filter was given).
             let vm = if args.is_empty() {
                 cargo(&["build", "--release", "-p", "capprof", "-p", "capprof-tests"]).and_then(|_| vm_test::run(&root().join("target/release")))
@@ -135,4 +138,20 @@ pub fn run(cmd: &mut Command) -> Result<()> {
         bail!("{cmd:?} failed: {status}");
     }
     Ok(())
+}
+
+/// Removes every pin of capprof daemons (`/sys/fs/bpf/capprof`): their programs detach.
+fn remove_daemon_pins() {
+    fn walk(dir: &std::path::Path) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p);
+                let _ = std::fs::remove_dir(&p);
+            } else if std::fs::remove_file(&p).is_ok() {
+                eprintln!("xtask: removed the leftover pin {}", p.display());
+            }
+        }
+    }
+    walk(std::path::Path::new("/sys/fs/bpf/capprof"));
 }

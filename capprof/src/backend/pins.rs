@@ -144,6 +144,7 @@ impl Generation {
             m.iter().filter_map(|e| e.ok()).map(|(k, v)| (k, v.iter().sum())).collect()
         };
         let counts = self.checks.as_ref().map(sum).unwrap_or_default();
+        self.seen.name_from_ids(counts.iter().map(|(k, _)| k));
         let futile: HashMap<CheckKey, u64> = self.futile.as_ref().map(sum).unwrap_or_default().into_iter().collect();
         let counters = self
             .counters

@@ -46,6 +46,7 @@ fn drained_key(generation: &str, key: &CheckKey) -> String {
 }
 
 /// The kernel key of a drained-count key's hex part (None when it is not one).
+#[cfg(test)]
 pub(crate) fn parse_drained_hex(hex: &str) -> Option<CheckKey> {
     parse_drained_key(hex)
 }
