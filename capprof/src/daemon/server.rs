@@ -78,7 +78,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, shared: Arc
     let _ = stream.shutdown().await;
 }
 
-fn route(shared: &Shared, target: &str) -> (u16, &'static str, String) {
+pub(crate) fn route(shared: &Shared, target: &str) -> (u16, &'static str, String) {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let params: BTreeMap<String, String> =
         query.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (decode(k), decode(v))).collect();
