@@ -51,24 +51,10 @@ fn nasty() -> impl Strategy<Value = String> {
 
 fn check(cap: u32) -> Check {
     Check {
-        capability: cap,
-        denied: false,
-        setup: false,
-        borrowed: false,
-        noaudit: false,
-        count: 1,
-        cgroup_id: 1,
-        comm: "prog".into(),
         exe: Some("/usr/bin/prog".into()),
-        exe_gains_privilege: false,
-        site: Some("chown_common".into()),
-        path: vec!["__x64_sys_fchownat".into(), "chown_common".into()],
         syscall: Some("fchownat".into()),
         cap_eff: Some(0xa80425fb),
-        at_stop: false,
-        no_effect: false,
-        doubtful: false,
-        futile: 0,
+        ..Check::for_test(cap, "chown_common", &["__x64_sys_fchownat", "chown_common"])
     }
 }
 

@@ -31,6 +31,15 @@ fn refused(args: &[&str], code: i32, says: &str) -> String {
     err
 }
 
+/// Waits until a daemon accepts on `sock`.
+fn wait_for_daemon(sock: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(sock).is_err() {
+        assert!(Instant::now() < deadline, "daemon did not start on {}", sock.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Documents parsed by PyYAML (Debian's python3-yaml), a parser independent of capprof's.
 fn pyyaml(text: &str) -> Vec<Value> {
     let mut child = Command::new("/usr/bin/python3")
@@ -198,11 +207,7 @@ fn daemon_socket_is_taken_over_only_when_stale() {
 
     let sock = dir.join("d.sock");
     let mut live = Command::new(capprof()).args(["daemon", "--socket", sock.to_str().unwrap(), "--state", &state("a")]).stderr(Stdio::null()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-        assert!(Instant::now() < deadline, "daemon did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_daemon(Path::new(&sock));
     refused(&["daemon", "--socket", sock.to_str().unwrap(), "--state", &state("b")], 75, "a running daemon answers on it");
     let health = capprof_cmd(&["profiles", "--socket", sock.to_str().unwrap()]);
     assert!(health.status.success(), "the live daemon still answers: {}", stderr(&health));
@@ -231,11 +236,7 @@ fn a_corrupt_or_empty_state_is_refused_and_left_as_it_was() {
     let _serial = container_lock();
     let img = busybox_image("docker");
     let mut d = Command::new(capprof()).args(["daemon", "--flush-interval", "1", "--socket", &sock, "--state", state.to_str().unwrap()]).stderr(Stdio::null()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-        assert!(Instant::now() < deadline, "daemon did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_daemon(Path::new(&sock));
     let ok = Command::new("docker").args(["run", "--rm", &img, "sh", "-c", "chroot / true"]).status().unwrap();
     assert!(ok.success());
     std::thread::sleep(Duration::from_secs(3));

@@ -161,6 +161,34 @@ fn comm_string(raw: &[u8]) -> String {
 }
 
 #[cfg(test)]
+impl Check {
+    /// A granted check built by hand (root-free tests): of capability `capability`, asked by
+    /// `site`, with `path` (outermost first) below it, made once by `prog`.
+    pub fn for_test(capability: u32, site: &str, path: &[&str]) -> Self {
+        Check {
+            capability,
+            denied: false,
+            setup: false,
+            borrowed: false,
+            noaudit: false,
+            count: 1,
+            cgroup_id: 1,
+            comm: "prog".into(),
+            exe: None,
+            exe_gains_privilege: false,
+            site: Some(site.into()),
+            path: path.iter().map(|s| s.to_string()).collect(),
+            syscall: None,
+            cap_eff: None,
+            at_stop: false,
+            no_effect: false,
+            doubtful: false,
+            futile: 0,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -182,28 +210,8 @@ mod tests {
 
     #[test]
     fn summary_names_syscall_asker_and_site() {
-        let c = Check {
-            capability: 0,
-            denied: false,
-            setup: false,
-            borrowed: false,
-            noaudit: false,
-            count: 1,
-            cgroup_id: 1,
-            comm: "scenario".into(),
-            exe: None,
-            exe_gains_privilege: false,
-            site: Some("capable_wrt_inode_uidgid".into()),
-            path: ["__x64_sys_fchownat", "do_fchownat", "chown_common", "notify_change", "setattr_prepare", "capable_wrt_inode_uidgid"]
-                .map(String::from)
-                .to_vec(),
-            syscall: Some("fchownat".into()),
-            cap_eff: None,
-            at_stop: false,
-            no_effect: false,
-            doubtful: false,
-            futile: 0,
-        };
+        let path = ["__x64_sys_fchownat", "do_fchownat", "chown_common", "notify_change", "setattr_prepare", "capable_wrt_inode_uidgid"];
+        let c = Check { comm: "scenario".into(), syscall: Some("fchownat".into()), ..Check::for_test(0, "capable_wrt_inode_uidgid", &path) };
         assert_eq!(c.path_summary(), "fchownat -> setattr_prepare (capable_wrt_inode_uidgid)");
         assert!(c.via("notify_change"));
     }

@@ -5,26 +5,7 @@ use super::*;
 
 /// A granted check of `cap` asked by `site`, with `path` (outermost first) below it.
 fn check(cap: Capability, site: &str, path: &[&str]) -> Check {
-    Check {
-        capability: cap.number(),
-        denied: false,
-        setup: false,
-        borrowed: false,
-        noaudit: false,
-        count: 1,
-        cgroup_id: 1,
-        comm: "prog".into(),
-        exe: None,
-        exe_gains_privilege: false,
-        site: Some(site.into()),
-        path: path.iter().map(|s| s.to_string()).collect(),
-        syscall: None,
-        cap_eff: None,
-        at_stop: false,
-        no_effect: false,
-        doubtful: false,
-        futile: 0,
-    }
+    Check::for_test(cap.number(), site, path)
 }
 
 fn no_effect(mut c: Check) -> Check {
