@@ -73,6 +73,7 @@ pub fn run(release: &Path) -> Result<()> {
                 ));
             }
         }
+        script.push_str(&pinned_daemon_script(backend));
         // What the backend says it sees.
         script.push_str(&format!(
             "capprof record --backend {backend} -f json -o /tmp/p.json -- true 2>/dev/null; \
@@ -119,14 +120,48 @@ pub fn run(release: &Path) -> Result<()> {
             }
         }
     }
+    for backend in BACKENDS {
+        let learned = format!("PIN {backend} --cap-drop=ALL --cap-add=SYS_CHROOT");
+        let detached = format!("PIN_DETACH {backend} 0 0");
+        for (what, line) in [("learned what ran while it was down", learned), ("left nothing pinned after --detach", detached)] {
+            if run.output.lines().any(|l| l.trim() == line) {
+                println!("daemon on {backend}: {what}");
+            } else {
+                failures += 1;
+                println!("daemon on {backend}: expected `{line}`: {}", run.output.lines().filter(|l| l.starts_with(&format!("PIN {backend}")) || l.starts_with(&format!("PIN_DETACH {backend}"))).collect::<Vec<_>>().join("; "));
+            }
+        }
+    }
     if !run.output.contains("TRACEPOINT_EXIT 69") {
         failures += 1;
         println!("the tracepoint backend should be refused on 6.1 with exit 69 (unsupported kernel)");
     }
-    let total = (SCENARIOS.len() + PROBES_SEEN.len()) * BACKENDS.len() + 1;
+    let total = (SCENARIOS.len() + PROBES_SEEN.len() + 2) * BACKENDS.len() + 1;
     println!("\nvm-test: {} passed, {failures} failed", total - failures.min(total));
     if failures > 0 {
         bail!("{failures} scenario(s) differ on the second kernel");
     }
     Ok(())
+}
+
+/// The daemon's pinned programs on this backend (fexit or kprobe links, raw tracepoints):
+/// start, kill -9, a service chroots while no daemon runs, restart: the service is learned;
+/// `--detach` leaves nothing pinned.
+fn pinned_daemon_script(backend: &str) -> String {
+    format!(
+        "mkdir -p /sys/fs/cgroup/pin-{b}.service\n\
+         D_ARGS='--backend {b} --services --flush-interval 1 --socket /tmp/d.sock --state /tmp/s-{b}.redb'\n\
+         capprof daemon $D_ARGS 2>/tmp/d.err & D=$!\n\
+         i=0; while [ ! -S /tmp/d.sock ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n\
+         kill -9 $D; wait $D 2>/dev/null\n\
+         sh -c 'echo $$ > /sys/fs/cgroup/pin-{b}.service/cgroup.procs; exec scenario chroot /'\n\
+         capprof daemon $D_ARGS 2>>/tmp/d.err & D=$!\n\
+         i=0; while ! capprof export service:pin-{b}.service -f docker --socket /tmp/d.sock >/tmp/pin 2>/dev/null && [ $i -lt 150 ]; do sleep 0.2; i=$((i+1)); done\n\
+         echo \"PIN {b} $(cat /tmp/pin)\"\n\
+         kill $D; wait $D 2>/dev/null\n\
+         capprof daemon --detach --state /tmp/s-{b}.redb --socket /tmp/d.sock 2>>/tmp/d.err; echo \"PIN_DETACH {b} $? $(ls /sys/fs/bpf/capprof/*/ 2>/dev/null | wc -l)\"\n\
+         grep -i 'warning\\|error' /tmp/d.err | sed 's/^/ERR /'\n\
+         rmdir /sys/fs/cgroup/pin-{b}.service\n",
+        b = backend
+    )
 }

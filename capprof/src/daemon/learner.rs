@@ -57,6 +57,8 @@ pub struct Learner {
     undrained: HashSet<CheckKey>,
     /// Keys evicted from the kernel whose drained counts can go.
     evicted: Vec<CheckKey>,
+    /// Losses the earlier generations' programs counted (reported with this run's own).
+    inherited: Counters,
 }
 
 /// Counts already taken from one generation's maps, per kernel key.
@@ -94,6 +96,7 @@ impl Learner {
             generation: None,
             undrained: HashSet::new(),
             evicted: Vec::new(),
+            inherited: Counters::default(),
         })
     }
 
@@ -114,11 +117,12 @@ impl Learner {
         let learned = self.learn(&obs, &mut taken, false, &mut new_facts);
         self.commit(new_facts)?;
         self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner).forget_generation(&generation.name)?;
-        let mut h = self.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        h.counters.checks_map_full += obs.counters.checks_map_full;
-        h.counters.events_dropped += obs.counters.events_dropped;
-        h.counters.tasks_map_full += obs.counters.tasks_map_full;
-        drop(h);
+        let c = obs.counters;
+        self.inherited.checks_map_full += c.checks_map_full;
+        self.inherited.events_dropped += c.events_dropped;
+        self.inherited.tasks_map_full += c.tasks_map_full;
+        self.inherited.site_unknown += c.site_unknown;
+        self.inherited.walks_lost += c.walks_lost;
         Ok(learned)
     }
 
@@ -187,7 +191,15 @@ impl Learner {
             self.evict(&obs, &gone)?;
         }
         let mut h = self.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        h.counters = obs.counters;
+        let i = self.inherited;
+        h.counters = Counters {
+            checks_seen: obs.counters.checks_seen,
+            checks_map_full: obs.counters.checks_map_full + i.checks_map_full,
+            events_dropped: obs.counters.events_dropped + i.events_dropped,
+            tasks_map_full: obs.counters.tasks_map_full + i.tasks_map_full,
+            site_unknown: obs.counters.site_unknown + i.site_unknown,
+            walks_lost: obs.counters.walks_lost + i.walks_lost,
+        };
         h.unattributed = self.unattributed;
         h.kernel_checks = obs.checks.len();
         if let Some(p) = self.tracer.backend_summary().program {
