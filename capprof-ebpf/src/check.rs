@@ -16,11 +16,13 @@ use aya_ebpf::{
 };
 use capprof_common::{
     clear_after_nul, counter, CheckEvent, CheckKey, Config, SiteRange, CALIBRATION_WORDS, CGROUP_NAME_LEN, FLAG_BORROWED, FLAG_DENIED, FLAG_INSETID,
-    FLAG_NOAUDIT, FLAG_SETUP, FLAG_SITE_UNKNOWN, MAX_CGROUP_LEVELS, NO_ANCHOR, OPTS_AUDIT_INT, OPTS_BITMASK, SITE_AT_ENTRY,
+    FLAG_NOAUDIT, FLAG_SETUP, FLAG_SITE_UNKNOWN, NO_ANCHOR, OPTS_AUDIT_INT, OPTS_BITMASK, SITE_AT_ENTRY,
     SITE_NARROW_WORDS, SITE_SCAN, SITE_SCAN_WORDS, SITE_WINDOW_WORDS, STACK_DEPTH,
 };
 
-use crate::maps::{bump, config, CALIBRATION, CHECKS, EVENTS, SITE_SCRATCH, WATCHED};
+use crate::maps::{bump, config, CALIBRATION, CHECKS, EVENTS, SITE_SCRATCH};
+use crate::memory;
+use crate::scope::in_scope;
 use crate::tasks::workload_origin;
 
 const EEXIST: i32 = 17;
@@ -33,40 +35,10 @@ const CAP_OPT_INSETID: u32 = 0x4;
 #[no_mangle]
 static REAL_CRED_OFFSET: u32 = 0;
 
-/// BTF id of `struct pt_regs` when the kernel has the `bpf_rdonly_cast` kfunc (6.2+), else 0.
-/// With it, a stack word is one plain load (the verifier turns the cast into a register move
-/// and the load into a fault-safe one) instead of a `bpf_probe_read_kernel` call.
-#[no_mangle]
-static STACK_WORD_TYPE: u32 = 0;
-
-/// The call the loader rewrites into `bpf_rdonly_cast` (aya has no kfunc relocations): an
-/// otherwise unused helper number, patched to a kfunc call, or to a harmless helper in the
-/// dead branch when the kfunc is missing.
-const RDONLY_CAST_CALL: usize = capprof_common::RDONLY_CAST_CALL as usize;
-
 /// Offset of `comm` in `struct task_struct`, likewise (0: unknown, the helper copies it).
 /// Two direct loads instead of `bpf_get_current_comm`'s locked string copy.
 #[no_mangle]
 static COMM_OFFSET: u32 = 0;
-
-/// Is the current task in a watched cgroup or one of its descendants?
-#[inline(always)]
-pub fn in_scope(cfg: &Config) -> bool {
-    if cfg.watch_all != 0 {
-        return true;
-    }
-    // Shallow levels first: recorded cgroups sit one or two levels below the root.
-    for level in 1..=MAX_CGROUP_LEVELS {
-        let id = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
-        if id == 0 {
-            return false;
-        }
-        if WATCHED.get_ptr(&id).is_some() {
-            return true;
-        }
-    }
-    false
-}
 
 /// Everything but the verdict. None: out of scope (or calibrating).
 #[inline(always)]
@@ -102,8 +74,10 @@ pub fn begin(cap: u32, cred: u64, opts: Option<u32>, stack: u64) -> Option<Check
         }
     }
     let task = task as *const u8;
+    // SAFETY: a load-time constant the loader sets; read volatile so its default is not folded in.
     let real_cred_offset = unsafe { core::ptr::read_volatile(&REAL_CRED_OFFSET) };
     if real_cred_offset != 0 {
+        // SAFETY: the BTF task pointer plus a member offset from BTF: the verifier checks the load.
         let real = unsafe { *(task.add(real_cred_offset as usize) as *const u64) };
         if real != cred {
             flags |= FLAG_BORROWED;
@@ -141,10 +115,12 @@ pub fn begin(cap: u32, cred: u64, opts: Option<u32>, stack: u64) -> Option<Check
 /// stale bytes would split one program into several keys).
 #[inline(always)]
 fn current_comm(task: *const u8) -> [u8; 16] {
+    // SAFETY: a load-time constant the loader sets; read volatile so its default is not folded in.
     let offset = unsafe { core::ptr::read_volatile(&COMM_OFFSET) };
     if offset == 0 {
         return bpf_get_current_comm().unwrap_or([0; 16]);
     }
+    // SAFETY: the BTF task pointer plus a member offset from BTF: the verifier checks the load.
     let words = unsafe { task.add(offset as usize) as *const u64 };
     let (lo, hi) = unsafe { (*words, *words.add(1)) };
     let (lo, ended) = clear_after_nul(lo);
@@ -181,6 +157,7 @@ fn count(key: &CheckKey) -> bool {
     match CHECKS.get_ptr_mut(key) {
         Some(ptr) => {
             // This CPU's slot: programs run with migration disabled.
+            // SAFETY: a pointer a map lookup just returned, valid for this run (per-CPU or per-task: no concurrent writer).
             unsafe { *ptr += 1 };
             true
         }
@@ -199,7 +176,7 @@ fn count(key: &CheckKey) -> bool {
 /// the tracepoint, adding the iterator's frame) a wider window is scanned for the anchor.
 #[inline(always)]
 fn call_site(cfg: &Config, stack: u64) -> u64 {
-    let word_type = unsafe { core::ptr::read_volatile(&STACK_WORD_TYPE) };
+    let word_type = memory::word_type();
     if word_type == 0 {
         return read_site(cfg, stack);
     }
@@ -207,26 +184,13 @@ fn call_site(cfg: &Config, stack: u64) -> u64 {
     direct_site(cfg, stack, word_type).unwrap_or_else(|| scan_site(cfg, stack))
 }
 
-/// One word of kernel memory at a valid address: a plain load through `bpf_rdonly_cast` where
-/// the kernel has it (no helper call), else a probe read (None when it faults).
-#[inline(always)]
-pub fn kernel_word(addr: u64) -> Option<u64> {
-    let word_type = unsafe { core::ptr::read_volatile(&STACK_WORD_TYPE) };
-    if word_type != 0 {
-        let cast: unsafe extern "C" fn(u64, u32) -> *const u64 = unsafe { core::mem::transmute(RDONLY_CAST_CALL) };
-        // SAFETY: the verifier turns the cast into a register move and the load into a
-        // fault-safe one.
-        return Some(unsafe { *cast(addr, word_type) });
-    }
-    unsafe { bpf_probe_read_kernel(addr as *const u64) }.ok()
-}
-
 /// The calibrated slots read with plain loads; None when they cannot answer: the frames have
 /// shifted, no narrow layout was calibrated, or call sites are off.
 #[inline(always)]
 fn direct_site(cfg: &Config, stack: u64, word_type: u32) -> Option<u64> {
-    let cast: unsafe extern "C" fn(u64, u32) -> *const u64 = unsafe { core::mem::transmute(RDONLY_CAST_CALL) };
+    let cast = memory::rdonly_cast();
     // Every load at offset 0 of its own cast: the verifier then needs no variable offsets.
+    // SAFETY: bpf_rdonly_cast makes the load fault-safe (the verifier marks it untrusted).
     let word = |addr: u64| -> u64 { unsafe { *cast(addr, word_type) } };
     let caller_at = match cfg.site_mode {
         SITE_AT_ENTRY => stack,
@@ -252,6 +216,7 @@ fn direct_site(cfg: &Config, stack: u64, word_type: u32) -> Option<u64> {
 fn read_site(cfg: &Config, stack: u64) -> u64 {
     // Per-CPU scratch, not the BPF stack: no zeroing, and indexes the verifier can bound.
     let Some(window) = SITE_SCRATCH.get_ptr_mut(0) else { return 0 };
+    // SAFETY: a map value pointer the lookup just above returned, valid for this run.
     let words = unsafe { &mut (*window).words };
     let from = match cfg.site_mode {
         SITE_AT_ENTRY => stack,
@@ -265,28 +230,40 @@ fn read_site(cfg: &Config, stack: u64) -> u64 {
     } else if span < SITE_NARROW_WORDS {
         short_read::<SITE_NARROW_WORDS>(cfg, from, words)
     } else {
-        None
+        ShortRead::Shifted
     };
     match short {
-        Some(site) => site,
-        None => scan_window(cfg, stack, words),
+        ShortRead::Site(site) => site,
+        ShortRead::Unreadable => 0,
+        ShortRead::Shifted => scan_window(cfg, stack, words),
     }
 }
 
-/// Reads N words at the calibrated anchor; None when the frames have shifted.
+/// What a short read at the calibrated anchor found.
+enum ShortRead {
+    /// The call site (0 when the slot held nothing usable).
+    Site(u64),
+    /// The stack could not be read: the site is unknown.
+    Unreadable,
+    /// The anchor is not where calibration found it (frames shifted): scan a wider window.
+    Shifted,
+}
+
+/// Reads N words at the calibrated anchor.
 #[inline(always)]
-fn short_read<const N: usize>(cfg: &Config, from: u64, window: &mut [u64; SITE_WINDOW_WORDS]) -> Option<u64> {
+fn short_read<const N: usize>(cfg: &Config, from: u64, window: &mut [u64; SITE_WINDOW_WORDS]) -> ShortRead {
+    // SAFETY: N <= SITE_WINDOW_WORDS (both callers), so the prefix is inside the window.
     let words = unsafe { &mut *(window.as_mut_ptr() as *mut [u64; N]) };
     if !read_words(from, words) {
-        return Some(0);
+        return ShortRead::Unreadable;
     }
     if cfg.site_mode == SITE_AT_ENTRY {
-        return Some(resolve(words, 0, cfg));
+        return ShortRead::Site(resolve(words, 0, cfg));
     }
     if within(words[0], cfg.cap_capable) {
-        return Some(resolve(words, cfg.caller_words as usize, cfg));
+        return ShortRead::Site(resolve(words, cfg.caller_words as usize, cfg));
     }
-    None
+    ShortRead::Shifted
 }
 
 /// The window's word at `at`, or above it the API caller's when `at` is `security_capable`.
@@ -296,11 +273,13 @@ fn resolve<const N: usize>(words: &[u64; N], at: usize, cfg: &Config) -> u64 {
     if at >= N {
         return 0;
     }
+    // SAFETY: the index is masked below N by `bounded`.
     let caller = unsafe { *words.as_ptr().add(bounded::<N>(at)) };
     if within(caller, cfg.security_capable) {
         if api >= N {
             return 0;
         }
+        // SAFETY: the index is masked below N by `bounded`.
         return unsafe { *words.as_ptr().add(bounded::<N>(api)) };
     }
     caller
@@ -310,6 +289,7 @@ fn resolve<const N: usize>(words: &[u64; N], at: usize, cfg: &Config) -> u64 {
 /// verifiers (6.1) and spilled registers lose the bounds of the check itself.
 #[inline(always)]
 fn bounded<const N: usize>(i: usize) -> usize {
+    // SAFETY: a local read back volatile, so the mask survives optimisation (the verifier bounds the index by it).
     unsafe { core::ptr::read_volatile(&i) & (N - 1) }
 }
 
@@ -320,6 +300,7 @@ fn within(w: u64, r: SiteRange) -> bool {
 
 #[inline(always)]
 fn read_words<const N: usize>(from: u64, words: &mut [u64; N]) -> bool {
+    // SAFETY: the same words seen as bytes, within the array.
     let bytes = unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, N * 8) };
     unsafe { bpf_probe_read_kernel_buf(from as *const u8, bytes) }.is_ok()
 }
@@ -331,6 +312,7 @@ fn scan_site(cfg: &Config, stack: u64) -> u64 {
         return 0;
     }
     let Some(window) = SITE_SCRATCH.get_ptr_mut(0) else { return 0 };
+    // SAFETY: a map value pointer the lookup just above returned, valid for this run.
     scan_window(cfg, stack, unsafe { &mut (*window).words })
 }
 
@@ -367,6 +349,7 @@ fn calibrate(cap: u32, stack: u64) {
         _ => return,
     };
     let Some(sample) = CALIBRATION.get_ptr_mut(slot) else { return };
+    // SAFETY: a map value pointer the lookup just above returned, valid for this run.
     let dst = unsafe { &mut (*sample).words };
     let bytes = unsafe { core::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut u8, CALIBRATION_WORDS * 8) };
     let _ = unsafe { bpf_probe_read_kernel_buf(stack as *const u8, bytes) };
@@ -382,6 +365,7 @@ fn first_sighting(ctx: *mut c_void, key: &CheckKey, ret: i32) {
     let ev = entry.as_mut_ptr();
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
+    // SAFETY: `ev` points into the ring-buffer record reserved just above, large enough for a CheckEvent.
     unsafe {
         (*ev).key = *key;
         (*ev).tid = pid_tgid as u32;

@@ -80,6 +80,7 @@ pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
     if cap > CAP_NET_ADMIN || TESTED & (1 << cap) == 0 {
         return 0;
     }
+    // SAFETY: a load-time constant the loader sets; read volatile so its default is not folded in.
     let offsets = unsafe { core::ptr::read_volatile(&CRED_OFFSETS) };
     if offsets.uid == 0 {
         return 0;
@@ -90,6 +91,7 @@ pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
     if regs.is_null() {
         return 0;
     }
+    // SAFETY: `regs` is bpf_task_pt_regs' BTF pointer: the verifier checks each load.
     let (cs, nr, a0, a1, a2) = unsafe { ((*regs).cs, (*regs).orig_rax, (*regs).rdi, (*regs).rsi, (*regs).rdx) };
     if cs != USER_CS || nr & X32_SYSCALL_BIT != 0 {
         return 0;
@@ -134,6 +136,7 @@ pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
     if cap == CAP_CHOWN {
         const AT_EMPTY_PATH: u64 = 0x1000;
         const FCHOWNAT: u64 = 260;
+        // SAFETY: `regs` is bpf_task_pt_regs' BTF pointer: the verifier checks each load.
         let on_fd = nr == nr::FCHOWN || (nr == FCHOWNAT && unsafe { (*regs).r10 } & AT_EMPTY_PATH != 0);
         return if on_fd { FLAG_DOUBTFUL } else { 0 };
     }
@@ -177,7 +180,7 @@ fn cred_word(cred: u64, offset: u32) -> Option<u64> {
     if cred == 0 || offset == 0 {
         return None;
     }
-    crate::check::kernel_word(cred + offset as u64)
+    crate::memory::kernel_word(cred + offset as u64)
 }
 
 /// The inheritable set capset was asked for: `data` is one (version 1) or two

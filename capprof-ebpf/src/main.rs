@@ -12,6 +12,7 @@
 //! first sighting of a key pays for a ring-buffer event with a kernel stack.
 //! `effect.rs` reads the system call's arguments for the checks whose answer they can make
 //! irrelevant; `walks.rs` follows granted DAC checks of an exec to the exec that succeeds.
+//! `scope.rs` answers whether a task is watched, `memory.rs` how kernel words are read;
 //! `tasks.rs` tracks which tasks are the workload; `net.rs` the network uses that are free in
 //! Docker's network namespaces but not elsewhere.
 #![no_std]
@@ -20,7 +21,9 @@
 mod check;
 mod effect;
 mod maps;
+mod memory;
 mod net;
+mod scope;
 mod tasks;
 mod walks;
 
@@ -67,6 +70,7 @@ pub fn cap_capable_exit(ctx: FExitContext) -> u32 {
 #[kprobe]
 pub fn cap_capable_entry(ctx: ProbeContext) -> u32 {
     let (Some(cred), Some(cap), Some(opts)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(2), ctx.arg::<u64>(3)) else { return 0 };
+    // SAFETY: the kprobe's own register context.
     let sp = unsafe { (*ctx.regs).rsp };
     if let Some(key) = begin(cap as u32, cred, Some(opts as u32), sp) {
         let tid = bpf_get_current_pid_tgid() as u32;
@@ -80,6 +84,7 @@ pub fn cap_capable_entry(ctx: ProbeContext) -> u32 {
 pub fn cap_capable_return(ctx: RetProbeContext) -> u32 {
     let tid = bpf_get_current_pid_tgid() as u32;
     if let Some(key) = IN_FLIGHT.get_ptr(&tid) {
+        // SAFETY: a pointer a map lookup just returned, valid for this run (per-CPU or per-task: no concurrent writer).
         let key = unsafe { *key };
         let _ = IN_FLIGHT.remove(&tid);
         finish(ctx.as_ptr(), key, ctx.ret::<u64>() as i32);

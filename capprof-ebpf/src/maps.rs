@@ -76,6 +76,7 @@ pub fn config() -> Option<&'static Config> {
 pub fn bump(index: u32) {
     if let Some(c) = COUNTERS.get_ptr_mut(index) {
         // Per-CPU slot: no other writer.
+        // SAFETY: a pointer a map lookup just returned, valid for this run (per-CPU or per-task: no concurrent writer).
         unsafe { *c += 1 };
     }
 }
@@ -110,6 +111,7 @@ impl<T> TaskStorage<T> {
     /// The value stored on `task`, created from `init` when there is none yet.
     #[inline(always)]
     pub fn get_or_insert(&self, task: *mut task_struct, init: &T) -> Option<*mut T> {
+        // SAFETY: a helper call with this map and a BTF task pointer.
         let p = unsafe {
             bpf_task_storage_get(self as *const _ as *mut c_void, task, init as *const T as *mut c_void, BPF_LOCAL_STORAGE_GET_F_CREATE as u64)
         };

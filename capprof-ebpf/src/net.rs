@@ -29,6 +29,7 @@ fn on_bind(ctx: &TracePointContext) -> Result<(), i32> {
     if workload_origin(unsafe { bpf_get_current_task_btf() }).is_none() {
         return Ok(());
     }
+    // SAFETY: an offset inside the tracepoint's record, checked against its format when attached.
     let addr: u64 = unsafe { ctx.read_at(SYSCALL_ARG1)? };
     let head: [u8; 4] = unsafe { bpf_probe_read_user(addr as *const [u8; 4])? };
     let family = u16::from_ne_bytes([head[0], head[1]]);
@@ -50,8 +51,10 @@ fn on_socket(ctx: &TracePointContext) -> Result<(), i32> {
     if workload_origin(unsafe { bpf_get_current_task_btf() }).is_none() {
         return Ok(());
     }
+    // SAFETY: an offset inside the tracepoint's record, checked against its format when attached.
     let family: u64 = unsafe { ctx.read_at(SYSCALL_ARG0)? };
     let kind: u64 = unsafe { ctx.read_at(SYSCALL_ARG1)? };
+    // SAFETY: an offset inside the tracepoint's record, checked against its format when attached.
     let protocol: u64 = unsafe { ctx.read_at(SYSCALL_ARG2)? };
     const SOCK_DGRAM: u64 = 2;
     const IPPROTO_ICMP: u64 = 1;
@@ -67,6 +70,7 @@ fn on_socket(ctx: &TracePointContext) -> Result<(), i32> {
 fn note(kind: u32, port: u32) {
     let key = NetUseKey { cgroup_id: unsafe { bpf_get_current_cgroup_id() }, kind, port };
     match NET_USES.get_ptr_mut(&key) {
+        // SAFETY: a pointer a map lookup just returned, valid for this run (per-CPU or per-task: no concurrent writer).
         Some(n) => unsafe { *n += 1 },
         None => {
             let _ = NET_USES.insert(&key, &1, 0);

@@ -17,7 +17,7 @@ use aya_ebpf::{
 };
 use capprof_common::{counter, TaskOrigin, MAX_CGROUP_LEVELS};
 
-use crate::check::in_scope;
+use crate::scope::in_scope;
 use crate::maps::{bump, config, TASK_ORIGINS, WORKLOAD_TASKS};
 
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
@@ -43,6 +43,7 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> u32 {
         let task = unsafe { bpf_get_current_task_btf() };
         match TASK_ORIGINS.get_or_insert(task, &origin) {
             // Existing storage keeps its old value: overwrite (a re-exec in another cgroup).
+            // SAFETY: a pointer a map lookup just returned, valid for this run (per-CPU or per-task: no concurrent writer).
             Some(stored) => unsafe { *stored = origin },
             None => mark(tid, &origin),
         }
@@ -84,9 +85,11 @@ fn mark(tid: u32, origin: &TaskOrigin) {
 #[inline(always)]
 pub fn workload_origin(task: *mut task_struct) -> Option<TaskOrigin> {
     if let Some(stored) = TASK_ORIGINS.get(task) {
+        // SAFETY: a pointer a map lookup just returned, valid for this run (per-CPU or per-task: no concurrent writer).
         return Some(unsafe { *stored });
     }
     let tid = bpf_get_current_pid_tgid() as u32;
+    // SAFETY: a pointer a map lookup just returned, valid for this run (per-CPU or per-task: no concurrent writer).
     let origin = unsafe { *WORKLOAD_TASKS.get_ptr(&tid)? };
     if TASK_ORIGINS.get_or_insert(task, &origin).is_some() {
         let _ = WORKLOAD_TASKS.remove(&tid);

@@ -42,6 +42,7 @@ pub fn note(key: &CheckKey) {
     if (key.cap != CAP_DAC_OVERRIDE && key.cap != CAP_DAC_READ_SEARCH) || key.flags & (FLAG_DENIED | FLAG_SETUP | FLAG_BORROWED) != 0 {
         return;
     }
+    // SAFETY: a load-time constant the loader sets; read volatile so its default is not folded in.
     if unsafe { core::ptr::read_volatile(&BPRM_FILENAME_OFFSET) } == 0 {
         return;
     }
@@ -52,6 +53,7 @@ pub fn note(key: &CheckKey) {
     if regs.is_null() {
         return;
     }
+    // SAFETY: `regs` is bpf_task_pt_regs' BTF pointer: the verifier checks each load.
     let (cs, nr, filename) = unsafe { ((*regs).cs, (*regs).orig_rax, (*regs).rdi) };
     if cs != USER_CS || nr != NR_EXECVE {
         return;
@@ -90,6 +92,7 @@ pub fn exec_succeeded(task: *mut task_struct, bprm: u64) {
     if walk.entries[0].count == 0 {
         return;
     }
+    // SAFETY: a load-time constant the loader sets; read volatile so its default is not folded in.
     let offset = unsafe { core::ptr::read_volatile(&BPRM_FILENAME_OFFSET) } as u64;
     let ran = unsafe { bpf_probe_read_kernel((bprm + offset) as *const u64) }.ok().and_then(|p| {
         let mut name = [0u8; WALK_NAME_LEN];
@@ -111,6 +114,7 @@ pub fn exec_succeeded(task: *mut task_struct, bprm: u64) {
 fn add(key: &CheckKey, n: u64) {
     match FUTILE.get_ptr_mut(key) {
         // This CPU's slot: programs run with migration disabled.
+        // SAFETY: a pointer a map lookup just returned, valid for this run (per-CPU or per-task: no concurrent writer).
         Some(v) => unsafe { *v += n },
         None => {
             if FUTILE.insert(key, &n, 0).is_err() {

@@ -42,13 +42,52 @@ pub fn portability(uses: &[NetUse], needed: CapSet) -> Vec<Portability> {
     out
 }
 
+/// Which hardening option a piece of advice is about: what merging and comparing advice keys
+/// on (the option's text varies: `--read-only --tmpfs /tmp` and `--read-only` are one kind).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdviceKind {
+    NoNewPrivileges,
+    ReadOnly,
+    NonRoot,
+}
+
+impl AdviceKind {
+    /// The kind of an option's text, for profiles written before advice carried its kind.
+    pub fn of_option(option: &str) -> Option<Self> {
+        if option.starts_with("--security-opt no-new-privileges") {
+            Some(Self::NoNewPrivileges)
+        } else if option.starts_with("--read-only") {
+            Some(Self::ReadOnly)
+        } else if option.starts_with("--user") {
+            Some(Self::NonRoot)
+        } else {
+            None
+        }
+    }
+}
+
 /// One hardening option, and whether what capprof saw allows it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Advice {
+    /// What the advice is about (absent in profiles of older capprofs: see [`Advice::kind`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<AdviceKind>,
     /// `--security-opt no-new-privileges`, `--read-only`, `--user`.
     pub option: String,
     pub recommended: bool,
     pub reason: String,
+}
+
+impl Advice {
+    fn new(kind: AdviceKind, option: String, recommended: bool, reason: String) -> Self {
+        Self { kind: Some(kind), option, recommended, reason }
+    }
+
+    /// What the advice is about, also for profiles written without the field.
+    pub fn kind(&self) -> Option<AdviceKind> {
+        self.kind.or_else(|| AdviceKind::of_option(&self.option))
+    }
 }
 
 /// Facts the advice is drawn from.
@@ -63,15 +102,16 @@ pub struct Seen<'a> {
 const SCRATCH_DIRS: [&str; 4] = ["/tmp", "/run", "/var/run", "/var/tmp"];
 
 pub fn hardening(seen: &Seen) -> Vec<Advice> {
-    let mut out = vec![Advice {
-        option: "--security-opt no-new-privileges (allowPrivilegeEscalation: false)".into(),
-        recommended: seen.no_new_privileges_safe,
-        reason: if seen.no_new_privileges_safe {
+    let mut out = vec![Advice::new(
+        AdviceKind::NoNewPrivileges,
+        "--security-opt no-new-privileges (allowPrivilegeEscalation: false)".into(),
+        seen.no_new_privileges_safe,
+        if seen.no_new_privileges_safe {
             "no set-id or file-capability program ran, and no exec-time privilege change was checked".into()
         } else {
             "a set-id or file-capability program ran: no-new-privileges would stop it gaining privileges".into()
         },
-    }];
+    )];
     let Some(c) = seen.container else { return out };
     out.push(read_only(c));
     let root = c.user.is_empty() || c.user == "0" || c.user == "root" || c.user.starts_with("0:") || c.user.starts_with("root:");
@@ -86,13 +126,14 @@ pub fn hardening(seen: &Seen) -> Vec<Advice> {
                 caps.join(",")
             )
         };
-        out.push(Advice { option: "--user 65534:65534 (a non-root USER)".into(), recommended: seen.needed.is_empty(), reason });
+        out.push(Advice::new(AdviceKind::NonRoot, "--user 65534:65534 (a non-root USER)".into(), seen.needed.is_empty(), reason));
     } else {
-        out.push(Advice {
-            option: "--user (non-root)".into(),
-            recommended: true,
-            reason: format!("already runs as {}; added capabilities reach a non-root program only as file capabilities", c.user),
-        });
+        out.push(Advice::new(
+            AdviceKind::NonRoot,
+            "--user (non-root)".into(),
+            true,
+            format!("already runs as {}; added capabilities reach a non-root program only as file capabilities", c.user),
+        ));
     }
     out
 }
@@ -100,28 +141,30 @@ pub fn hardening(seen: &Seen) -> Vec<Advice> {
 fn read_only(c: &ContainerInfo) -> Advice {
     let option = "--read-only".to_string();
     if c.read_only_rootfs {
-        return Advice { option, recommended: true, reason: "the root filesystem is already read-only".into() };
+        return Advice::new(AdviceKind::ReadOnly, option, true, "the root filesystem is already read-only".into());
     }
     let Some(changes) = &c.changed_paths else {
-        return Advice {
+        return Advice::new(
+            AdviceKind::ReadOnly,
             option,
-            recommended: false,
-            reason: "not assessed: the engine could not list the container's filesystem changes (removed before capprof asked, or not Docker)".into(),
-        };
+            false,
+            "not assessed: the engine could not list the container's filesystem changes (removed before capprof asked, or not Docker)".into(),
+        );
     };
     let outside: Vec<&String> = changes.iter().filter(|p| !SCRATCH_DIRS.iter().any(|d| p.as_str() == *d || p.starts_with(&format!("{d}/")))).collect();
     if !outside.is_empty() {
         let list: Vec<&str> = outside.iter().take(5).map(|s| s.as_str()).collect();
-        return Advice { option, recommended: false, reason: format!("it writes outside scratch directories: {}", list.join(", ")) };
+        return Advice::new(AdviceKind::ReadOnly, option, false, format!("it writes outside scratch directories: {}", list.join(", ")));
     }
     let mut tmpfs: Vec<&str> = SCRATCH_DIRS.iter().copied().filter(|d| changes.iter().any(|p| p == d || p.starts_with(&format!("{d}/")))).collect();
     tmpfs.dedup();
     let extra = tmpfs.iter().map(|d| format!(" --tmpfs {d}")).collect::<String>();
-    Advice {
-        option: format!("--read-only{extra}"),
-        recommended: true,
-        reason: if tmpfs.is_empty() { "it wrote nothing to its root filesystem".into() } else { format!("it wrote only to {}", tmpfs.join(", ")) },
-    }
+    Advice::new(
+        AdviceKind::ReadOnly,
+        format!("--read-only{extra}"),
+        true,
+        if tmpfs.is_empty() { "it wrote nothing to its root filesystem".into() } else { format!("it wrote only to {}", tmpfs.join(", ")) },
+    )
 }
 
 #[cfg(test)]

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 use crate::attribution::container::{ContainerInfo, Discovery};
 use crate::cgroup;
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipeline::Tracer;
 use crate::profile::{Profile, WorkloadKind, WorkloadMeta};
-use crate::record::RecordOptions;
+use crate::pipeline::{RecordOptions, Tracer};
 
 /// Records the running container `name` until `duration` passes or capprof is interrupted.
 pub fn record_container(name: &str, duration: Option<Duration>, options: &RecordOptions) -> Result<Profile> {
@@ -23,7 +22,7 @@ pub fn record_container(name: &str, duration: Option<Duration>, options: &Record
     let Some((r, _)) = discovery.container_of(&path).cloned() else {
         return Err(Error::new(ErrorKind::Usage, format!("{name} ({engine}) runs in {path}, which capprof does not recognise as a container cgroup")));
     };
-    let what = format!("container {name} ({})", &r.id[..12]);
+    let what = format!("container {name} ({})", r.id.chars().take(12).collect::<String>());
     let mut session = Session::attach(&dir, &path, options)?;
     session.wait(&what, duration, |p| discovery.observe(p))?;
     discovery.refresh();
@@ -92,10 +91,9 @@ struct Session {
 impl Session {
     fn attach(dir: &std::path::Path, path: &str, options: &RecordOptions) -> Result<Self> {
         let id = cgroup::id_of(dir)?;
-        let mut tracer = Tracer::start(options.sizes, options.backend)?;
-        if options.bpf_stats {
-            tracer.enable_stats()?;
-        }
+        let mut tracer = Tracer::open(&options.kernel)?;
+        // The same hooks as a recording of a command: portability notes need them.
+        tracer.watch_network_uses()?;
         tracer.adopt(id, path, &cgroup::threads_below(dir))?;
         Ok(Self { tracer, dir: dir.to_path_buf(), id })
     }
@@ -138,7 +136,7 @@ impl Session {
 
 fn meta(cgroup: &str, info: ContainerInfo, net_uses: Vec<crate::attribution::workloads::NetUse>, options: &RecordOptions) -> WorkloadMeta {
     WorkloadMeta {
-        name: if info.name.is_empty() { info.id[..12].to_string() } else { info.name.clone() },
+        name: if info.name.is_empty() { info.id.chars().take(12).collect() } else { info.name.clone() },
         kind: WorkloadKind::Container,
         command: vec![],
         cgroup: cgroup.to_string(),

@@ -10,7 +10,8 @@ use crate::capability::CapSet;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::Format;
 use crate::minimize::{self, MinimizeConfig};
-use crate::record::{self, RecordConfig, RecordOptions};
+use crate::pipeline::{KernelOptions, RecordOptions};
+use crate::record::{self, RecordConfig, Target};
 use crate::trial::{Probe, RunConfig};
 use crate::verify::{self, VerifyConfig};
 
@@ -109,15 +110,13 @@ impl OutputArgs {
     fn options(&self, argv: &[String]) -> Result<RecordOptions> {
         check_max_checks(self.max_checks)?;
         Ok(RecordOptions {
-            sizes: MapSizes { checks: self.max_checks, ..MapSizes::default() },
+            kernel: KernelOptions { sizes: MapSizes { checks: self.max_checks, ..MapSizes::default() }, backend: self.backend, bpf_stats: self.bpf_stats },
             containers: match self.containers {
                 ContainersWhen::Always => true,
                 ContainersWhen::Never => false,
                 ContainersWhen::Auto => crate::record::mentions_container_engine(argv),
             },
             portable: self.portable,
-            bpf_stats: self.bpf_stats,
-            backend: self.backend,
         })
     }
 }
@@ -218,6 +217,10 @@ pub struct DaemonArgs {
     /// Stop after SECS (for tests and for profiling the daemon itself).
     #[arg(long, value_name = "SECS", hide = true)]
     pub exit_after: Option<f64>,
+    /// Do not attach the network-use hooks (syscall tracepoints on bind/socket, which every
+    /// system call on the node pays for): profiles then carry no portability notes.
+    #[arg(long)]
+    pub no_network_hooks: bool,
     /// Uninstall: drain what the pinned programs of earlier runs counted into --state, remove
     /// their pins (nothing of capprof's stays attached), and exit.
     #[arg(long)]
@@ -277,11 +280,10 @@ impl DaemonArgs {
             state: self.state,
             services: self.services,
             flush_every: positive_secs(self.flush_interval, "--flush-interval")?,
-            sizes: MapSizes { checks: self.max_checks, ..MapSizes::default() },
-            bpf_stats: self.bpf_stats,
-            backend: self.backend,
+            kernel: KernelOptions { sizes: MapSizes { checks: self.max_checks, ..MapSizes::default() }, backend: self.backend, bpf_stats: self.bpf_stats },
             exit_after: self.exit_after.map(|v| positive_secs(v, "--exit-after")).transpose()?,
             detach: self.detach,
+            network_hooks: !self.no_network_hooks,
         })
     }
 }
@@ -318,12 +320,17 @@ impl RecordArgs {
         let duration = self.duration.map(|d| positive_secs(d, "--duration")).transpose()?;
         let timeout = positive_secs(self.timeout, "--timeout")?;
         let probe = self.check.map(|check| Probe { ready: self.ready, check, timeout });
+        let options = self.output.options(&self.command)?;
+        // clap makes them exclusive; this is the one place that turns three options into one.
+        let target = match (self.container, self.cgroup) {
+            (Some(name), _) => Target::Container(name),
+            (None, Some(path)) => Target::Cgroup(path),
+            (None, None) => Target::Command(self.command),
+        };
         Ok(RecordConfig {
             probe,
-            options: self.output.options(&self.command)?,
-            argv: self.command,
-            container: self.container,
-            cgroup: self.cgroup,
+            options,
+            target,
             duration,
             prove: self.prove,
             format: self.output.format,

@@ -178,6 +178,7 @@ impl Collector {
         for c in cgroups {
             self.seen.cgroup_paths.remove(c);
         }
+        self.backend.remove_net_uses(cgroups)?;
         self.backend.remove_checks(keys)
     }
 

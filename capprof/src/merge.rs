@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::advice::{Advice, AdviceKind};
 use crate::capability::Capability;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::Format;
@@ -115,12 +116,21 @@ fn add(into: &mut BTreeMap<String, WorkloadProfile>, w: WorkloadProfile) {
             m.portability.push(p);
         }
     }
-    // Hardening holds only where every input allows it.
+    // Hardening holds only where every input allows it: advice of one kind (`--read-only`
+    // and `--read-only --tmpfs /tmp` alike) is overridden by a node where it does not hold.
     for a in &mut m.hardening {
-        if let Some(b) = w.hardening.iter().find(|b| b.option == a.option) {
+        if let Some(b) = w.hardening.iter().find(|b| b.kind().is_some() && b.kind() == a.kind() || b.option == a.option) {
             if !b.recommended && a.recommended {
                 *a = b.clone();
+            } else if a.recommended && b.recommended && a.kind() == Some(AdviceKind::ReadOnly) && a.option != b.option {
+                // Both read-only with their scratch directories: every node's tmpfs is needed.
+                *a = read_only_union(a, b);
             }
+        }
+    }
+    for b in w.hardening {
+        if !m.hardening.iter().any(|a| a.kind().is_some() && a.kind() == b.kind() || a.option == b.option) {
+            m.hardening.push(b);
         }
     }
     for c in w.checks {
@@ -142,5 +152,91 @@ fn add(into: &mut BTreeMap<String, WorkloadProfile>, w: WorkloadProfile) {
         mv.runs += wv.runs;
         mv.passed &= wv.passed;
         mv.evidence.extend(wv.evidence);
+    }
+}
+
+/// `--read-only` with the union of two recommendations' `--tmpfs` directories.
+fn read_only_union(a: &Advice, b: &Advice) -> Advice {
+    let dirs = |o: &str| -> Vec<String> {
+        let words: Vec<&str> = o.split_whitespace().collect();
+        words.windows(2).filter(|w| w[0] == "--tmpfs").map(|w| w[1].to_string()).collect()
+    };
+    let mut all = dirs(&a.option);
+    all.extend(dirs(&b.option));
+    all.sort();
+    all.dedup();
+    let option = std::iter::once("--read-only".to_string()).chain(all.iter().map(|d| format!("--tmpfs {d}"))).collect::<Vec<_>>().join(" ");
+    let reason = if all.is_empty() { "it wrote nothing to its root filesystem".into() } else { format!("it wrote only to {} (on every node merged)", all.join(", ")) };
+    Advice { kind: Some(AdviceKind::ReadOnly), option, recommended: true, reason }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Merging, table by table, on profiles built by hand (no kernel, no root).
+    use super::*;
+    use crate::attribution::container::ContainerInfo;
+    use crate::attribution::Check;
+    use crate::profile::{BackendSummary, Losses, WorkloadKind, WorkloadMeta};
+
+    /// A node's profile of workload `web`: the capabilities it used, what its container wrote.
+    fn node(caps: &[u32], changed: &[&str]) -> Profile {
+        let checks = caps.iter().map(|c| Check::for_test(*c, "ns_capable", &["__x64_sys_x", "ns_capable"])).collect();
+        let container = ContainerInfo { name: "web".into(), image: "img".into(), changed_paths: Some(changed.iter().map(|s| s.to_string()).collect()), ..Default::default() };
+        let meta = WorkloadMeta { name: "web".into(), kind: WorkloadKind::Container, command: vec![], cgroup: String::new(), exit_status: None, container: Some(container), net_uses: vec![], portable: false };
+        let backend = BackendSummary { name: "tracepoint".into(), sees_opts: false, classification: String::new(), program: None };
+        Profile::assemble(backend, Losses::default(), 1000, vec![WorkloadProfile::build(meta, checks)])
+    }
+
+    fn read_only(p: &Profile) -> (bool, String) {
+        let a = p.workloads[0].hardening.iter().find(|a| a.kind() == Some(AdviceKind::ReadOnly)).expect("read-only advice");
+        (a.recommended, a.option.clone())
+    }
+
+    #[test]
+    fn needs_are_united() {
+        let m = merge(vec![node(&[0], &[]), node(&[18], &[])]).unwrap();
+        let names: Vec<&str> = m.workloads[0].capabilities.add.iter().map(|c| c.name()).collect();
+        assert_eq!(names, ["CHOWN", "SYS_CHROOT"]);
+        assert_eq!(m.workloads.len(), 1, "one workload, merged by name");
+    }
+
+    /// A node where `--read-only` does not hold overrides one where it did, whatever the
+    /// option's text (`--read-only --tmpfs /tmp` against `--read-only`), in either order.
+    #[test]
+    fn a_contradicting_node_overrides_read_only() {
+        let scratch_only = node(&[], &["/tmp", "/tmp/x"]);
+        let writes_etc = node(&[], &["/etc/state"]);
+        assert_eq!(read_only(&scratch_only), (true, "--read-only --tmpfs /tmp".into()));
+        assert!(!read_only(&writes_etc).0);
+        for order in [vec![scratch_only.clone(), writes_etc.clone()], vec![writes_etc, scratch_only]] {
+            let m = merge(order).unwrap();
+            assert!(!read_only(&m).0, "{:?}", m.workloads[0].hardening);
+            assert_eq!(m.workloads[0].hardening.iter().filter(|a| a.kind() == Some(AdviceKind::ReadOnly)).count(), 1);
+        }
+    }
+
+    #[test]
+    fn read_only_everywhere_keeps_every_nodes_tmpfs() {
+        let m = merge(vec![node(&[], &["/tmp/a"]), node(&[], &["/run/b"])]).unwrap();
+        assert_eq!(read_only(&m), (true, "--read-only --tmpfs /run --tmpfs /tmp".into()));
+    }
+
+    /// Profiles of an older capprof carry no advice kind: it is read from the option.
+    #[test]
+    fn advice_without_a_kind_is_matched_by_its_option() {
+        let mut old = node(&[], &["/tmp"]);
+        for a in &mut old.workloads[0].hardening {
+            a.kind = None;
+        }
+        let m = merge(vec![old, node(&[], &["/etc/x"])]).unwrap();
+        assert!(!read_only(&m).0);
+    }
+
+    #[test]
+    fn no_new_privileges_holds_only_where_every_node_allows_it() {
+        let mut setuid = node(&[7], &[]);
+        setuid.workloads[0].no_new_privileges_safe = false;
+        let m = merge(vec![node(&[], &[]), setuid]).unwrap();
+        assert!(!m.workloads[0].no_new_privileges_safe);
     }
 }

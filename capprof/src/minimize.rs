@@ -12,9 +12,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::output;
 use crate::pipeline::Tracer;
 use crate::profile::Evidence;
-use crate::record::{display_command, profile_of, report_trial_end};
-use crate::trial::{RunConfig, Trial, TrialSpec};
-use crate::verify::{attach, outcome, refused, repeat};
+use crate::format::shell_line;
+use crate::trial::{attach_verification, outcome, profile_of, refused, repeat, report_trial_end, RunConfig, Trial, TrialSpec};
 
 /// Validated options of `minimize`.
 pub type MinimizeConfig = RunConfig;
@@ -42,7 +41,7 @@ impl Search<'_> {
 
 pub fn run(cfg: &MinimizeConfig) -> Result<i32> {
     let sink = output::Sink::open(cfg.output.as_deref(), output::Stream::Stderr)?;
-    let tracer = Tracer::start(cfg.options.sizes, cfg.options.backend)?;
+    let tracer = Tracer::open(&cfg.options.kernel)?;
     let mut s = Search { tracer, cfg, runs: 0 };
 
     let baseline = s.try_set(None, "with every capability")?;
@@ -50,7 +49,7 @@ pub fn run(cfg: &MinimizeConfig) -> Result<i32> {
     if !baseline.success {
         return Err(Error::new(
             ErrorKind::WorkloadFailed,
-            format!("`{}` fails even with all capabilities ({}): nothing to minimize", display_command(&cfg.argv), outcome(&baseline)),
+            format!("`{}` fails even with all capabilities ({}): nothing to minimize", shell_line(&cfg.argv), outcome(&baseline)),
         ));
     }
     let mut profile = profile_of(&s.tracer, &cfg.argv, &baseline, &cfg.options);
@@ -77,7 +76,7 @@ pub fn run(cfg: &MinimizeConfig) -> Result<i32> {
     if !trial.success {
         return Err(Error::new(
             ErrorKind::WorkloadFailed,
-            format!("`{}` fails under a restricted full set although it works unrestricted: {}", display_command(&cfg.argv), outcome(&trial)),
+            format!("`{}` fails under a restricted full set although it works unrestricted: {}", shell_line(&cfg.argv), outcome(&trial)),
         ));
     }
 
@@ -87,7 +86,7 @@ pub fn run(cfg: &MinimizeConfig) -> Result<i32> {
         let mut without = set;
         without.remove(cap);
         let t = s.try_set(Some(without), &format!("without {cap}"))?;
-        evidence.push(Evidence { capability: cap, kept: !t.success, trial: format!("without {cap}"), outcome: outcome(&t), denied: denied_of(&t, cap) });
+        evidence.push(Evidence { capability: cap, kept: !t.success, trial: crate::profile::EvidenceRun::Without(cap), outcome: outcome(&t), denied: denied_of(&t, cap) });
         if t.success {
             set = without;
             trial = t;
@@ -104,7 +103,7 @@ pub fn run(cfg: &MinimizeConfig) -> Result<i32> {
         swapped.insert(narrow);
         let t = s.try_set(Some(swapped), &format!("{narrow} instead of {broad}"))?;
         if t.success {
-            evidence.push(Evidence { capability: broad, kept: false, trial: format!("{narrow} instead of {broad}"), outcome: "succeeded".into(), denied: vec![] });
+            evidence.push(Evidence { capability: broad, kept: false, trial: crate::profile::EvidenceRun::Instead { narrow, broad }, outcome: "succeeded".into(), denied: vec![] });
             set = swapped;
             trial = t;
         }
@@ -114,7 +113,7 @@ pub fn run(cfg: &MinimizeConfig) -> Result<i32> {
     let final_trial = s.try_set(Some(set), &format!("confirming {}", list(set)))?;
     let confirmed = final_trial.success;
     let used_trial = if confirmed { final_trial } else { trial };
-    attach(&mut profile, set, &used_trial, s.runs, evidence);
+    attach_verification(&mut profile, set, &used_trial, s.runs, evidence);
     let w = &mut profile.workloads[main];
     let mut add: Vec<Capability> = set.iter().collect();
     add.sort_by_key(|c| c.name());

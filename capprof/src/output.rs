@@ -85,7 +85,13 @@ fn write_stream(stream: Stream, text: &str) {
 
 fn write_file(path: &Path, text: &str) -> Result<()> {
     let mut f = std::fs::File::create(path).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-    f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    f.write_all(text.as_bytes()).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    // Durable before capprof says it is written; `/dev/null`, pipes and terminals have
+    // nothing to sync (fsync refuses them).
+    if f.metadata().is_ok_and(|m| m.is_file()) {
+        f.sync_all().map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    }
+    Ok(())
 }
 
 /// `/tmp/capprof-<pid>-<name>` (the temporary directory, which is writable where `-o`'s was not).

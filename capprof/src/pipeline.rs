@@ -12,6 +12,25 @@ use crate::kernel::{kallsyms::Symbols, privileges};
 use crate::profile::{BackendSummary, Losses, Profile, ProgramRunTime, WorkloadMeta, WorkloadProfile};
 use crate::workload::{Exit, Workload};
 
+/// How the kernel side is set up: map sizes, which hook, run-time statistics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KernelOptions {
+    pub sizes: MapSizes,
+    pub backend: BackendChoice,
+    /// Turn on the kernel's BPF run-time statistics while the tracer lives (`--bpf-stats`).
+    pub bpf_stats: bool,
+}
+
+/// How a recording is made (record, verify, minimize, record --container).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RecordOptions {
+    pub kernel: KernelOptions,
+    /// Record containers the command starts.
+    pub containers: bool,
+    /// Add the capabilities other runtimes would need (low ports, ping sockets) to the set.
+    pub portable: bool,
+}
+
 /// Kernel programs attached, collecting. Dropping it detaches them.
 pub struct Tracer {
     symbols: Symbols,
@@ -25,7 +44,17 @@ pub struct Tracer {
 }
 
 impl Tracer {
-    pub fn start(sizes: MapSizes, choice: BackendChoice) -> Result<Self> {
+    /// The one way every face opens the pipeline: programs loaded, calibrated and attached,
+    /// statistics on when asked.
+    pub fn open(options: &KernelOptions) -> Result<Self> {
+        let mut tracer = Self::start(options.sizes, options.backend)?;
+        if options.bpf_stats {
+            tracer.enable_stats()?;
+        }
+        Ok(tracer)
+    }
+
+    fn start(sizes: MapSizes, choice: BackendChoice) -> Result<Self> {
         privileges::check_tracer()?;
         // kallsyms takes the kernel ~60 ms to print: read it while the programs load.
         let symbols = std::thread::spawn(Symbols::load);
@@ -37,7 +66,7 @@ impl Tracer {
 
     /// Turns on the kernel's BPF run-time statistics while the tracer lives (they cost every
     /// BPF program on the host a little, so they are off unless asked for).
-    pub fn enable_stats(&mut self) -> Result<()> {
+    fn enable_stats(&mut self) -> Result<()> {
         let fd = aya::sys::enable_stats(aya::sys::Stats::RunTime)
             .map_err(|e| crate::error::Error::new(crate::error::ErrorKind::UnsupportedKernel, format!("enabling BPF statistics: {e}")))?;
         self.stats = Some(fd);
@@ -162,6 +191,13 @@ impl Tracer {
     pub fn watch_containers(&mut self) -> Result<()> {
         crate::attribution::container::follow_engine_events();
         self.collector.backend.watch_all()?;
+        self.watch_network_uses()
+    }
+
+    /// Attaches the network-use hooks (low-port binds, ping sockets: the portability notes).
+    /// They are syscall tracepoints, so every system call on the host pays a little while they
+    /// are attached (BENCHMARKS.md).
+    pub fn watch_network_uses(&mut self) -> Result<()> {
         if !self.network_hooks {
             self.collector.backend.attach_network_hooks()?;
             self.network_hooks = true;

@@ -160,12 +160,58 @@ pub struct Evidence {
     pub capability: Capability,
     /// Kept in the final set.
     pub kept: bool,
-    /// What was run, e.g. `without CHOWN`.
-    pub trial: String,
+    /// What was run, e.g. `without CHOWN` (as text in JSON).
+    pub trial: EvidenceRun,
     /// `succeeded`, or why it failed.
     pub outcome: String,
     /// Refused checks of that run: `CHOWN via fchownat -> setattr_prepare (by scenario)`.
     pub denied: Vec<String>,
+}
+
+/// The run a piece of evidence comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum EvidenceRun {
+    /// `verify`: the workload under exactly the given set.
+    UnderGivenSet,
+    /// `minimize`, `record --prove`: the set without this capability.
+    Without(Capability),
+    /// `minimize`: a narrower capability tried in place of a broad one.
+    Instead { narrow: Capability, broad: Capability },
+}
+
+impl std::fmt::Display for EvidenceRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::UnderGivenSet => f.write_str("under the given set"),
+            Self::Without(c) => write!(f, "without {c}"),
+            Self::Instead { narrow, broad } => write!(f, "{narrow} instead of {broad}"),
+        }
+    }
+}
+
+impl From<EvidenceRun> for String {
+    fn from(r: EvidenceRun) -> Self {
+        r.to_string()
+    }
+}
+
+impl TryFrom<String> for EvidenceRun {
+    type Error = String;
+
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        if s == "under the given set" {
+            return Ok(Self::UnderGivenSet);
+        }
+        if let Some(cap) = s.strip_prefix("without ") {
+            return cap.parse().map(Self::Without).map_err(|e: Error| e.to_string());
+        }
+        if let Some((narrow, broad)) = s.split_once(" instead of ") {
+            let parse = |c: &str| c.parse::<Capability>().map_err(|e| e.to_string());
+            return Ok(Self::Instead { narrow: parse(narrow)?, broad: parse(broad)? });
+        }
+        Err(format!("unknown evidence run {s:?}"))
+    }
 }
 
 /// The minimal set as a change to a container's capabilities.
@@ -360,5 +406,85 @@ impl Profile {
     /// Reads a profile written by `record --format json`.
     pub fn from_json(text: &str, origin: &str) -> Result<Self> {
         serde_json::from_str(text).map_err(|e| Error::new(ErrorKind::MalformedInput, format!("{origin} is not a capprof JSON profile: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Building a workload's profile from classified checks, row by row (no kernel, no root).
+    use super::*;
+    use crate::attribution::container::ContainerInfo;
+    use crate::attribution::workloads::NetUse;
+
+    fn meta(container: Option<ContainerInfo>, net_uses: Vec<NetUse>, portable: bool) -> WorkloadMeta {
+        WorkloadMeta { name: "w".into(), kind: WorkloadKind::Container, command: vec![], cgroup: String::new(), exit_status: None, container, net_uses, portable }
+    }
+
+    fn check(cap: Capability) -> Check {
+        Check { cap_eff: Some(1 << cap.number()), exe: Some("/bin/prog".into()), ..Check::for_test(cap.number(), "ns_capable", &["__x64_sys_x", "ns_capable"]) }
+    }
+
+    fn names(caps: &[Capability]) -> Vec<&'static str> {
+        caps.iter().map(|c| c.name()).collect()
+    }
+
+    #[test]
+    fn each_class_lands_in_its_set() {
+        let denied = Check { denied: true, ..check(Capability::NET_ADMIN) };
+        let setup = Check { setup: true, ..check(Capability::SYS_ADMIN) };
+        let probe = Check::for_test(Capability::SYS_ADMIN.number(), "cap_vm_enough_memory", &["__x64_sys_mmap", "__vm_enough_memory", "cap_vm_enough_memory"]);
+        let optional = Check::for_test(Capability::SYS_RESOURCE.number(), "ns_capable", &["__x64_sys_fcntl", "pipe_fcntl", "pipe_set_size", "ns_capable"]);
+        let doubtful = Check { doubtful: true, ..check(Capability::CHOWN) };
+        let w = WorkloadProfile::build(meta(None, vec![], false), vec![check(Capability::SYS_CHROOT), denied, setup, probe, optional, doubtful]);
+        // Conditional ones stay in the set (a missing capability breaks; an extra one does not).
+        assert_eq!(names(&w.capabilities.add), ["CHOWN", "SYS_CHROOT"]);
+        assert_eq!(names(&w.conditional), ["CHOWN"]);
+        assert_eq!(names(&w.would_need), ["NET_ADMIN"]);
+        assert_eq!(names(&w.optional), ["SYS_RESOURCE"]);
+        assert_eq!(w.capabilities.drop, ["ALL"]);
+        let class_of = |cap: &str| w.checks.iter().filter(|c| c.capability == cap).map(|c| c.classification).collect::<Vec<_>>();
+        assert_eq!(class_of("SYS_ADMIN"), [Classification::Probed, Classification::Runtime]);
+    }
+
+    #[test]
+    fn granted_is_what_the_workloads_processes_held_not_the_runtimes() {
+        let setup = Check { setup: true, cap_eff: Some(u64::MAX >> 23), ..check(Capability::SYS_ADMIN) };
+        let w = WorkloadProfile::build(meta(None, vec![], false), vec![check(Capability::CHOWN), check(Capability::KILL), setup]);
+        assert_eq!(names(&w.granted.unwrap()), ["CHOWN", "KILL"]);
+        // No process was seen holding anything: the engine's word (its default set here).
+        let c = ContainerInfo { engine: crate::attribution::container::Engine::Docker, source: crate::attribution::container::Source::Engine, ..Default::default() };
+        let w = WorkloadProfile::build(meta(Some(c), vec![], false), vec![Check { cap_eff: None, ..check(Capability::CHOWN) }]);
+        assert_eq!(w.granted.map(|g| g.len()), Some(14));
+    }
+
+    #[test]
+    fn privilege_gaining_programs_rule_out_no_new_privileges() {
+        let plain = WorkloadProfile::build(meta(None, vec![], false), vec![check(Capability::SETUID)]);
+        assert!(plain.no_new_privileges_safe);
+        let setuid = WorkloadProfile::build(meta(None, vec![], false), vec![Check { exe_gains_privilege: true, ..check(Capability::SETUID) }]);
+        assert!(!setuid.no_new_privileges_safe);
+        // Runtime set-up running a set-id helper is not the workload's.
+        let runtime = WorkloadProfile::build(meta(None, vec![], false), vec![Check { exe_gains_privilege: true, setup: true, ..check(Capability::SETUID) }]);
+        assert!(runtime.no_new_privileges_safe);
+    }
+
+    #[test]
+    fn portability_notes_and_portable_sets() {
+        let bind = vec![NetUse { kind: capprof_common::net_use::LOW_PORT_BIND, port: 80, count: 1 }];
+        let w = WorkloadProfile::build(meta(None, bind.clone(), false), vec![]);
+        assert!(w.capabilities.add.is_empty());
+        assert_eq!(w.portability.iter().map(|p| p.capability).collect::<Vec<_>>(), [Capability::NET_BIND_SERVICE]);
+        let w = WorkloadProfile::build(meta(None, bind, true), vec![]);
+        assert_eq!(names(&w.capabilities.add), ["NET_BIND_SERVICE"]);
+    }
+
+    #[test]
+    fn checks_are_summarised_per_capability_site_and_class() {
+        let a = check(Capability::CHOWN);
+        let b = Check { count: 4, comm: "other".into(), ..check(Capability::CHOWN) };
+        let w = WorkloadProfile::build(meta(None, vec![], false), vec![a, b]);
+        assert_eq!(w.checks.len(), 1);
+        assert_eq!(w.checks[0].count, 5);
+        assert_eq!(w.checks[0].programs.len(), 2);
     }
 }

@@ -62,12 +62,12 @@ fn workload(name: &str, labels: &[(&str, &str)], image: &str, comm: &str) -> Wor
     let mut c = check(0);
     c.comm = comm.to_string();
     let info = ContainerInfo {
-        engine: "docker".into(),
+        engine: crate::attribution::container::Engine::Docker,
         id: "a".repeat(64),
         name: name.into(),
         image: image.into(),
         labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>(),
-        source: "engine".into(),
+        source: crate::attribution::container::Source::Engine,
         ..Default::default()
     };
     let meta = WorkloadMeta {
@@ -184,7 +184,7 @@ proptest! {
         argv.push("img".into());
         argv.extend(args.iter().cloned());
         let set: crate::capability::CapSet = [crate::capability::Capability::CHOWN].into_iter().collect();
-        let out = crate::format::rewrite_run(&argv, set).unwrap();
+        let out = crate::attribution::run_command::rewrite_run(&argv, set).unwrap();
         let words = shell_words("/bin/sh", &shell_line(&out));
         prop_assert_eq!(&words[words.len() - args.len()..], &args[..]);
         prop_assert!(words.contains(&"--cap-add=CHOWN".to_string()));
@@ -264,14 +264,14 @@ proptest! {
             prop_assert_eq!(r.id.len(), 64);
             let info = crate::attribution::engine::parse_inspect(&r, &json);
             let _ = crate::attribution::engine::from_annotations(&r, &json);
-            let _ = crate::daemon::identity::of_container(&info);
+            let _ = crate::attribution::identity::of_container(&info);
         }
-        let r = crate::attribution::container::ContainerRef { engine: "docker".into(), id: "b".repeat(64), cgroup: path.clone() };
+        let r = crate::attribution::container::ContainerRef { engine: crate::attribution::container::Engine::Docker, id: "b".repeat(64), cgroup: path.clone() };
         let _ = crate::attribution::engine::parse_inspect(&r, &json);
         let _ = crate::attribution::engine::from_annotations(&r, &json);
         let info = ContainerInfo { labels: labels.into_iter().collect(), ..Default::default() };
-        let _ = crate::daemon::identity::of_container(&info);
-        let _ = crate::daemon::identity::pod_owner(&path);
+        let _ = crate::attribution::identity::of_container(&info);
+        let _ = crate::attribution::identity::pod_owner(&path);
         let _ = crate::capability::CapSet::parse_list(&path);
         let _ = crate::inspect::decode(&path);
     }
@@ -319,8 +319,8 @@ fn api() -> crate::daemon::server::Shared {
     let path = dir.join(format!("state-{:?}.redb", std::thread::current().id()));
     let _ = std::fs::remove_file(&path);
     let mut store = Store::open(&path).unwrap();
-    let identity = crate::daemon::identity::Identity { id: "compose:p/web\nx".into(), kind: "compose".into(), namespace: Some("p".into()), container: "web\nx".into() };
-    let record = WorkloadRecord { identity, first_seen: 1, last_seen: 2, last_new_capability: 2, container: None, containers: vec![], granted: 0xa80425fb, used: 1 };
+    let identity = crate::attribution::identity::Identity { id: "compose:p/web\nx".into(), kind: "compose".into(), namespace: Some("p".into()), container: "web\nx".into() };
+    let record = WorkloadRecord { identity, first_seen: 1, last_seen: 2, last_new_capability: 2, container: None, containers: vec![], granted: 0xa80425fb, used: 1, net_uses: vec![] };
     let c = check(0);
     let mut fact = Fact::from_check(&c, 1);
     fact.count = 3;

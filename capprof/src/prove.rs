@@ -9,9 +9,8 @@ use crate::classify::Classification;
 use crate::error::Result;
 use crate::pipeline::Tracer;
 use crate::profile::{Evidence, Profile, Verification, WorkloadKind};
-use crate::record::RecordOptions;
-use crate::trial::{Probe, TrialSpec};
-use crate::verify::{outcome, refused};
+use crate::pipeline::RecordOptions;
+use crate::trial::{self, outcome, refused, Probe, TrialSpec};
 
 /// Re-runs `argv` without each conditional capability of the profile's main workload and
 /// updates the profile: dropped (the run succeeded) or needed (it failed), with evidence.
@@ -29,12 +28,12 @@ pub fn settle(tracer: &mut Tracer, argv: &[String], options: &RecordOptions, pro
     for cap in doubtful {
         let mut without = set;
         without.remove(cap);
-        let trial = tracer.trial(&TrialSpec::under(argv, Some(without), probe.cloned(), options.containers))?;
+        let trial = trial::run(tracer, &TrialSpec::under(argv, Some(without), probe.cloned(), options.containers))?;
         runs += 1;
         let dropped = trial.success;
         eprintln!("capprof: --prove: without {cap}: {}", if dropped { "works: dropped".to_string() } else { format!("fails ({}): kept", outcome(&trial)) });
         let denied = refused(&trial.workload_checks()).into_iter().filter(|(c, _)| *c == cap).flat_map(|(_, lines)| lines).collect();
-        evidence.push(Evidence { capability: cap, kept: !dropped, trial: format!("without {cap}"), outcome: outcome(&trial), denied });
+        evidence.push(Evidence { capability: cap, kept: !dropped, trial: crate::profile::EvidenceRun::Without(cap), outcome: outcome(&trial), denied });
         if dropped {
             set = without;
         }
@@ -49,7 +48,7 @@ pub fn settle(tracer: &mut Tracer, argv: &[String], options: &RecordOptions, pro
             }
         }
     }
-    let confirm = tracer.trial(&TrialSpec::under(argv, Some(set), probe.cloned(), options.containers))?;
+    let confirm = trial::run(tracer, &TrialSpec::under(argv, Some(set), probe.cloned(), options.containers))?;
     runs += 1;
     let w = &mut profile.workloads[main];
     let mut caps: Vec<_> = set.iter().collect();

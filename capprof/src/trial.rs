@@ -1,6 +1,7 @@
 //! One traced run of a workload: fresh cgroup, optional capability restriction, optional
-//! readiness and success checks for servers, then the checks it made. `record`, `verify` and
-//! `minimize` are all sequences of trials on one attached tracer.
+//! readiness and success checks for servers, then the checks it made, and what every face
+//! draws from a trial: its profile, its refused checks, its verdict. `record`, `verify`,
+//! `minimize` and `record --prove` are all sequences of trials on one attached tracer.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -11,11 +12,13 @@ use crate::attribution::container::{ContainerRef, Discovery};
 use crate::attribution::stop::{self, Cleanup, Stopped};
 use crate::attribution::workloads::{group, Grouped};
 use crate::attribution::Check;
-use crate::capability::CapSet;
+use crate::capability::{CapSet, Capability};
+use crate::classify::{classify, Classification};
 use crate::cgroup::RecordCgroup;
 use crate::collector::Observations;
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipeline::Tracer;
+use crate::pipeline::{RecordOptions, Tracer};
+use crate::profile::{Profile, Verification, WorkloadKind, WorkloadMeta};
 use crate::workload::{Exit, Workload};
 
 /// How to tell that a long-running workload (a server) works.
@@ -38,7 +41,7 @@ pub struct RunConfig {
     pub runs: u32,
     pub format: crate::format::Format,
     pub output: Option<std::path::PathBuf>,
-    pub options: crate::record::RecordOptions,
+    pub options: crate::pipeline::RecordOptions,
 }
 
 /// What to run and how.
@@ -60,7 +63,7 @@ impl TrialSpec {
     /// --cap-add=...` (the engine restricts its container), anything else is restricted by
     /// capprof itself. `None` runs it as it is.
     pub fn under(argv: &[String], set: Option<CapSet>, probe: Option<Probe>, containers: bool) -> Self {
-        match set.and_then(|s| crate::format::rewrite_run(argv, s)) {
+        match set.and_then(|s| crate::attribution::run_command::rewrite_run(argv, s)) {
             Some(rewritten) => Self { argv: rewritten, restrict: None, probe, containers: true, cleanup: Cleanup::Remove },
             None => Self { argv: argv.to_vec(), restrict: set, probe, containers, cleanup: Cleanup::Remove },
         }
@@ -108,98 +111,97 @@ const PROBE_RUNNING: u8 = 0;
 const PROBE_PASSED: u8 = 1;
 const PROBE_FAILED: u8 = 2;
 
-impl Tracer {
-    /// Runs one trial; the tracer is reset afterwards, ready for the next. Every container
-    /// the trial started is stopped (and with [`Cleanup::Remove`] removed) before it returns,
-    /// and every process left in its cgroup killed, so nothing it started can answer the next
-    /// trial's check.
-    pub fn trial(&mut self, spec: &TrialSpec) -> Result<Trial> {
-        if let Some(p) = &spec.probe {
-            // A check that passes before the workload starts proves nothing about it.
-            if shell(&p.check) {
-                return Err(Error::new(
-                    ErrorKind::Interference,
-                    format!("something else answers the check: `{}` passes before the workload starts (a leftover container or another process on the host?)", p.check),
-                ));
-            }
-            if let Some(ready) = p.ready.as_deref().filter(|r| shell(r)) {
-                eprintln!("capprof: warning: --ready `{ready}` passes before the workload starts: it does not wait for the workload");
-            }
+/// Runs one trial on the tracer, which is reset afterwards, ready for the next. Every
+/// container the trial started is stopped (and with [`Cleanup::Remove`] removed) before it
+/// returns, and every process left in its cgroup killed, so nothing it started can answer the
+/// next trial's check.
+pub fn run(tracer: &mut Tracer, spec: &TrialSpec) -> Result<Trial> {
+    let this = tracer;
+    if let Some(p) = &spec.probe {
+        // A check that passes before the workload starts proves nothing about it.
+        if shell(&p.check) {
+            return Err(Error::new(
+                ErrorKind::Interference,
+                format!("something else answers the check: `{}` passes before the workload starts (a leftover container or another process on the host?)", p.check),
+            ));
         }
-        let cgroup = RecordCgroup::create()?;
-        self.watch_cgroup(cgroup.id)?;
-        if spec.containers {
-            self.watch_containers()?;
+        if let Some(ready) = p.ready.as_deref().filter(|r| shell(r)) {
+            eprintln!("capprof: warning: --ready `{ready}` passes before the workload starts: it does not wait for the workload");
         }
-        let discovery = RefCell::new(if spec.containers { Discovery::for_recording(&spec.argv) } else { Discovery::default() });
-        let result = self.run_in(&cgroup, spec, &discovery);
-        let mut discovery = discovery.into_inner();
-        // Containers still running are stopped while the programs still count: what they
-        // check then is "at stop".
-        let started: Vec<(ContainerRef, String)> = discovery.containers.values().map(|(r, i)| (r.clone(), i.name.clone())).collect();
-        if !started.is_empty() {
-            self.mark_stop()?;
-        }
-        let stopped = stop::stop_all(&started, spec.cleanup);
-        let left_behind = cgroup.remaining().len();
-        cgroup.kill_all();
-        self.unwatch_cgroup(cgroup.id)?;
-        let (exit, probe, exec_refused) = match result {
-            Ok((exit, probe)) => (exit, probe, None),
-            // Under a restricted set the kernel may refuse the exec itself (a program with file
-            // capabilities the bounding set lacks): a failed trial, not an error.
-            Err(e) if spec.restrict.is_some() && e.kind() == ErrorKind::NotExecutable => (Exit { status: 126, signal: None }, None, Some(e.to_string())),
-            Err(e) => {
-                self.reset()?;
-                return Err(e);
-            }
-        };
-        let observations = self.observations()?;
-        for path in self.take_new_cgroups() {
-            discovery.observe(&path);
-        }
-        discovery.refresh();
-        let checks = self.symbolize(&observations);
-        self.reset()?;
-        let (success, failure) = match (&spec.probe, probe, exec_refused) {
-            (_, _, Some(e)) => (false, Some(format!("could not start under this set: {e}"))),
-            (None, _, None) if exit.status == 0 => (true, None),
-            (None, _, None) => (false, Some(format!("exited with status {}", exit.status))),
-            (Some(_), Some(PROBE_PASSED), None) => (true, None),
-            (Some(p), _, None) => (false, Some(format!("check `{}` did not pass (workload exit status {})", p.check, exit.status))),
-        };
-        Ok(Trial { exit, success, failure, observations, checks, cgroup: cgroup.relative.clone(), cgroup_id: cgroup.id, left_behind, discovery, stopped })
     }
+    let cgroup = RecordCgroup::create()?;
+    this.watch_cgroup(cgroup.id)?;
+    if spec.containers {
+        this.watch_containers()?;
+    }
+    let discovery = RefCell::new(if spec.containers { Discovery::for_recording(&spec.argv) } else { Discovery::default() });
+    let result = run_in(this, &cgroup, spec, &discovery);
+    let mut discovery = discovery.into_inner();
+    // Containers still running are stopped while the programs still count: what they
+    // check then is "at stop".
+    let started: Vec<(ContainerRef, String)> = discovery.containers.values().map(|(r, i)| (r.clone(), i.name.clone())).collect();
+    if !started.is_empty() {
+        this.mark_stop()?;
+    }
+    let stopped = stop::stop_all(&started, spec.cleanup);
+    let left_behind = cgroup.remaining().len();
+    cgroup.kill_all();
+    this.unwatch_cgroup(cgroup.id)?;
+    let (exit, probe, exec_refused) = match result {
+        Ok((exit, probe)) => (exit, probe, None),
+        // Under a restricted set the kernel may refuse the exec itself (a program with file
+        // capabilities the bounding set lacks): a failed trial, not an error.
+        Err(e) if spec.restrict.is_some() && e.kind() == ErrorKind::NotExecutable => (Exit { status: 126, signal: None }, None, Some(e.to_string())),
+        Err(e) => {
+            this.reset()?;
+            return Err(e);
+        }
+    };
+    let observations = this.observations()?;
+    for path in this.take_new_cgroups() {
+        discovery.observe(&path);
+    }
+    discovery.refresh();
+    let checks = this.symbolize(&observations);
+    this.reset()?;
+    let (success, failure) = match (&spec.probe, probe, exec_refused) {
+        (_, _, Some(e)) => (false, Some(format!("could not start under this set: {e}"))),
+        (None, _, None) if exit.status == 0 => (true, None),
+        (None, _, None) => (false, Some(format!("exited with status {}", exit.status))),
+        (Some(_), Some(PROBE_PASSED), None) => (true, None),
+        (Some(p), _, None) => (false, Some(format!("check `{}` did not pass (workload exit status {})", p.check, exit.status))),
+    };
+    Ok(Trial { exit, success, failure, observations, checks, cgroup: cgroup.relative.clone(), cgroup_id: cgroup.id, left_behind, discovery, stopped })
+}
 
-    fn run_in(&mut self, cgroup: &RecordCgroup, spec: &TrialSpec, discovery: &RefCell<Discovery>) -> Result<(Exit, Option<u8>)> {
-        let mut workload = Workload::spawn(&spec.argv, cgroup, spec.restrict)?;
-        let state = Arc::new(AtomicU8::new(PROBE_RUNNING));
-        if let Some(probe) = spec.probe.clone() {
-            let state = state.clone();
-            std::thread::spawn(move || state.store(run_probe(&probe), Ordering::SeqCst));
-        }
-        let has_probe = spec.probe.is_some();
-        // Containers are asked about as they appear (a `--rm` container is gone by the end),
-        // and their filesystem changes every second while they run.
-        let mut last_refresh = Instant::now();
-        let exit = self.supervise(
-            &mut workload,
-            |new_cgroups| {
-                let mut d = discovery.borrow_mut();
-                for path in new_cgroups {
-                    d.observe(&path);
-                }
-            },
-            || {
-                if spec.containers && last_refresh.elapsed() >= Duration::from_secs(1) {
-                    discovery.borrow_mut().refresh();
-                    last_refresh = Instant::now();
-                }
-                has_probe && state.load(Ordering::SeqCst) != PROBE_RUNNING
-            },
-        )?;
-        Ok((exit, has_probe.then(|| state.load(Ordering::SeqCst))))
+fn run_in(this: &mut Tracer, cgroup: &RecordCgroup, spec: &TrialSpec, discovery: &RefCell<Discovery>) -> Result<(Exit, Option<u8>)> {
+    let mut workload = Workload::spawn(&spec.argv, cgroup, spec.restrict)?;
+    let state = Arc::new(AtomicU8::new(PROBE_RUNNING));
+    if let Some(probe) = spec.probe.clone() {
+        let state = state.clone();
+        std::thread::spawn(move || state.store(run_probe(&probe), Ordering::SeqCst));
     }
+    let has_probe = spec.probe.is_some();
+    // Containers are asked about as they appear (a `--rm` container is gone by the end),
+    // and their filesystem changes every second while they run.
+    let mut last_refresh = Instant::now();
+    let exit = this.supervise(
+        &mut workload,
+        |new_cgroups| {
+            let mut d = discovery.borrow_mut();
+            for path in new_cgroups {
+                d.observe(&path);
+            }
+        },
+        || {
+            if spec.containers && last_refresh.elapsed() >= Duration::from_secs(1) {
+                discovery.borrow_mut().refresh();
+                last_refresh = Instant::now();
+            }
+            has_probe && state.load(Ordering::SeqCst) != PROBE_RUNNING
+        },
+    )?;
+    Ok((exit, has_probe.then(|| state.load(Ordering::SeqCst))))
 }
 
 /// Readiness, then the check; runs outside the workload's cgroup so its checks don't count.
@@ -254,5 +256,108 @@ fn shell_until(cmd: &str, deadline: Instant) -> bool {
                 return false;
             }
         }
+    }
+}
+
+/// Runs a spec up to `runs` times, stopping at the first failure (flaky workloads).
+pub fn repeat(tracer: &mut Tracer, spec: &TrialSpec, runs: u32) -> Result<(Trial, u32)> {
+    let mut last = run(tracer, spec)?;
+    let mut done = 1;
+    while last.success && done < runs {
+        last = run(tracer, spec)?;
+        done += 1;
+    }
+    Ok((last, done))
+}
+
+pub fn outcome(trial: &Trial) -> String {
+    match &trial.failure {
+        None => "succeeded".into(),
+        Some(f) => f.clone(),
+    }
+}
+
+/// Refused checks that are not probes or runtime set-up, by capability.
+pub fn refused(checks: &[Check]) -> Vec<(Capability, Vec<String>)> {
+    let mut out: Vec<(Capability, Vec<String>)> = Vec::new();
+    for c in checks.iter().filter(|c| c.denied && classify(c).0 == Classification::Denied) {
+        let Some(cap) = Capability::from_number(c.capability) else { continue };
+        let line = format!("{cap} via {} (by {})", c.path_summary(), c.comm);
+        match out.iter_mut().find(|(k, _)| *k == cap) {
+            Some((_, lines)) if !lines.contains(&line) => lines.push(line),
+            Some(_) => {}
+            None => out.push((cap, vec![line])),
+        }
+    }
+    out.sort_by_key(|(c, _)| c.name());
+    out
+}
+
+/// Records the verification in the profile's main workload (the container, if any).
+pub fn attach_verification(profile: &mut Profile, set: CapSet, trial: &Trial, runs: u32, evidence: Vec<crate::profile::Evidence>) {
+    let main = profile.workloads.iter().position(|w| w.kind == crate::profile::WorkloadKind::Container).unwrap_or(0);
+    if let Some(w) = profile.workloads.get_mut(main) {
+        let mut caps: Vec<Capability> = set.iter().collect();
+        caps.sort_by_key(|c| c.name());
+        w.verification = Some(Verification { capabilities: caps, passed: trial.success, failure: trial.failure.clone(), runs, evidence });
+    }
+}
+
+/// The profile of one trial: each container it started, and the command itself unless it
+/// only started containers and needed nothing of its own.
+pub fn profile_of(tracer: &Tracer, argv: &[String], trial: &Trial, options: &RecordOptions) -> Profile {
+    let grouped = trial.grouped();
+    let mut workloads = Vec::new();
+    let single = grouped.containers.len() == 1;
+    for (r, mut info, share) in grouped.containers {
+        // Gone before its engine could be asked: the command line still names the image.
+        if info.image.is_empty() && single {
+            if let Some(image) = crate::attribution::run_command::run_image(argv) {
+                info.image = image;
+            }
+        }
+        let name = if info.name.is_empty() { r.id.chars().take(12).collect() } else { info.name.clone() };
+        let meta = WorkloadMeta {
+            name,
+            kind: WorkloadKind::Container,
+            command: vec![],
+            cgroup: r.cgroup.clone(),
+            exit_status: None,
+            container: Some(info),
+            net_uses: share.net_uses,
+            portable: options.portable,
+        };
+        workloads.push((meta, share.checks));
+    }
+    let command_needs = grouped.command.checks.iter().any(|c| !c.denied && crate::classify::classify(c).0 == crate::classify::Classification::Needed);
+    if workloads.is_empty() || command_needs {
+        let meta = WorkloadMeta {
+            name: crate::format::shell_line(argv),
+            kind: WorkloadKind::Command,
+            command: argv.to_vec(),
+            cgroup: trial.cgroup.clone(),
+            exit_status: Some(trial.exit.status),
+            container: None,
+            net_uses: grouped.command.net_uses,
+            portable: options.portable,
+        };
+        workloads.insert(0, (meta, grouped.command.checks));
+    }
+    let mut profile = tracer.profile(&trial.observations, workloads);
+    profile.command = argv.to_vec();
+    profile.unattributed_checks = grouped.elsewhere;
+    profile
+}
+
+/// Notes on stderr about how the workload ended.
+pub fn report_trial_end(trial: &Trial) {
+    for s in trial.stopped.iter().filter(|s| s.was_running || s.error.is_some()) {
+        eprintln!("capprof: {}", s.describe());
+    }
+    if trial.left_behind > 0 {
+        eprintln!("capprof: {} process(es) the command left running were killed", trial.left_behind);
+    }
+    if let Some(sig) = trial.exit.signal {
+        eprintln!("capprof: the command was killed by signal {sig}; the profile covers what ran until then");
     }
 }

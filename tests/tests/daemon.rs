@@ -224,3 +224,44 @@ fn finished_containers_leave_the_kernel_map_and_tcp_is_opt_in() {
     assert!(health.status.success(), "TCP API on {addr}");
     d.stop();
 }
+
+/// One container watched by `record --container` and by the daemon at the same time: the same
+/// set, the same portability notes, the same hardening advice, the same granted set.
+#[test]
+fn record_container_and_the_daemon_say_the_same() {
+    use capprof::profile::Profile;
+    require_root();
+    let _serial = container_lock();
+    let img = busybox_image("docker");
+    let dir = scratch("daemon-parity");
+    let d = Daemon::start(&dir, &[]);
+    let name = format!("capprof-parity-{}", std::process::id());
+    // Binds port 80 in its own network namespace (Docker makes no check for it: a portability
+    // note), writes outside the scratch directories (no --read-only), chroots (SYS_CHROOT).
+    docker(&["run", "-d", "--name", &name, &img, "sh", "-c", "sleep 2; nc -l -p 80 & while true; do chroot / true; touch /etc/state; sleep 0.3; done"]);
+    let rec_path = dir.join("record.json");
+    let out = Command::new(capprof())
+        .args(["record", "--container", &name, "--duration", "6", "-f", "json", "-o"])
+        .arg(&rec_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let recorded = Profile::from_json(&std::fs::read_to_string(&rec_path).unwrap(), "record").unwrap();
+    let id = format!("container:{img}/{name}");
+    assert_eq!(d.set_of(&id, &["SYS_CHROOT"]), ["SYS_CHROOT"]);
+    // Two flush intervals: the engine's filesystem changes are asked for at each.
+    std::thread::sleep(Duration::from_secs(2));
+    let body = d.get(&format!("/profile?format=json&id={}", id.replace(':', "%3A").replace('/', "%2F"))).unwrap();
+    let learned = Profile::from_json(&body, "daemon").unwrap();
+    docker(&["rm", "-f", &name]);
+    d.stop();
+    let (r, l) = (&recorded.workloads[0], &learned.workloads[0]);
+    assert_eq!(r.capabilities.add, l.capabilities.add, "the set");
+    assert!(!r.portability.is_empty(), "the bind to port 80 is a portability note: {:?}", r.portability);
+    assert_eq!(r.portability, l.portability, "portability notes");
+    let advice = |w: &capprof::profile::WorkloadProfile| w.hardening.iter().map(|a| (a.option.clone(), a.recommended)).collect::<Vec<_>>();
+    assert_eq!(advice(r), advice(l), "hardening advice: record {:?}, daemon {:?}", r.hardening, l.hardening);
+    assert!(advice(r).iter().any(|(o, rec)| o == "--read-only" && !rec), "writes /etc: no --read-only: {:?}", r.hardening);
+    assert_eq!(r.no_new_privileges_safe, l.no_new_privileges_safe);
+    assert_eq!(r.granted, l.granted, "granted");
+}

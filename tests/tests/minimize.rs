@@ -201,7 +201,9 @@ fn server_with_check() {
     assert_eq!(added(&profile["workloads"][0]), ["NET_BIND_SERVICE"], "{stderr}");
     let verify = |caps: &str| {
         Command::new(capprof())
-            .args(["verify", "--caps", caps, "--ready", "true", "--check", check, "--timeout", "5", "-f", "json", "-o", "/dev/null", "--"])
+            // --ready polls until the server answers: `true` would let the one --check race
+            // the server's bind (it failed that way on a loaded machine).
+            .args(["verify", "--caps", caps, "--ready", check, "--check", check, "--timeout", "5", "-f", "json", "-o", "/dev/null", "--"])
             .args(httpd)
             .status()
             .unwrap()

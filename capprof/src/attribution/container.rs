@@ -8,11 +8,49 @@ use serde::{Deserialize, Serialize};
 
 use super::engine;
 
+/// The container engine that runs a container (from its cgroup's name).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Docker,
+    Podman,
+    Containerd,
+    #[serde(rename = "cri-o")]
+    CriO,
+    /// Not known (a profile of another capprof, or nothing was said).
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Docker => "docker",
+            Self::Podman => "podman",
+            Self::Containerd => "containerd",
+            Self::CriO => "cri-o",
+            Self::Unknown => "unknown",
+        })
+    }
+}
+
+/// Where what is known of a container came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The engine answered (inspect, OCI annotations, its event stream).
+    Engine,
+    /// Its cgroup's path only: the engine could not be asked.
+    #[default]
+    #[serde(other)]
+    Cgroup,
+}
+
 /// A container named by its cgroup path.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ContainerRef {
-    /// `docker`, `podman`, `containerd` or `cri-o`.
-    pub engine: String,
+    pub engine: Engine,
     pub id: String,
     /// The container's cgroup (its processes may sit in sub-cgroups of it).
     pub cgroup: String,
@@ -21,7 +59,7 @@ pub struct ContainerRef {
 /// What is known about a container.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct ContainerInfo {
-    pub engine: String,
+    pub engine: Engine,
     pub id: String,
     pub name: String,
     pub image: String,
@@ -39,8 +77,8 @@ pub struct ContainerInfo {
     pub labels: HashMap<String, String>,
     /// Paths changed in the container's writable layer, when the engine could still say.
     pub changed_paths: Option<Vec<String>>,
-    /// Where this came from: `engine` (inspect worked) or `cgroup` (path only).
-    pub source: String,
+    /// Where this came from: the engine, or the cgroup's path only.
+    pub source: Source,
 }
 
 fn is_hex_id(s: &str) -> bool {
@@ -55,10 +93,10 @@ impl ContainerInfo {
         if self.privileged {
             return Some(CapSet::full());
         }
-        let mut set: CapSet = match self.engine.as_str() {
-            "docker" | "containerd" => DOCKER_DEFAULT.into_iter().collect(),
-            "podman" => PODMAN_DEFAULT.into_iter().collect(),
-            _ => return None,
+        let mut set: CapSet = match self.engine {
+            Engine::Docker | Engine::Containerd => DOCKER_DEFAULT.into_iter().collect(),
+            Engine::Podman => PODMAN_DEFAULT.into_iter().collect(),
+            Engine::CriO | Engine::Unknown => return None,
         };
         for d in &self.cap_drop {
             if d.eq_ignore_ascii_case("ALL") || d.eq_ignore_ascii_case("CAP_ALL") {
@@ -89,24 +127,24 @@ pub fn identify(path: &str) -> Option<ContainerRef> {
             is_hex_id(id).then(|| id.to_string())
         };
         let found = if let Some(id) = scoped("docker-") {
-            Some(("docker", id))
+            Some((Engine::Docker, id))
         } else if let Some(id) = scoped("libpod-") {
-            Some(("podman", id))
+            Some((Engine::Podman, id))
         } else if let Some(id) = scoped("cri-containerd-") {
-            Some(("containerd", id))
+            Some((Engine::Containerd, id))
         } else if let Some(id) = scoped("crio-") {
-            Some(("cri-o", id))
+            Some((Engine::CriO, id))
         } else if is_hex_id(part) && i > 0 {
             match parts[i - 1] {
-                "docker" => Some(("docker", part.to_string())),
-                p if p.starts_with("pod") || parts[0].starts_with("kubepods") => Some(("containerd", part.to_string())),
+                "docker" => Some((Engine::Docker, part.to_string())),
+                p if p.starts_with("pod") || parts[0].starts_with("kubepods") => Some((Engine::Containerd, part.to_string())),
                 _ => None,
             }
         } else {
             None
         };
         if let Some((engine, id)) = found {
-            return Some(ContainerRef { engine: engine.into(), id, cgroup });
+            return Some(ContainerRef { engine, id, cgroup });
         }
     }
     None
@@ -172,10 +210,10 @@ impl Discovery {
             return;
         }
         let info = engine::inspect(&r).unwrap_or_else(|| ContainerInfo {
-            engine: r.engine.clone(),
+            engine: r.engine,
             id: r.id.clone(),
-            name: r.id[..12].to_string(),
-            source: "cgroup".into(),
+            name: r.id.chars().take(12).collect(),
+            source: Source::Cgroup,
             ..ContainerInfo::default()
         });
         self.containers.insert(r.id.clone(), (r, info));
@@ -201,6 +239,11 @@ impl Discovery {
         }
     }
 
+    /// Every container known, with what its engine said.
+    pub fn containers(&self) -> impl Iterator<Item = (&ContainerRef, &ContainerInfo)> {
+        self.containers.values().map(|(r, i)| (r, i))
+    }
+
     /// The container a cgroup path belongs to.
     pub fn container_of(&self, path: &str) -> Option<&(ContainerRef, ContainerInfo)> {
         identify(path).and_then(|r| self.containers.get(&r.id))
@@ -216,13 +259,13 @@ mod tests {
     #[test]
     fn engines_by_cgroup_path() {
         let cases = [
-            (format!("/docker/{ID}"), "docker"),
-            (format!("/system.slice/docker-{ID}.scope"), "docker"),
-            (format!("/libpod_parent/libpod-{ID}"), "podman"),
-            (format!("/machine.slice/libpod-{ID}.scope/container"), "podman"),
-            (format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1234.slice/cri-containerd-{ID}.scope"), "containerd"),
-            (format!("/kubepods/besteffort/pod0c5c/{ID}"), "containerd"),
-            (format!("/kubepods.slice/kubepods-pod99.slice/crio-{ID}.scope"), "cri-o"),
+            (format!("/docker/{ID}"), Engine::Docker),
+            (format!("/system.slice/docker-{ID}.scope"), Engine::Docker),
+            (format!("/libpod_parent/libpod-{ID}"), Engine::Podman),
+            (format!("/machine.slice/libpod-{ID}.scope/container"), Engine::Podman),
+            (format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1234.slice/cri-containerd-{ID}.scope"), Engine::Containerd),
+            (format!("/kubepods/besteffort/pod0c5c/{ID}"), Engine::Containerd),
+            (format!("/kubepods.slice/kubepods-pod99.slice/crio-{ID}.scope"), Engine::CriO),
         ];
         for (path, engine) in cases {
             let r = identify(&path).unwrap_or_else(|| panic!("{path}"));

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::container::{ContainerInfo, ContainerRef};
+use super::container::{ContainerInfo, ContainerRef, Engine, Source};
 
 /// Labels worth keeping: they name workloads across restarts and replicas.
 const LABELS: [&str; 6] = [
@@ -22,11 +22,11 @@ const LABELS: [&str; 6] = [
 ];
 
 pub fn inspect(r: &ContainerRef) -> Option<ContainerInfo> {
-    let v = match r.engine.as_str() {
-        "docker" => docker_get(&format!("/containers/{}/json", r.id)),
-        "podman" => podman_inspect(&r.id),
-        "containerd" | "cri-o" => return oci_annotations(r),
-        _ => None,
+    let v = match r.engine {
+        Engine::Docker => docker_get(&format!("/containers/{}/json", r.id)),
+        Engine::Podman => podman_inspect(&r.id),
+        Engine::Containerd | Engine::CriO => return oci_annotations(r),
+        Engine::Unknown => None,
     };
     match v {
         Some(v) => Some(parse_inspect(r, &v)),
@@ -66,12 +66,12 @@ pub fn follow_docker_events() {
                 .map(|m| m.iter().filter(|(k, _)| LABELS.contains(&k.as_str())).filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
                 .unwrap_or_default();
             let info = ContainerInfo {
-                engine: "docker".into(),
+                engine: Engine::Docker,
                 id: id.to_string(),
                 name: attrs["name"].as_str().unwrap_or_default().to_string(),
                 image: attrs["image"].as_str().unwrap_or_default().to_string(),
                 labels,
-                source: "engine".into(),
+                source: Source::Engine,
                 ..ContainerInfo::default()
             };
             let mut m = map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -89,7 +89,7 @@ fn announced(id: &str) -> Option<ContainerInfo> {
 
 /// Paths changed in the container's writable layer (Docker only).
 pub fn changes(r: &ContainerRef) -> Option<Vec<String>> {
-    if r.engine != "docker" {
+    if r.engine != Engine::Docker {
         return None;
     }
     let v = docker_get(&format!("/containers/{}/changes", r.id))?;
@@ -116,7 +116,7 @@ pub(crate) fn parse_inspect(r: &ContainerRef, v: &Value) -> ContainerInfo {
         .unwrap_or_default();
     let image = [s(&["Config", "Image"]), s(&["ImageName"])].into_iter().find(|i| !i.is_empty()).unwrap_or_default();
     ContainerInfo {
-        engine: r.engine.clone(),
+        engine: r.engine,
         id: r.id.clone(),
         name: s(&["Name"]).trim_start_matches('/').to_string(),
         image,
@@ -128,7 +128,7 @@ pub(crate) fn parse_inspect(r: &ContainerRef, v: &Value) -> ContainerInfo {
         cap_drop: strings(&v["HostConfig"]["CapDrop"]),
         labels,
         changed_paths: None,
-        source: "engine".into(),
+        source: Source::Engine,
     }
 }
 
@@ -162,12 +162,12 @@ pub(crate) fn from_annotations(r: &ContainerRef, config: &Value) -> ContainerInf
         }
     }
     ContainerInfo {
-        engine: r.engine.clone(),
+        engine: r.engine,
         id: r.id.clone(),
         name: labels.get("io.kubernetes.container.name").cloned().unwrap_or_else(|| r.id.chars().take(12).collect()),
         image: get(&["io.kubernetes.cri.image-name", "io.kubernetes.cri-o.ImageName"]),
         labels,
-        source: "engine".into(),
+        source: Source::Engine,
         ..ContainerInfo::default()
     }
 }
@@ -227,10 +227,10 @@ mod tests {
                "io.kubernetes.cri.container-name":"app","io.kubernetes.cri.image-name":"registry/cart:1.2"}}"#,
         )
         .unwrap();
-        let r = ContainerRef { engine: "containerd".into(), id: "ab".repeat(32), cgroup: "/kubepods/x".into() };
+        let r = ContainerRef { engine: Engine::Containerd, id: "ab".repeat(32), cgroup: "/kubepods/x".into() };
         let i = from_annotations(&r, &config);
         assert_eq!((i.name.as_str(), i.image.as_str()), ("app", "registry/cart:1.2"));
-        let id = crate::daemon::identity::of_container(&i);
+        let id = crate::attribution::identity::of_container(&i);
         assert_eq!(id.id, "k8s:shop/cart/app");
     }
 
@@ -241,7 +241,7 @@ mod tests {
                "HostConfig":{"NetworkMode":"host","Privileged":false,"ReadonlyRootfs":true}}"#,
         )
         .unwrap();
-        let r = ContainerRef { engine: "docker".into(), id: "ab".repeat(32), cgroup: "/docker/x".into() };
+        let r = ContainerRef { engine: Engine::Docker, id: "ab".repeat(32), cgroup: "/docker/x".into() };
         let i = parse_inspect(&r, &v);
         assert_eq!((i.name.as_str(), i.image.as_str(), i.network_mode.as_str()), ("web", "nginx:1", "host"));
         assert!(i.read_only_rootfs && !i.privileged);

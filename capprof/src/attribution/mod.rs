@@ -1,10 +1,13 @@
 //! Attribution: turns raw observations into named checks: which program (comm, executable),
 //! which cgroup, which kernel function asked and by which path, and whether the task was the
 //! workload or the runtime setting it up; then which workload (the command, or a container)
-//! each check belongs to.
+//! each check belongs to, and who that workload is across restarts and replicas ([`identity`],
+//! the one resolver `record` and the daemon share).
 
 pub mod container;
 pub(crate) mod engine;
+pub mod identity;
+pub mod run_command;
 pub mod stop;
 pub mod workloads;
 

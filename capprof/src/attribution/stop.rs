@@ -59,9 +59,9 @@ pub fn stop_all(containers: &[(ContainerRef, String)], cleanup: Cleanup) -> Vec<
 
 fn stop_one(r: &ContainerRef, name: &str, cleanup: Cleanup) -> Stopped {
     let mut out = Stopped { name: name.to_string(), was_running: false, killed: false, removed: false, error: None };
-    let ops: &dyn Engine = match r.engine.as_str() {
-        "docker" => &Docker,
-        "podman" => &Podman,
+    let ops: &dyn Engine = match r.engine {
+        crate::attribution::container::Engine::Docker => &Docker,
+        crate::attribution::container::Engine::Podman => &Podman,
         _ => &CgroupOnly,
     };
     out.was_running = ops.running(r);

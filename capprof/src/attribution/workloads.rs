@@ -9,7 +9,7 @@ use super::Check;
 use crate::collector::Observations;
 
 /// A network operation seen at its system call (see `capprof_common::net_use`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NetUse {
     pub kind: u32,
     pub port: u32,
@@ -80,4 +80,48 @@ pub fn group(checks: Vec<Check>, obs: &Observations, command: Option<(u64, &str)
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    //! Grouping checks by workload (no kernel, no root).
+    use super::*;
+
+    const ID: &str = "dbf408ddadd22bdb594b40710c0f1d97da79162ae4defea0adcbee4f332c7a96";
+
+    fn check(cgroup_id: u64, count: u64) -> Check {
+        Check { cgroup_id, count, ..Check::for_test(0, "ns_capable", &[]) }
+    }
+
+    #[test]
+    fn checks_and_network_uses_go_to_their_workload() {
+        let container_path = format!("/system.slice/docker-{ID}.scope");
+        let obs = Observations {
+            cgroup_paths: [(1, "/capprof/record-1-2".to_string()), (2, "/capprof/record-1-2/child".to_string()), (3, container_path.clone()), (4, "/user.slice".to_string())]
+                .into_iter()
+                .collect(),
+            net_uses: vec![(3, capprof_common::net_use::LOW_PORT_BIND, 80, 1), (4, capprof_common::net_use::PING_SOCKET, 0, 1)],
+            ..Observations::default()
+        };
+        let mut discovery = Discovery::default();
+        let r = crate::attribution::container::identify(&container_path).unwrap();
+        discovery.containers.insert(r.id.clone(), (r, ContainerInfo { name: "web".into(), ..Default::default() }));
+        let g = group(vec![check(1, 1), check(2, 2), check(3, 4), check(4, 8), check(5, 16)], &obs, Some((1, "/capprof/record-1-2")), &discovery);
+        assert_eq!(g.command.checks.iter().map(|c| c.count).sum::<u64>(), 3, "the record cgroup and below");
+        assert_eq!(g.containers.len(), 1);
+        let (r, info, share) = &g.containers[0];
+        assert_eq!((r.id.as_str(), info.name.as_str()), (ID, "web"));
+        assert_eq!(share.checks.iter().map(|c| c.count).sum::<u64>(), 4);
+        assert_eq!(share.net_uses, [NetUse { kind: capprof_common::net_use::LOW_PORT_BIND, port: 80, count: 1 }]);
+        assert_eq!(g.elsewhere, 24, "another cgroup, and one never named");
+        assert!(g.command.net_uses.is_empty());
+    }
+
+    #[test]
+    fn a_prefix_that_is_not_a_parent_is_not_the_command() {
+        let obs = Observations { cgroup_paths: [(7, "/capprof/record-1-23".to_string())].into_iter().collect(), ..Observations::default() };
+        let g = group(vec![check(7, 1)], &obs, Some((1, "/capprof/record-1-2")), &Discovery::default());
+        assert!(g.command.checks.is_empty());
+        assert_eq!(g.elsewhere, 1);
+    }
 }

@@ -120,6 +120,7 @@ impl Backend {
         let kind = self.kind;
         let backend = self;
         backend.call_sites = calibrate::calibrate(backend, symbols)?;
+        backend.config.site_mode = capprof_common::SITE_OFF;
         if let Some(cs) = &backend.call_sites {
             backend.config.anchor_words = cs.anchor_words;
             backend.config.caller_words = cs.caller_words;
@@ -171,6 +172,17 @@ impl Backend {
         let mut futile: PerCpuHashMap<&mut MapData, CheckKey, u64> = PerCpuHashMap::try_from(self.map_mut("FUTILE")?).map_err(internal)?;
         for key in keys {
             let _ = futile.remove(key);
+        }
+        Ok(())
+    }
+
+    /// Removes the network uses of these cgroups (the daemon, once they are durable).
+    pub fn remove_net_uses(&mut self, cgroups: &[u64]) -> Result<()> {
+        let Some(map) = self.ebpf.map_mut("NET_USES") else { return Ok(()) };
+        let mut uses: HashMap<&mut MapData, NetUseKey, u64> = HashMap::try_from(map).map_err(internal)?;
+        let keys: Vec<NetUseKey> = uses.keys().filter_map(|k| k.ok()).filter(|k| cgroups.contains(&k.cgroup_id)).collect();
+        for key in keys {
+            let _ = uses.remove(&key);
         }
         Ok(())
     }

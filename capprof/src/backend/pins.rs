@@ -14,8 +14,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use aya::maps::{Map, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
-use capprof_common::{counter, CheckKey};
+use aya::maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
+use capprof_common::{counter, CheckKey, NetUseKey};
 
 use super::Counters;
 use crate::collector::{Observations, Sightings};
@@ -24,7 +24,7 @@ use crate::error::{Error, ErrorKind, Result};
 /// The first-sighting ring buffer's pin name.
 pub const EVENTS: &str = "EVENTS";
 /// The maps a later daemon drains (the rest stay alive through the programs).
-pub const MAPS: [&str; 4] = ["CHECKS", "FUTILE", "COUNTERS", EVENTS];
+pub const MAPS: [&str; 5] = ["CHECKS", "FUTILE", "COUNTERS", "NET_USES", EVENTS];
 
 const BPFFS: &str = "/sys/fs/bpf";
 
@@ -99,6 +99,7 @@ pub struct Generation {
     checks: Option<PerCpuHashMap<MapData, CheckKey, u64>>,
     futile: Option<PerCpuHashMap<MapData, CheckKey, u64>>,
     counters: Option<PerCpuArray<MapData, u64>>,
+    net_uses: Option<BpfHashMap<MapData, NetUseKey, u64>>,
     seen: Sightings,
 }
 
@@ -125,6 +126,7 @@ impl Generation {
             checks: typed("CHECKS").and_then(|m| PerCpuHashMap::try_from(m).ok()),
             futile: typed("FUTILE").and_then(|m| PerCpuHashMap::try_from(m).ok()),
             counters: typed("COUNTERS").and_then(|m| PerCpuArray::try_from(m).ok()),
+            net_uses: typed("NET_USES").and_then(|m| BpfHashMap::try_from(m).ok()),
             seen: Sightings::default(),
         }
     }
@@ -161,7 +163,12 @@ impl Generation {
                 }
             })
             .unwrap_or_default();
-        self.seen.observations(counts, &futile, counters, vec![], None)
+        let net_uses = self
+            .net_uses
+            .as_ref()
+            .map(|m| m.iter().filter_map(|e| e.ok()).map(|(k, n)| (k.cgroup_id, k.kind, k.port, n)).collect())
+            .unwrap_or_default();
+        self.seen.observations(counts, &futile, counters, net_uses, None)
     }
 
     /// Removes the generation's pins and directory: its maps are freed.

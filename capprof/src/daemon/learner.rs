@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use capprof_common::CheckKey;
 
-use super::identity::{self, Identity};
+use crate::attribution::identity::{self, Identity};
 use super::store::{self, Fact, Store, WorkloadRecord};
 use crate::attribution::container::Discovery;
 use crate::attribution::symbolize;
@@ -115,6 +115,7 @@ impl Learner {
         };
         let mut new_facts = Vec::new();
         let learned = self.learn(&obs, &mut taken, false, &mut new_facts);
+        self.learn_net_uses(&obs);
         self.commit(new_facts)?;
         self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner).forget_generation(&generation.name)?;
         let c = obs.counters;
@@ -182,6 +183,10 @@ impl Learner {
         self.learn(&obs, &mut taken, true, &mut new_facts);
         self.last_counts = taken.counts;
         self.last_futile = taken.futile;
+        self.learn_net_uses(&obs);
+        if due {
+            self.refresh_containers();
+        }
         // New facts (and their workloads) are durable before this cycle ends: only then do the
         // API and metrics, which read the store, show them. Batched counts go with them.
         if !new_facts.is_empty() || due {
@@ -208,6 +213,40 @@ impl Learner {
         }
         h.last_cycle_ms = started.elapsed().as_millis() as u64;
         Ok(())
+    }
+
+    /// Network operations (low-port binds, ping sockets) per workload: what its profile's
+    /// portability notes are drawn from, as in `record`.
+    fn learn_net_uses(&mut self, obs: &crate::collector::Observations) {
+        for &(cgroup, kind, port, count) in &obs.net_uses {
+            let Some(identity) = obs.cgroup_paths.get(&cgroup).and_then(|p| self.identity_of(p)) else { continue };
+            let Some(record) = self.workloads.get_mut(&identity.id) else { continue };
+            if !record.net_uses.iter().any(|u| u.kind == kind && u.port == port) {
+                record.net_uses.push(crate::attribution::workloads::NetUse { kind, port, count });
+                self.dirty_workloads.insert(identity.id);
+            }
+        }
+    }
+
+    /// Asks the engines what the running containers changed in their filesystems (what
+    /// `--read-only` advice is drawn from, as `record` does while they run).
+    fn refresh_containers(&mut self) {
+        self.discovery.refresh();
+        let known: Vec<(String, crate::attribution::container::ContainerInfo)> = self
+            .discovery
+            .containers()
+            .filter(|(_, info)| info.changed_paths.is_some())
+            .map(|(_, info)| (identity::of_container(info).id, info.clone()))
+            .filter(|(id, info)| self.workloads.get(id).is_some_and(|w| w.container.as_ref().is_some_and(|c| c.id == info.id)))
+            .collect();
+        for (id, info) in known {
+            if let Some(record) = self.workloads.get_mut(&id) {
+                if record.container.as_ref().map(|c| &c.changed_paths) != Some(&info.changed_paths) {
+                    record.container = Some(info);
+                    self.dirty_workloads.insert(id);
+                }
+            }
+        }
     }
 
     /// Writes batched counts (and touched workloads).
@@ -302,6 +341,7 @@ impl Learner {
                 containers: vec![],
                 granted: 0,
                 used: 0,
+                net_uses: vec![],
             });
             record.last_seen = t;
             if let Some((r, info)) = self.discovery.container_of(path) {

@@ -3,7 +3,6 @@
 //! store, and serve it over a local HTTP API. `capprof profiles|export` are its clients.
 
 pub mod client;
-pub mod identity;
 pub mod learner;
 pub mod server;
 pub mod store;
@@ -13,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::backend::MapSizes;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pipeline::Tracer;
 use learner::{Health, Learner};
@@ -36,11 +34,12 @@ pub struct DaemonConfig {
     pub state: PathBuf,
     pub services: bool,
     pub flush_every: Duration,
-    pub sizes: MapSizes,
-    pub bpf_stats: bool,
-    pub backend: crate::backend::BackendChoice,
+    pub kernel: crate::pipeline::KernelOptions,
     /// Stop after this long (tests, and recording the daemon itself).
     pub exit_after: Option<Duration>,
+    /// Attach the network-use hooks (portability notes, as `record`); off, every system call
+    /// on the node is spared their cost and exports say nothing about other runtimes.
+    pub network_hooks: bool,
     /// Drain what earlier runs' pinned programs counted into the state, remove their pins,
     /// and exit (nothing keeps counting afterwards).
     pub detach: bool,
@@ -53,11 +52,11 @@ pub fn run(cfg: &DaemonConfig) -> Result<i32> {
     }
     claim_socket(&cfg.socket)?;
     let store = Arc::new(Mutex::new(Store::open(&cfg.state)?));
-    let mut tracer = Tracer::start(cfg.sizes, cfg.backend)?;
-    if cfg.bpf_stats {
-        tracer.enable_stats()?;
-    }
+    let mut tracer = Tracer::open(&cfg.kernel)?;
     tracer.watch_everything()?;
+    if cfg.network_hooks && !cfg.detach {
+        tracer.watch_network_uses()?;
+    }
     // This run's programs are pinned before earlier runs' are detached: no moment without one.
     let pin_root = crate::backend::pins::state_dir(&cfg.state);
     let own = match (&pin_root, cfg.detach) {

@@ -148,12 +148,13 @@ pub fn build(r: &WorkloadRecord, checks: Vec<crate::attribution::Check>) -> Work
         cgroup: String::new(),
         exit_status: None,
         container: r.container.clone(),
-        net_uses: vec![],
+        net_uses: r.net_uses.clone(),
         portable: false,
     };
     let mut w = WorkloadProfile::build(meta, checks);
     w.name = r.identity.id.clone();
-    if r.granted != 0 {
+    // States written before facts kept their process's effective set.
+    if w.granted.is_none() && r.granted != 0 {
         w.granted = Some(CapSet(r.granted).iter().collect());
     }
     w

@@ -13,7 +13,7 @@ use crate::attribution::Check;
 use capprof_common::CheckKey;
 use crate::error::{Error, ErrorKind, Result};
 
-use super::identity::Identity;
+use crate::attribution::identity::Identity;
 
 const WORKLOADS: TableDefinition<&str, &str> = TableDefinition::new("workloads");
 const FACTS: TableDefinition<&str, &str> = TableDefinition::new("facts");
@@ -83,6 +83,10 @@ pub struct WorkloadRecord {
     /// Capabilities it needed (mask), for "last new capability".
     #[serde(default)]
     pub used: u64,
+    /// Network operations seen at their system calls (low-port binds, ping sockets): the
+    /// portability notes of its profile, as `record` gives them.
+    #[serde(default)]
+    pub net_uses: Vec<crate::attribution::workloads::NetUse>,
 }
 
 /// One distinct kind of check made by a workload.
@@ -105,6 +109,12 @@ pub struct Fact {
     pub futile: u64,
     pub comm: String,
     pub exe: Option<String>,
+    /// The executable is set-id or has file capabilities (no-new-privileges would stop it).
+    #[serde(default)]
+    pub exe_gains_privilege: bool,
+    /// Effective capabilities of the first sighting's process (what it was granted).
+    #[serde(default)]
+    pub cap_eff: Option<u64>,
     pub site: Option<String>,
     pub path: Vec<String>,
     pub syscall: Option<String>,
@@ -126,6 +136,9 @@ impl Fact {
             c.noaudit
         ) + if c.no_effect { "\u{1f}no-effect" } else { "" }
             + if c.doubtful { "\u{1f}doubtful" } else { "" }
+            // A set-id program making the same check is another fact: its flag is what
+            // no-new-privileges advice is drawn from.
+            + if c.exe_gains_privilege { "\u{1f}gains-privilege" } else { "" }
     }
 
     pub fn from_check(c: &Check, now: u64) -> Self {
@@ -140,6 +153,8 @@ impl Fact {
             futile: c.futile,
             comm: c.comm.clone(),
             exe: c.exe.clone(),
+            exe_gains_privilege: c.exe_gains_privilege,
+            cap_eff: c.cap_eff,
             site: c.site.clone(),
             path: c.path.clone(),
             syscall: c.syscall.clone(),
@@ -161,11 +176,11 @@ impl Fact {
             cgroup_id: 0,
             comm: self.comm.clone(),
             exe: self.exe.clone(),
-            exe_gains_privilege: false,
+            exe_gains_privilege: self.exe_gains_privilege,
             site: self.site.clone(),
             path: self.path.clone(),
             syscall: self.syscall.clone(),
-            cap_eff: None,
+            cap_eff: self.cap_eff,
             at_stop: false,
             no_effect: self.no_effect,
             doubtful: self.doubtful,
@@ -445,6 +460,7 @@ mod tests {
             containers: vec![format!("{i:064x}")],
             granted: 0xa80425fb,
             used: 1,
+            net_uses: vec![],
         }
     }
 
@@ -460,6 +476,8 @@ mod tests {
             futile: 0,
             comm: format!("prog{i}"),
             exe: Some(format!("/usr/bin/prog{i}")),
+            exe_gains_privilege: false,
+            cap_eff: None,
             site: Some("ns_capable".into()),
             path: vec!["__x64_sys_chown".into(), "chown_common".into()],
             syscall: Some("chown".into()),

@@ -49,11 +49,11 @@ fn workload(out: &mut String, p: &Profile, w: &WorkloadProfile) {
                 out,
                 "capprof: container {} ({} {}, image {}, network {}{})",
                 plain(&w.name),
-                plain(&c.engine),
+                c.engine,
                 plain(&c.id.chars().take(12).collect::<String>()),
                 if c.image.is_empty() { "?".into() } else { plain(&c.image) },
                 if c.network_mode.is_empty() { "?".into() } else { plain(&c.network_mode) },
-                if c.source == "cgroup" { "; the engine could not be asked, known from its cgroup only" } else { "" }
+                if c.source == crate::attribution::container::Source::Cgroup { "; the engine could not be asked, known from its cgroup only" } else { "" }
             );
         }
         None => {
@@ -96,9 +96,9 @@ fn workload(out: &mut String, p: &Profile, w: &WorkloadProfile) {
             let _ = writeln!(out, "  failed: {}", plain(f));
         }
         for e in &v.evidence {
-            let what = match (e.kept, e.trial.as_str()) {
-                (true, "under the given set") => "in set",
-                (false, "under the given set") => "missing",
+            let what = match (e.kept, e.trial) {
+                (true, crate::profile::EvidenceRun::UnderGivenSet) => "in set",
+                (false, crate::profile::EvidenceRun::UnderGivenSet) => "missing",
                 (true, _) => "kept",
                 (false, _) => "dropped",
             };

@@ -10,7 +10,7 @@ use crate::capability::CapSet;
 use crate::error::{Error, ErrorKind, Result};
 use crate::profile::{Profile, WorkloadKind};
 
-pub use docker::{docker_flags, rewrite_run, run_image};
+pub use docker::docker_flags;
 pub use escape::{plain, plain_lines, shell_line, shell_word};
 pub use k8s::security_context;
 
@@ -50,7 +50,7 @@ pub fn render(profile: &Profile, format: Format) -> Result<String> {
                 .or(profile.workloads.first())
                 .ok_or_else(|| Error::new(ErrorKind::Internal, "profile has no workload"))?;
             let set: CapSet = w.capabilities.add.iter().copied().collect();
-            let argv = rewrite_run(&profile.command, set).ok_or_else(|| {
+            let argv = crate::attribution::run_command::rewrite_run(&profile.command, set).ok_or_else(|| {
                 Error::new(ErrorKind::Usage, DOCKER_RUN_NEEDS_RUN)
             })?;
             shell_line(&argv) + "\n"

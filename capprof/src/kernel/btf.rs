@@ -30,7 +30,7 @@ impl Btf {
         if data.len() < 24 || u16::from_le_bytes([data[0], data[1]]) != MAGIC {
             return Err(bad());
         }
-        let u = |o: usize| u32::from_le_bytes(data[o..o + 4].try_into().unwrap()) as usize;
+        let u = |o: usize| data.get(o..o + 4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])) as usize;
         let (hdr_len, type_off, type_len, str_off, str_len) = (u(4), u(8), u(12), u(16), u(20));
         let types = hdr_len + type_off..hdr_len + type_off + type_len;
         let strings = hdr_len + str_off..hdr_len + str_off + str_len;
@@ -42,14 +42,20 @@ impl Btf {
         Ok(btf)
     }
 
+    /// The word at `o` of the type section; 0 outside it (a malformed blob answers "nothing
+    /// found", never a panic).
     fn u32_at(&self, o: usize) -> u32 {
-        u32::from_le_bytes(self.data[o..o + 4].try_into().unwrap())
+        match self.data.get(o..o.saturating_add(4)) {
+            Some(b) if o + 4 <= self.types.end => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            _ => 0,
+        }
     }
 
     fn name(&self, off: u32) -> &str {
-        let start = self.strings.start + off as usize;
-        let end = self.data[start..self.strings.end].iter().position(|b| *b == 0).map_or(self.strings.end, |p| start + p);
-        std::str::from_utf8(&self.data[start..end]).unwrap_or("")
+        let start = self.strings.start.saturating_add(off as usize);
+        let Some(rest) = self.data.get(start..self.strings.end) else { return "" };
+        let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
+        std::str::from_utf8(&rest[..end]).unwrap_or("")
     }
 
     /// Byte offsets of every type record, indexed by type id (id 0 is void).
@@ -67,6 +73,9 @@ impl Btf {
                 6 | 13 => 8 * vlen,
                 _ => 0,
             };
+            if o + 12 + extra > self.types.end {
+                break; // a record running past the section: the rest is not trusted
+            }
             o += 12 + extra;
         }
         offsets
@@ -105,6 +114,15 @@ impl Btf {
     }
 
     fn find_member(&self, index: &[usize], id: usize, member: &str, base_bits: u32) -> Option<u32> {
+        self.find_member_within(index, id, member, base_bits, 8)
+    }
+
+    /// Anonymous members nest a few levels in real kernels; `depth` bounds a malformed blob's
+    /// cycles.
+    fn find_member_within(&self, index: &[usize], id: usize, member: &str, base_bits: u32, depth: u32) -> Option<u32> {
+        if depth == 0 {
+            return None;
+        }
         let o = *index.get(id)?;
         let info = self.u32_at(o + 4);
         let kind = (info >> 24) & 0x1f;
@@ -115,9 +133,9 @@ impl Btf {
         for i in 0..(info & 0xffff) as usize {
             let m = o + 12 + 12 * i;
             let (name_off, ty, raw) = (self.u32_at(m), self.u32_at(m + 4), self.u32_at(m + 8));
-            let bits = base_bits + if kind_flag { raw & 0xff_ffff } else { raw };
+            let bits = base_bits.saturating_add(if kind_flag { raw & 0xff_ffff } else { raw });
             if name_off == 0 {
-                if let Some(found) = self.find_member(index, ty as usize, member, bits) {
+                if let Some(found) = self.find_member_within(index, ty as usize, member, bits, depth - 1) {
                     return Some(found);
                 }
             } else if self.name(name_off) == member {
@@ -140,5 +158,33 @@ mod tests {
         let params = btf.func_params("cap_capable").expect("cap_capable in BTF");
         assert_eq!(params.len(), 4, "{params:?}");
         assert_eq!(params[3], "opts");
+    }
+
+    /// Truncated and damaged blobs: errors or "not found", never a panic.
+    #[test]
+    fn malformed_blobs_never_panic() {
+        let real = std::fs::read("/sys/kernel/btf/vmlinux").expect("kernel BTF");
+        let mut x = 0x853c_49e6_748f_ea9bu64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..64 {
+            let mut blob = real[..(64 + next() as usize % 200_000).min(real.len())].to_vec();
+            for _ in 0..(round % 8) * 16 {
+                let at = next() as usize % blob.len();
+                blob[at] = next() as u8;
+            }
+            if let Ok(btf) = Btf::parse(blob) {
+                let _ = btf.member_offset("task_struct", "pid");
+                let _ = btf.func_params("cap_capable");
+                let _ = btf.type_id(12, "bpf_rdonly_cast");
+            }
+        }
+        for junk in [vec![], vec![0x9f, 0xeb], vec![0x9f, 0xeb, 1, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0]] {
+            let _ = Btf::parse(junk);
+        }
     }
 }

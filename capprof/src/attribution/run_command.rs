@@ -1,0 +1,114 @@
+//! The command line of a container engine's `run` (docker, podman, nerdctl): which image it
+//! runs, and the same command with a capability set in place of its own options. A model of
+//! the user's command, shared by the trials that re-run it and the `docker-run` output.
+
+use crate::capability::CapSet;
+
+/// `--cap-drop=ALL` then one `--cap-add=NAME` per capability, sorted.
+pub fn cap_flags(set: &CapSet) -> Vec<String> {
+    let mut out = vec!["--cap-drop=ALL".to_string()];
+    out.extend(set.sorted_names().into_iter().map(|n| format!("--cap-add={n}")));
+    out
+}
+
+const ENGINES: [&str; 3] = ["docker", "podman", "nerdctl"];
+
+/// `run` options that take their value as the next word (the rest are flags, or `--opt=value`).
+const VALUE_OPTIONS: &[&str] = &[
+    "-a", "--attach", "--add-host", "--annotation", "--blkio-weight", "-c", "--cpu-shares", "--cgroup-parent", "--cgroupns",
+    "--cidfile", "--cpus", "--cpuset-cpus", "--cpuset-mems", "--device", "--device-cgroup-rule", "--dns", "--dns-option",
+    "--dns-search", "-e", "--env", "--env-file", "--entrypoint", "--expose", "--gpus", "--group-add", "-h", "--hostname",
+    "--health-cmd", "--health-interval", "--health-retries", "--health-timeout", "--ip", "--ip6", "--ipc", "--isolation",
+    "-l", "--label", "--label-file", "--link", "--log-driver", "--log-opt", "-m", "--memory", "--memory-reservation",
+    "--memory-swap", "--mac-address", "--mount", "--name", "--network", "--net", "--network-alias", "--oom-score-adj",
+    "-p", "--publish", "--pid", "--pids-limit", "--platform", "--pull", "--restart", "--runtime", "--security-opt",
+    "--shm-size", "--stop-signal", "--stop-timeout", "--storage-opt", "--sysctl", "--tmpfs", "-u", "--user", "--ulimit",
+    "--userns", "--uts", "-v", "--volume", "--volumes-from", "-w", "--workdir", "--cgroup-manager", "--pod", "--secret",
+];
+
+/// The image a `docker|podman run` command runs.
+pub fn run_image(argv: &[String]) -> Option<String> {
+    let (run, _) = locate_run(argv)?;
+    let mut i = run + 1;
+    while i < argv.len() {
+        let a = &argv[i];
+        if !a.starts_with('-') {
+            return Some(a.clone());
+        }
+        let name = a.split('=').next().unwrap_or(a);
+        i += if VALUE_OPTIONS.contains(&name) && !a.contains('=') || matches!(name, "--cap-add" | "--cap-drop") && !a.contains('=') { 2 } else { 1 };
+    }
+    None
+}
+
+/// Index of `run` in an engine's run command, and of the engine.
+fn locate_run(argv: &[String]) -> Option<(usize, usize)> {
+    let engine = argv.iter().position(|a| ENGINES.contains(&a.rsplit('/').next().unwrap_or(a)))?;
+    let run = engine + 1 + argv[engine + 1..].iter().position(|a| a == "run")?;
+    // Between the engine and `run` only options and `container` may appear.
+    if argv[engine + 1..run].iter().any(|a| !a.starts_with('-') && a != "container" && !looks_like_value(argv, a)) {
+        return None;
+    }
+    Some((run, engine))
+}
+
+/// The command with `--cap-drop=ALL --cap-add=...` inserted right after `run`, and its own
+/// `--cap-add`/`--cap-drop`/`--privileged` options (before the image) removed. None when the
+/// command is not `docker|podman|nerdctl [global options] [container] run ...`.
+pub fn rewrite_run(argv: &[String], set: CapSet) -> Option<Vec<String>> {
+    let (run, _) = locate_run(argv)?;
+    let mut out: Vec<String> = argv[..=run].to_vec();
+    out.extend(cap_flags(&set));
+    let mut i = run + 1;
+    while i < argv.len() {
+        let a = &argv[i];
+        if !a.starts_with('-') || a == "-" {
+            break; // the image: what follows belongs to the container's command
+        }
+        if a == "--" {
+            break;
+        }
+        let name = a.split('=').next().unwrap_or(a);
+        let has_inline_value = a.contains('=');
+        match name {
+            "--cap-add" | "--cap-drop" => i += if has_inline_value { 1 } else { 2 },
+            "--privileged" => i += 1,
+            _ => {
+                let takes = VALUE_OPTIONS.contains(&name) && !has_inline_value;
+                out.extend(argv[i..(i + if takes { 2 } else { 1 }).min(argv.len())].iter().cloned());
+                i += if takes { 2 } else { 1 };
+            }
+        }
+    }
+    out.extend(argv[i.min(argv.len())..].iter().cloned());
+    Some(out)
+}
+
+/// A global option's value (`podman --cgroup-manager cgroupfs run`).
+fn looks_like_value(argv: &[String], word: &str) -> bool {
+    argv.windows(2).any(|w| w[1] == word && w[0].starts_with("--") && !w[0].contains('='))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capability::Capability;
+
+    fn v(s: &str) -> Vec<String> {
+        s.split(' ').map(String::from).collect()
+    }
+
+    #[test]
+    fn rewrites_run_commands() {
+        let set: CapSet = [Capability::NET_BIND_SERVICE].into_iter().collect();
+        let out = rewrite_run(&v("docker run --rm --cap-add SYS_ADMIN -p 80:80 --privileged img --cap-add x"), set).unwrap();
+        assert_eq!(out.join(" "), "docker run --cap-drop=ALL --cap-add=NET_BIND_SERVICE --rm -p 80:80 img --cap-add x");
+        let out = rewrite_run(&v("podman --cgroup-manager=cgroupfs run --runtime runc img"), CapSet::empty()).unwrap();
+        assert_eq!(out.join(" "), "podman --cgroup-manager=cgroupfs run --cap-drop=ALL --runtime runc img");
+        let out = rewrite_run(&v("/usr/bin/docker container run --cap-drop=ALL --name web img sh"), CapSet::empty()).unwrap();
+        assert_eq!(out.join(" "), "/usr/bin/docker container run --cap-drop=ALL --name web img sh");
+        assert!(rewrite_run(&v("docker ps"), CapSet::empty()).is_none());
+        assert_eq!(run_image(&v("docker run --rm -e A=1 --name x --cap-add NET_RAW img sh")).as_deref(), Some("img"));
+        assert!(rewrite_run(&v("make test"), CapSet::empty()).is_none());
+    }
+}
