@@ -9,11 +9,12 @@ use crate::backend::{BackendChoice, MapSizes};
 use crate::capability::CapSet;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::Format;
-use crate::minimize::{self, MinimizeConfig};
-use crate::pipeline::{KernelOptions, RecordOptions};
-use crate::record::{self, RecordConfig, Target};
-use crate::trial::{Probe, RunConfig};
-use crate::verify::{self, VerifyConfig};
+use crate::faces::minimize::{self, MinimizeConfig};
+use crate::session::{KernelOptions, RecordOptions};
+use crate::faces::record::{self, RecordConfig, Target};
+use crate::faces::RunConfig;
+use crate::session::trial::Probe;
+use crate::faces::verify::{self, VerifyConfig};
 
 const AFTER_HELP: &str = "\
 Exit codes: `record` exits with the workload's own status (128+N if it was killed by signal N);
@@ -43,7 +44,7 @@ pub enum Cmd {
     /// List the workloads the daemon knows: granted against used, how long observed.
     Profiles {
         /// The daemon's API socket.
-        #[arg(long, default_value = crate::daemon::DEFAULT_SOCKET, value_name = "PATH")]
+        #[arg(long, default_value = crate::faces::daemon::DEFAULT_SOCKET, value_name = "PATH")]
         socket: PathBuf,
     },
     /// Export a workload's profile (or a namespace's, or all) from the daemon.
@@ -114,7 +115,7 @@ impl OutputArgs {
             containers: match self.containers {
                 ContainersWhen::Always => true,
                 ContainersWhen::Never => false,
-                ContainersWhen::Auto => crate::record::mentions_container_engine(argv),
+                ContainersWhen::Auto => crate::faces::record::mentions_container_engine(argv),
             },
             portable: self.portable,
         })
@@ -187,7 +188,7 @@ pub struct RecordArgs {
 #[derive(clap::Args, Debug)]
 pub struct DaemonArgs {
     /// The API's unix socket.
-    #[arg(long, default_value = crate::daemon::DEFAULT_SOCKET, value_name = "PATH")]
+    #[arg(long, default_value = crate::faces::daemon::DEFAULT_SOCKET, value_name = "PATH")]
     pub socket: PathBuf,
     /// Also serve the API (and /metrics) on TCP, e.g. 127.0.0.1:9477. Unauthenticated: keep it
     /// on loopback or a pod-local address.
@@ -197,7 +198,7 @@ pub struct DaemonArgs {
     #[arg(long, requires = "listen_tcp")]
     pub tcp_metrics_only: bool,
     /// The state database.
-    #[arg(long, default_value = crate::daemon::DEFAULT_STATE, value_name = "FILE")]
+    #[arg(long, default_value = crate::faces::daemon::DEFAULT_STATE, value_name = "FILE")]
     pub state: PathBuf,
     /// Also learn systemd services (`*.service` cgroups).
     #[arg(long)]
@@ -242,7 +243,7 @@ pub struct ExportArgs {
     pub format: Format,
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
-    #[arg(long, default_value = crate::daemon::DEFAULT_SOCKET, value_name = "PATH")]
+    #[arg(long, default_value = crate::faces::daemon::DEFAULT_SOCKET, value_name = "PATH")]
     pub socket: PathBuf,
 }
 
@@ -271,9 +272,9 @@ fn positive_secs(v: f64, what: &str) -> Result<Duration> {
 }
 
 impl DaemonArgs {
-    pub fn validate(self) -> Result<crate::daemon::DaemonConfig> {
+    pub fn validate(self) -> Result<crate::faces::daemon::DaemonConfig> {
         check_max_checks(self.max_checks)?;
-        Ok(crate::daemon::DaemonConfig {
+        Ok(crate::faces::daemon::DaemonConfig {
             socket: self.socket,
             tcp: self.listen_tcp,
             tcp_metrics_only: self.tcp_metrics_only,
@@ -378,9 +379,9 @@ pub fn run() -> anyhow::Result<i32> {
         Cmd::Record(r) => Ok(record::run(&r.validate()?)?),
         Cmd::Verify(v) => Ok(verify::run(&v.validate()?)?),
         Cmd::Minimize(m) => Ok(minimize::run(&m.validate()?)?),
-        Cmd::Daemon(d) => Ok(crate::daemon::run(&d.validate()?)?),
+        Cmd::Daemon(d) => Ok(crate::faces::daemon::run(&d.validate()?)?),
         Cmd::Profiles { socket } => {
-            print!("{}", crate::daemon::client::profiles(&socket)?);
+            print!("{}", crate::faces::daemon::client::profiles(&socket)?);
             Ok(0)
         }
         Cmd::Export(e) => {
@@ -394,17 +395,17 @@ pub fn run() -> anyhow::Result<i32> {
                 Format::DockerRun => return Err(Error::new(ErrorKind::Usage, "--format docker-run needs a recorded command; use docker, compose or k8s").into()),
             };
             let sink = crate::output::Sink::open(e.output.as_deref(), crate::output::Stream::Stdout)?;
-            let text = crate::daemon::client::export(&e.socket, e.workload.as_deref(), e.namespace.as_deref(), format)?;
+            let text = crate::faces::daemon::client::export(&e.socket, e.workload.as_deref(), e.namespace.as_deref(), format)?;
             sink.write_text(&text);
             Ok(0)
         }
-        Cmd::Merge { inputs, format, output } => Ok(crate::merge::run(&crate::merge::MergeConfig { inputs, format, output })?),
+        Cmd::Merge { inputs, format, output } => Ok(crate::faces::merge::run(&crate::faces::merge::MergeConfig { inputs, format, output })?),
         Cmd::Decode { mask } => {
-            print!("{}", crate::inspect::decode(&mask)?);
+            print!("{}", crate::faces::inspect::decode(&mask)?);
             Ok(0)
         }
         Cmd::Caps { pid } => {
-            print!("{}", crate::inspect::caps(&pid)?);
+            print!("{}", crate::faces::inspect::caps(&pid)?);
             Ok(0)
         }
     }

@@ -111,7 +111,7 @@ impl Sightings {
                     let parent = c_string(&ev.cgroup_parent);
                     (!leaf.is_empty()).then(|| format!("/…/{parent}/{leaf}"))
                 };
-                if let Some(path) = crate::cgroup::path_of_id(ev.key.cgroup_id).or_else(|| crate::cgroup::path_of_pid(ev.tgid)).or_else(named) {
+                if let Some(path) = crate::kernel::cgroup::path_of_id(ev.key.cgroup_id).or_else(|| crate::kernel::cgroup::path_of_pid(ev.tgid)).or_else(named) {
                     self.new_cgroups.push(path.clone());
                     slot.insert(path);
                 }
@@ -133,7 +133,7 @@ impl Sightings {
     pub fn name_from_ids<'a>(&mut self, keys: impl Iterator<Item = &'a CheckKey>) {
         for key in keys {
             if let std::collections::hash_map::Entry::Vacant(slot) = self.cgroup_paths.entry(key.cgroup_id) {
-                if let Some(path) = crate::cgroup::path_of_id(key.cgroup_id) {
+                if let Some(path) = crate::kernel::cgroup::path_of_id(key.cgroup_id) {
                     self.new_cgroups.push(path.clone());
                     slot.insert(path);
                 }

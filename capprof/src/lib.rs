@@ -1,34 +1,34 @@
 //! capprof: trace-driven least-privilege profiler for Linux capabilities.
 //!
-//! The data path, one module per stage:
-//! kernel program ([`backend`], built from `capprof-ebpf`) → in-kernel aggregation maps →
-//! [`collector`] → [`attribution`] → [`classify`] → [`profile`] → [`format`] / [`output`].
-//! [`pipeline`] strings the stages together; [`record`] is the face that drives it around one
-//! command, in a [`cgroup`] of its own, supervising the [`workload`].
+//! The data path, one module per stage, each depending only on the stages before it:
+//!
+//! 1. [`backend`]: the kernel programs (built from `capprof-ebpf`), one per hook, loaded,
+//!    calibrated and attached; their in-kernel aggregation maps; pins that outlive a daemon.
+//! 2. [`collector`]: drains the ring buffer and the maps into plain observations.
+//! 3. [`attribution`]: symbols and paths, cgroup → command, container, workload identity.
+//! 4. [`classify`]: the rule table: needed, conditional, optional, denied, probed, ...
+//! 5. [`profile`]: the model every output is rendered from (with its [`profile::advice`]).
+//! 6. [`format`] and [`output`]: the renderings, and where they are written.
+//!
+//! [`session`] strings the stages together: the one API every face uses (open the pipeline
+//! with options, run trials of a workload in its own cgroup, build profiles). The [`faces`]
+//! (`record`, `verify`, `minimize`, `daemon`, `merge`, `decode`/`caps`) are thin modules over
+//! it; [`cli`] parses arguments into their configurations. [`kernel`] holds the kernel's own
+//! interfaces (BTF, kallsyms, tracefs, cgroup v2, privileges), [`capability`] the names and
+//! sets, [`error`] the error kinds and exit codes.
 
-pub mod advice;
-pub mod attach;
 pub mod attribution;
 pub mod backend;
 pub mod capability;
-pub mod cgroup;
 pub mod classify;
-pub mod daemon;
 pub mod cli;
 pub mod collector;
 pub mod error;
+pub mod faces;
 pub mod format;
-pub mod inspect;
 pub mod kernel;
-pub mod merge;
-pub mod minimize;
 pub mod output;
-pub mod pipeline;
 pub mod profile;
 #[cfg(test)]
 mod properties;
-pub mod prove;
-pub mod record;
-pub mod trial;
-pub mod verify;
-pub mod workload;
+pub mod session;

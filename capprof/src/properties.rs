@@ -214,7 +214,7 @@ proptest! {
 
     #[test]
     fn metric_labels_round_trip(s in nasty()) {
-        let e = crate::daemon::server::escape_label(&s);
+        let e = crate::faces::daemon::server::escape_label(&s);
         prop_assert!(!e.contains('\n'));
         prop_assert!(!e.replace("\\\\", "").replace("\\\"", "").contains('"'), "an unescaped quote ends the label: {}", e);
         prop_assert_eq!(unescape_label(&e), s);
@@ -223,8 +223,8 @@ proptest! {
     /// The API's query strings: anything decodes, and what capprof encodes decodes back.
     #[test]
     fn query_strings(raw in any::<String>(), s in nasty()) {
-        let _ = crate::daemon::server::decode(&raw);
-        prop_assert_eq!(crate::daemon::server::decode(&crate::daemon::server::encode(&s)), s);
+        let _ = crate::faces::daemon::server::decode(&raw);
+        prop_assert_eq!(crate::faces::daemon::server::decode(&crate::faces::daemon::server::encode(&s)), s);
     }
 
     /// Profile JSON (`merge`'s input): arbitrary text and damaged profiles are errors, never
@@ -240,7 +240,7 @@ proptest! {
         }
         if let Ok(text) = String::from_utf8(bytes) {
             if let Ok(p) = Profile::from_json(&text, "fuzz") {
-                let _ = crate::merge::merge(vec![p.clone(), p]);
+                let _ = crate::faces::merge::merge(vec![p.clone(), p]);
             }
         }
     }
@@ -248,13 +248,13 @@ proptest! {
     /// The state's records: arbitrary text is an error, and drained-count keys round-trip.
     #[test]
     fn state_records_never_panic(raw in any::<String>(), words in prop::array::uniform5(any::<u64>())) {
-        let _ = serde_json::from_str::<crate::daemon::store::WorkloadRecord>(&raw);
-        let _ = serde_json::from_str::<crate::daemon::store::Fact>(&raw);
+        let _ = serde_json::from_str::<crate::faces::daemon::store::WorkloadRecord>(&raw);
+        let _ = serde_json::from_str::<crate::faces::daemon::store::Fact>(&raw);
         let mut key = capprof_common::CheckKey { cgroup_id: words[0], site: words[1], cap: words[2] as u32, flags: (words[2] >> 32) as u32, comm: [0; 16] };
         key.comm[..8].copy_from_slice(&words[3].to_le_bytes());
         key.comm[8..].copy_from_slice(&words[4].to_le_bytes());
-        prop_assert_eq!(crate::daemon::store::roundtrip_drained_key(&key), Some(key));
-        let _ = crate::daemon::store::parse_drained_hex(&raw);
+        prop_assert_eq!(crate::faces::daemon::store::roundtrip_drained_key(&key), Some(key));
+        let _ = crate::faces::daemon::store::parse_drained_hex(&raw);
     }
 
     /// Engine metadata: cgroup paths, docker inspect and OCI annotations of any shape.
@@ -273,7 +273,7 @@ proptest! {
         let _ = crate::attribution::identity::of_container(&info);
         let _ = crate::attribution::identity::pod_owner(&path);
         let _ = crate::capability::CapSet::parse_list(&path);
-        let _ = crate::inspect::decode(&path);
+        let _ = crate::faces::inspect::decode(&path);
     }
 }
 
@@ -306,8 +306,8 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
 }
 
 /// A store with one workload and one fact, for the API's routes.
-fn api() -> crate::daemon::server::Shared {
-    use crate::daemon::store::{Fact, Store, WorkloadRecord};
+fn api() -> crate::faces::daemon::server::Shared {
+    use crate::faces::daemon::store::{Fact, Store, WorkloadRecord};
     use std::sync::{Arc, Mutex, OnceLock};
     static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
     let dir = DIR.get_or_init(|| {
@@ -325,9 +325,9 @@ fn api() -> crate::daemon::server::Shared {
     let mut fact = Fact::from_check(&c, 1);
     fact.count = 3;
     store.commit(&[record], &[(Fact::key("compose:p/web\nx", &c), fact)]).unwrap();
-    crate::daemon::server::Shared {
+    crate::faces::daemon::server::Shared {
         store: Arc::new(Mutex::new(store)),
-        health: Arc::new(Mutex::new(crate::daemon::learner::Health::default())),
+        health: Arc::new(Mutex::new(crate::faces::daemon::learner::Health::default())),
         backend: BackendSummary { name: "tracepoint".into(), sees_opts: false, classification: String::new(), program: None },
         started: std::time::Instant::now(),
         tcp_metrics_only: false,
@@ -359,9 +359,9 @@ proptest! {
     /// panic; what it serves of a workload named with a line break stays inert.
     #[test]
     fn api_routes_answer_anything(t in target()) {
-        thread_local!(static SHARED: crate::daemon::server::Shared = api());
+        thread_local!(static SHARED: crate::faces::daemon::server::Shared = api());
         SHARED.with(|shared| {
-            let (status, _, body) = crate::daemon::server::route(shared, &t);
+            let (status, _, body) = crate::faces::daemon::server::route(shared, &t);
             assert!(matches!(status, 200 | 400 | 404 | 500), "{t}: {status}");
             if t.starts_with("/metrics") {
                 assert!(body.lines().all(|l| l.starts_with('#') || l.starts_with("capprof_")), "{body}");

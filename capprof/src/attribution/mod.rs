@@ -5,6 +5,7 @@
 //! the one resolver `record` and the daemon share).
 
 pub mod container;
+pub mod discovery;
 pub(crate) mod engine;
 pub mod identity;
 pub mod run_command;

@@ -161,9 +161,9 @@ struct CgroupOnly;
 
 impl CgroupOnly {
     fn procs(r: &ContainerRef) -> Vec<i32> {
-        let Ok(mount) = crate::cgroup::unified_mount() else { return vec![] };
+        let Ok(mount) = crate::kernel::cgroup::unified_mount() else { return vec![] };
         let dir = mount.join(r.cgroup.trim_start_matches('/'));
-        crate::cgroup::threads_below(&dir).into_iter().map(|t| t as i32).collect()
+        crate::kernel::cgroup::threads_below(&dir).into_iter().map(|t| t as i32).collect()
     }
 }
 

@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use super::container::{ContainerInfo, ContainerRef, Discovery};
+use super::container::{ContainerInfo, ContainerRef};
+use super::discovery::Discovery;
 use super::Check;
 use crate::collector::Observations;
 

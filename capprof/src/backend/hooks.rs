@@ -1,5 +1,5 @@
 //! The backends: which kernel hook feeds the maps, how to attach it, and how the program finds
-//! call sites there. Auto-selection tries them in order and keeps the first that attaches.
+//! call sites there; the network-use hooks; the links, for pinning. Auto-selection tries them in order and keeps the first that attaches.
 
 use std::path::Path;
 
@@ -149,6 +149,30 @@ impl Attached {
         Ok(())
     }
 }
+
+/// Attaches the network-use hooks (syscalls:sys_enter_bind/socket), for portable container
+/// profiles. Perf tracepoints: these events have no raw tracepoint of their own.
+pub(super) fn attach_network_hooks(ebpf: &mut aya::Ebpf) -> Result<Vec<Attached>> {
+    let mut links = Vec::new();
+    let tracefs = tracefs::ensure_mounted()?;
+    for (prog, name, args) in [("sys_enter_bind", "sys_enter_bind", ["fd", "umyaddr"]), ("sys_enter_socket", "sys_enter_socket", ["family", "type"])] {
+        let format = tracefs::event_format(&tracefs, "syscalls", name)
+            .ok_or_else(|| Error::new(ErrorKind::UnsupportedKernel, format!("syscalls:{name} tracepoint missing (CONFIG_FTRACE_SYSCALLS)")))?;
+        // The program reads arguments at 16 and 24: check the kernel agrees.
+        if tracefs::field(&format, args[0]).map(|f| f.0) != Some(16) || tracefs::field(&format, args[1]).map(|f| f.0) != Some(24) {
+            return Err(Error::new(ErrorKind::UnsupportedKernel, format!("syscalls:{name} has an unexpected layout")));
+        }
+        let p: &mut TracePoint = ebpf
+            .program_mut(prog)
+            .ok_or_else(|| Error::new(ErrorKind::Internal, format!("program {prog} missing")))?
+            .try_into()
+            .map_err(|e| load_error(prog, e))?;
+        p.load().map_err(|e| load_error(&format!("loading {prog}"), e))?;
+        links.push(Attached::TracePoint(prog, p.attach("syscalls", name).map_err(|e| load_error(&format!("attaching to syscalls:{name}"), e))?));
+    }
+    Ok(links)
+}
+
 
 pub(super) fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T>
 where

@@ -1,12 +1,11 @@
 //! Loading the eBPF object and what every backend needs from the running kernel: struct
-//! offsets and `cap_capable`'s signature from BTF, tracefs, the network-use hooks.
+//! offsets and `cap_capable`'s signature from BTF, the kfunc call patch.
 
-use aya::programs::TracePoint;
 use aya::{include_bytes_aligned, EbpfLoader};
 
 use super::MapSizes;
 use crate::error::{Error, ErrorKind, Result};
-use crate::kernel::{btf::Btf, tracefs};
+use crate::kernel::btf::Btf;
 
 /// The eBPF object built by build.rs.
 static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/capprof-ebpf"));
@@ -190,32 +189,6 @@ pub fn load_error(what: &str, e: impl std::error::Error) -> Error {
     Error::new(ErrorKind::UnsupportedKernel, msg)
 }
 
-pub fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
-}
-
-/// Attaches the network-use hooks (syscalls:sys_enter_bind/socket), for portable container
-/// profiles. Perf tracepoints: these events have no raw tracepoint of their own.
-pub(super) fn attach_network_hooks(ebpf: &mut aya::Ebpf) -> Result<Vec<super::hooks::Attached>> {
-    let mut links = Vec::new();
-    let tracefs = tracefs::ensure_mounted()?;
-    for (prog, name, args) in [("sys_enter_bind", "sys_enter_bind", ["fd", "umyaddr"]), ("sys_enter_socket", "sys_enter_socket", ["family", "type"])] {
-        let format = tracefs::event_format(&tracefs, "syscalls", name)
-            .ok_or_else(|| Error::new(ErrorKind::UnsupportedKernel, format!("syscalls:{name} tracepoint missing (CONFIG_FTRACE_SYSCALLS)")))?;
-        // The program reads arguments at 16 and 24: check the kernel agrees.
-        if tracefs::field(&format, args[0]).map(|f| f.0) != Some(16) || tracefs::field(&format, args[1]).map(|f| f.0) != Some(24) {
-            return Err(Error::new(ErrorKind::UnsupportedKernel, format!("syscalls:{name} has an unexpected layout")));
-        }
-        let p: &mut TracePoint = ebpf
-            .program_mut(prog)
-            .ok_or_else(|| Error::new(ErrorKind::Internal, format!("program {prog} missing")))?
-            .try_into()
-            .map_err(|e| load_error(prog, e))?;
-        p.load().map_err(|e| load_error(&format!("loading {prog}"), e))?;
-        links.push(super::hooks::Attached::TracePoint(prog, p.attach("syscalls", name).map_err(|e| load_error(&format!("attaching to syscalls:{name}"), e))?));
-    }
-    Ok(links)
-}
 
 #[cfg(test)]
 mod tests {

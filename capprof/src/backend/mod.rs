@@ -17,7 +17,6 @@ use crate::kernel::kallsyms::Symbols;
 
 pub use calibrate::CallSites;
 pub use hooks::{BackendChoice, BackendKind};
-pub use loader::kernel_release;
 
 /// Which kernel hook feeds the maps, and what it can see.
 #[derive(Clone, Debug, Serialize)]
@@ -101,7 +100,7 @@ impl Backend {
         let Some((kind, ebpf, links)) = chosen else {
             return Err(Error::new(
                 ErrorKind::UnsupportedKernel,
-                format!("no capprof backend works on this kernel ({}): {}", kernel_release(), refusals.join("; ")),
+                format!("no capprof backend works on this kernel ({}): {}", crate::kernel::release(), refusals.join("; ")),
             ));
         };
         let config = Config {
@@ -225,7 +224,7 @@ impl Backend {
     /// Watches the system calls behind network operations that need a capability on some
     /// runtimes only (low ports, ping sockets).
     pub fn attach_network_hooks(&mut self) -> Result<()> {
-        let links = loader::attach_network_hooks(&mut self.ebpf)?;
+        let links = hooks::attach_network_hooks(&mut self.ebpf)?;
         self.links.extend(links);
         Ok(())
     }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipeline::Tracer;
+use crate::session::Tracer;
 use learner::{Health, Learner};
 use server::Shared;
 use store::Store;
@@ -34,7 +34,7 @@ pub struct DaemonConfig {
     pub state: PathBuf,
     pub services: bool,
     pub flush_every: Duration,
-    pub kernel: crate::pipeline::KernelOptions,
+    pub kernel: crate::session::KernelOptions,
     /// Stop after this long (tests, and recording the daemon itself).
     pub exit_after: Option<Duration>,
     /// Attach the network-use hooks (portability notes, as `record`); off, every system call

@@ -11,12 +11,12 @@ use capprof_common::CheckKey;
 
 use crate::attribution::identity::{self, Identity};
 use super::store::{self, Fact, Store, WorkloadRecord};
-use crate::attribution::container::Discovery;
+use crate::attribution::discovery::Discovery;
 use crate::attribution::symbolize;
 use crate::backend::Counters;
 use crate::classify::{classify, Classification};
 use crate::error::Result;
-use crate::pipeline::Tracer;
+use crate::session::Tracer;
 
 /// What the server shows besides the store: losses, totals, the kernel program's cost.
 #[derive(Clone, Debug, Default)]
@@ -129,15 +129,15 @@ impl Learner {
 
     /// Adopts the containers (and services) already running: their threads count as workload.
     pub fn adopt_running(&mut self) -> Result<usize> {
-        let mount = crate::cgroup::unified_mount()?;
-        let mut paths: Vec<String> = crate::attribution::container::running_now().into_iter().map(|r| r.cgroup).collect();
+        let mount = crate::kernel::cgroup::unified_mount()?;
+        let mut paths: Vec<String> = crate::attribution::discovery::running_now().into_iter().map(|r| r.cgroup).collect();
         if self.services {
             paths.extend(services_now(&mount));
         }
         for rel in &paths {
             let dir = mount.join(rel.trim_start_matches('/'));
-            let id = crate::cgroup::id_of(&dir)?;
-            self.tracer.adopt_tasks(id, rel, &crate::cgroup::threads_below(&dir))?;
+            let id = crate::kernel::cgroup::id_of(&dir)?;
+            self.tracer.adopt_tasks(id, rel, &crate::kernel::cgroup::threads_below(&dir))?;
             self.discovery.observe(rel);
         }
         Ok(paths.len())
@@ -173,7 +173,7 @@ impl Learner {
         // count more between the read and the eviction).
         let due = self.last_flush.elapsed() >= self.flush_every;
         let gone: HashSet<u64> = if due {
-            self.last_counts.keys().map(|k| k.cgroup_id).collect::<HashSet<_>>().into_iter().filter(|id| !crate::cgroup::exists(*id)).collect()
+            self.last_counts.keys().map(|k| k.cgroup_id).collect::<HashSet<_>>().into_iter().filter(|id| !crate::kernel::cgroup::exists(*id)).collect()
         } else {
             HashSet::new()
         };

@@ -6,11 +6,12 @@
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use crate::attribution::container::{ContainerInfo, Discovery};
-use crate::cgroup;
+use crate::attribution::container::ContainerInfo;
+use crate::attribution::discovery::Discovery;
+use crate::kernel::cgroup;
 use crate::error::{Error, ErrorKind, Result};
 use crate::profile::{Profile, WorkloadKind, WorkloadMeta};
-use crate::pipeline::{RecordOptions, Tracer};
+use crate::session::{RecordOptions, Tracer};
 
 /// Records the running container `name` until `duration` passes or capprof is interrupted.
 pub fn record_container(name: &str, duration: Option<Duration>, options: &RecordOptions) -> Result<Profile> {
@@ -101,7 +102,7 @@ impl Session {
     /// Drains events until the deadline, a signal, or the cgroup's removal; `observe` sees
     /// each newly seen cgroup path.
     fn wait(&mut self, what: &str, duration: Option<Duration>, mut observe: impl FnMut(&str)) -> Result<()> {
-        let signals = crate::workload::install_forwarding()?;
+        let signals = crate::session::workload::install_forwarding()?;
         let deadline = duration.map(|d| Instant::now() + d);
         eprintln!(
             "capprof: recording {what}{}",
@@ -120,7 +121,7 @@ impl Session {
                 observe(&p);
             }
             // Any signal ends the recording (a terminal's Ctrl-C is noted by the handler too).
-            let interrupted = fds[1].revents != 0 || crate::workload::interrupted();
+            let interrupted = fds[1].revents != 0 || crate::session::workload::interrupted();
             if interrupted || deadline.is_some_and(|d| Instant::now() >= d) || !self.dir.exists() {
                 return Ok(());
             }
@@ -149,7 +150,7 @@ fn meta(cgroup: &str, info: ContainerInfo, net_uses: Vec<crate::attribution::wor
 
 /// The main process of a running container, asking Docker, then podman.
 fn container_pid(name: &str) -> Result<(u32, &'static str)> {
-    if let Some(v) = crate::attribution::container::docker_inspect(name) {
+    if let Some(v) = crate::attribution::discovery::docker_inspect(name) {
         if let Some(pid) = v["State"]["Pid"].as_u64().filter(|p| *p > 0) {
             return Ok((pid as u32, "docker"));
         }

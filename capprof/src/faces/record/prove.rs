@@ -7,10 +7,10 @@
 use crate::capability::CapSet;
 use crate::classify::Classification;
 use crate::error::Result;
-use crate::pipeline::Tracer;
+use crate::session::Tracer;
 use crate::profile::{Evidence, Profile, Verification, WorkloadKind};
-use crate::pipeline::RecordOptions;
-use crate::trial::{self, outcome, refused, Probe, TrialSpec};
+use crate::session::RecordOptions;
+use crate::session::trial::{self, outcome, refused, Probe, TrialSpec};
 
 /// Re-runs `argv` without each conditional capability of the profile's main workload and
 /// updates the profile: dropped (the run succeeded) or needed (it failed), with evidence.

@@ -8,7 +8,7 @@ use std::process::{Child, Command};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::capability::CapSet;
-use crate::cgroup::RecordCgroup;
+use crate::kernel::cgroup::RecordCgroup;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The running workload.

@@ -1,15 +1,19 @@
 //! `capprof record -- CMD`: run one command in a fresh cgroup under the kernel programs and
 //! write its profile, one workload per container it started. The command's exit status
-//! becomes capprof's.
+//! becomes capprof's. [`running`]: a container or cgroup that already runs; [`prove`]: the
+//! re-runs that settle conditional capabilities.
+
+pub mod prove;
+pub mod running;
 
 use std::path::PathBuf;
 
 use crate::error::Result;
 use crate::format::Format;
 use crate::output;
-use crate::pipeline::{RecordOptions, Tracer};
+use crate::session::{RecordOptions, Tracer};
 use crate::profile::Profile;
-use crate::trial::{self, profile_of, report_trial_end, TrialSpec};
+use crate::session::trial::{self, profile_of, report_trial_end, TrialSpec};
 
 /// What `record` records: exactly one of a command, a running container, a running cgroup.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,7 +35,7 @@ pub struct RecordConfig {
     /// Re-run to settle conditional capabilities (`record --prove`).
     pub prove: bool,
     /// For servers: record until this check passes, then stop the workload.
-    pub probe: Option<crate::trial::Probe>,
+    pub probe: Option<crate::session::trial::Probe>,
     pub format: Format,
     pub output: Option<PathBuf>,
     pub options: RecordOptions,
@@ -42,12 +46,12 @@ pub fn run(cfg: &RecordConfig) -> Result<i32> {
     let sink = output::Sink::open(cfg.output.as_deref(), output::Stream::Stderr)?;
     let argv = match &cfg.target {
         Target::Container(name) => {
-            let profile = crate::attach::record_container(name, cfg.duration, &cfg.options)?;
+            let profile = crate::faces::record::running::record_container(name, cfg.duration, &cfg.options)?;
             sink.emit(&profile, cfg.format)?;
             return Ok(0);
         }
         Target::Cgroup(path) => {
-            let profile = crate::attach::record_cgroup(path, cfg.duration, &cfg.options)?;
+            let profile = crate::faces::record::running::record_cgroup(path, cfg.duration, &cfg.options)?;
             sink.emit(&profile, cfg.format)?;
             return Ok(0);
         }
@@ -62,10 +66,10 @@ pub fn run(cfg: &RecordConfig) -> Result<i32> {
 }
 
 /// The recording itself: one unrestricted trial, then with `prove` one restricted re-run per
-/// conditional capability (see [`crate::prove`]).
+/// conditional capability (see [`crate::faces::record::prove`]).
 ///
 /// The status is the workload's; with a `probe`, 0 when its check passed and 1 when not.
-pub fn record(argv: &[String], options: &RecordOptions, prove: bool, probe: Option<&crate::trial::Probe>) -> Result<(Profile, i32)> {
+pub fn record(argv: &[String], options: &RecordOptions, prove: bool, probe: Option<&crate::session::trial::Probe>) -> Result<(Profile, i32)> {
     let mut tracer = Tracer::open(&options.kernel)?;
     let cleanup = if probe.is_some() { crate::attribution::stop::Cleanup::Remove } else { crate::attribution::stop::Cleanup::Stop };
     let spec = TrialSpec { argv: argv.to_vec(), restrict: None, probe: probe.cloned(), containers: options.containers, cleanup };
@@ -76,7 +80,7 @@ pub fn record(argv: &[String], options: &RecordOptions, prove: bool, probe: Opti
         eprintln!("capprof: {f}");
     }
     if prove && trial.success {
-        crate::prove::settle(&mut tracer, argv, options, probe, &mut profile)?;
+        crate::faces::record::prove::settle(&mut tracer, argv, options, probe, &mut profile)?;
     } else if prove {
         eprintln!("capprof: --prove: the recorded run did not succeed ({}): nothing to compare re-runs with, conditional capabilities stay in the set", trial::outcome(&trial));
     }

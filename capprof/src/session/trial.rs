@@ -8,18 +8,19 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::attribution::container::{ContainerRef, Discovery};
+use crate::attribution::container::ContainerRef;
+use crate::attribution::discovery::Discovery;
 use crate::attribution::stop::{self, Cleanup, Stopped};
 use crate::attribution::workloads::{group, Grouped};
 use crate::attribution::Check;
 use crate::capability::{CapSet, Capability};
 use crate::classify::{classify, Classification};
-use crate::cgroup::RecordCgroup;
+use crate::kernel::cgroup::RecordCgroup;
 use crate::collector::Observations;
 use crate::error::{Error, ErrorKind, Result};
-use crate::pipeline::{RecordOptions, Tracer};
+use crate::session::{RecordOptions, Tracer};
 use crate::profile::{Profile, Verification, WorkloadKind, WorkloadMeta};
-use crate::workload::{Exit, Workload};
+use crate::session::workload::{Exit, Workload};
 
 /// How to tell that a long-running workload (a server) works.
 #[derive(Clone, Debug)]
@@ -30,18 +31,6 @@ pub struct Probe {
     pub check: String,
     /// How long to wait for readiness and success.
     pub timeout: Duration,
-}
-
-/// A command to judge by re-running it: what `verify` and `minimize` are given.
-#[derive(Clone, Debug)]
-pub struct RunConfig {
-    pub argv: Vec<String>,
-    pub probe: Option<Probe>,
-    /// Runs per trial (flaky workloads).
-    pub runs: u32,
-    pub format: crate::format::Format,
-    pub output: Option<std::path::PathBuf>,
-    pub options: crate::pipeline::RecordOptions,
 }
 
 /// What to run and how.

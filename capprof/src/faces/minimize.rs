@@ -10,10 +10,11 @@ use crate::capability::{CapSet, Capability};
 use crate::classify::Classification;
 use crate::error::{Error, ErrorKind, Result};
 use crate::output;
-use crate::pipeline::Tracer;
+use crate::faces::RunConfig;
+use crate::session::Tracer;
 use crate::profile::Evidence;
 use crate::format::shell_line;
-use crate::trial::{attach_verification, outcome, profile_of, refused, repeat, report_trial_end, RunConfig, Trial, TrialSpec};
+use crate::session::trial::{attach_verification, outcome, profile_of, refused, repeat, report_trial_end, Trial, TrialSpec};
 
 /// Validated options of `minimize`.
 pub type MinimizeConfig = RunConfig;

@@ -4,9 +4,10 @@
 use crate::capability::CapSet;
 use crate::error::Result;
 use crate::output;
-use crate::pipeline::Tracer;
+use crate::faces::RunConfig;
+use crate::session::Tracer;
 use crate::profile::Evidence;
-use crate::trial::{attach_verification, outcome, profile_of, refused, repeat, report_trial_end, RunConfig, TrialSpec};
+use crate::session::trial::{attach_verification, outcome, profile_of, refused, repeat, report_trial_end, TrialSpec};
 
 /// Validated options of `verify`.
 #[derive(Clone, Debug)]

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::advice::{Advice, AdviceKind};
+use crate::profile::advice::{Advice, AdviceKind};
 use crate::capability::Capability;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::Format;

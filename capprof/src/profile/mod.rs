@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::advice::{self, Advice, Portability};
+pub mod advice;
+
+use advice::{Advice, Portability};
 use crate::attribution::container::ContainerInfo;
 use crate::attribution::workloads::NetUse;
 use crate::attribution::Check;
-use crate::backend::Counters;
 use crate::capability::{name_of, CapSet, Capability};
 use crate::classify::{classify, fold_alternatives, fold_subsumed, Classification};
 use crate::error::{Error, ErrorKind, Result};
@@ -59,19 +60,6 @@ pub struct Losses {
     /// Granted DAC checks of exec attempts not followed: they stay needs.
     #[serde(default)]
     pub walks_lost: u64,
-}
-
-impl From<Counters> for Losses {
-    fn from(c: Counters) -> Self {
-        Self {
-            checks_seen: c.checks_seen,
-            checks_map_full: c.checks_map_full,
-            events_dropped: c.events_dropped,
-            tasks_map_full: c.tasks_map_full,
-            site_unknown: c.site_unknown,
-            walks_lost: c.walks_lost,
-        }
-    }
 }
 
 impl Losses {
@@ -395,7 +383,7 @@ impl Profile {
             capprof_version: env!("CARGO_PKG_VERSION").into(),
             command: vec![],
             unattributed_checks: 0,
-            kernel: crate::backend::kernel_release(),
+            kernel: crate::kernel::release(),
             backend,
             duration_ms,
             losses,

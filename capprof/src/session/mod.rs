@@ -2,6 +2,9 @@
 //! calibrate the backend, watch scopes, collect while a workload runs, then attribute,
 //! classify and build the profile. Trials (`trial.rs`) run on it one after another.
 
+pub mod trial;
+pub mod workload;
+
 use std::time::Instant;
 
 use crate::attribution::{symbolize, Check};
@@ -10,7 +13,7 @@ use crate::collector::{Collector, Observations};
 use crate::error::Result;
 use crate::kernel::{kallsyms::Symbols, privileges};
 use crate::profile::{BackendSummary, Losses, Profile, ProgramRunTime, WorkloadMeta, WorkloadProfile};
-use crate::workload::{Exit, Workload};
+use crate::session::workload::{Exit, Workload};
 
 /// How the kernel side is set up: map sizes, which hook, run-time statistics.
 #[derive(Clone, Copy, Debug, Default)]
@@ -157,7 +160,7 @@ impl Tracer {
 
     /// Watches every cgroup (the daemon).
     pub fn watch_everything(&mut self) -> Result<()> {
-        crate::attribution::container::follow_engine_events();
+        crate::attribution::discovery::follow_engine_events();
         self.collector.backend.watch_all()
     }
 
@@ -189,7 +192,7 @@ impl Tracer {
     /// Watches the whole host and the network-use system calls, to record the containers a
     /// command starts (their cgroups are created by the engine, outside the command's).
     pub fn watch_containers(&mut self) -> Result<()> {
-        crate::attribution::container::follow_engine_events();
+        crate::attribution::discovery::follow_engine_events();
         self.collector.backend.watch_all()?;
         self.watch_network_uses()
     }
@@ -231,3 +234,18 @@ impl Tracer {
         )
     }
 }
+
+/// What the kernel side counted, as a profile reports it (losses are never hidden).
+impl From<crate::backend::Counters> for Losses {
+    fn from(c: crate::backend::Counters) -> Self {
+        Self {
+            checks_seen: c.checks_seen,
+            checks_map_full: c.checks_map_full,
+            events_dropped: c.events_dropped,
+            tasks_map_full: c.tasks_map_full,
+            site_unknown: c.site_unknown,
+            walks_lost: c.walks_lost,
+        }
+    }
+}
+

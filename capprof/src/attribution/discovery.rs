@@ -1,0 +1,108 @@
+//! Discovery: asks the engines about containers as their cgroups appear (and what they
+//! changed on disk while they run), and lists the containers running now.
+
+use std::collections::HashMap;
+
+use super::container::{identify, ContainerInfo, ContainerRef, Source};
+use super::engine;
+
+/// Follows the engines' container announcements (see [`engine::follow_docker_events`]).
+pub fn follow_engine_events() {
+    engine::follow_docker_events();
+}
+
+/// Docker's view of a container by name or id (for `record --container`).
+pub fn docker_inspect(name: &str) -> Option<serde_json::Value> {
+    engine::docker_get(&format!("/containers/{name}/json"))
+}
+
+/// Asks engines about containers as their cgroups appear.
+#[derive(Default)]
+pub struct Discovery {
+    pub containers: HashMap<String, (ContainerRef, ContainerInfo)>,
+    /// Containers that were running before the recording and are left out of it.
+    ignored: std::collections::HashSet<String>,
+}
+
+/// Every container cgroup that exists now (for telling them from those started later).
+pub fn running_now() -> Vec<ContainerRef> {
+    let Ok(mount) = crate::kernel::cgroup::unified_mount() else { return vec![] };
+    let mut out = Vec::new();
+    let mut stack = vec![mount.clone()];
+    while let Some(dir) = stack.pop() {
+        let rel = format!("/{}", dir.strip_prefix(&mount).map(|p| p.display().to_string()).unwrap_or_default());
+        if let Some(r) = identify(&rel).filter(|r| r.cgroup == rel) {
+            out.push(r);
+            continue;
+        }
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            stack.extend(entries.flatten().filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false)).map(|e| e.path()));
+        }
+    }
+    out
+}
+
+impl Discovery {
+    /// A discovery for a recording of `argv`: containers already running are left out, unless
+    /// the command names them (`docker exec NAME ...`).
+    pub fn for_recording(argv: &[String]) -> Self {
+        let mut d = Self::default();
+        for r in running_now() {
+            let info = engine::inspect(&r);
+            let named = argv.iter().any(|a| {
+                (a.len() >= 12 && r.id.starts_with(a.as_str())) || info.as_ref().is_some_and(|i| !i.name.is_empty() && a == &i.name)
+            });
+            if !named {
+                d.ignored.insert(r.id.clone());
+            }
+        }
+        d
+    }
+
+    /// Notes a cgroup path; the first time a container shows up its engine is asked about it.
+    pub fn observe(&mut self, path: &str) {
+        let Some(r) = identify(path) else { return };
+        if self.containers.contains_key(&r.id) || self.ignored.contains(&r.id) {
+            return;
+        }
+        let info = engine::inspect(&r).unwrap_or_else(|| ContainerInfo {
+            engine: r.engine,
+            id: r.id.clone(),
+            name: r.id.chars().take(12).collect(),
+            source: Source::Cgroup,
+            ..ContainerInfo::default()
+        });
+        self.containers.insert(r.id.clone(), (r, info));
+    }
+
+    /// Refreshes what the engine knows that changes while containers run (filesystem changes).
+    pub fn refresh(&mut self) {
+        for (r, info) in self.containers.values_mut() {
+            if let Some(changes) = engine::changes(r) {
+                info.changed_paths = Some(changes);
+            }
+        }
+    }
+
+    /// Forgets containers whose cgroups are gone (the daemon's memory bound).
+    pub fn forget(&mut self, paths: &[String]) {
+        for p in paths {
+            if let Some(r) = identify(p) {
+                if r.cgroup == *p {
+                    self.containers.remove(&r.id);
+                }
+            }
+        }
+    }
+
+    /// Every container known, with what its engine said.
+    pub fn containers(&self) -> impl Iterator<Item = (&ContainerRef, &ContainerInfo)> {
+        self.containers.values().map(|(r, i)| (r, i))
+    }
+
+    /// The container a cgroup path belongs to.
+    pub fn container_of(&self, path: &str) -> Option<&(ContainerRef, ContainerInfo)> {
+        identify(path).and_then(|r| self.containers.get(&r.id))
+    }
+}
+
