@@ -157,6 +157,74 @@ impl Capability {
 }
 
 /// Name of a capability number, also for numbers newer than this build (`CAP_41`).
+/// A capability as the kernel numbered it: one this capprof knows, or a number it has no name
+/// for (a newer kernel's). Written as its name (`CHOWN`, or `CAP_41`); ordered by that name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CapabilityId {
+    Known(Capability),
+    Unknown(u32),
+}
+
+impl CapabilityId {
+    pub fn from_number(n: u32) -> Self {
+        Capability::from_number(n).map_or(Self::Unknown(n), Self::Known)
+    }
+
+    /// The capability, when this capprof knows it.
+    pub fn known(self) -> Option<Capability> {
+        match self {
+            Self::Known(c) => Some(c),
+            Self::Unknown(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for CapabilityId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Known(c) => f.pad(c.name()),
+            Self::Unknown(n) => f.pad(&format!("CAP_{n}")),
+        }
+    }
+}
+
+impl PartialOrd for CapabilityId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for CapabilityId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.to_string().cmp(&other.to_string())
+    }
+}
+
+impl PartialEq<&str> for CapabilityId {
+    fn eq(&self, other: &&str) -> bool {
+        self.to_string() == *other
+    }
+}
+
+impl Serialize for CapabilityId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for CapabilityId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if let Ok(c) = s.parse::<Capability>() {
+            return Ok(Self::Known(c));
+        }
+        s.strip_prefix("CAP_")
+            .and_then(|n| n.parse::<u32>().ok())
+            .map(Self::from_number)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown capability {s:?}")))
+    }
+}
+
 pub fn name_of(n: u32) -> String {
     Capability::from_number(n).map(|c| c.name().to_string()).unwrap_or_else(|| format!("CAP_{n}"))
 }

@@ -319,7 +319,7 @@ fn api() -> crate::faces::daemon::server::Shared {
     let path = dir.join(format!("state-{:?}.redb", std::thread::current().id()));
     let _ = std::fs::remove_file(&path);
     let mut store = Store::open(&path).unwrap();
-    let identity = crate::attribution::identity::Identity { id: "compose:p/web\nx".into(), kind: "compose".into(), namespace: Some("p".into()), container: "web\nx".into() };
+    let identity = crate::attribution::identity::Identity { id: "compose:p/web\nx".into(), kind: crate::attribution::identity::IdentityKind::Compose, namespace: Some("p".into()), container: "web\nx".into() };
     let record = WorkloadRecord { identity, first_seen: 1, last_seen: 2, last_new_capability: 2, container: None, containers: vec![], granted: 0xa80425fb, used: 1, net_uses: vec![] };
     let c = check(0);
     let mut fact = Fact::from_check(&c, 1);

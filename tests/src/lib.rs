@@ -43,14 +43,24 @@ pub fn scratch(name: &str) -> PathBuf {
 /// What one `capprof record` run gave.
 pub struct Recording {
     pub status: i32,
+    /// The JSON as written, for messages; assertions use `typed`.
     pub profile: Value,
+    /// The same profile read into capprof's own model: a renamed or missing field fails here,
+    /// not silently as a `Value` lookup would.
+    pub typed: capprof::profile::Profile,
     pub stderr: String,
 }
 
 impl Recording {
     /// The minimal set (`capabilities.add`) of the only workload.
     pub fn added(&self) -> Vec<String> {
-        added(self.workload())
+        self.typed_workload().capabilities.add.iter().map(|c| c.name().to_string()).collect()
+    }
+
+    /// The only workload, typed.
+    pub fn typed_workload(&self) -> &capprof::profile::WorkloadProfile {
+        assert_eq!(self.typed.workloads.len(), 1, "one workload expected: {}", self.profile);
+        &self.typed.workloads[0]
     }
 
     pub fn workload(&self) -> &Value {
@@ -60,8 +70,8 @@ impl Recording {
     }
 
     /// Checks of one capability, any class.
-    pub fn checks_of(&self, cap: &str) -> Vec<&Value> {
-        self.workload()["checks"].as_array().expect("checks").iter().filter(|c| c["capability"] == cap).collect()
+    pub fn checks_of(&self, cap: &str) -> Vec<&capprof::profile::CheckSummary> {
+        self.typed_workload().checks.iter().filter(|c| c.capability == cap).collect()
     }
 }
 
@@ -85,7 +95,8 @@ fn recording(output: Output, file: &std::path::Path) -> Recording {
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("no profile at {} ({e}); stderr:\n{stderr}", file.display()));
     let profile: Value = serde_json::from_str(&text).expect("profile JSON");
-    Recording { status: output.status.code().unwrap_or(-1), profile, stderr }
+    let typed = capprof::profile::Profile::from_json(&text, &file.display().to_string()).unwrap_or_else(|e| panic!("{e:#}"));
+    Recording { status: output.status.code().unwrap_or(-1), profile, typed, stderr }
 }
 
 /// Records the scenario helper with `args`.

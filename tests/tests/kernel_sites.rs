@@ -18,9 +18,9 @@ fn expect(args: &[&str], expected: &[&str]) -> Recording {
 
 /// The checks of `cap` were made, and every one is classified `class`.
 fn all_classified(r: &Recording, cap: &str, class: &str) {
-    let checks: Vec<_> = r.checks_of(cap).into_iter().filter(|c| c["classification"] != "runtime").collect();
+    let checks: Vec<_> = r.checks_of(cap).into_iter().filter(|c| c.classification.label() != "runtime").collect();
     assert!(!checks.is_empty(), "the scenario should check {cap}: {}", r.profile);
-    assert!(checks.iter().all(|c| c["classification"] == class), "{cap} should be {class}: {checks:?}");
+    assert!(checks.iter().all(|c| c.classification.label() == class), "{cap} should be {class}: {checks:?}");
 }
 
 #[test]
@@ -29,7 +29,7 @@ fn capset_within_the_old_sets_is_a_probe_row_1() {
     all_classified(&r, "SETPCAP", "probed");
     // Raising the inheritable set beyond the permitted one needs SETPCAP.
     let r = expect(&["capset-raise-inheritable"], &["SETPCAP"]);
-    assert!(r.checks_of("SETPCAP").iter().any(|c| c["classification"] == "needed"));
+    assert!(r.checks_of("SETPCAP").iter().any(|c| c.classification.label() == "needed"));
 }
 
 #[test]
@@ -46,7 +46,7 @@ fn setuid_to_the_current_ids_is_a_probe_row_2() {
 #[test]
 fn overcommit_probes_on_fork_shmget_and_stack_growth_row_4() {
     let baseline = expect(&["nothing"], &[]);
-    let count = |r: &Recording| -> u64 { r.checks_of("SYS_ADMIN").iter().map(|c| c["count"].as_u64().unwrap()).sum() };
+    let count = |r: &Recording| -> u64 { r.checks_of("SYS_ADMIN").iter().map(|c| c.count).sum() };
     for (args, at_least) in [(&["fork", "50"][..], 50), (&["shmget", "50"][..], 50), (&["stack-grow"][..], 30)] {
         let r = expect(args, &[]);
         assert!(count(&r) >= count(&baseline) + at_least, "{args:?} should add {at_least} overcommit checks: {}", r.profile);
@@ -64,7 +64,7 @@ fn kill_with_signal_0_is_a_probe_row_12() {
     all_classified(&r, "KILL", "probed");
     // A real signal to another user's process needs KILL.
     let r = expect(&["kill", &pid], &["KILL"]);
-    assert!(r.checks_of("KILL").iter().any(|c| c["classification"] == "needed"));
+    assert!(r.checks_of("KILL").iter().any(|c| c.classification.label() == "needed"));
     let _ = victim.kill();
     let _ = victim.wait();
 }
@@ -77,12 +77,12 @@ fn listing_trusted_xattrs_is_a_probe_row_16() {
     let path = file.to_str().unwrap();
     // Setting a trusted.* attribute needs SYS_ADMIN...
     let r = expect(&["set-trusted-xattr", path], &["SYS_ADMIN"]);
-    assert!(r.checks_of("SYS_ADMIN").iter().any(|c| c["classification"] == "needed"));
+    assert!(r.checks_of("SYS_ADMIN").iter().any(|c| c.classification.label() == "needed"));
     // ...listing it only hides the name without it.
     let r = expect(&["listxattr", path], &[]);
-    let listing: Vec<_> = r.checks_of("SYS_ADMIN").into_iter().filter(|c| c["stack"].as_array().is_some_and(|s| s.iter().any(|f| f == "listxattr"))).collect();
+    let listing: Vec<_> = r.checks_of("SYS_ADMIN").into_iter().filter(|c| c.stack.iter().any(|f| f == "listxattr")).collect();
     assert!(!listing.is_empty(), "listxattr of a trusted.* name checks SYS_ADMIN: {}", r.profile);
-    assert!(listing.iter().all(|c| c["classification"] == "probed"), "{listing:?}");
+    assert!(listing.iter().all(|c| c.classification.label() == "probed"), "{listing:?}");
 }
 
 #[test]
@@ -118,7 +118,7 @@ fn the_tasks_own_fd_directory_row_21() {
     assert_eq!(added(&proven["workloads"][0]), ["SETGID", "SETUID"], "{stderr}");
     // Listing root's 0700 home as nobody needs it.
     let r = expect(&["list-as-nobody", "/root"], &["DAC_READ_SEARCH", "SETGID", "SETUID"]);
-    assert!(r.checks_of("DAC_READ_SEARCH").iter().any(|c| c["classification"] == "needed"));
+    assert!(r.checks_of("DAC_READ_SEARCH").iter().any(|c| c.classification.label() == "needed"));
 }
 
 #[test]
@@ -247,6 +247,6 @@ fn setpriv_needs_setuid_and_setgid() {
     assert!(!r.checks_of("SETPCAP").is_empty(), "setpriv's capset checks SETPCAP: {}", r.profile);
     all_classified(&r, "SETPCAP", "probed");
     let dac = r.checks_of("DAC_READ_SEARCH");
-    assert!(dac.iter().any(|c| c["classification"] == "probed" && c["path"].as_str().unwrap().starts_with("execve")), "{dac:?}");
-    assert!(dac.iter().all(|c| c["classification"] != "needed"), "{dac:?}");
+    assert!(dac.iter().any(|c| c.classification.label() == "probed" && c.path.as_str().starts_with("execve")), "{dac:?}");
+    assert!(dac.iter().all(|c| c.classification.label() != "needed"), "{dac:?}");
 }

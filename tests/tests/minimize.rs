@@ -180,7 +180,7 @@ fn fsetid_is_needed_only_for_a_set_gid_chmod() {
     assert_eq!(r.added(), Vec::<String>::new(), "{}", r.profile);
     let fsetid = r.checks_of("FSETID");
     assert!(!fsetid.is_empty(), "chmod of a file of another group checks FSETID");
-    assert!(fsetid.iter().all(|c| c["classification"] == "probed"), "{fsetid:?}");
+    assert!(fsetid.iter().all(|c| c.classification.label() == "probed"), "{fsetid:?}");
     proves(&["chmod-plain", path], &[]);
     // g+s: without FSETID the kernel clears the bit, and the scenario checks it stuck.
     let r = record_scenario(&["chmod-setgid", path]);

@@ -20,9 +20,9 @@ fn nothing_needs_nothing() {
     // The overcommit probe is seen, and reported as a probe, never as a need.
     let sys_admin = r.checks_of("SYS_ADMIN");
     assert!(!sys_admin.is_empty(), "the exec's overcommit probe should be visible: {}", r.profile);
-    assert!(sys_admin.iter().all(|c| c["classification"] == "probed" || c["classification"] == "runtime"), "{sys_admin:?}");
+    assert!(sys_admin.iter().all(|c| c.classification.label() == "probed" || c.classification.label() == "runtime"), "{sys_admin:?}");
     // This kernel (6.18) has bpf_rdonly_cast: the stack words are plain loads.
-    let how = r.profile["backend"]["classification"].as_str().unwrap();
+    let how = r.typed.backend.classification.as_str();
     assert!(how.contains("plain loads through bpf_rdonly_cast"), "{how}");
 }
 
@@ -32,7 +32,7 @@ fn shell_true_reports_nothing() {
     let r = record(&[], &["sh", "-c", "true"]);
     assert_eq!(r.status, 0);
     assert_eq!(r.added(), Vec::<String>::new());
-    assert!(r.workload()["would_need"].as_array().unwrap().is_empty());
+    assert!(r.typed_workload().would_need.is_empty());
 }
 
 #[test]
@@ -42,9 +42,9 @@ fn chown_needs_chown() {
     std::fs::write(&file, "x").unwrap();
     let r = expect_set(&["chown", file.to_str().unwrap()], &["CHOWN"]);
     let chown = r.checks_of("CHOWN");
-    assert_eq!(chown[0]["classification"], "needed");
-    assert!(chown[0]["path"].as_str().unwrap().contains("setattr_prepare"), "path: {}", chown[0]["path"]);
-    assert!(chown[0]["programs"][0]["comm"] == "scenario", "{}", chown[0]["programs"]);
+    assert_eq!(chown[0].classification.label(), "needed");
+    assert!(chown[0].path.contains("setattr_prepare"), "path: {}", chown[0].path);
+    assert!(chown[0].programs[0].comm == "scenario", "{:?}", chown[0].programs);
 }
 
 #[test]
@@ -112,8 +112,8 @@ fn forced_receive_buffer_with_fallback_is_optional() {
     let r = expect_set(&["rcvbufforce"], &[]);
     let net_admin = r.checks_of("NET_ADMIN");
     assert_eq!(net_admin.len(), 1, "{}", r.profile);
-    assert_eq!(net_admin[0]["classification"], "optional");
-    assert_eq!(r.workload()["optional"], serde_json::json!(["NET_ADMIN"]));
+    assert_eq!(net_admin[0].classification.label(), "optional");
+    assert_eq!(r.typed_workload().optional, [capprof::capability::Capability::NET_ADMIN]);
 }
 
 #[test]
@@ -122,23 +122,29 @@ fn exit_status_is_propagated() {
     assert_eq!(record_scenario(&["exit", "7"]).status, 7);
     let r = record(&[], &["sh", "-c", "kill -9 $$"]);
     assert_eq!(r.status, 137, "killed by SIGKILL: 128+9");
-    assert_eq!(r.workload()["exit_status"], 137);
+    assert_eq!(r.typed_workload().exit_status, Some(137));
 }
 
 #[test]
 fn checks_outside_the_cgroup_are_not_counted() {
     require_root();
     let s = scenario();
-    // A busy neighbour making SYS_CHROOT checks all through the recording.
+    // A busy neighbour making SYS_CHROOT checks all through the recording; each successful
+    // chroot (which the kernel grants only after asking for SYS_CHROOT) leaves a line.
+    let log = scratch("neighbour").join("chroots");
     let mut neighbour = Command::new("sh")
         .arg("-c")
-        .arg(format!("while :; do {} chroot /; done", s.display()))
+        .arg(format!("while :; do {} chroot / && echo x >> {}; done", s.display(), log.display()))
         .spawn()
         .expect("neighbour");
+    let lines = || std::fs::read_to_string(&log).map(|t| t.lines().count()).unwrap_or(0);
     std::thread::sleep(std::time::Duration::from_millis(100));
+    let before = lines();
     let r = record_scenario(&["sleep", "0.5"]);
+    let after = lines();
     let _ = neighbour.kill();
     let _ = neighbour.wait();
+    assert!(after > before, "the neighbour did check SYS_CHROOT while the recording ran ({before} then {after} chroots)");
     assert_eq!(r.added(), Vec::<String>::new(), "{}", r.profile);
     assert!(r.checks_of("SYS_CHROOT").is_empty());
 }
@@ -156,7 +162,7 @@ fn forked_children_are_counted() {
 fn full_map_is_reported_as_a_loss() {
     require_root();
     let r = record(&["--max-checks", "64"], &[scenario().to_str().unwrap(), "names", "200"]);
-    let lost = r.profile["losses"]["checks_map_full"].as_u64().unwrap();
+    let lost = r.typed.losses.checks_map_full;
     assert!(lost > 0, "{}", r.profile["losses"]);
     assert!(r.stderr.contains("LOSS:"), "loss must be reported on stderr: {}", r.stderr);
 }
@@ -203,9 +209,9 @@ fn concurrent_recordings_keep_their_call_sites() {
     let r = record(&[], &["sh", "-c", &script]);
     let _ = other.wait();
     assert_eq!(r.added(), vec!["SETUID", "SYS_CHROOT"], "{}", r.profile);
-    assert_eq!(r.profile["losses"]["site_unknown"], 0, "{}", r.profile["losses"]);
-    assert_eq!(r.checks_of("SETUID")[0]["site"], "ns_capable_setid");
-    assert_eq!(r.checks_of("SYS_CHROOT")[0]["site"], "ns_capable");
+    assert_eq!(r.typed.losses.site_unknown, 0, "{:?}", r.typed.losses);
+    assert_eq!(r.checks_of("SETUID")[0].site.as_deref(), Some("ns_capable_setid"));
+    assert_eq!(r.checks_of("SYS_CHROOT")[0].site.as_deref(), Some("ns_capable"));
 }
 
 /// Kernels before 6.2 have no `bpf_rdonly_cast`: the program copies the stack slots with

@@ -10,12 +10,25 @@ use crate::attribution::container::ContainerInfo;
 pub struct Identity {
     /// `k8s:NS/OWNER/CONTAINER`, `compose:PROJECT/SERVICE`, `container:IMAGE/NAME`, `service:UNIT`.
     pub id: String,
-    /// `kubernetes`, `compose`, `container`, `service`.
-    pub kind: String,
+    pub kind: IdentityKind,
     /// Kubernetes namespace or Compose project.
     pub namespace: Option<String>,
     /// The name a manifest uses for the container (Kubernetes container, Compose service).
     pub container: String,
+}
+
+/// What an identity names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityKind {
+    /// Namespace, owner (Deployment, StatefulSet, ...) and container name.
+    Kubernetes,
+    /// Compose project and service.
+    Compose,
+    /// Image and container name.
+    Container,
+    /// A systemd unit.
+    Service,
 }
 
 pub fn of_container(c: &ContainerInfo) -> Identity {
@@ -24,20 +37,20 @@ pub fn of_container(c: &ContainerInfo) -> Identity {
         (label("io.kubernetes.pod.namespace"), label("io.kubernetes.pod.name"), label("io.kubernetes.container.name"))
     {
         let owner = pod_owner(&pod);
-        return Identity { id: format!("k8s:{ns}/{owner}/{container}"), kind: "kubernetes".into(), namespace: Some(ns), container };
+        return Identity { id: format!("k8s:{ns}/{owner}/{container}"), kind: IdentityKind::Kubernetes, namespace: Some(ns), container };
     }
     if let (Some(project), Some(service)) = (label("com.docker.compose.project"), label("com.docker.compose.service")) {
-        return Identity { id: format!("compose:{project}/{service}"), kind: "compose".into(), namespace: Some(project), container: service };
+        return Identity { id: format!("compose:{project}/{service}"), kind: IdentityKind::Compose, namespace: Some(project), container: service };
     }
     let name = if c.name.is_empty() { c.id.chars().take(12).collect() } else { c.name.clone() };
     let image = if c.image.is_empty() { "unknown-image".to_string() } else { c.image.clone() };
-    Identity { id: format!("container:{image}/{name}"), kind: "container".into(), namespace: None, container: name }
+    Identity { id: format!("container:{image}/{name}"), kind: IdentityKind::Container, namespace: None, container: name }
 }
 
 /// A systemd unit's cgroup (`/system.slice/nginx.service`).
 pub fn of_service(path: &str) -> Option<Identity> {
     let unit = path.split('/').rev().find(|p| p.ends_with(".service"))?;
-    Some(Identity { id: format!("service:{unit}"), kind: "service".into(), namespace: None, container: unit.trim_end_matches(".service").into() })
+    Some(Identity { id: format!("service:{unit}"), kind: IdentityKind::Service, namespace: None, container: unit.trim_end_matches(".service").into() })
 }
 
 /// The controller behind a pod, from its name (no API server needed): Deployment pods are

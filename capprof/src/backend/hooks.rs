@@ -1,5 +1,6 @@
 //! The backends: which kernel hook feeds the maps, how to attach it, and how the program finds
-//! call sites there; the network-use hooks; the links, for pinning. Auto-selection tries them in order and keeps the first that attaches.
+//! call sites there; the network-use hooks; the links, for pinning. Auto-selection tries them
+//! in order and keeps the first that attaches.
 
 use std::path::Path;
 

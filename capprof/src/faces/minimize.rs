@@ -61,7 +61,7 @@ pub fn run(cfg: &MinimizeConfig) -> Result<i32> {
         .checks
         .iter()
         .filter(|c| !matches!(c.classification, Classification::Runtime | Classification::Borrowed))
-        .filter_map(|c| c.capability.parse::<Capability>().ok())
+        .filter_map(|c| c.capability.known())
         .collect();
 
     // A starting set that works.

@@ -142,10 +142,10 @@ fn workload(out: &mut String, p: &Profile, w: &WorkloadProfile) {
 
 /// Runtime set-up in one line: it is never the workload's, and can be long (runc's).
 fn runtime_summary(out: &mut String, w: &WorkloadProfile) {
-    let mut per_cap: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    let mut per_cap: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
     let mut programs: Vec<String> = Vec::new();
     for c in w.checks.iter().filter(|c| c.classification == Classification::Runtime) {
-        *per_cap.entry(c.capability.as_str()).or_default() += c.count;
+        *per_cap.entry(c.capability.to_string()).or_default() += c.count;
         for p in &c.programs {
             let comm = plain(&p.comm);
             if !programs.contains(&comm) {
@@ -201,7 +201,7 @@ fn section(out: &mut String, rows: &[&CheckSummary], risk: bool) {
             .collect();
         let _ = writeln!(out, "      {verdict} to {} via {}", progs.join(", "), c.path);
         if risk {
-            if let Ok(cap) = c.capability.parse::<Capability>() {
+            if let Some(cap) = c.capability.known() {
                 let _ = writeln!(out, "      allows: {}; attacker gains: {}", cap.allows(), cap.risk());
             }
         }

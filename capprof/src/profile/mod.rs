@@ -11,7 +11,7 @@ use advice::{Advice, Portability};
 use crate::attribution::container::ContainerInfo;
 use crate::attribution::workloads::NetUse;
 use crate::attribution::Check;
-use crate::capability::{name_of, CapSet, Capability};
+use crate::capability::{CapSet, Capability, CapabilityId};
 use crate::classify::{classify, fold_alternatives, fold_subsumed, Classification};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -219,7 +219,7 @@ pub enum Verdict {
 /// Checks of one capability with one verdict, class and asking site.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CheckSummary {
-    pub capability: String,
+    pub capability: CapabilityId,
     pub verdict: Verdict,
     pub classification: Classification,
     pub reason: String,
@@ -297,7 +297,7 @@ impl WorkloadProfile {
             }
             let program = Program { comm: c.comm.clone(), exe: c.exe.clone() };
             let entry = groups.entry((c.capability, c.denied, class, c.site.clone(), reason.clone())).or_insert_with(|| CheckSummary {
-                capability: name_of(c.capability),
+                capability: CapabilityId::from_number(c.capability),
                 verdict: if c.denied { Verdict::Denied } else { Verdict::Granted },
                 classification: class,
                 reason,

@@ -1,6 +1,7 @@
-//! The one pipeline every face (record, verify, minimize) drives: check privileges, load and
-//! calibrate the backend, watch scopes, collect while a workload runs, then attribute,
-//! classify and build the profile. Trials (`trial.rs`) run on it one after another.
+//! The session: the one API every face drives. [`Tracer::open`] checks privileges, loads,
+//! calibrates and attaches the backend; the tracer watches scopes and collects while a
+//! workload runs, then attributes, classifies and builds profiles. [`trial`] runs a workload
+//! once on it (in its own cgroup, supervised by [`workload`]), one trial after another.
 
 pub mod trial;
 pub mod workload;

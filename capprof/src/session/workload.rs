@@ -1,6 +1,7 @@
 //! Starting and supervising the recorded command: placed in its cgroup between fork and exec
 //! (after the kernel programs are attached, so nothing it does is missed), optionally with a
-//! restricted capability set (as a container runtime would), with SIGINT/SIGTERM forwarded.
+//! restricted capability set (as a container runtime would), with SIGINT/SIGTERM/SIGHUP
+//! forwarded, and a workload that ignores them killed after a grace period.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};

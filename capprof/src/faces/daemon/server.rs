@@ -29,7 +29,7 @@ pub struct Shared {
 #[derive(Serialize, serde::Deserialize, Clone, Debug)]
 pub struct WorkloadSummary {
     pub id: String,
-    pub kind: String,
+    pub kind: crate::attribution::identity::IdentityKind,
     pub namespace: Option<String>,
     pub container: String,
     pub image: String,
@@ -124,7 +124,7 @@ fn summaries(shared: &Shared) -> crate::error::Result<Vec<WorkloadSummary>> {
             let p = build(&r, checks);
             WorkloadSummary {
                 id: r.identity.id.clone(),
-                kind: r.identity.kind.clone(),
+                kind: r.identity.kind,
                 namespace: r.identity.namespace.clone(),
                 container: r.identity.container.clone(),
                 image: r.container.as_ref().map(|c| c.image.clone()).unwrap_or_default(),

@@ -452,7 +452,7 @@ mod tests {
 
     fn record(i: usize) -> WorkloadRecord {
         WorkloadRecord {
-            identity: Identity { id: format!("container:img/w{i}"), kind: "container".into(), namespace: None, container: format!("w{i}") },
+            identity: Identity { id: format!("container:img/w{i}"), kind: crate::attribution::identity::IdentityKind::Container, namespace: None, container: format!("w{i}") },
             first_seen: 1,
             last_seen: 2,
             last_new_capability: 0,
