@@ -265,3 +265,28 @@ fn record_container_and_the_daemon_say_the_same() {
     assert_eq!(r.no_new_privileges_safe, l.no_new_privileges_safe);
     assert_eq!(r.granted, l.granted, "granted");
 }
+
+/// A `--rm` container that lives a second and a half: the daemon still asks its engine what it
+/// wrote while it runs, so `--read-only` is assessed (as `record` assesses it), not "not
+/// assessed".
+#[test]
+fn short_lived_rm_containers_get_read_only_assessed() {
+    use capprof::profile::advice::AdviceKind;
+    use capprof::profile::Profile;
+    require_root();
+    let _serial = container_lock();
+    let img = busybox_image("docker");
+    let dir = scratch("daemon-rm");
+    let d = Daemon::start(&dir, &[]);
+    let name = format!("capprof-rm-{}", std::process::id());
+    docker(&["run", "--rm", "--name", &name, &img, "sh", "-c", "touch /etc/state; chroot / true; sleep 1.5"]);
+    let id = format!("container:{img}/{name}");
+    assert_eq!(d.set_of(&id, &["SYS_CHROOT"]), ["SYS_CHROOT"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let body = d.get(&format!("/profile?format=json&id={}", id.replace(':', "%3A").replace('/', "%2F"))).unwrap();
+    d.stop();
+    let p = Profile::from_json(&body, "daemon").unwrap();
+    let ro = p.workloads[0].hardening.iter().find(|a| a.kind() == Some(AdviceKind::ReadOnly)).expect("read-only advice");
+    assert!(!ro.reason.starts_with("not assessed"), "{ro:?}");
+    assert!(!ro.recommended && ro.reason.contains("/etc"), "it wrote /etc: {ro:?}");
+}

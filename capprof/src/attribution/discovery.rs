@@ -22,6 +22,8 @@ pub struct Discovery {
     pub containers: HashMap<String, (ContainerRef, ContainerInfo)>,
     /// Containers that were running before the recording and are left out of it.
     ignored: std::collections::HashSet<String>,
+    /// When each container was first seen (young ones are asked about more often).
+    seen_at: HashMap<String, std::time::Instant>,
 }
 
 /// Every container cgroup that exists now (for telling them from those started later).
@@ -72,14 +74,23 @@ impl Discovery {
             source: Source::Cgroup,
             ..ContainerInfo::default()
         });
+        self.seen_at.insert(r.id.clone(), std::time::Instant::now());
         self.containers.insert(r.id.clone(), (r, info));
     }
 
     /// Refreshes what the engine knows that changes while containers run (filesystem changes).
     pub fn refresh(&mut self) {
-        for (r, info) in self.containers.values_mut() {
-            if let Some(changes) = engine::changes(r) {
-                info.changed_paths = Some(changes);
+        self.refresh_younger_than(std::time::Duration::MAX);
+    }
+
+    /// [`Discovery::refresh`] for the containers first seen less than `age` ago: a short-lived
+    /// one is asked while it still runs (a `--rm` container is gone a moment after it exits).
+    pub fn refresh_younger_than(&mut self, age: std::time::Duration) {
+        for (id, (r, info)) in self.containers.iter_mut() {
+            if self.seen_at.get(id).is_none_or(|t| t.elapsed() < age) {
+                if let Some(changes) = engine::changes(r) {
+                    info.changed_paths = Some(changes);
+                }
             }
         }
     }
@@ -89,6 +100,7 @@ impl Discovery {
         for p in paths {
             if let Some(r) = identify(p) {
                 if r.cgroup == *p {
+                    self.seen_at.remove(&r.id);
                     self.containers.remove(&r.id);
                 }
             }
