@@ -79,6 +79,12 @@ impl Daemon {
         }
     }
 
+    /// The daemon's profile of one workload, in capprof's own model.
+    fn profile(&self, id: &str) -> capprof::profile::Profile {
+        let body = self.get(&format!("/profile?format=json&id={}", id.replace(':', "%3A").replace('/', "%2F"))).expect("the workload's profile");
+        capprof::profile::Profile::from_json(&body, "daemon").unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
     fn kill9(self) {
         self.signal(libc::SIGKILL);
     }
@@ -251,8 +257,7 @@ fn record_container_and_the_daemon_say_the_same() {
     assert_eq!(d.set_of(&id, &["SYS_CHROOT"]), ["SYS_CHROOT"]);
     // Two flush intervals: the engine's filesystem changes are asked for at each.
     std::thread::sleep(Duration::from_secs(2));
-    let body = d.get(&format!("/profile?format=json&id={}", id.replace(':', "%3A").replace('/', "%2F"))).unwrap();
-    let learned = Profile::from_json(&body, "daemon").unwrap();
+    let learned = d.profile(&id);
     docker(&["rm", "-f", &name]);
     d.stop();
     let (r, l) = (&recorded.workloads[0], &learned.workloads[0]);
@@ -272,7 +277,6 @@ fn record_container_and_the_daemon_say_the_same() {
 #[test]
 fn short_lived_rm_containers_get_read_only_assessed() {
     use capprof::profile::advice::AdviceKind;
-    use capprof::profile::Profile;
     require_root();
     let _serial = container_lock();
     let img = busybox_image("docker");
@@ -283,9 +287,8 @@ fn short_lived_rm_containers_get_read_only_assessed() {
     let id = format!("container:{img}/{name}");
     assert_eq!(d.set_of(&id, &["SYS_CHROOT"]), ["SYS_CHROOT"]);
     std::thread::sleep(Duration::from_secs(2));
-    let body = d.get(&format!("/profile?format=json&id={}", id.replace(':', "%3A").replace('/', "%2F"))).unwrap();
+    let p = d.profile(&id);
     d.stop();
-    let p = Profile::from_json(&body, "daemon").unwrap();
     let ro = p.workloads[0].hardening.iter().find(|a| a.kind() == Some(AdviceKind::ReadOnly)).expect("read-only advice");
     assert!(!ro.reason.starts_with("not assessed"), "{ro:?}");
     assert!(!ro.recommended && ro.reason.contains("/etc"), "it wrote /etc: {ro:?}");
