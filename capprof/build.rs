@@ -5,10 +5,37 @@
 //! system rustc linked as the rustup toolchain `debian-bpf` (scripts/setup.sh), with
 //! `RUSTC_BOOTSTRAP=1` for aya-ebpf's `#![feature]`s. `CAPPROF_EBPF_TOOLCHAIN` overrides it
 //! (e.g. `nightly` where a nightly with rust-src exists).
+//!
+//! aya-build relays every line of the eBPF cargo's output as a `cargo:warning` (a hundred lines
+//! a newcomer reads as problems). The build runs in a child of this script, so its lines are
+//! shown only when it fails; on success only the other `cargo:` directives are passed on.
 use anyhow::{anyhow, Context as _};
 use aya_build::Toolchain;
 
+const CHILD: &str = "CAPPROF_EBPF_BUILD_CHILD";
+
 fn main() -> anyhow::Result<()> {
+    if std::env::var_os(CHILD).is_some() {
+        return build();
+    }
+    println!("cargo:rerun-if-env-changed=CAPPROF_EBPF_VERBOSE");
+    let out = std::process::Command::new(std::env::current_exe().context("this build script's path")?)
+        .env(CHILD, "1")
+        .output()
+        .context("running the eBPF build")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let verbose = !out.status.success() || std::env::var_os("CAPPROF_EBPF_VERBOSE").is_some();
+    for line in stdout.lines().filter(|l| verbose || !l.starts_with("cargo:warning=")) {
+        println!("{line}");
+    }
+    if !out.status.success() {
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        return Err(anyhow!("building the eBPF programs failed (its output is above, as warnings)"));
+    }
+    Ok(())
+}
+
+fn build() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=CAPPROF_EBPF_TOOLCHAIN");
     let toolchain = std::env::var("CAPPROF_EBPF_TOOLCHAIN").unwrap_or_else(|_| "debian-bpf".into());
     if std::env::var_os("RUSTC_BOOTSTRAP").is_none() {

@@ -69,6 +69,13 @@ pub enum Cmd {
         /// Process id.
         pid: String,
     },
+    /// Print a shell completion script (e.g. `capprof completions bash > /etc/bash_completion.d/capprof`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (`capprof man > capprof.1; man -l capprof.1`).
+    Man,
 }
 
 /// Where and how the result is written, and how the recording is made.
@@ -230,7 +237,8 @@ pub struct DaemonArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct ExportArgs {
-    /// The workload id, as `capprof profiles` lists it.
+    /// The workload id, as `capprof profiles` lists it, or a container's name, the end of an
+    /// id (`bars-chowner`), or the start of a container id.
     #[arg(required_unless_present_any = ["all", "namespace"], conflicts_with_all = ["all", "namespace"])]
     pub workload: Option<String>,
     /// Every workload.
@@ -406,6 +414,16 @@ pub fn run() -> anyhow::Result<i32> {
         }
         Cmd::Caps { pid } => {
             print!("{}", crate::faces::inspect::caps(&pid)?);
+            Ok(0)
+        }
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Args::command(), "capprof", &mut std::io::stdout());
+            Ok(0)
+        }
+        Cmd::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Args::command()).render(&mut std::io::stdout()).map_err(|e| Error::io("writing the manual page", e))?;
             Ok(0)
         }
     }

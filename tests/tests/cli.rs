@@ -90,3 +90,26 @@ fn huge_times_are_usage_errors_not_panics() {
         assert!(stderr(&out).contains("at most"), "{args:?}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn completions_and_the_manual_page_come_from_the_command_line_definition() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = capprof_cmd(&["completions", shell]);
+        assert!(out.status.success() && out.stdout.len() > 1000, "{shell}: {}", stderr(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("record"), "{shell}");
+    }
+    // bash parses the script and it registers a completion for capprof.
+    let script = scratch("completions").join("capprof.bash");
+    std::fs::write(&script, capprof_cmd(&["completions", "bash"]).stdout).unwrap();
+    let out = std::process::Command::new("bash").arg("-c").arg(format!("source {} && complete -p capprof", script.display())).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("capprof"));
+    let man = capprof_cmd(&["man"]);
+    assert!(man.status.success());
+    let page = String::from_utf8_lossy(&man.stdout);
+    assert!(page.starts_with(".ie") || page.contains(".TH capprof"), "{}", &page[..page.len().min(200)]);
+    for sub in ["record", "verify", "minimize", "daemon", "export", "merge"] {
+        assert!(page.contains(sub), "the manual names {sub}");
+    }
+    assert!(capprof_cmd(&["completions", "tcsh"]).status.code() == Some(64));
+}

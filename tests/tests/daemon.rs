@@ -167,6 +167,10 @@ fn learns_workloads_across_restarts_replicas_and_kill_9() {
     assert!(table.contains(&web_id) && table.contains("MKNOD"), "{table}");
     let k8s = d.cli(&["export", &web_id, "-f", "k8s"]);
     assert!(k8s.contains("- MKNOD"), "{k8s}");
+    // A container's name, the end of an id, the start of a container id: one workload each.
+    assert_eq!(d.cli(&["export", &a, "-f", "docker"]).trim(), "--cap-drop=ALL --cap-add=CHOWN", "by container name");
+    let early_short = early_id.rsplit_once(':').unwrap().1;
+    assert_eq!(d.cli(&["export", early_short, "-f", "docker"]).trim(), "--cap-drop=ALL --cap-add=SYS_CHROOT", "by the end of its id");
     let ns = d.cli(&["export", "--namespace", &project, "-f", "docker"]);
     assert_eq!(ns.trim(), "--cap-drop=ALL --cap-add=MKNOD");
     let metrics = d.get("/metrics").unwrap();

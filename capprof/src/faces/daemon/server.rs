@@ -175,13 +175,17 @@ fn profile_response(shared: &Shared, params: &BTreeMap<String, String>) -> crate
     let facts = store.facts()?;
     drop(store);
     let selected: Vec<&WorkloadRecord> = match (params.get("id"), params.get("namespace")) {
-        (Some(id), _) => records.iter().filter(|r| r.identity.id == *id).collect(),
+        (Some(id), _) => match select(&records, id) {
+            Ok(found) => found,
+            Err(message) => return Ok((400, "text/plain", message)),
+        },
         (None, Some(ns)) => records.iter().filter(|r| r.identity.namespace.as_deref() == Some(ns.as_str())).collect(),
         (None, None) if params.contains_key("all") => records.iter().collect(),
         _ => return Ok((400, "text/plain", "give id=WORKLOAD, namespace=NS or all=1\n".into())),
     };
     if selected.is_empty() {
-        return Ok((404, "text/plain", "no such workload\n".into()));
+        let what = params.get("id").or(params.get("namespace")).map(|n| format!(" matches {:?}", crate::format::plain(n))).unwrap_or_default();
+        return Ok((404, "text/plain", format!("no workload{what} (see `capprof profiles`)\n")));
     }
     let workloads = selected
         .into_iter()
@@ -193,6 +197,30 @@ fn profile_response(shared: &Shared, params: &BTreeMap<String, String>) -> crate
     let body = render(&profile, format)?;
     let ctype = if format == Format::Json { "application/json" } else { "text/plain" };
     Ok((200, ctype, body))
+}
+
+/// The workloads `name` means: its exact id; else those whose container (the name a manifest
+/// uses, or the container's own name) is `name`, whose id ends with it (after a `/` or `:`), or
+/// one of whose containers' ids starts with it. More than one is an error naming them.
+fn select<'a>(records: &'a [WorkloadRecord], name: &str) -> std::result::Result<Vec<&'a WorkloadRecord>, String> {
+    let exact: Vec<&WorkloadRecord> = records.iter().filter(|r| r.identity.id == name).collect();
+    if !exact.is_empty() || name.is_empty() {
+        return Ok(exact);
+    }
+    let found: Vec<&WorkloadRecord> = records
+        .iter()
+        .filter(|r| {
+            r.identity.container == name
+                || r.container.as_ref().is_some_and(|c| c.name == name)
+                || r.identity.id.strip_suffix(name).is_some_and(|head| head.ends_with(['/', ':']))
+                || (name.len() >= 4 && name.bytes().all(|b| b.is_ascii_hexdigit()) && r.containers.iter().any(|c| c.starts_with(name)))
+        })
+        .collect();
+    if found.len() > 1 {
+        let ids: Vec<String> = found.iter().map(|r| crate::format::plain(&r.identity.id)).collect();
+        return Err(format!("{name:?} matches {} workloads: {}; give the full id\n", found.len(), ids.join(", ")));
+    }
+    Ok(found)
 }
 
 /// Prometheus text exposition.
@@ -285,6 +313,34 @@ pub fn encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(id: &str, container: &str, ids: &[&str]) -> WorkloadRecord {
+        WorkloadRecord {
+            identity: crate::attribution::identity::Identity { id: id.into(), kind: crate::attribution::identity::IdentityKind::Container, namespace: None, container: container.into() },
+            first_seen: 0,
+            last_seen: 0,
+            last_new_capability: 0,
+            container: None,
+            containers: ids.iter().map(|s| s.to_string()).collect(),
+            granted: 0,
+            used: 0,
+            net_uses: vec![],
+        }
+    }
+
+    #[test]
+    fn workloads_are_found_by_id_name_suffix_or_container_id() {
+        let rs = [record("container:barsbb:1/bars-chowner", "bars-chowner", &["abcdef0123"]), record("compose:shop/web", "web", &["fedcba9876"]), record("container:img/web", "web", &["0123456789"])];
+        let ids = |v: Vec<&WorkloadRecord>| v.into_iter().map(|r| r.identity.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(select(&rs, "container:barsbb:1/bars-chowner").unwrap()), ["container:barsbb:1/bars-chowner"]);
+        assert_eq!(ids(select(&rs, "bars-chowner").unwrap()), ["container:barsbb:1/bars-chowner"]);
+        assert_eq!(ids(select(&rs, "barsbb:1/bars-chowner").unwrap()), ["container:barsbb:1/bars-chowner"]);
+        assert_eq!(ids(select(&rs, "fedcba").unwrap()), ["compose:shop/web"]);
+        let err = select(&rs, "web").unwrap_err();
+        assert!(err.contains("matches 2 workloads") && err.contains("compose:shop/web"), "{err}");
+        assert!(select(&rs, "nothing").unwrap().is_empty());
+        assert!(select(&rs, "").unwrap().is_empty());
+    }
 
     #[test]
     fn query_encoding_round_trips() {
