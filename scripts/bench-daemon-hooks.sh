@@ -9,7 +9,7 @@ C=${C:-$ROOT/target/release/capprof}
 S=${S:-$ROOT/target/release/scenario}
 D=$(mktemp -d)
 med() { "$S" timed-loop getppid 3 | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-for round in 1 2 3 4 5 6; do
+for round in 1 2 3 4 5 6 7 8 9; do
   none=$(med)
   "$C" daemon --socket $D/a.sock --state $D/a.redb 2>/dev/null & P=$!; sleep 4
   hooks=$(med); kill $P; wait $P 2>/dev/null
