@@ -254,7 +254,7 @@ proptest! {
         key.comm[..8].copy_from_slice(&words[3].to_le_bytes());
         key.comm[8..].copy_from_slice(&words[4].to_le_bytes());
         prop_assert_eq!(crate::faces::daemon::store::roundtrip_drained_key(&key), Some(key));
-        let _ = crate::faces::daemon::store::parse_drained_hex(&raw);
+        let _ = crate::faces::daemon::store::parse_drained_key(&raw);
     }
 
     /// Engine metadata: cgroup paths, docker inspect and OCI annotations of any shape.

@@ -190,12 +190,7 @@ impl Backend {
     /// `capprof-ebpf/src/walks.rs`).
     pub fn futile(&mut self) -> Result<std::collections::HashMap<CheckKey, u64>> {
         let map: PerCpuHashMap<&mut MapData, CheckKey, u64> = PerCpuHashMap::try_from(self.map_mut("FUTILE")?).map_err(internal)?;
-        let mut out = std::collections::HashMap::new();
-        for entry in map.iter() {
-            let (key, values) = entry.map_err(internal)?;
-            out.insert(key, values.iter().sum());
-        }
-        Ok(out)
+        Ok(summed(&map)?.into_iter().collect())
     }
 
     /// Forgets every aggregated check and zeroes the counters (between trials).
@@ -275,12 +270,7 @@ impl Backend {
     /// Every aggregated check with its count summed over CPUs.
     pub fn checks(&mut self) -> Result<Vec<(CheckKey, u64)>> {
         let map: PerCpuHashMap<&mut MapData, CheckKey, u64> = PerCpuHashMap::try_from(self.map_mut("CHECKS")?).map_err(internal)?;
-        let mut out = Vec::new();
-        for entry in map.iter() {
-            let (key, values) = entry.map_err(internal)?;
-            out.push((key, values.iter().sum()));
-        }
-        Ok(out)
+        summed(&map)
     }
 
     /// Run count and time of the check program; zero unless statistics are enabled.
@@ -292,15 +282,37 @@ impl Backend {
     /// Loss and health counters.
     pub fn counters(&mut self) -> Result<Counters> {
         let map: PerCpuArray<&mut MapData, u64> = PerCpuArray::try_from(self.map_mut("COUNTERS")?).map_err(internal)?;
-        let get = |i: u32| -> Result<u64> { Ok(map.get(&i, 0).map_err(internal)?.iter().sum()) };
-        Ok(Counters {
-            checks_seen: 0,
-            checks_map_full: get(counter::CHECKS_MAP_FULL)?,
-            events_dropped: get(counter::EVENTS_DROPPED)?,
-            tasks_map_full: get(counter::TASKS_MAP_FULL)?,
-            site_unknown: get(counter::SITE_UNKNOWN)?,
-            walks_lost: get(counter::FUTILE_MAP_FULL)? + get(counter::WALKS_UNTRACKED)?,
-        })
+        read_counters(&map)
+    }
+}
+
+/// A per-CPU map of counts (CHECKS, FUTILE), summed over CPUs: this run's maps or an earlier
+/// daemon's pinned ones.
+pub(crate) fn summed<T: std::borrow::Borrow<MapData>>(map: &PerCpuHashMap<T, CheckKey, u64>) -> Result<Vec<(CheckKey, u64)>> {
+    map.iter().map(|entry| entry.map(|(key, values)| (key, values.iter().sum())).map_err(internal)).collect()
+}
+
+/// The loss and health counters of a COUNTERS map, summed over CPUs.
+pub(crate) fn read_counters<T: std::borrow::Borrow<MapData>>(map: &PerCpuArray<T, u64>) -> Result<Counters> {
+    let get = |i: u32| -> Result<u64> { Ok(map.get(&i, 0).map_err(internal)?.iter().sum()) };
+    Ok(Counters {
+        checks_seen: 0,
+        checks_map_full: get(counter::CHECKS_MAP_FULL)?,
+        events_dropped: get(counter::EVENTS_DROPPED)?,
+        tasks_map_full: get(counter::TASKS_MAP_FULL)?,
+        site_unknown: get(counter::SITE_UNKNOWN)?,
+        walks_lost: get(counter::FUTILE_MAP_FULL)? + get(counter::WALKS_UNTRACKED)?,
+    })
+}
+
+impl std::ops::AddAssign for Counters {
+    fn add_assign(&mut self, o: Self) {
+        self.checks_seen += o.checks_seen;
+        self.checks_map_full += o.checks_map_full;
+        self.events_dropped += o.events_dropped;
+        self.tasks_map_full += o.tasks_map_full;
+        self.site_unknown += o.site_unknown;
+        self.walks_lost += o.walks_lost;
     }
 }
 

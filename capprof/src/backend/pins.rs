@@ -15,9 +15,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use aya::maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
-use capprof_common::{counter, CheckKey, NetUseKey};
+use capprof_common::{CheckKey, NetUseKey};
 
-use super::Counters;
 use crate::collector::{Observations, Sightings};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -142,27 +141,10 @@ impl Generation {
         if let Some(events) = self.events.as_mut() {
             self.seen.drain(events);
         }
-        let sum = |m: &PerCpuHashMap<MapData, CheckKey, u64>| -> Vec<(CheckKey, u64)> {
-            m.iter().filter_map(|e| e.ok()).map(|(k, v)| (k, v.iter().sum())).collect()
-        };
-        let counts = self.checks.as_ref().map(sum).unwrap_or_default();
+        let counts = self.checks.as_ref().and_then(|m| super::summed(m).ok()).unwrap_or_default();
         self.seen.name_from_ids(counts.iter().map(|(k, _)| k));
-        let futile: HashMap<CheckKey, u64> = self.futile.as_ref().map(sum).unwrap_or_default().into_iter().collect();
-        let counters = self
-            .counters
-            .as_ref()
-            .map(|m| {
-                let get = |i: u32| m.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0);
-                Counters {
-                    checks_seen: 0,
-                    checks_map_full: get(counter::CHECKS_MAP_FULL),
-                    events_dropped: get(counter::EVENTS_DROPPED),
-                    tasks_map_full: get(counter::TASKS_MAP_FULL),
-                    site_unknown: get(counter::SITE_UNKNOWN),
-                    walks_lost: get(counter::FUTILE_MAP_FULL) + get(counter::WALKS_UNTRACKED),
-                }
-            })
-            .unwrap_or_default();
+        let futile: HashMap<CheckKey, u64> = self.futile.as_ref().and_then(|m| super::summed(m).ok()).unwrap_or_default().into_iter().collect();
+        let counters = self.counters.as_ref().and_then(|m| super::read_counters(m).ok()).unwrap_or_default();
         let net_uses = self
             .net_uses
             .as_ref()
@@ -191,8 +173,5 @@ pub fn remove_dir(dir: &Path) {
 pub fn owner_alive(dir: &Path) -> bool {
     let name = generation_name(dir);
     let pid = name.strip_prefix("gen-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok());
-    pid.is_some_and(|pid| {
-        pid != std::process::id()
-            && std::fs::read_link(format!("/proc/{pid}/exe")).ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().starts_with("capprof"))).unwrap_or(false)
-    })
+    pid.is_some_and(crate::kernel::is_capprof)
 }

@@ -128,13 +128,9 @@ impl RecordCgroup {
         read_pids(&self.dir.join("cgroup.procs"))
     }
 
-    /// Kills everything left inside (cgroup.kill where the kernel has it, else SIGKILL each).
+    /// Kills everything left inside and waits (up to 2 s) until it is gone.
     pub fn kill_all(&self) {
-        if std::fs::write(self.dir.join("cgroup.kill"), "1").is_err() {
-            for pid in self.remaining() {
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            }
-        }
+        kill(&self.dir);
         let deadline = Instant::now() + Duration::from_secs(2);
         while !self.remaining().is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
@@ -150,6 +146,17 @@ impl Drop for RecordCgroup {
     }
 }
 
+/// Kills every process in the cgroup `dir` and below: `cgroup.kill` where the kernel has it
+/// (5.14+), else SIGKILL to each process listed.
+pub fn kill(dir: &Path) {
+    if std::fs::write(dir.join("cgroup.kill"), "1").is_err() {
+        for pid in read_pids(&dir.join("cgroup.procs")) {
+            // SAFETY: kill(2) with a pid read from cgroup.procs; no memory is passed.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
 /// Removes the recording cgroups of capprof processes that are gone (killed with SIGKILL, so
 /// nothing of theirs ran on exit), killing what they left running inside; says so on stderr.
 /// A cgroup is stale when the pid in its name (`record-PID-NANOS`) is not a live capprof.
@@ -160,28 +167,24 @@ fn remove_stale(base: &Path) {
         let Some(pid) = name.strip_prefix("record-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
-        if pid == std::process::id() || is_live_capprof(pid) {
+        if pid == std::process::id() || crate::kernel::is_capprof(pid) {
             continue;
         }
         let dir = e.path();
         let left = threads_below(&dir).len();
-        let stale = RecordCgroup { procs: CString::default(), id: 0, relative: format!("/capprof/{name}"), dir };
-        let relative = stale.relative.clone();
-        drop(stale); // kills what is inside, removes the tree
-        let gone = !base.join(&name).exists();
+        kill(&dir);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !threads_below(&dir).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        remove_tree(&dir);
+        let gone = !dir.exists();
         eprintln!(
-            "capprof: {} the stale cgroup {relative} of capprof process {pid}, which is gone ({left} thread(s) left inside{})",
+            "capprof: {} the stale cgroup /capprof/{name} of capprof process {pid}, which is gone ({left} thread(s) left inside{})",
             if gone { "removed" } else { "could not remove" },
             if left > 0 { ", killed" } else { "" }
         );
     }
-}
-
-fn is_live_capprof(pid: u32) -> bool {
-    std::fs::read_link(format!("/proc/{pid}/exe"))
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().starts_with("capprof")))
-        .unwrap_or(false)
 }
 
 fn remove_tree(dir: &Path) {

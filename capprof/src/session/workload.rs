@@ -201,9 +201,8 @@ impl Workload {
 
     /// Kills everything in the workload's cgroup and below (`cgroup.kill`, else each process).
     fn kill_cgroup(&self) {
-        let kill = self.cgroup_procs.with_file_name("cgroup.kill");
-        if std::fs::write(&kill, "1").is_err() {
-            self.signal_all(libc::SIGKILL);
+        if let Some(dir) = self.cgroup_procs.parent() {
+            crate::kernel::cgroup::kill(dir);
         }
     }
 

@@ -118,12 +118,7 @@ impl Learner {
         self.learn_net_uses(&obs);
         self.commit(new_facts)?;
         self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner).forget_generation(&generation.name)?;
-        let c = obs.counters;
-        self.inherited.checks_map_full += c.checks_map_full;
-        self.inherited.events_dropped += c.events_dropped;
-        self.inherited.tasks_map_full += c.tasks_map_full;
-        self.inherited.site_unknown += c.site_unknown;
-        self.inherited.walks_lost += c.walks_lost;
+        self.inherited += obs.counters;
         Ok(learned)
     }
 
@@ -196,15 +191,8 @@ impl Learner {
             self.evict(&obs, &gone)?;
         }
         let mut h = self.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let i = self.inherited;
-        h.counters = Counters {
-            checks_seen: obs.counters.checks_seen,
-            checks_map_full: obs.counters.checks_map_full + i.checks_map_full,
-            events_dropped: obs.counters.events_dropped + i.events_dropped,
-            tasks_map_full: obs.counters.tasks_map_full + i.tasks_map_full,
-            site_unknown: obs.counters.site_unknown + i.site_unknown,
-            walks_lost: obs.counters.walks_lost + i.walks_lost,
-        };
+        h.counters = obs.counters;
+        h.counters += self.inherited;
         h.unattributed = self.unattributed;
         h.kernel_checks = obs.checks.len();
         if let Some(p) = self.tracer.backend_summary().program {
@@ -288,12 +276,12 @@ impl Learner {
     }
 
     /// Turns observations into facts: what each key counted above `taken` is attributed to
-    /// its workload. With `wait_for_names`, a key whose cgroup has no name yet waits a few
-    /// cycles for its event; without (an earlier generation: every event is in), it is
-    /// unattributed at once. Returns the checks attributed.
-    fn learn(&mut self, obs: &crate::collector::Observations, taken: &mut Taken, wait_for_names: bool, new_facts: &mut Vec<(String, Fact)>) -> u64 {
+    /// its workload. Of this run's own maps (`own`), a key whose cgroup has no name yet waits a
+    /// few cycles for its event, and its taken count is made durable at the next commit; of an
+    /// earlier generation (every event is in), it is unattributed at once. Returns the checks
+    /// attributed.
+    fn learn(&mut self, obs: &crate::collector::Observations, taken: &mut Taken, own: bool, new_facts: &mut Vec<(String, Fact)>) -> u64 {
         let t = now();
-        let own = wait_for_names;
         let mut learned = 0;
         for o in &obs.checks {
             let prev = taken.counts.get(&o.key).copied().unwrap_or(0);
@@ -307,7 +295,7 @@ impl Learner {
                 // Not named yet: wait a few cycles for the event rather than lose the checks.
                 let waited = self.unnamed.entry(o.key).or_insert(0);
                 *waited += 1;
-                if *waited >= NAMING_CYCLES || !wait_for_names {
+                if *waited >= NAMING_CYCLES || !own {
                     self.unnamed.remove(&o.key);
                     taken.counts.insert(o.key, o.count);
                     if own {

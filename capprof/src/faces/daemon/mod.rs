@@ -59,23 +59,14 @@ pub fn run(cfg: &DaemonConfig) -> Result<i32> {
     }
     // This run's programs are pinned before earlier runs' are detached: no moment without one.
     let pin_root = crate::backend::pins::state_dir(&cfg.state);
-    let own = match (&pin_root, cfg.detach) {
-        (Ok(root), false) => match crate::backend::pins::new_generation(root).and_then(|dir| tracer.pin(&dir).map(|_| dir.clone()).map_err(|e| (e, dir)).or_else(|(e, dir)| {
-            crate::backend::pins::remove_dir(&dir);
-            Err(e)
-        })) {
-            Ok(dir) => Some(dir),
-            Err(e) => {
-                eprintln!("capprof daemon: warning: {e:#}: the programs are not pinned, so what runs while the daemon is down (restarts, kill -9) is not seen");
-                None
-            }
-        },
-        (Err(e), false) => {
-            eprintln!("capprof daemon: warning: {e:#}: the programs are not pinned, so what runs while the daemon is down (restarts, kill -9) is not seen");
-            None
-        }
-        (_, true) => None,
-    };
+    let own = match &pin_root {
+        Ok(root) if !cfg.detach => pin_generation(&mut tracer, root),
+        _ => Ok(None),
+    }
+    .unwrap_or_else(|e| {
+        eprintln!("capprof daemon: warning: {e:#}: the programs are not pinned, so what runs while the daemon is down (restarts, kill -9) is not seen");
+        None
+    });
     let health = Arc::new(Mutex::new(Health::default()));
     let shared = Arc::new(Shared { store: store.clone(), health: health.clone(), backend: tracer.backend_summary(), started: Instant::now(), tcp_metrics_only: cfg.tcp_metrics_only });
     let mut learner = Learner::new(tracer, store, health, cfg.services, cfg.flush_every)?;
@@ -172,6 +163,18 @@ pub fn run(cfg: &DaemonConfig) -> Result<i32> {
     Ok(0)
 }
 
+/// Pins this run's programs in a new generation directory (removed again if pinning fails).
+fn pin_generation(tracer: &mut Tracer, root: &std::path::Path) -> Result<Option<std::path::PathBuf>> {
+    let dir = crate::backend::pins::new_generation(root)?;
+    match tracer.pin(&dir) {
+        Ok(()) => Ok(Some(dir)),
+        Err(e) => {
+            crate::backend::pins::remove_dir(&dir);
+            Err(e)
+        }
+    }
+}
+
 /// Learns and removes every earlier generation of pinned programs of this state.
 fn drain_earlier(learner: &mut Learner, root: &std::path::Path, own: Option<&std::path::Path>) -> Result<()> {
     use crate::backend::pins;
@@ -231,11 +234,8 @@ fn release_socket(path: &std::path::Path, ours: Option<u64>) {
     }
 }
 
+/// Listens on the socket `run` claimed (and on TCP when asked).
 async fn bind(cfg: &DaemonConfig) -> Result<(tokio::net::UnixListener, Option<tokio::net::TcpListener>)> {
-    if let Some(dir) = cfg.socket.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    }
-    claim_socket(&cfg.socket)?;
     let unix = tokio::net::UnixListener::bind(&cfg.socket).map_err(|e| Error::io(format!("listening on {}", cfg.socket.display()), e))?;
     let tcp = match cfg.tcp {
         Some(addr) => {

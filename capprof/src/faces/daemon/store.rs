@@ -45,19 +45,14 @@ fn drained_key(generation: &str, key: &CheckKey) -> String {
     out
 }
 
-/// The kernel key of a drained-count key's hex part (None when it is not one).
-#[cfg(test)]
-pub(crate) fn parse_drained_hex(hex: &str) -> Option<CheckKey> {
-    parse_drained_key(hex)
-}
-
 #[cfg(test)]
 pub(crate) fn roundtrip_drained_key(key: &CheckKey) -> Option<CheckKey> {
     let k = drained_key("gen-1-2", key);
     parse_drained_key(k.strip_prefix("gen-1-2\u{1f}")?)
 }
 
-fn parse_drained_key(hex: &str) -> Option<CheckKey> {
+/// The kernel key of a drained-count key's hex part (None when it is not one).
+pub(crate) fn parse_drained_key(hex: &str) -> Option<CheckKey> {
     if hex.len() != std::mem::size_of::<CheckKey>() * 2 || !hex.is_ascii() {
         return None;
     }
