@@ -142,6 +142,8 @@ pub static RULES: &[Rule] = &[
         "checked, probably optional — verify: pipe resizing falls back to the unprivileged limit"),
     rule(Some(19), &[C::SYS_RESOURCE], &["do_prlimit"], Signal::Granted, Optional,
         "checked, probably optional — verify: raising rlimits is usually best-effort"),
+    rule(None, &[C::SYS_RESOURCE], &["__set_oom_adj"], Signal::Granted, Optional,
+        "checked, probably optional — verify: a daemon lowering its own oom_score_adj (sshd shields itself from the OOM killer) logs the EACCES and goes on"),
     rule(None, &[C::SYS_NICE], &["set_one_prio", "can_nice", "__sched_setscheduler"], Signal::Granted, Optional,
         "checked, probably optional — verify: nice/priority changes are usually best-effort"),
     rule(None, &[], &[], Signal::Denied, Denied, "refused: the workload would need it for what it tried"),

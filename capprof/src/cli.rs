@@ -17,12 +17,15 @@ use crate::session::trial::Probe;
 use crate::faces::verify::{self, VerifyConfig};
 
 const AFTER_HELP: &str = "\
-Exit codes: `record` exits with the workload's own status (128+N if it was killed by signal N);
-`verify` exits 0 when the workload works under the set and 1 when it does not. When capprof
+Exit codes: `record` exits with the workload's own status (128+N if it was killed by signal N;
+with --unit, 0 when the unit started and its --check passed, else 1); `verify` exits 0 when
+the workload works under the set and 1 when it does not; `check` exits 0 when the manifests
+agree with the profile, 1 when they grant more than it needs, 2 when less. When capprof
 itself fails: 64 usage (bad arguments, unknown capability names), 65 malformed input file,
 66 workload fails even with every capability, 69 unsupported kernel, 70 internal error,
 74 I/O error, 75 something else interferes (a check that already passes, a live daemon on the
-socket), 77 missing privileges, 126 command not executable, 127 command not found.";
+socket, another capprof's trial drop-in), 77 missing privileges, 126 command not executable,
+127 command not found, 130 interrupted before a trial could be judged (a unit is put back).";
 
 #[derive(Parser, Debug)]
 #[command(name = "capprof", version, about = "Least-privilege profiler for Linux capabilities (eBPF)", after_help = AFTER_HELP)]
@@ -49,6 +52,25 @@ pub enum Cmd {
     },
     /// Export a workload's profile (or a namespace's, or all) from the daemon.
     Export(ExportArgs),
+    /// Compare what a profile needs against what manifests grant (compose, Kubernetes YAML,
+    /// `docker run` lines, systemd units and drop-ins): exit 0 when they agree, 1 when a
+    /// manifest grants more than needed, 2 when it grants less (the workload would break).
+    Check {
+        /// A JSON profile (`record -f json`, `merge`, `export -f json`).
+        #[arg(value_name = "PROFILE")]
+        profile: PathBuf,
+        /// Deployment files; containers are matched to the profile's workloads by name.
+        #[arg(required = true, value_name = "MANIFEST")]
+        manifests: Vec<PathBuf>,
+        #[arg(long, short = 'f', value_enum, default_value = "human")]
+        format: crate::faces::check::CheckFormat,
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// The manifest container (compose service, unit) the profile's one workload is, for
+        /// a profile recorded from a command (it has no container name to match by).
+        #[arg(long, value_name = "NAME")]
+        container: Option<String>,
+    },
     /// Combine profiles exported from several nodes: the union of needs, evidence kept.
     Merge {
         /// JSON profiles (`export -f json`, `record -f json`).
@@ -168,18 +190,25 @@ pub struct RecordArgs {
     /// relative to the cgroup v2 mount or as a path under it.
     #[arg(long, value_name = "PATH", conflicts_with_all = ["command", "container"], group = "running")]
     pub cgroup: Option<String>,
-    /// With --container or --cgroup: stop after SECS (default: at Ctrl-C, or when the
-    /// container exits or the cgroup is removed).
+    /// Record this systemd service from its start: capprof restarts it (or starts it, and
+    /// stops it again at the end if it was not running) and records until --check passes,
+    /// --duration ends, the unit stops, or Ctrl-C. For a unit that must not restart, use
+    /// --cgroup /system.slice/NAME.service.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["command", "container", "cgroup"], group = "running")]
+    pub unit: Option<String>,
+    /// With --container, --cgroup or --unit: stop after SECS (default: at Ctrl-C, or when the
+    /// container exits, the cgroup is removed, the unit stops).
     #[arg(long, value_name = "SECS", requires = "running")]
     pub duration: Option<f64>,
     /// Settle the capabilities the trace cannot decide ("conditional": the program may
     /// tolerate a refusal) by re-running the command once without each; success is exit
-    /// status 0, or --check passing.
-    #[arg(long, conflicts_with = "running")]
+    /// status 0, or --check passing (with --unit: restarting the unit without each).
+    #[arg(long, conflicts_with_all = ["container", "cgroup"])]
     pub prove: bool,
     /// For a server: record until this passes while it runs (e.g. a real client request),
-    /// then stop it (SIGTERM, SIGKILL 3 s later; its containers through their engine).
-    #[arg(long, value_name = "COMMAND", conflicts_with = "running")]
+    /// then stop it (SIGTERM, SIGKILL 3 s later; its containers through their engine). With
+    /// --unit: record until it passes; the unit keeps running.
+    #[arg(long, value_name = "COMMAND", conflicts_with_all = ["container", "cgroup", "duration"])]
     pub check: Option<String>,
     /// Polled until it succeeds before --check runs.
     #[arg(long, value_name = "COMMAND", requires = "check")]
@@ -188,7 +217,7 @@ pub struct RecordArgs {
     #[arg(long, default_value_t = 30.0, value_name = "SECS", requires = "check")]
     pub timeout: f64,
     /// The command to record, after `--`.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required_unless_present_any = ["container", "cgroup"], value_name = "CMD")]
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required_unless_present_any = ["container", "cgroup", "unit"], value_name = "CMD")]
     pub command: Vec<String>,
 }
 
@@ -304,7 +333,12 @@ pub struct TrialArgs {
     pub probe: ProbeArgs,
     #[command(flatten)]
     pub output: OutputArgs,
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "CMD")]
+    /// Judge this systemd service instead of a command: each set is applied as a transient
+    /// drop-in (/run/systemd/system/NAME.service.d/), the unit restarted and --check run; the
+    /// unit is put back as it was at the end, whatever happens.
+    #[arg(long, value_name = "NAME", conflicts_with = "command", requires = "check")]
+    pub unit: Option<String>,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required_unless_present = "unit", value_name = "CMD")]
     pub command: Vec<String>,
 }
 
@@ -331,10 +365,11 @@ impl RecordArgs {
         let probe = self.check.map(|check| Probe { ready: self.ready, check, timeout });
         let options = self.output.options(&self.command)?;
         // clap makes them exclusive; this is the one place that turns three options into one.
-        let target = match (self.container, self.cgroup) {
-            (Some(name), _) => Target::Container(name),
-            (None, Some(path)) => Target::Cgroup(path),
-            (None, None) => Target::Command(self.command),
+        let target = match (self.container, self.cgroup, self.unit) {
+            (Some(name), _, _) => Target::Container(name),
+            (None, Some(path), _) => Target::Cgroup(path),
+            (None, None, Some(unit)) => Target::Unit(crate::attribution::systemd::unit_name(&unit)?),
+            (None, None, None) => Target::Command(self.command),
         };
         Ok(RecordConfig {
             probe,
@@ -351,6 +386,7 @@ impl RecordArgs {
 impl TrialArgs {
     fn validate(self) -> Result<RunConfig> {
         Ok(RunConfig {
+            unit: self.unit.as_deref().map(crate::attribution::systemd::unit_name).transpose()?,
             probe: self.probe.probe()?,
             runs: self.probe.runs,
             options: self.output.options(&self.command)?,
@@ -400,12 +436,16 @@ pub fn run() -> anyhow::Result<i32> {
                 Format::Compose => "compose",
                 Format::K8s => "k8s",
                 Format::K8sPatch => "k8s-patch",
+                Format::Systemd => "systemd",
                 Format::DockerRun => return Err(Error::new(ErrorKind::Usage, "--format docker-run needs a recorded command; use docker, compose or k8s").into()),
             };
             let sink = crate::output::Sink::open(e.output.as_deref(), crate::output::Stream::Stdout)?;
             let text = crate::faces::daemon::client::export(&e.socket, e.workload.as_deref(), e.namespace.as_deref(), format)?;
             sink.write_text(&text);
             Ok(0)
+        }
+        Cmd::Check { profile, manifests, format, output, container } => {
+            Ok(crate::faces::check::run(&crate::faces::check::CheckConfig { profile, manifests, format, output, container })?)
         }
         Cmd::Merge { inputs, format, output } => Ok(crate::faces::merge::run(&crate::faces::merge::MergeConfig { inputs, format, output })?),
         Cmd::Decode { mask } => {

@@ -25,6 +25,9 @@ pub enum ErrorKind {
     /// Something outside the workload already answers its `--ready`/`--check`: a run could
     /// prove nothing (`verify`/`minimize`).
     Interference,
+    /// capprof was interrupted (SIGINT, SIGTERM, SIGHUP) before a trial could be judged; what
+    /// it changed (a unit's trial drop-in) was put back.
+    Interrupted,
     /// Reading or writing a file or the kernel's interfaces failed.
     Io,
     /// A bug or an unexpected kernel answer.
@@ -40,6 +43,7 @@ impl ErrorKind {
             Self::WorkloadFailed => 66,
             Self::UnsupportedKernel => 69,
             Self::Interference => 75,
+            Self::Interrupted => 130,
             Self::Internal => 70,
             Self::Io => 74,
             Self::Privileges => 77,

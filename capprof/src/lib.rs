@@ -12,8 +12,9 @@
 //!
 //! [`session`] strings the stages together: the one API every face uses (open the pipeline
 //! with options, run trials of a workload in its own cgroup, build profiles). The [`faces`]
-//! (`record`, `verify`, `minimize`, `daemon`, `merge`, `decode`/`caps`) are thin modules over
-//! it; [`cli`] parses arguments into their configurations. [`kernel`] holds the kernel's own
+//! (`record`, `verify`, `minimize`, `daemon`, `merge`, `check`, `decode`/`caps`) are thin modules
+//! over it; [`cli`] parses arguments into their configurations. [`manifest`] reads what
+//! deployment files grant (compose, Kubernetes, `docker run`, systemd units), for `check`. [`kernel`] holds the kernel's own
 //! interfaces (BTF, kallsyms, tracefs, cgroup v2, privileges), [`capability`] the names and
 //! sets, [`error`] the error kinds and exit codes.
 
@@ -27,6 +28,7 @@ pub mod error;
 pub mod faces;
 pub mod format;
 pub mod kernel;
+pub mod manifest;
 pub mod output;
 pub mod profile;
 #[cfg(test)]

@@ -71,6 +71,7 @@ fn workload(name: &str, labels: &[(&str, &str)], image: &str, comm: &str) -> Wor
         ..Default::default()
     };
     let meta = WorkloadMeta {
+        service: None,
         name: name.into(),
         kind: WorkloadKind::Container,
         command: vec![],
@@ -367,5 +368,52 @@ proptest! {
                 assert!(body.lines().all(|l| l.starts_with('#') || l.starts_with("capprof_")), "{body}");
             }
         });
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// `-f systemd`: whatever the program and unit names, the drop-in is comments, one
+    /// `[Service]` and settings, and `check`'s own unit parser reads back exactly the set.
+    #[test]
+    fn systemd_dropins_round_trip(comm in nasty(), user in nasty(), caps in prop::collection::vec(0u32..41, 0..6)) {
+        let checks: Vec<Check> = caps.iter().map(|c| Check { comm: comm.clone(), ..check(*c) }).collect();
+        let info = crate::attribution::systemd::ServiceInfo { unit: "web.service".into(), user: user.clone(), bounding: crate::capability::Capability::all().collect(), ..Default::default() };
+        let meta = WorkloadMeta { service: Some(info), name: "web.service".into(), kind: WorkloadKind::Service, command: vec![], cgroup: String::new(), exit_status: None, container: None, net_uses: vec![], portable: false };
+        let w = WorkloadProfile::build(meta, checks);
+        let text = render(&profile(vec![w.clone()]), Format::Systemd).unwrap();
+        for line in text.lines() {
+            prop_assert!(line.starts_with('#') || line == "[Service]" || line.split_once('=').is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_alphabetic())), "{:?} in\n{}", line, text);
+            prop_assert!(!line.ends_with('\\'), "{:?}", line);
+        }
+        prop_assert_eq!(text.matches("[Service]").count(), 1);
+        let dir = std::env::temp_dir().join(format!("capprof-prop-{}", std::process::id())).join("web.service.d");
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("capprof.conf");
+        std::fs::write(&file, &text).unwrap();
+        let grants = crate::manifest::read(&file).unwrap();
+        let set: crate::capability::CapSet = w.capabilities.add.iter().copied().collect();
+        // The drop-in carries no User= line, so it reads as root's: the bound is the set, as
+        // is the ambient set a non-root user gets.
+        prop_assert_eq!(grants[0].granted, set, "{}", text);
+    }
+
+    /// `check`'s manifests: any text, any YAML is a grant list or an error, never a panic.
+    #[test]
+    fn manifests_never_panic(raw in any::<String>(), s in nasty()) {
+        let dir = std::env::temp_dir().join(format!("capprof-prop-m-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in [
+            ("a.yaml", raw.clone()),
+            ("b.yaml", format!("services:\n  {s:?}:\n    cap_add: [{s:?}]\n")),
+            ("c.service", format!("[Service]\nCapabilityBoundingSet={s}\nUser={s}\n")),
+            ("run.sh", format!("docker run --cap-add {s} {s}\n")),
+            ("k.yaml", format!("kind: Pod\nspec:\n  containers:\n  - name: {s:?}\n    securityContext: {{capabilities: {{add: [{s:?}]}}}}\n")),
+        ] {
+            let file = dir.join(name);
+            std::fs::write(&file, text).unwrap();
+            let _ = crate::manifest::read(&file);
+        }
     }
 }

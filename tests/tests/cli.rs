@@ -113,3 +113,23 @@ fn completions_and_the_manual_page_come_from_the_command_line_definition() {
     }
     assert!(capprof_cmd(&["completions", "tcsh"]).status.code() == Some(64));
 }
+
+#[test]
+fn units_need_systemd_and_a_service_name() {
+    // This host's PID 1 is not systemd (the VM test has one): a one-line "unsupported" error.
+    let out = capprof_cmd(&["record", "--unit", "nginx"]);
+    if std::fs::read_link("/proc/1/exe").is_ok_and(|e| e.ends_with("systemd")) {
+        eprintln!("skipped the non-systemd half: PID 1 is systemd here");
+    } else {
+        assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+        assert!(stderr(&out).contains("systemd is not running as PID 1"), "{}", stderr(&out));
+        assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    }
+    let out = capprof_cmd(&["record", "--unit", "ssh.socket"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(stderr(&out).contains("name the .service it starts"), "{}", stderr(&out));
+    for args in [&["verify", "--unit", "nginx", "--caps", "chown"][..], &["minimize", "--unit", "nginx"], &["record", "--unit", "nginx", "--prove"], &["record", "--unit", "nginx", "--", "true"]] {
+        let out = capprof_cmd(args);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {}", stderr(&out));
+    }
+}

@@ -1,4 +1,4 @@
-//! Build and test orchestration: `cargo xtask setup|demo|test|bench|vm-test|vm`.
+//! Build and test orchestration: `cargo xtask setup|demo|test|bench|vm-test|vm-systemd-test|vm`.
 //!
 //! Every command that needs the machine prepared runs `scripts/setup.sh` first (idempotent:
 //! apt packages, bpf-linker, the debian-bpf toolchain, tracefs, dockerd), so each one works on a
@@ -6,7 +6,10 @@
 
 mod bench;
 mod churn;
+mod cpio;
+mod rootfs;
 mod vm;
+mod vm_systemd;
 mod vm_test;
 
 use std::path::{Path, PathBuf};
@@ -29,7 +32,8 @@ enum Cmd {
     /// Set up, build, and record the bundled example (a tiny server on port 80).
     Demo,
     /// Set up, build, and run every test on the real kernel, then the record scenarios on a
-    /// second kernel (Debian 6.1 under QEMU) under its kprobe and fexit backends.
+    /// second kernel (Debian 6.1 under QEMU) under its kprobe and fexit backends, then the
+    /// systemd services on that kernel with systemd as PID 1.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -41,7 +45,6 @@ enum Cmd {
         #[arg(long, default_value_t = 200_000)]
         iterations: u64,
     },
-    /// Set up the QEMU VM (scripts/vm-setup.sh) and run a shell script as root on Linux 6.1.
     /// The daemon under churn: N short-lived cgroups, K checks each; fails if anything is lost.
     Churn {
         #[arg(long, default_value_t = 1000)]
@@ -52,7 +55,15 @@ enum Cmd {
     /// Boot Debian's 6.1 kernel under QEMU and run the record scenarios under its backends
     /// (kprobe, fexit); fails when any set differs.
     VmTest,
+    /// Boot a Debian bookworm root file system (mmdebstrap) with systemd as PID 1 under QEMU and
+    /// test `record|verify|minimize --unit` and the systemd drop-in on nginx, ssh and chrony.
+    VmSystemdTest,
+    /// Set up the QEMU VM (scripts/vm-setup.sh) and run a shell script as root on Linux 6.1.
     Vm {
+        /// Boot the systemd root file system (systemd as PID 1) instead of a busybox initramfs;
+        /// binaries go to /usr/local/bin.
+        #[arg(long)]
+        systemd: bool,
         /// A host binary to copy into the VM's /bin, with its shared libraries (repeatable).
         #[arg(long = "bin")]
         bins: Vec<PathBuf>,
@@ -88,7 +99,10 @@ fn main() -> Result<()> {
             remove_daemon_pins();
             // The kprobe and fexit backends on a second kernel (unless a filter was given).
             let vm = if args.is_empty() {
-                cargo(&["build", "--release", "-p", "capprof", "-p", "capprof-tests"]).and_then(|_| vm_test::run(&root().join("target/release")))
+                let release = root().join("target/release");
+                cargo(&["build", "--release", "-p", "capprof", "-p", "capprof-tests"])
+                    .and_then(|_| vm_test::run(&release))
+                    .and(vm_systemd::run(&release))
             } else {
                 Ok(())
             };
@@ -109,8 +123,13 @@ fn main() -> Result<()> {
             cargo(&["build", "--release", "-p", "capprof", "-p", "capprof-tests"])?;
             vm_test::run(&root().join("target/release"))
         }
-        Cmd::Vm { bins, timeout, script } => {
-            vm::cli(&bins, &script.join(" "), std::time::Duration::from_secs(timeout))
+        Cmd::VmSystemdTest => {
+            setup()?;
+            cargo(&["build", "--release", "-p", "capprof", "-p", "capprof-tests"])?;
+            vm_systemd::run(&root().join("target/release"))
+        }
+        Cmd::Vm { systemd, bins, timeout, script } => {
+            vm::cli(systemd, &bins, &script.join(" "), std::time::Duration::from_secs(timeout))
         }
     }
 }

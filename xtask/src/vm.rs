@@ -22,6 +22,8 @@ use std::{fs, thread};
 
 use anyhow::{bail, Context, Result};
 
+use crate::cpio::{self, Cpio, Meta};
+
 /// What a script run in the VM produced.
 pub struct VmRun {
     /// Everything the script printed (stdout and stderr interleaved), with `\n` line ends.
@@ -66,18 +68,23 @@ pub fn kernel() -> PathBuf {
     if let Some(k) = std::env::var_os("CAPPROF_VM_KERNEL") {
         return k.into();
     }
-    let cache = PathBuf::from(std::env::var_os("CAPPROF_VM_CACHE").unwrap_or_else(|| DEFAULT_CACHE.into()));
+    let cache = cache_dir();
     let elf = cache.join("vmlinux");
     if elf.is_file() { elf } else { cache.join("vmlinuz") }
 }
 
+/// The VM cache: `$CAPPROF_VM_CACHE`, else /var/cache/capprof-vm.
+pub fn cache_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("CAPPROF_VM_CACHE").unwrap_or_else(|| DEFAULT_CACHE.into()))
+}
+
 /// The `cargo xtask vm` subcommand: set up, run `script` with `binaries`, print its output, and
 /// exit with its status when it failed.
-pub fn cli(binaries: &[PathBuf], script: &str, timeout: Duration) -> Result<()> {
+pub fn cli(systemd: bool, binaries: &[PathBuf], script: &str, timeout: Duration) -> Result<()> {
     setup()?;
     let bins: Vec<&Path> = binaries.iter().map(PathBuf::as_path).collect();
     let start = Instant::now();
-    let run = run_in_vm(&bins, script, timeout)?;
+    let run = if systemd { run_in_systemd_vm(&crate::rootfs::systemd_rootfs()?, &bins, script, timeout)? } else { run_in_vm(&bins, script, timeout)? };
     print!("{}", run.output);
     eprintln!("xtask: VM exit status {} after {:.1} s (boot + run)", run.status, start.elapsed().as_secs_f64());
     if run.status != 0 {
@@ -90,24 +97,75 @@ pub fn cli(binaries: &[PathBuf], script: &str, timeout: Duration) -> Result<()> 
 /// VM with their shared libraries resolved via `ldd` and copied to the same paths), runs `script`
 /// with /bin/sh as root, and returns everything the script printed and its exit status.
 pub fn run_in_vm(binaries: &[&Path], script: &str, timeout: Duration) -> Result<VmRun> {
-    let kernel = kernel();
-    if !kernel.is_file() {
-        bail!("no VM kernel at {}: run scripts/vm-setup.sh (as root) first", kernel.display());
-    }
     let mark = nonce();
     let dir = TempDir::new()?;
     let initrd = dir.0.join("initrd.cpio");
     let cpio = initramfs(binaries, script, &mark)?;
     fs::write(&initrd, cpio).with_context(|| format!("writing {}", initrd.display()))?;
+    boot(&initrd, "1024", "console=ttyS0 panic=-1 quiet", &mark, timeout)
+}
 
+/// The systemd VM's `/capprof-vm-run`, started by `capprof-vm-test.service` once the services
+/// are up: runs the script on the serial console between the markers, then powers off.
+const SYSTEMD_RUNNER: &str = r#"#!/bin/sh
+exec >/dev/ttyS0 2>&1 </dev/null
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+cd /root
+echo "@MARK@ begin"
+/bin/sh /script.sh
+echo "@MARK@ end status=$?"
+systemctl poweroff --force --force
+"#;
+
+/// The unit that runs the script: after the services under test, as a simple service so
+/// that the boot itself can finish (`systemctl is-system-running --wait` in the script).
+const SYSTEMD_TEST_UNIT: &str = "[Unit]\nDescription=capprof VM test\nAfter=nginx.service ssh.service chrony.service\n\n[Service]\nType=simple\nExecStart=/capprof-vm-run\n";
+
+/// Boots the 6.1 kernel with systemd as PID 1 on `rootfs` (a cpio archive, see
+/// [`crate::rootfs`]) plus `binaries` in /usr/local/bin, runs `script` as root once the boot
+/// is done, and returns what it printed and its exit status. The serial gettys are masked so
+/// nothing else writes to the console.
+pub fn run_in_systemd_vm(rootfs: &Path, binaries: &[&Path], script: &str, timeout: Duration) -> Result<VmRun> {
+    let mark = nonce();
+    let dir = TempDir::new()?;
+    let initrd = dir.0.join("initrd.cpio");
+    fs::copy(rootfs, &initrd).with_context(|| format!("copying {}", rootfs.display()))?;
+    let mut overlay = Cpio::new(Vec::new());
+    for bin in binaries {
+        let name = bin.file_name().with_context(|| format!("{} has no file name", bin.display()))?;
+        let data = fs::read(bin).with_context(|| format!("reading {}", bin.display()))?;
+        overlay.entry(&format!("usr/local/bin/{}", name.to_string_lossy()), Meta::root(cpio::FILE | 0o755), &data)?;
+    }
+    overlay.entry("capprof-vm-run", Meta::root(cpio::FILE | 0o755), SYSTEMD_RUNNER.replace("@MARK@", &mark).as_bytes())?;
+    overlay.entry("script.sh", Meta::root(cpio::FILE | 0o755), script.as_bytes())?;
+    overlay.entry("etc/systemd/system/capprof-vm-test.service", Meta::root(cpio::FILE | 0o644), SYSTEMD_TEST_UNIT.as_bytes())?;
+    let link = Meta::root(cpio::SYMLINK | 0o777);
+    overlay.entry("etc/systemd/system/multi-user.target.wants/capprof-vm-test.service", link, b"/etc/systemd/system/capprof-vm-test.service")?;
+    for getty in ["serial-getty@ttyS0.service", "getty@tty1.service"] {
+        overlay.entry(&format!("etc/systemd/system/{getty}"), link, b"/dev/null")?;
+    }
+    let overlay = overlay.finish()?;
+    let mut file = fs::OpenOptions::new().append(true).open(&initrd).with_context(|| format!("opening {}", initrd.display()))?;
+    std::io::Write::write_all(&mut file, &overlay).with_context(|| format!("writing {}", initrd.display()))?;
+    drop(file);
+    let append = "console=ttyS0 panic=-1 quiet loglevel=1 rdinit=/lib/systemd/systemd systemd.show_status=0";
+    boot(&initrd, "2048", append, &mark, timeout)
+}
+
+/// Runs QEMU on `initrd` until it powers off or `timeout` passes; parses the markers.
+fn boot(initrd: &Path, memory: &str, append: &str, mark: &str, timeout: Duration) -> Result<VmRun> {
+    let kernel = kernel();
+    if !kernel.is_file() {
+        bail!("no VM kernel at {}: run scripts/vm-setup.sh (as root) first", kernel.display());
+    }
     let mut qemu = Command::new("qemu-system-x86_64");
-    qemu.args(["-nographic", "-no-reboot", "-m", "1024", "-smp", "2", "-nic", "none"])
+    qemu.args(["-nographic", "-no-reboot", "-m", memory, "-smp", "2", "-nic", "none"])
         .args(accel())
         .arg("-kernel")
         .arg(&kernel)
         .arg("-initrd")
-        .arg(&initrd)
-        .args(["-append", "console=ttyS0 panic=-1 quiet"])
+        .arg(initrd)
+        .args(["-append", append])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -132,7 +190,7 @@ pub fn run_in_vm(binaries: &[&Path], script: &str, timeout: Duration) -> Result<
     let Some(qemu_status) = exited else {
         bail!("VM timed out after {timeout:?} and was killed; serial console ended with:\n{}", tail(&serial));
     };
-    parse(&serial, &mark).with_context(|| {
+    parse(&serial, mark).with_context(|| {
         format!("VM gave no exit status (qemu: {qemu_status}); stderr: {stderr}\nserial console ended with:\n{}", tail(&serial))
     })
 }
@@ -239,18 +297,17 @@ fn initramfs(binaries: &[&Path], script: &str, mark: &str) -> Result<Vec<u8>> {
         tree.entry(p).or_insert(Node::Dir);
     }
 
-    let mut out = Vec::new();
-    for (ino, (name, node)) in tree.iter().enumerate() {
-        let (mode, data, rdev) = match node {
-            Node::Dir => (0o040755, &[][..], (0, 0)),
-            Node::File { mode, data } => (0o100000 | mode, &data[..], (0, 0)),
-            Node::Symlink(target) => (0o120777, target.as_bytes(), (0, 0)),
-            Node::CharDev(maj, min) => (0o020600, &[][..], (*maj, *min)),
+    let mut cpio = Cpio::new(Vec::new());
+    for (name, node) in &tree {
+        let (meta, data) = match node {
+            Node::Dir => (Meta::root(cpio::DIR | 0o755), &[][..]),
+            Node::File { mode, data } => (Meta::root(cpio::FILE | mode), &data[..]),
+            Node::Symlink(target) => (Meta::root(cpio::SYMLINK | 0o777), target.as_bytes()),
+            Node::CharDev(maj, min) => (Meta { rdev: (*maj, *min), ..Meta::root(cpio::CHAR_DEVICE | 0o600) }, &[][..]),
         };
-        cpio_entry(&mut out, ino as u32 + 1, name, mode, data, rdev);
+        cpio.entry(name, meta, data)?;
     }
-    cpio_entry(&mut out, 0, "TRAILER!!!", 0, &[], (0, 0));
-    Ok(out)
+    Ok(cpio.finish()?)
 }
 
 /// Adds a host binary at `dest` and, from `ldd`, each shared library (and the dynamic loader) at
@@ -289,26 +346,4 @@ fn shared_libs(bin: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(libs)
-}
-
-/// Appends one cpio "newc" record: a 110-byte ASCII header, the NUL-terminated name and the data,
-/// each padded to 4 bytes.
-fn cpio_entry(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, data: &[u8], rdev: (u32, u32)) {
-    let nlink = if mode & 0o170000 == 0o040000 { 2 } else { 1 };
-    let fields = [ino, mode, 0, 0, nlink, 0, data.len() as u32, 0, 0, rdev.0, rdev.1, name.len() as u32 + 1, 0];
-    out.extend_from_slice(b"070701");
-    for f in fields {
-        out.extend_from_slice(format!("{f:08x}").as_bytes());
-    }
-    out.extend_from_slice(name.as_bytes());
-    out.push(0);
-    pad4(out);
-    out.extend_from_slice(data);
-    pad4(out);
-}
-
-fn pad4(out: &mut Vec<u8>) {
-    while !out.len().is_multiple_of(4) {
-        out.push(0);
-    }
 }

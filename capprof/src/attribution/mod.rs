@@ -2,7 +2,8 @@
 //! which cgroup, which kernel function asked and by which path, and whether the task was the
 //! workload or the runtime setting it up; then which workload (the command, or a container)
 //! each check belongs to, and who that workload is across restarts and replicas ([`identity`],
-//! the one resolver `record` and the daemon share).
+//! the one resolver `record` and the daemon share). [`systemd`]: what a unit is and how a trial
+//! drives it.
 
 pub mod container;
 pub mod discovery;
@@ -10,6 +11,7 @@ pub(crate) mod engine;
 pub mod identity;
 pub mod run_command;
 pub mod stop;
+pub mod systemd;
 pub mod workloads;
 
 use capprof_common::{CheckKey, FLAG_BORROWED, FLAG_DENIED, FLAG_DOUBTFUL, FLAG_NOAUDIT, FLAG_NO_EFFECT, FLAG_SETUP};
@@ -55,9 +57,15 @@ pub struct Check {
 /// Programs whose own set-up runs inside the workload's cgroup and never counts as workload.
 const RUNTIME_COMMS: [&str; 6] = ["runc", "crun", "conmon", "docker-init", "tini", "containerd-shim"];
 
-/// Is this `comm` a container runtime's own process (runc's `runc:[2:INIT]` and friends)?
+/// Is this `comm` a container runtime's own process (runc's `runc:[2:INIT]` and friends), or
+/// systemd's child that sets a service up before its exec? systemd names that child after the
+/// program in parentheses (`(nginx)`); since systemd 255 it is an exec'd `systemd-executor`
+/// that renames itself so.
 pub fn is_runtime_comm(comm: &str) -> bool {
-    comm.starts_with("runc:[") || RUNTIME_COMMS.iter().any(|r| comm == *r || comm.starts_with("containerd-shim"))
+    comm.starts_with("runc:[")
+        || RUNTIME_COMMS.iter().any(|r| comm == *r || comm.starts_with("containerd-shim"))
+        || comm == "systemd-executor"
+        || (comm.len() > 2 && comm.starts_with('(') && comm.ends_with(')'))
 }
 
 /// API functions between `security_capable` and the real asker; never the asker themselves.

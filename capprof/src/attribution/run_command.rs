@@ -14,7 +14,7 @@ pub fn cap_flags(set: &CapSet) -> Vec<String> {
 const ENGINES: [&str; 3] = ["docker", "podman", "nerdctl"];
 
 /// `run` options that take their value as the next word (the rest are flags, or `--opt=value`).
-const VALUE_OPTIONS: &[&str] = &[
+pub(crate) const VALUE_OPTIONS: &[&str] = &[
     "-a", "--attach", "--add-host", "--annotation", "--blkio-weight", "-c", "--cpu-shares", "--cgroup-parent", "--cgroupns",
     "--cidfile", "--cpus", "--cpuset-cpus", "--cpuset-mems", "--device", "--device-cgroup-rule", "--dns", "--dns-option",
     "--dns-search", "-e", "--env", "--env-file", "--entrypoint", "--expose", "--gpus", "--group-add", "-h", "--hostname",
@@ -42,7 +42,7 @@ pub fn run_image(argv: &[String]) -> Option<String> {
 }
 
 /// Index of `run` in an engine's run command, and of the engine.
-fn locate_run(argv: &[String]) -> Option<(usize, usize)> {
+pub(crate) fn locate_run(argv: &[String]) -> Option<(usize, usize)> {
     let engine = argv.iter().position(|a| ENGINES.contains(&a.rsplit('/').next().unwrap_or(a)))?;
     let run = engine + 1 + argv[engine + 1..].iter().position(|a| a == "run")?;
     // Between the engine and `run` only options and `container` may appear.

@@ -115,7 +115,7 @@ fn trusted_xattr_listing_row_16() {
 
 #[test]
 fn silent_fallbacks_are_optional_only_when_granted() {
-    for (cap, site) in [(C::NET_ADMIN, "sk_setsockopt"), (C::SYS_RESOURCE, "pipe_fcntl"), (C::SYS_RESOURCE, "do_prlimit"), (C::SYS_NICE, "set_one_prio")] {
+    for (cap, site) in [(C::NET_ADMIN, "sk_setsockopt"), (C::SYS_RESOURCE, "pipe_fcntl"), (C::SYS_RESOURCE, "do_prlimit"), (C::SYS_NICE, "set_one_prio"), (C::SYS_RESOURCE, "__set_oom_adj")] {
         let mut c = check(cap, "ns_capable", &[site]);
         // The kernel side marks SO_RCVBUFFORCE/SO_SNDBUFFORCE doubtful; other rows need no mark.
         c.doubtful = cap == C::NET_ADMIN;
@@ -255,4 +255,18 @@ fn own_fd_directory_row_21() {
 fn net_admin_for_so_mark_is_a_need_not_a_buffer_fallback() {
     // sk_setsockopt asks NET_ADMIN for SO_MARK too: without the kernel's BUFFORCE mark, a need.
     assert_eq!(class(&check(C::NET_ADMIN, "ns_capable", &["__x64_sys_setsockopt", "sk_setsockopt"])), Needed);
+}
+
+#[test]
+fn systemds_set_up_child_is_runtime() {
+    // systemd's forked child (named after the program) and systemd-executor apply User=, the
+    // bounding set and namespaces before the service's exec.
+    for comm in ["(nginx)", "(sd-executor)", "systemd-executor"] {
+        let c = Check { comm: comm.into(), ..check(C::SETUID, "ns_capable_setid", &["__sys_setresuid"]) };
+        assert_eq!(class(&c), Runtime, "{comm}");
+    }
+    let c = Check { comm: "nginx".into(), ..check(C::SETUID, "ns_capable_setid", &["__sys_setresuid"]) };
+    assert_eq!(class(&c), Needed);
+    let c = Check { comm: "()".into(), ..check(C::SETUID, "ns_capable_setid", &["__sys_setresuid"]) };
+    assert_eq!(class(&c), Needed, "not a name systemd gives");
 }

@@ -1,5 +1,5 @@
-//! `capprof minimize -- CMD`: record under the full set, then search for the smallest set
-//! that still works, proving every kept capability by a failing run without it.
+//! `capprof minimize -- CMD` (or `--unit NAME`): record under the full set, then search for the
+//! smallest set that still works, proving every kept capability by a failing run without it.
 //!
 //! Search: start from what the recording saw used (needed, optional and refused), confirm it
 //! works (else widen to every capability checked, then to everything), drop candidates one at
@@ -13,8 +13,8 @@ use crate::output;
 use crate::faces::RunConfig;
 use crate::session::Tracer;
 use crate::profile::Evidence;
-use crate::format::shell_line;
-use crate::session::trial::{attach_verification, outcome, profile_of, refused, repeat, report_trial_end, Trial, TrialSpec};
+use crate::session::subject::Subject;
+use crate::session::trial::{attach_verification, outcome, profile_of, refused, report_trial_end, Trial};
 
 /// Validated options of `minimize`.
 pub type MinimizeConfig = RunConfig;
@@ -25,14 +25,14 @@ const NARROWER: [(Capability, Capability); 2] =
 
 struct Search<'a> {
     tracer: Tracer,
+    subject: &'a Subject,
     cfg: &'a MinimizeConfig,
     runs: u32,
 }
 
 impl Search<'_> {
     fn try_set(&mut self, set: Option<CapSet>, label: &str) -> Result<Trial> {
-        let spec = TrialSpec::under(&self.cfg.argv, set, self.cfg.probe.clone(), self.cfg.options.containers);
-        let (trial, n) = repeat(&mut self.tracer, &spec, self.cfg.runs)?;
+        let (trial, n) = self.subject.repeat(&mut self.tracer, set, self.cfg.probe.as_ref(), self.cfg.runs)?;
         self.runs += n;
         let verdict = if trial.success { "works".to_string() } else { format!("fails: {}", outcome(&trial)) };
         eprintln!("capprof minimize: run {:>3}: {label}: {verdict}", self.runs);
@@ -42,18 +42,19 @@ impl Search<'_> {
 
 pub fn run(cfg: &MinimizeConfig) -> Result<i32> {
     let sink = output::Sink::open(cfg.output.as_deref(), output::Stream::Stderr)?;
+    let subject = Subject::new(&cfg.argv, cfg.unit.as_deref(), cfg.options.containers)?;
     let tracer = Tracer::open(&cfg.options.kernel)?;
-    let mut s = Search { tracer, cfg, runs: 0 };
+    let mut s = Search { tracer, subject: &subject, cfg, runs: 0 };
 
     let baseline = s.try_set(None, "with every capability")?;
     report_trial_end(&baseline);
     if !baseline.success {
         return Err(Error::new(
             ErrorKind::WorkloadFailed,
-            format!("`{}` fails even with all capabilities ({}): nothing to minimize", shell_line(&cfg.argv), outcome(&baseline)),
+            format!("{} fails even with all capabilities ({}): nothing to minimize", subject.describe(), outcome(&baseline)),
         ));
     }
-    let mut profile = profile_of(&s.tracer, &cfg.argv, &baseline, &cfg.options);
+    let mut profile = profile_of(&s.tracer, subject.argv(), &baseline, &cfg.options);
     let main = profile.workloads.iter().position(|w| w.kind == crate::profile::WorkloadKind::Container).unwrap_or(0);
     let seen = &profile.workloads[main];
     let used: CapSet = seen.capabilities.add.iter().chain(&seen.optional).chain(&seen.would_need).copied().collect();
@@ -77,7 +78,7 @@ pub fn run(cfg: &MinimizeConfig) -> Result<i32> {
     if !trial.success {
         return Err(Error::new(
             ErrorKind::WorkloadFailed,
-            format!("`{}` fails under a restricted full set although it works unrestricted: {}", shell_line(&cfg.argv), outcome(&trial)),
+            format!("{} fails under a restricted full set although it works unrestricted: {}", subject.describe(), outcome(&trial)),
         ));
     }
 
@@ -122,6 +123,8 @@ pub fn run(cfg: &MinimizeConfig) -> Result<i32> {
     w.optional.retain(|c| !set.contains(*c));
     w.would_need.retain(|c| !set.contains(*c));
     drop(s);
+    // A unit is put back as it was before the report is written.
+    drop(subject);
     eprintln!("capprof minimize: minimal set {} ({} runs)", list(set), profile.workloads[main].verification.as_ref().map_or(0, |v| v.runs));
     sink.emit(&profile, cfg.format)?;
     if !confirmed {

@@ -4,10 +4,14 @@
 //!   running container or cgroup;
 //! - [`verify`]: a command under exactly a given set; [`minimize`]: the smallest set that works;
 //! - [`daemon`]: every container on the node, continuously, with its API and clients;
-//! - [`merge`]: profiles from several nodes; [`inspect`]: `decode` and `caps`.
+//! - [`merge`]: profiles from several nodes; [`check`]: a profile against deployment files (the
+//!   CI gate); [`inspect`]: `decode` and `caps`.
+//!
+//! `record`, `verify` and `minimize` take a systemd unit (`--unit`) as well as a command.
 //!
 //! No stage imports a face; a face imports stages and the session, never another face.
 
+pub mod check;
 pub mod daemon;
 pub mod inspect;
 pub mod merge;
@@ -19,6 +23,8 @@ pub mod verify;
 #[derive(Clone, Debug)]
 pub struct RunConfig {
     pub argv: Vec<String>,
+    /// A systemd unit to restart under each set instead of a command (`--unit`).
+    pub unit: Option<String>,
     pub probe: Option<crate::session::trial::Probe>,
     /// Runs per trial (flaky workloads).
     pub runs: u32,

@@ -1,5 +1,6 @@
-//! `capprof verify --caps LIST -- CMD`: run CMD under exactly LIST and say whether it works,
-//! with every refused check (what is missing, where, and who asked).
+//! `capprof verify --caps LIST -- CMD` (or `--unit NAME`): run CMD, or restart the unit, under
+//! exactly LIST and say whether it works, with every refused check (what is missing, where, and
+//! who asked).
 
 use crate::capability::CapSet;
 use crate::error::Result;
@@ -7,7 +8,8 @@ use crate::output;
 use crate::faces::RunConfig;
 use crate::session::Tracer;
 use crate::profile::Evidence;
-use crate::session::trial::{attach_verification, outcome, profile_of, refused, repeat, report_trial_end, TrialSpec};
+use crate::session::subject::Subject;
+use crate::session::trial::{attach_verification, outcome, profile_of, refused, report_trial_end};
 
 /// Validated options of `verify`.
 #[derive(Clone, Debug)]
@@ -22,11 +24,13 @@ pub const FAILED: i32 = 1;
 pub fn run(v: &VerifyConfig) -> Result<i32> {
     let cfg = &v.run;
     let sink = output::Sink::open(cfg.output.as_deref(), output::Stream::Stderr)?;
+    let subject = Subject::new(&cfg.argv, cfg.unit.as_deref(), cfg.options.containers)?;
     let mut tracer = Tracer::open(&cfg.options.kernel)?;
-    let spec = TrialSpec::under(&cfg.argv, Some(v.caps), cfg.probe.clone(), cfg.options.containers);
-    let (trial, runs) = repeat(&mut tracer, &spec, cfg.runs)?;
-    let mut profile = profile_of(&tracer, &spec.argv, &trial, &cfg.options);
+    let (trial, runs) = subject.repeat(&mut tracer, Some(v.caps), cfg.probe.as_ref(), cfg.runs)?;
+    let mut profile = profile_of(&tracer, &subject.argv_under(Some(v.caps)), &trial, &cfg.options);
     drop(tracer);
+    // A unit is put back as it was before the report is written.
+    drop(subject);
     report_trial_end(&trial);
     let evidence = refused(&trial.workload_checks())
         .into_iter()

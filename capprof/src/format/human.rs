@@ -60,6 +60,16 @@ fn workload(out: &mut String, p: &Profile, w: &WorkloadProfile) {
             let _ = writeln!(out, "capprof: {} ({status}, {:.1} s, kernel {})", plain(&w.name), p.duration_ms as f64 / 1000.0, p.kernel);
         }
     }
+    if let Some(s) = &w.service {
+        let user = if s.runs_unprivileged() { plain(&s.user) } else { "root".into() };
+        let _ = writeln!(
+            out,
+            "  systemd unit {}, User={user}, CapabilityBoundingSet= of {} capabilities{}",
+            plain(&s.unit),
+            s.bounding.len(),
+            if s.no_new_privileges { ", NoNewPrivileges=yes" } else { "" }
+        );
+    }
 
     let used: Vec<&CheckSummary> = w.checks.iter().filter(|c| c.classification == Classification::Needed).collect();
     if used.is_empty() {
@@ -167,6 +177,7 @@ fn runtime_summary(out: &mut String, w: &WorkloadProfile) {
 fn granted_vs_used(out: &mut String, w: &WorkloadProfile) {
     let (granted, what): (Vec<Capability>, &str) = match &w.granted {
         Some(g) if w.container.is_some() => (g.clone(), "granted"),
+        Some(g) if w.service.is_some() => (g.clone(), "the unit's bounding set"),
         _ => (crate::capability::DOCKER_DEFAULT.to_vec(), "against Docker's default"),
     };
     let drop: Vec<Capability> = granted.iter().copied().filter(|c| !w.capabilities.add.contains(c)).collect();

@@ -5,6 +5,7 @@ mod docker;
 mod escape;
 mod human;
 mod k8s;
+mod systemd;
 
 use crate::capability::CapSet;
 use crate::error::{Error, ErrorKind, Result};
@@ -29,6 +30,9 @@ pub enum Format {
     K8s,
     /// A Deployment patch for `kubectl patch --patch-file`, naming each container.
     K8sPatch,
+    /// A systemd drop-in per workload: CapabilityBoundingSet=, AmbientCapabilities= for a
+    /// non-root User=, NoNewPrivileges=.
+    Systemd,
     /// The whole profile, machine-readable.
     Json,
 }
@@ -61,6 +65,7 @@ pub fn render(profile: &Profile, format: Format) -> Result<String> {
             docs.join("---\n")
         }
         Format::K8sPatch => k8s::deployment_patch(profile)?,
+        Format::Systemd => systemd::dropins(profile),
         Format::Json => {
             serde_json::to_string_pretty(profile).map_err(|e| Error::new(ErrorKind::Internal, format!("rendering JSON: {e}")))? + "\n"
         }

@@ -9,6 +9,7 @@ pub mod advice;
 
 use advice::{Advice, Portability};
 use crate::attribution::container::ContainerInfo;
+use crate::attribution::systemd::ServiceInfo;
 use crate::attribution::workloads::NetUse;
 use crate::attribution::Check;
 use crate::capability::{CapSet, Capability, CapabilityId};
@@ -32,7 +33,7 @@ pub struct Profile {
     pub workloads: Vec<WorkloadProfile>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct BackendSummary {
     pub name: String,
     pub sees_opts: bool,
@@ -87,6 +88,8 @@ impl Losses {
 pub enum WorkloadKind {
     Command,
     Container,
+    /// A systemd service (`record --unit`).
+    Service,
 }
 
 /// One workload: a recorded command, or a container it started.
@@ -112,6 +115,9 @@ pub struct WorkloadProfile {
     /// The container, for container workloads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<ContainerInfo>,
+    /// The unit, for systemd services: its user and capability settings when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceInfo>,
     /// What the workload's processes held (effective set), when seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub granted: Option<Vec<Capability>>,
@@ -246,6 +252,7 @@ pub struct WorkloadMeta {
     pub cgroup: String,
     pub exit_status: Option<i32>,
     pub container: Option<ContainerInfo>,
+    pub service: Option<ServiceInfo>,
     pub net_uses: Vec<NetUse>,
     /// Add the portability capabilities to the set.
     pub portable: bool,
@@ -342,8 +349,15 @@ impl WorkloadProfile {
             container: meta.container.as_ref(),
             executables,
         });
-        // What its processes held, else what the engine says it granted.
-        let granted = granted.map(CapSet).or_else(|| meta.container.as_ref().and_then(|c| c.granted())).map(sorted);
+        // A service: what its unit grants (what its processes held is no more than that, and
+        // drop-ins change the unit). Else what its processes held, else
+        // what the engine says it granted.
+        let granted = match &meta.service {
+            // A non-root User= holds only its ambient set (within the bound).
+            Some(s) if s.runs_unprivileged() => Some(s.ambient.iter().copied().filter(|c| s.bounding.contains(c)).collect()),
+            Some(s) => Some(s.bounding.clone()),
+            None => granted.map(CapSet).or_else(|| meta.container.as_ref().and_then(|c| c.granted())).map(sorted),
+        };
         Self {
             name: meta.name,
             kind: meta.kind,
@@ -356,6 +370,7 @@ impl WorkloadProfile {
             conditional: sorted(conditional_only),
             no_new_privileges_safe: no_new_privs_safe,
             container: meta.container,
+            service: meta.service,
             granted,
             portability,
             portable: meta.portable,
@@ -405,7 +420,7 @@ mod tests {
     use crate::attribution::workloads::NetUse;
 
     fn meta(container: Option<ContainerInfo>, net_uses: Vec<NetUse>, portable: bool) -> WorkloadMeta {
-        WorkloadMeta { name: "w".into(), kind: WorkloadKind::Container, command: vec![], cgroup: String::new(), exit_status: None, container, net_uses, portable }
+        WorkloadMeta { service: None, name: "w".into(), kind: WorkloadKind::Container, command: vec![], cgroup: String::new(), exit_status: None, container, net_uses, portable }
     }
 
     fn check(cap: Capability) -> Check {

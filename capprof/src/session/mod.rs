@@ -3,6 +3,8 @@
 //! workload runs, then attributes, classifies and builds profiles. [`trial`] runs a workload
 //! once on it (in its own cgroup, supervised by [`workload`]), one trial after another.
 
+pub mod service;
+pub mod subject;
 pub mod trial;
 pub mod workload;
 
@@ -188,6 +190,12 @@ impl Tracer {
     /// cgroup paths seen for the first time since the last call.
     pub fn take_new_cgroups(&mut self) -> Vec<String> {
         self.collector.take_new_cgroups()
+    }
+
+    /// Watches the whole host (checks are attributed by cgroup afterwards): a systemd unit's
+    /// cgroup is created by systemd when it starts.
+    pub fn watch_host(&mut self) -> Result<()> {
+        self.collector.backend.watch_all()
     }
 
     /// Watches the whole host and the network-use system calls, to record the containers a

@@ -76,6 +76,8 @@ pub struct Trial {
     pub discovery: Discovery,
     /// How the containers it started were stopped.
     pub stopped: Vec<Stopped>,
+    /// The systemd service the trial started (see [`crate::session::service`]).
+    pub service: Option<crate::attribution::systemd::ServiceInfo>,
 }
 
 impl Trial {
@@ -96,8 +98,8 @@ impl Trial {
     }
 }
 
-const PROBE_RUNNING: u8 = 0;
-const PROBE_PASSED: u8 = 1;
+pub(crate) const PROBE_RUNNING: u8 = 0;
+pub(crate) const PROBE_PASSED: u8 = 1;
 const PROBE_FAILED: u8 = 2;
 
 /// Runs one trial on the tracer, which is reset afterwards, ready for the next. Every
@@ -160,7 +162,7 @@ pub fn run(tracer: &mut Tracer, spec: &TrialSpec) -> Result<Trial> {
         (Some(_), Some(PROBE_PASSED), None) => (true, None),
         (Some(p), _, None) => (false, Some(format!("check `{}` did not pass (workload exit status {})", p.check, exit.status))),
     };
-    Ok(Trial { exit, success, failure, observations, checks, cgroup: cgroup.relative.clone(), cgroup_id: cgroup.id, left_behind, discovery, stopped })
+    Ok(Trial { exit, success, failure, observations, checks, cgroup: cgroup.relative.clone(), cgroup_id: cgroup.id, left_behind, discovery, stopped, service: None })
 }
 
 fn run_in(this: &mut Tracer, cgroup: &RecordCgroup, spec: &TrialSpec, discovery: &RefCell<Discovery>) -> Result<(Exit, Option<u8>)> {
@@ -194,7 +196,7 @@ fn run_in(this: &mut Tracer, cgroup: &RecordCgroup, spec: &TrialSpec, discovery:
 }
 
 /// Readiness, then the check; runs outside the workload's cgroup so its checks don't count.
-fn run_probe(p: &Probe) -> u8 {
+pub(crate) fn run_probe(p: &Probe) -> u8 {
     let deadline = Instant::now() + p.timeout;
     let poll_until = |cmd: &str| -> bool {
         loop {
@@ -218,7 +220,7 @@ fn run_probe(p: &Probe) -> u8 {
     }
 }
 
-fn shell(cmd: &str) -> bool {
+pub(crate) fn shell(cmd: &str) -> bool {
     shell_until(cmd, Instant::now() + Duration::from_secs(10))
 }
 
@@ -296,6 +298,22 @@ pub fn attach_verification(profile: &mut Profile, set: CapSet, trial: &Trial, ru
 /// only started containers and needed nothing of its own.
 pub fn profile_of(tracer: &Tracer, argv: &[String], trial: &Trial, options: &RecordOptions) -> Profile {
     let grouped = trial.grouped();
+    if let Some(service) = &trial.service {
+        let meta = WorkloadMeta {
+            name: service.unit.clone(),
+            kind: WorkloadKind::Service,
+            command: vec![],
+            cgroup: trial.cgroup.clone(),
+            exit_status: None,
+            container: None,
+            service: Some(service.clone()),
+            net_uses: grouped.command.net_uses,
+            portable: options.portable,
+        };
+        let mut profile = tracer.profile(&trial.observations, vec![(meta, grouped.command.checks)]);
+        profile.unattributed_checks = grouped.elsewhere;
+        return profile;
+    }
     let mut workloads = Vec::new();
     let single = grouped.containers.len() == 1;
     for (r, mut info, share) in grouped.containers {
@@ -307,6 +325,7 @@ pub fn profile_of(tracer: &Tracer, argv: &[String], trial: &Trial, options: &Rec
         }
         let name = if info.name.is_empty() { r.id.chars().take(12).collect() } else { info.name.clone() };
         let meta = WorkloadMeta {
+            service: None,
             name,
             kind: WorkloadKind::Container,
             command: vec![],
@@ -321,6 +340,7 @@ pub fn profile_of(tracer: &Tracer, argv: &[String], trial: &Trial, options: &Rec
     let command_needs = grouped.command.checks.iter().any(|c| !c.denied && crate::classify::classify(c).0 == crate::classify::Classification::Needed);
     if workloads.is_empty() || command_needs {
         let meta = WorkloadMeta {
+            service: None,
             name: crate::format::shell_line(argv),
             kind: WorkloadKind::Command,
             command: argv.to_vec(),

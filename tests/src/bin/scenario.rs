@@ -27,6 +27,8 @@ fn run(args: &[String]) -> std::io::Result<()> {
         }
         Some("chown") => path_call(&arg(1), |p| unsafe { libc::chown(p, 65534, 65534) }),
         Some("bind") => bind_tcp(arg(1).parse().unwrap_or_else(|_| usage())),
+        // A minimal HTTP server on PORT, forever (a service run as a non-root User=).
+        Some("serve") => serve(arg(1).parse().unwrap_or_else(|_| usage())),
         Some("rawsock") => check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) }),
         Some("mknod") => path_call(&arg(1), |p| unsafe { libc::mknod(p, libc::S_IFCHR | 0o600, libc::makedev(1, 3)) }),
         Some("setuid") => check(unsafe { libc::setuid(65534) }),
@@ -93,7 +95,7 @@ fn run(args: &[String]) -> std::io::Result<()> {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: scenario nothing | when FILE SUBCOMMAND... | chown FILE | bind PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | open-rw FILE | rcvbufforce | so-mark | setuid-loop N | mmap-loop N | timed-loop setuid|mmap|getppid SECS | chroot-n N | names N | sleep SECS | sleep-as UID SECS | exit CODE | capset-same | capset-raise-inheritable | setuid-self | setgid-self | kill0 PID | chmod-plain FILE | fork N | shmget N | stack-grow | epoll-wakeup | list-as-nobody DIR | touch FILE | touch-at FILE | listxattr FILE | set-trusted-xattr FILE"
+        "usage: scenario nothing | when FILE SUBCOMMAND... | chown FILE | bind PORT | serve PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | open-rw FILE | rcvbufforce | so-mark | setuid-loop N | mmap-loop N | timed-loop setuid|mmap|getppid SECS | chroot-n N | names N | sleep SECS | sleep-as UID SECS | exit CODE | capset-same | capset-raise-inheritable | setuid-self | setgid-self | kill0 PID | chmod-plain FILE | fork N | shmget N | stack-grow | epoll-wakeup | list-as-nobody DIR | touch FILE | touch-at FILE | listxattr FILE | set-trusted-xattr FILE"
     );
     std::process::exit(2)
 }
@@ -114,6 +116,18 @@ fn path_call(path: &str, f: impl FnOnce(*const libc::c_char) -> i32) -> std::io:
 fn bind_tcp(port: u16) -> std::io::Result<()> {
     let listener = std::net::TcpListener::bind(("0.0.0.0", port))?;
     drop(listener);
+    Ok(())
+}
+
+fn serve(port: u16) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind(("0.0.0.0", port))?;
+    for stream in listener.incoming() {
+        let mut stream = stream?;
+        let mut request = [0u8; 1024];
+        let _ = stream.read(&mut request);
+        let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n");
+    }
     Ok(())
 }
 

@@ -142,6 +142,7 @@ fn summaries(shared: &Shared) -> crate::error::Result<Vec<WorkloadSummary>> {
 /// A workload's profile from its stored facts.
 pub fn build(r: &WorkloadRecord, checks: Vec<crate::attribution::Check>) -> WorkloadProfile {
     let meta = WorkloadMeta {
+        service: None,
         name: r.identity.container.clone(),
         kind: WorkloadKind::Container,
         command: vec![],
@@ -168,7 +169,8 @@ fn profile_response(shared: &Shared, params: &BTreeMap<String, String>) -> crate
         "compose" => Format::Compose,
         "k8s" => Format::K8s,
         "k8s-patch" => Format::K8sPatch,
-        other => return Ok((400, "text/plain", format!("unknown format {other:?}: json, human, docker, compose, k8s, k8s-patch\n"))),
+        "systemd" => Format::Systemd,
+        other => return Ok((400, "text/plain", format!("unknown format {other:?}: json, human, docker, compose, k8s, k8s-patch, systemd\n"))),
     };
     let store = shared.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let records = store.workloads()?;

@@ -1,10 +1,11 @@
 //! `capprof record -- CMD`: run one command in a fresh cgroup under the kernel programs and
 //! write its profile, one workload per container it started. The command's exit status
-//! becomes capprof's. [`running`]: a container or cgroup that already runs; [`prove`]: the
-//! re-runs that settle conditional capabilities.
+//! becomes capprof's. [`running`]: a container or cgroup that already runs; [`service`]: a
+//! systemd unit from its start; [`prove`]: the re-runs that settle conditional capabilities.
 
 pub mod prove;
 pub mod running;
+pub mod service;
 
 use std::path::PathBuf;
 
@@ -24,6 +25,8 @@ pub enum Target {
     Container(String),
     /// Attach to this running cgroup v2 (a path relative to the mount, or under it).
     Cgroup(String),
+    /// Restart this systemd service under recording.
+    Unit(String),
 }
 
 /// Validated options of `record`.
@@ -55,6 +58,11 @@ pub fn run(cfg: &RecordConfig) -> Result<i32> {
             sink.emit(&profile, cfg.format)?;
             return Ok(0);
         }
+        Target::Unit(name) => {
+            let (profile, status) = crate::faces::record::service::record_unit(name, cfg.duration, cfg.probe.as_ref(), cfg.prove, &cfg.options)?;
+            sink.emit(&profile, cfg.format)?;
+            return Ok(status);
+        }
         Target::Command(argv) => argv,
     };
     if cfg.format == Format::DockerRun && crate::attribution::run_command::rewrite_run(argv, crate::capability::CapSet::empty()).is_none() {
@@ -80,7 +88,8 @@ pub fn record(argv: &[String], options: &RecordOptions, prove: bool, probe: Opti
         eprintln!("capprof: {f}");
     }
     if prove && trial.success {
-        crate::faces::record::prove::settle(&mut tracer, argv, options, probe, &mut profile)?;
+        let subject = crate::session::subject::Subject::new(argv, None, options.containers)?;
+        crate::faces::record::prove::settle(&mut tracer, &subject, probe, &mut profile)?;
     } else if prove {
         eprintln!("capprof: --prove: the recorded run did not succeed ({}): nothing to compare re-runs with, conditional capabilities stay in the set", trial::outcome(&trial));
     }

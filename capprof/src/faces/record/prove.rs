@@ -2,19 +2,21 @@
 //! every check of it was granted where the program may tolerate a refusal (a path walk that
 //! failed anyway, a timestamp touch with a write-permission fallback). Each is kept in the set
 //! by `record`; here the command is re-run once without each, and the set confirmed once at
-//! the end. One run per doubtful capability, not a whole `minimize` search.
+//! the end. One run per doubtful capability, not a whole `minimize` search. A unit
+//! (`record --unit --prove`) is restarted under each set, as `verify --unit` does.
 
 use crate::capability::CapSet;
 use crate::classify::Classification;
 use crate::error::Result;
 use crate::session::Tracer;
 use crate::profile::{Evidence, Profile, Verification, WorkloadKind};
-use crate::session::RecordOptions;
-use crate::session::trial::{self, outcome, refused, Probe, TrialSpec};
+use crate::session::subject::Subject;
+use crate::session::trial::{outcome, refused, Probe};
 
-/// Re-runs `argv` without each conditional capability of the profile's main workload and
-/// updates the profile: dropped (the run succeeded) or needed (it failed), with evidence.
-pub fn settle(tracer: &mut Tracer, argv: &[String], options: &RecordOptions, probe: Option<&Probe>, profile: &mut Profile) -> Result<()> {
+/// Re-runs the subject (a command, a unit) without each conditional capability of the
+/// profile's main workload and updates the profile: dropped (the run succeeded) or needed (it
+/// failed), with evidence.
+pub fn settle(tracer: &mut Tracer, subject: &Subject, probe: Option<&Probe>, profile: &mut Profile) -> Result<()> {
     let main = profile.workloads.iter().position(|w| w.kind == WorkloadKind::Container).unwrap_or(0);
     let Some(w) = profile.workloads.get(main) else { return Ok(()) };
     let doubtful = w.conditional.clone();
@@ -28,7 +30,7 @@ pub fn settle(tracer: &mut Tracer, argv: &[String], options: &RecordOptions, pro
     for cap in doubtful {
         let mut without = set;
         without.remove(cap);
-        let trial = trial::run(tracer, &TrialSpec::under(argv, Some(without), probe.cloned(), options.containers))?;
+        let (trial, _) = subject.repeat(tracer, Some(without), probe, 1)?;
         runs += 1;
         let dropped = trial.success;
         eprintln!("capprof: --prove: without {cap}: {}", if dropped { "works: dropped".to_string() } else { format!("fails ({}): kept", outcome(&trial)) });
@@ -48,7 +50,7 @@ pub fn settle(tracer: &mut Tracer, argv: &[String], options: &RecordOptions, pro
             }
         }
     }
-    let confirm = trial::run(tracer, &TrialSpec::under(argv, Some(set), probe.cloned(), options.containers))?;
+    let (confirm, _) = subject.repeat(tracer, Some(set), probe, 1)?;
     runs += 1;
     let w = &mut profile.workloads[main];
     let mut caps: Vec<_> = set.iter().collect();

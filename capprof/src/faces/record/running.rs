@@ -53,6 +53,7 @@ pub fn record_cgroup(path: &str, duration: Option<Duration>, options: &RecordOpt
     let (tracer, observations, checks) = session.finish()?;
     let grouped = crate::attribution::workloads::group(checks, &observations, Some((id, &rel)), &Discovery::default());
     let meta = WorkloadMeta {
+        service: None,
         name: rel.clone(),
         kind: WorkloadKind::Command,
         command: vec![],
@@ -137,6 +138,7 @@ impl Session {
 
 fn meta(cgroup: &str, info: ContainerInfo, net_uses: Vec<crate::attribution::workloads::NetUse>, options: &RecordOptions) -> WorkloadMeta {
     WorkloadMeta {
+        service: None,
         name: if info.name.is_empty() { info.id.chars().take(12).collect() } else { info.name.clone() },
         kind: WorkloadKind::Container,
         command: vec![],

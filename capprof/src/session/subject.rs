@@ -1,0 +1,72 @@
+//! What `verify` and `minimize` re-run under candidate sets: a command (a trial in a fresh
+//! cgroup, see [`crate::session::trial`]) or a systemd unit (restarted under a transient
+//! drop-in, see [`crate::session::service`]). The search is the same for both.
+
+use crate::attribution::systemd::Controlled;
+use crate::capability::CapSet;
+use crate::error::{Error, ErrorKind, Result};
+use crate::session::service::{self, ServiceTrial};
+use crate::session::trial::{self, Probe, Trial, TrialSpec};
+use crate::session::Tracer;
+
+pub enum Subject {
+    Command { argv: Vec<String>, containers: bool },
+    /// Put back as it was when this is dropped.
+    Unit(Box<Controlled>),
+}
+
+impl Subject {
+    /// A unit is taken under control at once (before the kernel programs load), so a unit
+    /// capprof cannot manage is refused before anything changes.
+    pub fn new(argv: &[String], unit: Option<&str>, containers: bool) -> Result<Self> {
+        match unit {
+            Some(name) => Ok(Self::Unit(Box::new(Controlled::take(name)?))),
+            None => Ok(Self::Command { argv: argv.to_vec(), containers }),
+        }
+    }
+
+    /// The command line, for profiles (empty for a unit).
+    pub fn argv(&self) -> &[String] {
+        match self {
+            Self::Command { argv, .. } => argv,
+            Self::Unit(_) => &[],
+        }
+    }
+
+    /// What is being judged, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Command { argv, .. } => format!("`{}`", crate::format::shell_line(argv)),
+            Self::Unit(u) => u.unit.info.unit.clone(),
+        }
+    }
+
+    /// One trial under `set` (None: unrestricted), `runs` times or until the first failure.
+    pub fn repeat(&self, tracer: &mut Tracer, set: Option<CapSet>, probe: Option<&Probe>, runs: u32) -> Result<(Trial, u32)> {
+        match self {
+            Self::Command { argv, containers } => {
+                let spec = TrialSpec::under(argv, set, probe.cloned(), *containers);
+                trial::repeat(tracer, &spec, runs)
+            }
+            Self::Unit(unit) => {
+                let probe = probe.ok_or_else(|| Error::new(ErrorKind::Usage, "--unit needs --check: how else would capprof tell that the service works?"))?;
+                let spec = ServiceTrial { restrict: set, probe: Some(probe.clone()), duration: None, judged: true };
+                let mut last = service::run(tracer, unit, &spec)?;
+                let mut done = 1;
+                while last.success && done < runs {
+                    last = service::run(tracer, unit, &spec)?;
+                    done += 1;
+                }
+                Ok((last, done))
+            }
+        }
+    }
+
+    /// The command as it is run under `set` (a `docker run` rewritten), for profiles.
+    pub fn argv_under(&self, set: Option<CapSet>) -> Vec<String> {
+        match self {
+            Self::Command { argv, containers } => TrialSpec::under(argv, set, None, *containers).argv,
+            Self::Unit(_) => vec![],
+        }
+    }
+}
