@@ -58,6 +58,22 @@ fn capprofs_own_outputs_agree_with_their_profile() {
 }
 
 #[test]
+fn a_unit_file_and_capprofs_drop_in_fold_into_one_entry() {
+    let dir = scratch("check").join(unique());
+    std::fs::create_dir_all(dir.join("web.service.d")).unwrap();
+    let unit = dir.join("web.service");
+    std::fs::write(&unit, "[Unit]\nDescription=web\n[Service]\nExecStart=/srv/web\nCapabilityBoundingSet=CAP_SYS_ADMIN CAP_NET_BIND_SERVICE\n").unwrap();
+    let dropin = dir.join("web.service.d/capprof.conf");
+    std::fs::copy(rendered("systemd", "capprof.conf"), &dropin).unwrap();
+    // Alone, the unit file over-grants; with the drop-in (given first, folded after) it agrees.
+    let (code, out, _) = check(&[&unit], &["--container", "web.service"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("web.service:5: warning:") && out.contains("SYS_ADMIN"), "{out}");
+    let (code, out, err) = check(&[&dropin, &unit], &["--container", "web.service"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
 fn over_granted_manifests_exit_1_at_their_lines() {
     let privileged = write("compose.yaml", "services:\n  web:\n    image: nginx\n    privileged: true\n");
     let (code, out, _) = check(&[&privileged], &[]);

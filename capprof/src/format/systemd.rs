@@ -44,12 +44,19 @@ pub fn dropin(w: &WorkloadProfile) -> String {
     let mut out = String::new();
     let set: CapSet = w.capabilities.add.iter().copied().collect();
     let service = w.service.as_ref();
-    let unit = service.map_or_else(|| format!("{}.service", super::dns_label(&w.name)), |s| s.unit.clone());
+    // The daemon's services are `service:NAME.service`; other workloads get a unit name made
+    // from theirs.
+    let unit = match (service, w.name.strip_prefix("service:")) {
+        (Some(s), _) => s.unit.clone(),
+        (None, Some(unit)) if unit.ends_with(".service") => unit.to_string(),
+        (None, _) => format!("{}.service", super::dns_label(&w.name)),
+    };
     comment(&mut out, &format!("capprof: capabilities of {unit}, from what it used while recorded."));
     comment(&mut out, &format!("Install: `systemctl edit {unit}` and paste this, or save it as"));
     comment(&mut out, &format!("/etc/systemd/system/{unit}.d/capprof.conf, then `systemctl daemon-reload` and restart it."));
     if w.kind != WorkloadKind::Service {
-        comment(&mut out, &format!("Recorded as a {} ({}), not as a unit: if the service runs as a", kind_name(w.kind), w.name));
+        let what = if w.name.starts_with("service:") { "Learned by the daemon from its cgroup".to_string() } else { format!("Recorded as a {} ({})", kind_name(w.kind), w.name) };
+        comment(&mut out, &format!("{what}, not with record --unit: if the service runs as a"));
         comment(&mut out, "non-root User=, set AmbientCapabilities= to the same list.");
     }
     if let Some(granted) = &w.granted {
@@ -153,6 +160,14 @@ mod tests {
     fn a_non_root_user_gets_the_set_as_ambient() {
         let text = dropin(&service("www-data", vec![bind()]));
         assert!(text.contains("\nAmbientCapabilities=\nAmbientCapabilities=CAP_NET_BIND_SERVICE\n"), "{text}");
+    }
+
+    #[test]
+    fn the_daemons_services_keep_their_unit_name() {
+        let meta = WorkloadMeta { name: "service:nginx.service".into(), kind: WorkloadKind::Container, command: vec![], cgroup: String::new(), exit_status: None, container: None, service: None, net_uses: vec![], portable: false };
+        let text = dropin(&WorkloadProfile::build(meta, vec![bind()]));
+        assert!(text.contains("/etc/systemd/system/nginx.service.d/capprof.conf"), "{text}");
+        assert!(text.contains("Learned by the daemon"), "{text}");
     }
 
     #[test]

@@ -79,12 +79,48 @@ pub fn capability(name: &str, file: &Path, line: usize) -> Result<Capability> {
     name.trim().parse::<Capability>().map_err(|_| Error::new(ErrorKind::MalformedInput, format!("{}:{line}: {:?} is not a capability name", file.display(), crate::format::plain(name))))
 }
 
+fn text_of(file: &Path) -> Result<String> {
+    let bytes = std::fs::read(file).map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
+    String::from_utf8(bytes).map_err(|_| Error::new(ErrorKind::MalformedInput, format!("{}: not UTF-8 text", file.display())))
+}
+
+fn is_unit(file: &Path, text: &str) -> bool {
+    unit::looks_like_unit(&file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), text)
+}
+
+/// Every grant of `files`. A systemd unit's files (the unit file and its drop-ins, given in
+/// any order) are folded into one grant, in systemd's order: the unit file, then the drop-ins
+/// by file name.
+pub fn read_all(files: &[PathBuf]) -> Result<Vec<Grant>> {
+    let mut out = Vec::new();
+    let mut units: std::collections::BTreeMap<String, Vec<(PathBuf, String)>> = Default::default();
+    for file in files {
+        let text = text_of(file)?;
+        if is_unit(file, &text) {
+            units.entry(unit::unit_name(file)).or_default().push((file.clone(), text));
+        } else {
+            out.extend(read_text(file, &text)?);
+        }
+    }
+    for (name, mut parts) in units {
+        parts.sort_by_key(|(f, _)| (!f.to_string_lossy().ends_with(".service"), f.file_name().map(|n| n.to_os_string())));
+        let mut fold = unit::Fold::new(name);
+        for (file, text) in &parts {
+            fold.feed(file, text)?;
+        }
+        out.push(fold.grant());
+    }
+    Ok(out)
+}
+
 /// Reads every grant in `file`, whatever kind of manifest it is.
 pub fn read(file: &Path) -> Result<Vec<Grant>> {
-    let bytes = std::fs::read(file).map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
-    let text = String::from_utf8(bytes).map_err(|_| Error::new(ErrorKind::MalformedInput, format!("{}: not UTF-8 text", file.display())))?;
-    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    if unit::looks_like_unit(&name, &text) {
+    read_text(file, &text_of(file)?)
+}
+
+fn read_text(file: &Path, text: &str) -> Result<Vec<Grant>> {
+    let text = text.to_string();
+    if is_unit(file, &text) {
         return unit::grants(file, &text);
     }
     if let Some(grants) = docker_run::grants(file, &text)? {

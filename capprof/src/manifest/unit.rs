@@ -4,7 +4,7 @@
 //! `~` lists take away. A service running as root holds its bounding set; one with a non-root
 //! `User=` holds only its ambient set.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{capability, Grant, ManifestKind};
 use crate::capability::CapSet;
@@ -61,70 +61,106 @@ impl ListSetting {
     }
 }
 
-pub fn grants(file: &Path, text: &str) -> Result<Vec<Grant>> {
-    let mut in_service = false;
-    let mut service_line = 1;
-    let mut bounding = ListSetting { value: None, line: 0 };
-    let mut ambient = ListSetting { value: None, line: 0 };
-    let (mut user, mut nnp, mut nnp_line) = (String::new(), false, 0);
-    let mut pending: Option<(usize, String)> = None;
-    for (i, raw) in text.lines().enumerate() {
-        let (start, mut line) = pending.take().unwrap_or((i + 1, String::new()));
-        let trimmed = raw.trim();
-        if line.is_empty() && (trimmed.starts_with('#') || trimmed.starts_with(';')) {
-            continue;
-        }
-        if let Some(head) = trimmed.strip_suffix('\\') {
-            line.push_str(head);
-            line.push(' ');
-            pending = Some((start, line));
-            continue;
-        }
-        line.push_str(trimmed);
-        if line.starts_with('[') {
-            in_service = line == "[Service]";
-            if in_service {
-                service_line = start;
+/// One unit's files folded in systemd's order: the unit file, then its drop-ins by file name.
+pub struct Fold {
+    unit: String,
+    bounding: ListSetting,
+    ambient: ListSetting,
+    user: String,
+    nnp: bool,
+    /// Where each setting was last made: (file, line).
+    nnp_at: Option<(PathBuf, usize)>,
+    caps_at: Option<(PathBuf, usize)>,
+    /// The last file's `[Service]` line, where a missing setting would go.
+    service_at: Option<(PathBuf, usize)>,
+}
+
+impl Fold {
+    pub fn new(unit: String) -> Self {
+        Self { unit, bounding: ListSetting { value: None, line: 0 }, ambient: ListSetting { value: None, line: 0 }, user: String::new(), nnp: false, nnp_at: None, caps_at: None, service_at: None }
+    }
+
+    /// Applies one more file (the unit file first, then each drop-in).
+    pub fn feed(&mut self, file: &Path, text: &str) -> Result<()> {
+        let mut in_service = false;
+        let mut pending: Option<(usize, String)> = None;
+        for (i, raw) in text.lines().enumerate() {
+            let (start, mut line) = pending.take().unwrap_or((i + 1, String::new()));
+            let trimmed = raw.trim();
+            if line.is_empty() && (trimmed.starts_with('#') || trimmed.starts_with(';')) {
+                continue;
             }
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else { continue };
-        if !in_service {
-            continue;
-        }
-        match key.trim() {
-            "CapabilityBoundingSet" => bounding.assign(value, file, start)?,
-            "AmbientCapabilities" => ambient.assign(value, file, start)?,
-            "User" => user = value.trim().to_string(),
-            "NoNewPrivileges" => {
-                nnp = matches!(value.trim(), "yes" | "true" | "1" | "on");
-                nnp_line = start;
+            if let Some(head) = trimmed.strip_suffix('\\') {
+                line.push_str(head);
+                line.push(' ');
+                pending = Some((start, line));
+                continue;
             }
-            _ => {}
+            line.push_str(trimmed);
+            if line.starts_with('[') {
+                in_service = line == "[Service]";
+                if in_service {
+                    self.service_at = Some((file.to_path_buf(), start));
+                }
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else { continue };
+            if !in_service {
+                continue;
+            }
+            match key.trim() {
+                "CapabilityBoundingSet" => {
+                    self.bounding.assign(value, file, start)?;
+                    self.caps_at = Some((file.to_path_buf(), start));
+                }
+                "AmbientCapabilities" => {
+                    self.ambient.assign(value, file, start)?;
+                    self.caps_at = Some((file.to_path_buf(), start));
+                }
+                "User" => self.user = value.trim().to_string(),
+                "NoNewPrivileges" => {
+                    self.nnp = matches!(value.trim(), "yes" | "true" | "1" | "on");
+                    self.nnp_at = Some((file.to_path_buf(), start));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The unit's grant once every file is in.
+    pub fn grant(self) -> Grant {
+        let unprivileged = !matches!(self.user.as_str(), "" | "root" | "0");
+        let bound = self.bounding.value.unwrap_or(CapSet::full());
+        let granted = if unprivileged { CapSet(self.ambient.value.unwrap_or(CapSet::empty()).0 & bound.0) } else { bound };
+        let assumed = (self.bounding.value.is_none() && !unprivileged)
+            .then(|| "no CapabilityBoundingSet= in the files given: every capability is assumed (give the unit file and its drop-ins)".to_string());
+        let (file, line) = self.service_at.clone().unwrap_or_default();
+        Grant {
+            file: file.clone(),
+            kind: ManifestKind::Systemd,
+            owner: "[Service]".into(),
+            container: self.unit,
+            line: line.max(1),
+            capabilities_line: self.caps_at.as_ref().filter(|(f, _)| *f == file).map_or(line.max(1), |(_, l)| *l),
+            granted,
+            privileged: false,
+            no_new_privileges: self.nnp,
+            no_new_privileges_line: self.nnp_at.as_ref().filter(|(f, _)| *f == file).map_or(line.max(1), |(_, l)| *l),
+            assumed,
         }
     }
-    let unprivileged = !matches!(user.as_str(), "" | "root" | "0");
-    let bound = bounding.value.unwrap_or(CapSet::full());
-    let (granted, capabilities_line) = if unprivileged {
-        (CapSet(ambient.value.unwrap_or(CapSet::empty()).0 & bound.0), ambient.line.max(bounding.line))
-    } else {
-        (bound, bounding.line)
-    };
-    let assumed = (bounding.value.is_none() && !unprivileged)
-        .then(|| "no CapabilityBoundingSet= here: every capability is assumed (the unit file or another drop-in may say otherwise)".to_string());
-    Ok(vec![Grant {
-        file: file.to_path_buf(),
-        kind: ManifestKind::Systemd,
-        owner: "[Service]".into(),
-        container: unit_of(file),
-        line: service_line,
-        capabilities_line: if capabilities_line == 0 { service_line } else { capabilities_line },
-        granted,
-        privileged: false,
-        no_new_privileges: nnp,
-        no_new_privileges_line: if nnp_line == 0 { service_line } else { nnp_line },
-        assumed,
-    }])
+}
+
+/// The unit a file belongs to (see [`unit_of`]).
+pub fn unit_name(file: &Path) -> String {
+    unit_of(file)
+}
+
+pub fn grants(file: &Path, text: &str) -> Result<Vec<Grant>> {
+    let mut fold = Fold::new(unit_of(file));
+    fold.feed(file, text)?;
+    Ok(vec![fold.grant()])
 }
 
 #[cfg(test)]
@@ -152,5 +188,15 @@ mod tests {
         assert_eq!(g.granted, CapSet::full());
         assert!(g.assumed.is_some());
         assert!(grants(Path::new("x.service"), "[Service]\nCapabilityBoundingSet=CAP_NOPE\n").is_err());
+    }
+
+    #[test]
+    fn drop_ins_fold_over_the_unit_file() {
+        let mut fold = Fold::new("web.service".into());
+        fold.feed(Path::new("web.service"), "[Service]\nUser=www-data\nAmbientCapabilities=CAP_NET_BIND_SERVICE CAP_NET_RAW\n").unwrap();
+        fold.feed(Path::new("web.service.d/capprof.conf"), "[Service]\nAmbientCapabilities=\nAmbientCapabilities=CAP_NET_BIND_SERVICE\n").unwrap();
+        let g = fold.grant();
+        assert_eq!(g.granted.sorted_names(), ["NET_BIND_SERVICE"]);
+        assert_eq!((g.file, g.capabilities_line), (PathBuf::from("web.service.d/capprof.conf"), 3));
     }
 }

@@ -119,10 +119,7 @@ pub fn run(cfg: &CheckConfig) -> Result<i32> {
     let text = String::from_utf8(bytes).map_err(|_| Error::new(ErrorKind::MalformedInput, format!("{} is not a capprof JSON profile: not UTF-8 text", cfg.profile.display())))?;
     let profile = Profile::from_json(&text, &cfg.profile.display().to_string())?;
     crate::faces::merge::check_version(&profile.capprof_version, &cfg.profile)?;
-    let mut grants = Vec::new();
-    for m in &cfg.manifests {
-        grants.extend(manifest::read(m)?);
-    }
+    let grants = manifest::read_all(&cfg.manifests)?;
     let outcome = compare(&profile, &grants, cfg.container.as_deref())?;
     let rendered = match cfg.format {
         CheckFormat::Human => report::human(&outcome),
