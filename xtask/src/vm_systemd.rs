@@ -12,7 +12,8 @@
 //!    under the set without it (a drop-in written by the script) must fail its check.
 //!
 //! Plus `minimize --unit nginx` (its set must not need more than record's), `verify --unit`
-//! failing and interrupted (nginx put back both times), and a unit run as
+//! failing and interrupted (nginx put back both times), `daemon --services` exporting a drop-in
+//! that knows the unit's `User=`, and a unit run as
 //! a non-root `User=` (the drop-in must carry `AmbientCapabilities=`), which was not running
 //! before `record --unit` and is stopped again after it.
 
@@ -129,6 +130,18 @@ sleep 2; kill -INT $P; wait $P; v=$?
 echo "RECORD_INTERRUPTED lowport.service $v $(systemctl is-active lowport.service) $(grep -c '"name": "lowport.service"' /tmp/interrupted.json)"
 "#;
 
+/// `daemon --services` learning a unit run as a non-root `User=`: its exported drop-in asks
+/// systemd about the unit, so it carries `AmbientCapabilities=`.
+const DAEMON: &str = r#"
+capprof daemon --services --flush-interval 1 --socket /tmp/d.sock --state /tmp/d.redb 2>/tmp/d.err & D=$!
+i=0; while [ ! -S /tmp/d.sock ] && [ $i -lt 600 ]; do sleep 0.2; i=$((i+1)); done
+systemctl start lowport.service; poll 20 'curl -fsS -m 5 -o /dev/null http://127.0.0.1:99/'
+i=0; while ! capprof export service:lowport.service -f systemd --socket /tmp/d.sock >/tmp/daemon.conf 2>/dev/null && [ $i -lt 150 ]; do sleep 0.2; i=$((i+1)); done
+sed 's/^/DAEMON_DROPIN lowport.service /' /tmp/daemon.conf
+kill $D; wait $D 2>/dev/null; systemctl stop lowport.service
+grep -i 'error' /tmp/d.err | sed 's/^/ERR daemon /'
+"#;
+
 pub fn run(release: &Path) -> Result<()> {
     vm::setup()?;
     let rootfs = crate::rootfs::systemd_rootfs()?;
@@ -138,6 +151,7 @@ pub fn run(release: &Path) -> Result<()> {
     for (unit, check) in UNITS {
         script.push_str(&PER_UNIT.replace("@U@", unit).replace("@C@", check));
     }
+    script.push_str(DAEMON);
     let bins = [release.join("capprof"), release.join("scenario")];
     let bins: Vec<&Path> = bins.iter().map(|b| b.as_path()).collect();
     let run = vm::run_in_systemd_vm(&rootfs, &bins, &script, Duration::from_secs(1500))?;
@@ -193,6 +207,11 @@ pub fn run(release: &Path) -> Result<()> {
     expect(
         field("RECORD_INTERRUPTED", "lowport.service").as_deref() == Some("0 inactive 1"),
         format!("record --unit ends at Ctrl-C with the profile written and the unit stopped again: {:?}", field("RECORD_INTERRUPTED", "lowport.service")),
+    );
+    let daemon_dropin: Vec<&str> = lines.iter().filter_map(|l| l.strip_prefix("DAEMON_DROPIN lowport.service ")).collect();
+    expect(
+        daemon_dropin.contains(&"CapabilityBoundingSet=CAP_NET_BIND_SERVICE") && daemon_dropin.contains(&"AmbientCapabilities=CAP_NET_BIND_SERVICE"),
+        format!("daemon --services: the exported drop-in of lowport.service (User=nobody) bounds and ambient-grants NET_BIND_SERVICE: {daemon_dropin:?}"),
     );
     println!("\nvm-systemd-test: {passed} passed, {} failed", failures.len());
     if run.status != 0 {

@@ -139,12 +139,17 @@ fn summaries(shared: &Shared) -> crate::error::Result<Vec<WorkloadSummary>> {
         .collect())
 }
 
-/// A workload's profile from its stored facts.
+/// A workload's profile from its stored facts. A systemd service is described by systemd as
+/// it is now (its user and bounding set, for `-f systemd`), when systemd can be asked.
 pub fn build(r: &WorkloadRecord, checks: Vec<crate::attribution::Check>) -> WorkloadProfile {
+    let service = match (r.identity.kind, r.identity.id.strip_prefix("service:")) {
+        (crate::attribution::identity::IdentityKind::Service, Some(unit)) => crate::attribution::systemd::show(unit).ok().map(|u| u.info),
+        _ => None,
+    };
     let meta = WorkloadMeta {
-        service: None,
+        kind: if service.is_some() { WorkloadKind::Service } else { WorkloadKind::Container },
+        service,
         name: r.identity.container.clone(),
-        kind: WorkloadKind::Container,
         command: vec![],
         cgroup: String::new(),
         exit_status: None,
