@@ -17,14 +17,14 @@ pub fn grants(file: &Path, docs: &[Rc<Node>]) -> Result<Option<Vec<Grant>>> {
         return Ok(None);
     }
     let mut out = Vec::new();
-    for (name, service) in services {
-        let Some(name) = name.as_str() else { continue };
+    for (key, service) in services {
+        let Some(name) = key.as_str() else { continue };
         let add = service.get("cap_add").map(|n| n.strings()).unwrap_or_default();
         let drop = service.get("cap_drop").map(|n| n.strings()).unwrap_or_default();
         let privileged = service.get("privileged").and_then(|p| p.as_bool()).unwrap_or(false);
         let security_opt = service.get("security_opt");
         let no_new_privileges = security_opt.map(|s| s.strings()).unwrap_or_default().iter().any(|(o, _)| is_no_new_privileges(o));
-        let line = name_node_line(doc, name);
+        let line = key.line.max(1);
         let capabilities_line = service.key_line("cap_drop").or_else(|| service.key_line("cap_add")).or_else(|| service.key_line("privileged")).unwrap_or(line);
         let granted = if privileged { CapSet::full() } else { container_set(&add, &drop, file)? };
         out.push(Grant {
@@ -42,11 +42,6 @@ pub fn grants(file: &Path, docs: &[Rc<Node>]) -> Result<Option<Vec<Grant>>> {
         });
     }
     Ok(Some(out))
-}
-
-/// The line of a service's name under `services:`.
-fn name_node_line(doc: &Node, name: &str) -> usize {
-    doc.get("services").and_then(|s| s.key_line(name)).unwrap_or(1)
 }
 
 /// `no-new-privileges`, `no-new-privileges:true`, `no-new-privileges=true`.

@@ -97,7 +97,7 @@ pub fn read_all(files: &[PathBuf]) -> Result<Vec<Grant>> {
     for file in files {
         let text = text_of(file)?;
         if is_unit(file, &text) {
-            units.entry(unit::unit_name(file)).or_default().push((file.clone(), text));
+            units.entry(unit::unit_of(file)).or_default().push((file.clone(), text));
         } else {
             out.extend(read_text(file, &text)?);
         }
@@ -119,14 +119,13 @@ pub fn read(file: &Path) -> Result<Vec<Grant>> {
 }
 
 fn read_text(file: &Path, text: &str) -> Result<Vec<Grant>> {
-    let text = text.to_string();
-    if is_unit(file, &text) {
-        return unit::grants(file, &text);
+    if is_unit(file, text) {
+        return unit::grants(file, text);
     }
-    if let Some(grants) = docker_run::grants(file, &text)? {
+    if let Some(grants) = docker_run::grants(file, text)? {
         return Ok(grants);
     }
-    let docs = yaml::parse(&text).map_err(|e| Error::new(ErrorKind::MalformedInput, format!("{}: not a manifest capprof reads (YAML: {e})", file.display())))?;
+    let docs = yaml::parse(text).map_err(|e| Error::new(ErrorKind::MalformedInput, format!("{}: not a manifest capprof reads (YAML: {e})", file.display())))?;
     if let Some(grants) = compose::grants(file, &docs)? {
         return Ok(grants);
     }

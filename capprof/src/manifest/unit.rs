@@ -17,7 +17,7 @@ pub fn looks_like_unit(name: &str, text: &str) -> bool {
 }
 
 /// Unit name from the file: `nginx.service`, or `nginx.service.d/x.conf` → `nginx.service`.
-fn unit_of(file: &Path) -> String {
+pub fn unit_of(file: &Path) -> String {
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     if name.ends_with(".service") {
         return name;
@@ -150,11 +150,6 @@ impl Fold {
             assumed,
         }
     }
-}
-
-/// The unit a file belongs to (see [`unit_of`]).
-pub fn unit_name(file: &Path) -> String {
-    unit_of(file)
 }
 
 pub fn grants(file: &Path, text: &str) -> Result<Vec<Grant>> {

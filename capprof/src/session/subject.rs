@@ -25,6 +25,14 @@ impl Subject {
         }
     }
 
+    /// The unit, when the subject is one.
+    pub fn unit(&self) -> Option<&Controlled> {
+        match self {
+            Self::Unit(u) => Some(u),
+            Self::Command { .. } => None,
+        }
+    }
+
     /// The command line, for profiles (empty for a unit).
     pub fn argv(&self) -> &[String] {
         match self {
@@ -51,13 +59,7 @@ impl Subject {
             Self::Unit(unit) => {
                 let probe = probe.ok_or_else(|| Error::new(ErrorKind::Usage, "--unit needs --check: how else would capprof tell that the service works?"))?;
                 let spec = ServiceTrial { restrict: set, probe: Some(probe.clone()), duration: None, judged: true };
-                let mut last = service::run(tracer, unit, &spec)?;
-                let mut done = 1;
-                while last.success && done < runs {
-                    last = service::run(tracer, unit, &spec)?;
-                    done += 1;
-                }
-                Ok((last, done))
+                trial::repeat_with(runs, || service::run(tracer, unit, &spec))
             }
         }
     }

@@ -252,10 +252,15 @@ fn shell_until(cmd: &str, deadline: Instant) -> bool {
 
 /// Runs a spec up to `runs` times, stopping at the first failure (flaky workloads).
 pub fn repeat(tracer: &mut Tracer, spec: &TrialSpec, runs: u32) -> Result<(Trial, u32)> {
-    let mut last = run(tracer, spec)?;
+    repeat_with(runs, || run(tracer, spec))
+}
+
+/// Up to `runs` trials of `one`, stopping at the first failure; the last trial and the count.
+pub fn repeat_with(runs: u32, mut one: impl FnMut() -> Result<Trial>) -> Result<(Trial, u32)> {
+    let mut last = one()?;
     let mut done = 1;
     while last.success && done < runs {
-        last = run(tracer, spec)?;
+        last = one()?;
         done += 1;
     }
     Ok((last, done))

@@ -19,7 +19,7 @@ pub fn record_unit(name: &str, duration: Option<Duration>, probe: Option<&Probe>
         return Err(Error::new(ErrorKind::Usage, "record --unit --prove needs --check: how else would capprof tell that the service works?"));
     }
     let subject = Subject::new(&[], Some(name), false)?;
-    let Subject::Unit(unit) = &subject else { return Err(Error::new(ErrorKind::Internal, "a unit subject")) };
+    let unit = subject.unit().ok_or_else(|| Error::new(ErrorKind::Internal, "a unit subject without its unit"))?;
     let mut tracer = Tracer::open(&options.kernel)?;
     let verb = if unit.unit.active { "restarting" } else { "starting" };
     let until = match (probe, duration) {
