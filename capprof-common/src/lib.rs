@@ -164,7 +164,69 @@ pub struct TaskOrigin {
     pub cgroup_id: u64,
     /// Level of `cgroup_id` below the root (the root is 0).
     pub level: u32,
-    pub reserved: u32,
+    /// `PHASE_WORKLOAD`, or `PHASE_FILTERED` for a runtime's task that installed a seccomp
+    /// filter before the workload's exec (its checks stay set-up; its system calls from then
+    /// on must be allowed by the profile).
+    pub phase: u32,
+    /// With refusal tracking (`SECCOMP_REFUSALS`): the system call the task entered, plus one
+    /// (0: none). A call that exits with EPERM without having entered was refused by seccomp.
+    pub entered: u64,
+}
+
+impl TaskOrigin {
+    /// A workload task that exec'd in `cgroup_id`, at `level`.
+    pub const fn workload(cgroup_id: u64, level: u32) -> Self {
+        Self { cgroup_id, level, phase: PHASE_WORKLOAD, entered: 0 }
+    }
+}
+
+/// `TaskOrigin::phase` and `SyscallKey::phase`: the workload's own tasks (after their exec in
+/// scope).
+pub const PHASE_WORKLOAD: u32 = 0;
+/// A runtime's task (runc/crun init, capprof's child) after it installed a seccomp filter and
+/// before it exec'd the workload: what it calls then passes through the filter.
+pub const PHASE_FILTERED: u32 = 1;
+/// `SyscallKey::phase` only: calls of workload tasks refused before they entered (seccomp).
+pub const PHASE_REFUSED: u32 = 2;
+/// `SyscallKey::phase` only: calls of a filtered runtime task refused likewise.
+pub const PHASE_REFUSED_FILTERED: u32 = 3;
+
+/// `SyscallKey::arch`: the native x86_64 table (AUDIT_ARCH_X86_64).
+pub const ARCH_X86_64: u32 = 0;
+/// The x32 ABI: x86_64 numbers with `__X32_SYSCALL_BIT` (0x40000000), stored without it.
+pub const ARCH_X32: u32 = 1;
+/// 32-bit compat calls (int 0x80, sysenter from 32-bit code: AUDIT_ARCH_I386), the i386 table.
+pub const ARCH_I386: u32 = 2;
+
+/// Slots per syscall counter array: above the highest number of every table (x32 reaches
+/// 547), a power of two so the index is masked.
+pub const SYSCALL_SLOTS: usize = 1024;
+
+/// `Config::seccomp`: system calls are not counted (the hooks are not attached).
+pub const SECCOMP_OFF: u32 = 0;
+/// Count each workload's system calls.
+pub const SECCOMP_COUNT: u32 = 1;
+/// Count them, and the calls refused before they entered (verify under a profile).
+pub const SECCOMP_REFUSALS: u32 = 2;
+
+/// Key of the system-call map: one counter array per (cgroup, program, table, phase).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SyscallKey {
+    pub cgroup_id: u64,
+    pub comm: [u8; COMM_LEN],
+    /// `ARCH_*`.
+    pub arch: u32,
+    /// `PHASE_*`.
+    pub phase: u32,
+}
+
+/// Calls per system call number (index), for one `SyscallKey`. Kept in the kernel: no event
+/// per system call.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SyscallCounts {
+    pub counts: [u32; SYSCALL_SLOTS],
 }
 
 /// Capability numbers the kernel programs test (linux/capability.h).
@@ -190,6 +252,8 @@ pub mod counter {
     pub const EVENTS_DROPPED: u32 = 1;
     /// A task could not be marked as workload: the task map is full.
     pub const TASKS_MAP_FULL: u32 = 2;
+    /// System calls not counted: the system-call map is full (`--seccomp`).
+    pub const SYSCALLS_MAP_FULL: u32 = 3;
     /// Checks whose call site could not be read.
     pub const SITE_UNKNOWN: u32 = 4;
     /// Futile exec walks not counted: the `FUTILE` map was full (those checks stay needs).
@@ -197,6 +261,8 @@ pub mod counter {
     /// Granted DAC checks in an exec not followed: no task storage, or more exec attempts
     /// than `WALK_SLOTS` before one succeeded (those checks stay needs).
     pub const WALKS_UNTRACKED: u32 = 6;
+    /// System calls whose number is outside every table (not counted).
+    pub const SYSCALLS_OUT_OF_RANGE: u32 = 7;
     /// Number of counters.
     pub const COUNT: u32 = 8;
 }
@@ -286,8 +352,10 @@ pub struct Config {
     /// (`SITE_SCAN`), `NO_ANCHOR` when unknown: the per-check read starts there and covers
     /// `SITE_NARROW_WORDS`; when another program on the hook shifts the frames, the scan runs.
     pub anchor_words: u32,
+    /// `SECCOMP_*`: whether the system-call hooks count, and refusals.
+    pub seccomp: u32,
     /// Reserved (keeps the layout free of padding).
-    pub reserved: [u32; 3],
+    pub reserved: [u32; 2],
     /// `cap_capable`'s text: anchors the call-site search whatever frames sit below it.
     pub cap_capable: SiteRange,
     /// `security_capable`: checks arriving from it are attributed to its caller.
@@ -323,6 +391,8 @@ mod pod {
     unsafe impl aya::Pod for super::CredOffsets {}
     unsafe impl aya::Pod for super::PendingWalk {}
     unsafe impl aya::Pod for super::WalkEntry {}
+    unsafe impl aya::Pod for super::SyscallKey {}
+    unsafe impl aya::Pod for super::SyscallCounts {}
 }
 
 // Layout guards: a change that adds padding fails to compile on both sides.
@@ -332,6 +402,9 @@ const _: () = assert!(core::mem::size_of::<Config>() == 64 + 32);
 const _: () = assert!(core::mem::size_of::<WalkEntry>() == 40 + 16);
 const _: () = assert!(core::mem::size_of::<PendingWalk>() == WALK_SLOTS * (40 + 16));
 const _: () = assert!(SITE_NARROW_WORDS <= SITE_WINDOW_WORDS);
+const _: () = assert!(core::mem::size_of::<TaskOrigin>() == 24);
+const _: () = assert!(core::mem::size_of::<SyscallKey>() == 32);
+const _: () = assert!(SYSCALL_SLOTS.is_power_of_two());
 
 /// Zeroes the bytes after the first NUL of a little-endian word; true if it has one. The
 /// check program reads `comm` as two words and clears what follows its end, so stale bytes

@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 use capprof_common::{
     clear_after_nul, counter, CheckEvent, CheckKey, Config, SiteRange, CALIBRATION_WORDS, CGROUP_NAME_LEN, FLAG_BORROWED, FLAG_DENIED, FLAG_INSETID,
-    FLAG_NOAUDIT, FLAG_SETUP, FLAG_SITE_UNKNOWN, NO_ANCHOR, OPTS_AUDIT_INT, OPTS_BITMASK, SITE_AT_ENTRY,
+    FLAG_NOAUDIT, FLAG_SETUP, PHASE_WORKLOAD, FLAG_SITE_UNKNOWN, NO_ANCHOR, OPTS_AUDIT_INT, OPTS_BITMASK, SITE_AT_ENTRY,
     SITE_NARROW_WORDS, SITE_SCAN, SITE_SCAN_WORDS, SITE_WINDOW_WORDS, STACK_DEPTH,
 };
 
@@ -56,6 +56,8 @@ pub fn begin(cap: u32, cred: u64, opts: Option<u32>, stack: u64) -> Option<Check
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     let task = unsafe { bpf_get_current_task_btf() };
     match workload_origin(task) {
+        // A runtime's task that installed a seccomp filter before its exec: set-up.
+        Some(origin) if origin.phase != PHASE_WORKLOAD => flags |= FLAG_SETUP,
         Some(origin) => {
             // Still inside the cgroup it exec'd in (the common case: no ancestor walk), or
             // below it? Moved elsewhere since: a runtime's helper.
@@ -114,7 +116,7 @@ pub fn begin(cap: u32, cred: u64, opts: Option<u32>, stack: u64) -> Option<Check
 /// The task's name, zero-padded after its end (kernels before 6.x did not pad on rename, and
 /// stale bytes would split one program into several keys).
 #[inline(always)]
-fn current_comm(task: *const u8) -> [u8; 16] {
+pub fn current_comm(task: *const u8) -> [u8; 16] {
     // SAFETY: a load-time constant the loader sets; read volatile so its default is not folded in.
     let offset = unsafe { core::ptr::read_volatile(&COMM_OFFSET) };
     if offset == 0 {

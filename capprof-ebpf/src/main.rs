@@ -14,9 +14,13 @@
 //! irrelevant; `walks.rs` follows granted DAC checks of an exec to the exec that succeeds.
 //! `scope.rs` answers whether a task is watched, `memory.rs` how kernel words are read;
 //! `tasks.rs` tracks which tasks are the workload; `net.rs` the network uses that are free in
-//! Docker's network namespaces but not elsewhere.
+//! Docker's network namespaces but not elsewhere; `syscalls.rs` the system calls each
+//! workload makes, for seccomp profiles (attached only with `--seccomp`).
 #![no_std]
 #![no_main]
+// The BPF target has no atomic read-modify-write types; the intrinsic compiles to BPF's atomic add.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
 mod check;
 mod effect;
@@ -24,6 +28,7 @@ mod maps;
 mod memory;
 mod net;
 mod scope;
+mod syscalls;
 mod tasks;
 mod walks;
 
@@ -90,6 +95,15 @@ pub fn cap_capable_return(ctx: RetProbeContext) -> u32 {
         finish(ctx.as_ptr(), key, ctx.ret::<u64>() as i32);
     }
     0
+}
+
+/// `*dst += v` atomically (BPF_ATOMIC add; the result is unused, so no fetch is needed).
+///
+/// # Safety
+/// `dst` must be a valid map value pointer.
+#[inline(always)]
+pub unsafe fn atomic_add<T: Copy>(dst: *mut T, v: T) {
+    unsafe { core::intrinsics::atomic_xadd::<T, T, { core::intrinsics::AtomicOrdering::Relaxed }>(dst, v) };
 }
 
 #[cfg(not(test))]

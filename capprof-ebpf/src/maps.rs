@@ -8,7 +8,7 @@ use aya_ebpf::{
     macros::{btf_map, map},
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
-use capprof_common::{counter, CalibrationSample, CheckKey, Config, NetUseKey, PendingWalk, SiteWindow, TaskOrigin};
+use capprof_common::{counter, CalibrationSample, CheckKey, Config, NetUseKey, PendingWalk, SiteWindow, SyscallCounts, SyscallKey, TaskOrigin};
 
 /// Counters per distinct check, one slot per CPU (no atomics, no shared cache line).
 #[map]
@@ -22,6 +22,21 @@ pub static WATCHED: HashMap<u64, u8> = HashMap::with_max_entries(1024, 0);
 /// the cgroup they exec'd in.
 #[map]
 pub static WORKLOAD_TASKS: HashMap<u32, TaskOrigin> = HashMap::with_max_entries(32768, 0);
+
+/// How many marks wait in `WORKLOAD_TASKS` (entry 0, atomic adds): the system-call hook
+/// looks there only while some do.
+#[map]
+pub static PENDING_MARKS: Array<i64> = Array::with_max_entries(1, 0);
+
+/// System calls per workload key (`--seccomp`): a counter array per key, allocated on first
+/// use (4 KiB each: not preallocated; sized by userspace, one entry when off).
+#[map]
+pub static SYSCALLS: HashMap<SyscallKey, SyscallCounts> = HashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
+
+/// All zeroes, never written: the initial value of a new `SYSCALLS` entry (too big for the
+/// stack).
+#[map]
+pub static SYSCALL_ZERO: PerCpuArray<SyscallCounts> = PerCpuArray::with_max_entries(1, 0);
 
 /// The workload's origin kept on the task itself (task-local storage): the per-check lookup
 /// is a pointer chase instead of a hash. Filled at exec inside the scope, or from

@@ -7,7 +7,7 @@
 //! and moves onto the task at its first check; userspace adopting running tasks does the same.
 
 use aya_ebpf::{
-    bindings::task_struct,
+    bindings::{task_struct, BPF_NOEXIST},
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
         generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_task_btf},
@@ -18,7 +18,7 @@ use aya_ebpf::{
 use capprof_common::{counter, TaskOrigin, MAX_CGROUP_LEVELS};
 
 use crate::scope::in_scope;
-use crate::maps::{bump, config, TASK_ORIGINS, WORKLOAD_TASKS};
+use crate::maps::{bump, config, PENDING_MARKS, TASK_ORIGINS, WORKLOAD_TASKS};
 
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn sched_process_exec(ctx: RawTracePointContext) -> u32 {
@@ -27,19 +27,7 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> u32 {
     if in_scope(cfg) {
         let tid = bpf_get_current_pid_tgid() as u32;
         let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-        // The cgroup's level: the ancestor level at which the current cgroup itself appears.
-        let mut level = 0;
-        for l in 1..=MAX_CGROUP_LEVELS {
-            let id = unsafe { bpf_get_current_ancestor_cgroup_id(l as i32) };
-            if id == cgroup_id {
-                level = l;
-                break;
-            }
-            if id == 0 {
-                break;
-            }
-        }
-        let origin = TaskOrigin { cgroup_id, level, reserved: 0 };
+        let origin = TaskOrigin::workload(cgroup_id, current_level(cgroup_id));
         let task = unsafe { bpf_get_current_task_btf() };
         match TASK_ORIGINS.get_or_insert(task, &origin) {
             // Existing storage keeps its old value: overwrite (a re-exec in another cgroup).
@@ -69,17 +57,59 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
 pub fn sched_process_exit(_ctx: RawTracePointContext) -> u32 {
     let tid = bpf_get_current_pid_tgid() as u32;
-    let _ = WORKLOAD_TASKS.remove(&tid);
+    if WORKLOAD_TASKS.remove(&tid).is_ok() {
+        pending(-1);
+    }
+    0
+}
+
+/// The level of the current cgroup below the root: the ancestor level at which it appears.
+#[inline(always)]
+pub fn current_level(cgroup_id: u64) -> u32 {
+    for l in 1..=MAX_CGROUP_LEVELS {
+        let id = unsafe { bpf_get_current_ancestor_cgroup_id(l as i32) };
+        if id == cgroup_id {
+            return l;
+        }
+        if id == 0 {
+            break;
+        }
+    }
     0
 }
 
 #[inline(always)]
 fn mark(tid: u32, origin: &TaskOrigin) {
-    if WORKLOAD_TASKS.insert(&tid, origin, 0).is_err() {
-        bump(counter::TASKS_MAP_FULL);
+    match WORKLOAD_TASKS.insert(&tid, origin, BPF_NOEXIST as u64) {
+        Ok(()) => pending(1),
+        // Already waiting (a reused thread id whose exit was missed): replaced, not recounted.
+        Err(e) if e as i64 == -EEXIST => {
+            if WORKLOAD_TASKS.insert(&tid, origin, 0).is_err() {
+                bump(counter::TASKS_MAP_FULL);
+            }
+        }
+        Err(_) => bump(counter::TASKS_MAP_FULL),
     }
 }
 
+const EEXIST: i64 = 17;
+
+/// Marks waiting in `WORKLOAD_TASKS` (see `PENDING_MARKS`).
+#[inline(always)]
+fn pending(delta: i64) {
+    if let Some(n) = PENDING_MARKS.get_ptr_mut(0) {
+        // SAFETY: a map value pointer; the add is atomic (other CPUs update it too).
+        unsafe { crate::atomic_add(n, delta) };
+    }
+}
+
+/// Whether a mark may be waiting for some task: the system-call hook, which every task on the
+/// host runs, looks one up only then (an array load instead of a hash lookup per call).
+#[inline(always)]
+pub fn marks_pending() -> bool {
+    // SAFETY: a map value pointer; a plain load (a stale answer only delays a move).
+    PENDING_MARKS.get(0).is_some_and(|n| unsafe { core::ptr::read_volatile(n) } > 0)
+}
 /// The current task's mark, if it is the workload's; a mark still waiting in
 /// `WORKLOAD_TASKS` moves onto the task.
 #[inline(always)]
@@ -91,8 +121,22 @@ pub fn workload_origin(task: *mut task_struct) -> Option<TaskOrigin> {
     let tid = bpf_get_current_pid_tgid() as u32;
     // SAFETY: a pointer a map lookup just returned, valid for this run (per-CPU or per-task: no concurrent writer).
     let origin = unsafe { *WORKLOAD_TASKS.get_ptr(&tid)? };
-    if TASK_ORIGINS.get_or_insert(task, &origin).is_some() {
-        let _ = WORKLOAD_TASKS.remove(&tid);
+    if TASK_ORIGINS.get_or_insert(task, &origin).is_some() && WORKLOAD_TASKS.remove(&tid).is_ok() {
+        pending(-1);
     }
     Some(origin)
+}
+
+/// Moves the current task's mark waiting in `WORKLOAD_TASKS` onto the task: the stored
+/// value, or None when there is none or no storage could be made.
+#[inline(always)]
+pub fn adopt_mark(task: *mut task_struct) -> Option<*mut TaskOrigin> {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    // SAFETY: a pointer a map lookup just returned, valid for this run (per-CPU or per-task: no concurrent writer).
+    let origin = unsafe { *WORKLOAD_TASKS.get_ptr(&tid)? };
+    let stored = TASK_ORIGINS.get_or_insert(task, &origin)?;
+    if WORKLOAD_TASKS.remove(&tid).is_ok() {
+        pending(-1);
+    }
+    Some(stored)
 }

@@ -10,7 +10,7 @@ use crate::capability::CapSet;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::Format;
 use crate::faces::minimize::{self, MinimizeConfig};
-use crate::session::{KernelOptions, RecordOptions};
+use crate::session::{KernelOptions, RecordOptions, SyscallTracing};
 use crate::faces::record::{self, RecordConfig, Target};
 use crate::faces::RunConfig;
 use crate::session::trial::Probe;
@@ -140,7 +140,7 @@ impl OutputArgs {
     fn options(&self, argv: &[String]) -> Result<RecordOptions> {
         check_max_checks(self.max_checks)?;
         Ok(RecordOptions {
-            kernel: KernelOptions { sizes: MapSizes { checks: self.max_checks, ..MapSizes::default() }, backend: self.backend, bpf_stats: self.bpf_stats },
+            kernel: KernelOptions { sizes: MapSizes { checks: self.max_checks, ..MapSizes::default() }, backend: self.backend, bpf_stats: self.bpf_stats, syscalls: SyscallTracing::Off },
             containers: match self.containers {
                 ContainersWhen::Always => true,
                 ContainersWhen::Never => false,
@@ -216,6 +216,12 @@ pub struct RecordArgs {
     /// Seconds to wait for --ready/--check.
     #[arg(long, default_value_t = 30.0, value_name = "SECS", requires = "check")]
     pub timeout: f64,
+    /// Also record the system calls each workload makes (counted in the kernel, no event per
+    /// call) and give its seccomp allow list: `-f seccomp` (OCI/Docker profile), `-f spo`
+    /// (Security Profiles Operator), and `--security-opt seccomp=FILE` / `seccompProfile` in
+    /// the docker, docker-run, compose and k8s outputs (the files are written beside -o).
+    #[arg(long)]
+    pub seccomp: bool,
     /// The command to record, after `--`.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required_unless_present_any = ["container", "cgroup", "unit"], value_name = "CMD")]
     pub command: Vec<String>,
@@ -239,6 +245,10 @@ pub struct DaemonArgs {
     /// Also learn systemd services (`*.service` cgroups).
     #[arg(long)]
     pub services: bool,
+    /// Also learn each workload's system calls, for seccomp profiles (`export -f seccomp`).
+    /// Every system call on the node then pays for the hook (BENCHMARKS.md).
+    #[arg(long)]
+    pub seccomp: bool,
     /// Seconds between writes of batched counters (new facts are written at once).
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     pub flush_interval: f64,
@@ -318,7 +328,12 @@ impl DaemonArgs {
             state: self.state,
             services: self.services,
             flush_every: positive_secs(self.flush_interval, "--flush-interval")?,
-            kernel: KernelOptions { sizes: MapSizes { checks: self.max_checks, ..MapSizes::default() }, backend: self.backend, bpf_stats: self.bpf_stats },
+            kernel: KernelOptions {
+                sizes: MapSizes { checks: self.max_checks, ..MapSizes::default() },
+                backend: self.backend,
+                bpf_stats: self.bpf_stats,
+                syscalls: if self.seccomp { SyscallTracing::Count } else { SyscallTracing::Off },
+            },
             exit_after: self.exit_after.map(|v| positive_secs(v, "--exit-after")).transpose()?,
             detach: self.detach,
             network_hooks: !self.no_network_hooks,
@@ -345,17 +360,34 @@ pub struct TrialArgs {
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
     /// The capabilities to allow: names (any case, with or without CAP_), comma-separated;
-    /// `none` for none.
-    #[arg(long, value_name = "LIST")]
-    pub caps: String,
+    /// `none` for none. Without it (and with --seccomp), the workload keeps its own.
+    #[arg(long, value_name = "LIST", required_unless_present = "seccomp")]
+    pub caps: Option<String>,
+    /// Run under this seccomp profile (OCI/Docker JSON, e.g. `record --seccomp -f seccomp`):
+    /// `--security-opt seccomp=FILE` for docker/podman, a filter capprof installs before
+    /// the exec for a plain command. The calls it refuses are reported.
+    #[arg(long, value_name = "FILE", conflicts_with = "unit")]
+    pub seccomp: Option<PathBuf>,
     #[command(flatten)]
     pub trial: TrialArgs,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct MinimizeArgs {
+    /// Also record the system calls and prove the seccomp allow list: every trial after the
+    /// first runs under it (refused calls the workload needs are added back).
+    #[arg(long, conflicts_with = "unit")]
+    pub seccomp: bool,
     #[command(flatten)]
     pub trial: TrialArgs,
+}
+
+/// The seccomp outputs need the system calls: refused before anything runs.
+fn needs_syscalls(format: Format, seccomp: bool) -> Result<()> {
+    if matches!(format, Format::Seccomp | Format::Spo) && !seccomp {
+        return Err(Error::new(ErrorKind::Usage, format!("-f {} needs --seccomp (the system calls are recorded only then)", if format == Format::Seccomp { "seccomp" } else { "spo" })));
+    }
+    Ok(())
 }
 
 impl RecordArgs {
@@ -363,7 +395,11 @@ impl RecordArgs {
         let duration = self.duration.map(|d| positive_secs(d, "--duration")).transpose()?;
         let timeout = positive_secs(self.timeout, "--timeout")?;
         let probe = self.check.map(|check| Probe { ready: self.ready, check, timeout });
-        let options = self.output.options(&self.command)?;
+        let mut options = self.output.options(&self.command)?;
+        if self.seccomp {
+            options.kernel.syscalls = SyscallTracing::Count;
+        }
+        needs_syscalls(self.output.format, self.seccomp)?;
         // clap makes them exclusive; this is the one place that turns three options into one.
         let target = match (self.container, self.cgroup, self.unit) {
             (Some(name), _, _) => Target::Container(name),
@@ -399,13 +435,22 @@ impl TrialArgs {
 
 impl VerifyArgs {
     pub fn validate(self) -> Result<VerifyConfig> {
-        Ok(VerifyConfig { caps: CapSet::parse_list(&self.caps)?, run: self.trial.validate()? })
+        let mut run = self.trial.validate()?;
+        if self.seccomp.is_some() {
+            run.options.kernel.syscalls = SyscallTracing::Refusals;
+        }
+        Ok(VerifyConfig { caps: self.caps.as_deref().map(CapSet::parse_list).transpose()?, seccomp: self.seccomp, run })
     }
 }
 
 impl MinimizeArgs {
     pub fn validate(self) -> Result<MinimizeConfig> {
-        self.trial.validate()
+        needs_syscalls(self.trial.output.format, self.seccomp)?;
+        let mut run = self.trial.validate()?;
+        if self.seccomp {
+            run.options.kernel.syscalls = SyscallTracing::Refusals;
+        }
+        Ok(run)
     }
 }
 
@@ -437,9 +482,20 @@ pub fn run() -> anyhow::Result<i32> {
                 Format::K8s => "k8s",
                 Format::K8sPatch => "k8s-patch",
                 Format::Systemd => "systemd",
+                Format::Seccomp => "seccomp",
+                Format::Spo => "spo",
                 Format::DockerRun => return Err(Error::new(ErrorKind::Usage, "--format docker-run needs a recorded command; use docker, compose or k8s").into()),
             };
             let sink = crate::output::Sink::open(e.output.as_deref(), crate::output::Stream::Stdout)?;
+            if e.format.refers_to_seccomp_files() {
+                // The seccomp profile files are written here, beside the output.
+                let json = crate::faces::daemon::client::export(&e.socket, e.workload.as_deref(), e.namespace.as_deref(), "json")?;
+                let profile = crate::profile::Profile::from_json(&json, "the daemon's answer")?;
+                if profile.workloads.iter().any(|w| w.seccomp.is_some()) {
+                    sink.emit(&profile, e.format)?;
+                    return Ok(0);
+                }
+            }
             let text = crate::faces::daemon::client::export(&e.socket, e.workload.as_deref(), e.namespace.as_deref(), format)?;
             sink.write_text(&text);
             Ok(0)

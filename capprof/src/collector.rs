@@ -38,6 +38,14 @@ pub struct Observation {
     pub futile: u64,
 }
 
+/// The system calls one workload key made (`--seccomp`): (number, count), numbers of the
+/// key's table.
+#[derive(Clone, Debug)]
+pub struct SyscallObservation {
+    pub key: capprof_common::SyscallKey,
+    pub calls: Vec<(u32, u64)>,
+}
+
 /// Everything the kernel side saw.
 #[derive(Clone, Debug, Default)]
 pub struct Observations {
@@ -48,6 +56,8 @@ pub struct Observations {
     /// cgroup v2 paths, read from /proc while their processes ran (containers' cgroups are
     /// often gone by the end).
     pub cgroup_paths: HashMap<u64, String>,
+    /// System calls per workload key, with `--seccomp`.
+    pub syscalls: Vec<SyscallObservation>,
 }
 
 pub struct Collector {
@@ -141,6 +151,18 @@ impl Sightings {
         }
     }
 
+    /// Names the cgroups of system-call keys (no event names them: they have none).
+    pub fn name_syscall_cgroups(&mut self, syscalls: &[SyscallObservation]) {
+        for s in syscalls {
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.cgroup_paths.entry(s.key.cgroup_id) {
+                if let Some(path) = crate::kernel::cgroup::path_of_id(s.key.cgroup_id) {
+                    self.new_cgroups.push(path.clone());
+                    slot.insert(path);
+                }
+            }
+        }
+    }
+
     /// Every check with its count and first sighting. With `before_stop` (see
     /// [`Collector::counts`]), what was counted since is split off `at_stop`.
     pub fn observations(
@@ -165,7 +187,7 @@ impl Sightings {
             }
         }
         counters.checks_seen = checks.iter().map(|c| c.count).sum::<u64>() + counters.checks_map_full;
-        Observations { checks, counters, net_uses, cgroup_paths: self.cgroup_paths.clone() }
+        Observations { checks, counters, net_uses, cgroup_paths: self.cgroup_paths.clone(), syscalls: vec![] }
     }
 }
 
@@ -179,6 +201,7 @@ impl Collector {
             self.seen.cgroup_paths.remove(c);
         }
         self.backend.remove_net_uses(cgroups)?;
+        self.backend.remove_syscalls(Some(cgroups))?;
         self.backend.remove_checks(keys)
     }
 
@@ -208,7 +231,11 @@ impl Collector {
         let counts = self.backend.checks()?;
         let counters = self.backend.counters()?;
         let net_uses = self.backend.net_uses()?.into_iter().map(|(k, n)| (k.cgroup_id, k.kind, k.port, n)).collect();
-        Ok(self.seen.observations(counts, &futile, counters, net_uses, before_stop))
+        let syscalls = self.backend.syscalls()?;
+        self.seen.name_syscall_cgroups(&syscalls);
+        let mut obs = self.seen.observations(counts, &futile, counters, net_uses, before_stop);
+        obs.syscalls = syscalls;
+        Ok(obs)
     }
 }
 

@@ -16,7 +16,8 @@
 //! over it; [`cli`] parses arguments into their configurations. [`manifest`] reads what
 //! deployment files grant (compose, Kubernetes, `docker run`, systemd units), for `check`. [`kernel`] holds the kernel's own
 //! interfaces (BTF, kallsyms, tracefs, cgroup v2, privileges), [`capability`] the names and
-//! sets, [`error`] the error kinds and exit codes.
+//! sets, [`seccomp`] the system call tables and seccomp profile files (`--seccomp`: the
+//! syscalls each workload made, from the same run), [`error`] the error kinds and exit codes.
 
 pub mod attribution;
 pub mod backend;
@@ -31,6 +32,7 @@ pub mod kernel;
 pub mod manifest;
 pub mod output;
 pub mod profile;
+pub mod seccomp;
 #[cfg(test)]
 mod properties;
 pub mod session;

@@ -40,6 +40,14 @@ impl Sink {
     /// Renders and writes the profile; a failed write falls back (see the module doc) and
     /// is reported on stderr, so the caller's exit status stays the workload's.
     pub fn emit(&self, profile: &Profile, format: Format) -> Result<()> {
+        let mut with_files;
+        let profile = if format.refers_to_seccomp_files() && profile.workloads.iter().any(|w| w.seccomp.is_some()) {
+            with_files = profile.clone();
+            self.write_seccomp_files(&mut with_files);
+            &with_files
+        } else {
+            profile
+        };
         let text = render(profile, format)?;
         if let Some(path) = self.write_text(&text) {
             for w in &profile.workloads {
@@ -72,6 +80,27 @@ impl Sink {
             }
         }
         None
+    }
+}
+
+impl Sink {
+    /// Writes each workload's seccomp profile beside the output (`-o`'s directory, else the
+    /// current one), for the outputs that refer to it; a file that cannot be written is said
+    /// on stderr and not referred to.
+    fn write_seccomp_files(&self, profile: &mut Profile) {
+        let dir = self.path.as_deref().and_then(Path::parent).filter(|d| !d.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        for w in &mut profile.workloads {
+            let name = crate::format::seccomp::file_name(w);
+            let Some(s) = w.seccomp.as_mut() else { continue };
+            let path = dir.join(name);
+            match write_file(&path, &s.to_oci().to_json()) {
+                Ok(()) => {
+                    eprintln!("capprof: {}: seccomp profile ({} system calls) written to {}", crate::format::plain(&w.name), s.syscalls.len(), path.display());
+                    s.file = Some(path.display().to_string());
+                }
+                Err(e) => eprintln!("capprof: warning: {e:#}: the output does not refer to a seccomp profile"),
+            }
+        }
     }
 }
 

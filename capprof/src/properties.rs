@@ -85,7 +85,7 @@ fn workload(name: &str, labels: &[(&str, &str)], image: &str, comm: &str) -> Wor
 }
 
 fn profile(workloads: Vec<WorkloadProfile>) -> Profile {
-    let backend = BackendSummary { name: "tracepoint".into(), sees_opts: false, classification: String::new(), program: None };
+    let backend = BackendSummary { name: "tracepoint".into(), sees_opts: false, classification: String::new(), program: None, syscall_program: None };
     Profile::assemble(backend, Losses::default(), 0, workloads)
 }
 
@@ -321,7 +321,7 @@ fn api() -> crate::faces::daemon::server::Shared {
     let _ = std::fs::remove_file(&path);
     let mut store = Store::open(&path).unwrap();
     let identity = crate::attribution::identity::Identity { id: "compose:p/web\nx".into(), kind: crate::attribution::identity::IdentityKind::Compose, namespace: Some("p".into()), container: "web\nx".into() };
-    let record = WorkloadRecord { identity, first_seen: 1, last_seen: 2, last_new_capability: 2, container: None, containers: vec![], granted: 0xa80425fb, used: 1, net_uses: vec![] };
+    let record = WorkloadRecord { identity, first_seen: 1, last_seen: 2, last_new_capability: 2, container: None, containers: vec![], granted: 0xa80425fb, used: 1, net_uses: vec![], syscalls: vec![] };
     let c = check(0);
     let mut fact = Fact::from_check(&c, 1);
     fact.count = 3;
@@ -329,7 +329,7 @@ fn api() -> crate::faces::daemon::server::Shared {
     crate::faces::daemon::server::Shared {
         store: Arc::new(Mutex::new(store)),
         health: Arc::new(Mutex::new(crate::faces::daemon::learner::Health::default())),
-        backend: BackendSummary { name: "tracepoint".into(), sees_opts: false, classification: String::new(), program: None },
+        backend: BackendSummary { name: "tracepoint".into(), sees_opts: false, classification: String::new(), program: None, syscall_program: None },
         started: std::time::Instant::now(),
         tcp_metrics_only: false,
     }
@@ -414,6 +414,42 @@ proptest! {
             let file = dir.join(name);
             std::fs::write(&file, text).unwrap();
             let _ = crate::manifest::read(&file);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The filter capprof installs allows exactly the allow list, per table, whatever its
+    /// length (short jumps only) and whatever number is asked.
+    #[test]
+    fn the_compiled_filter_is_the_allow_list(
+        native in proptest::collection::btree_set(0u32..1024, 0..400),
+        i386 in proptest::collection::btree_set(0u32..1024, 0..50),
+        asked in proptest::collection::vec((0u32..3, 0u32..1100), 64),
+    ) {
+        use crate::seccomp::{filter::Program, Arch, AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT};
+        let p = Program::compile(&[(Arch::X86_64, native.clone()), (Arch::I386, i386.clone())], 1).unwrap();
+        for (table, nr) in asked {
+            let (arch, number, allowed) = match table {
+                0 => (AUDIT_ARCH_X86_64, nr, native.contains(&nr)),
+                1 => (AUDIT_ARCH_I386, nr, i386.contains(&nr)),
+                _ => (AUDIT_ARCH_X86_64, nr | X32_SYSCALL_BIT, false),
+            };
+            prop_assert_eq!(p.verdict(arch, number) == 0x7fff_0000, allowed, "table {} nr {}", table, nr);
+        }
+    }
+
+    /// `verify --seccomp FILE`: any text is a profile or an error, never a panic.
+    #[test]
+    fn seccomp_files_never_panic(raw in any::<String>(), s in nasty()) {
+        use crate::seccomp::oci::SeccompFile;
+        for text in [raw.clone(), format!("{{\"defaultAction\":{s:?},\"architectures\":[{s:?}],\"syscalls\":[{{\"names\":[{s:?}],\"action\":{s:?}}}]}}")] {
+            if let Ok(f) = SeccompFile::parse(&text, "t") {
+                let _ = f.numbers();
+                let _ = f.arches();
+            }
         }
     }
 }

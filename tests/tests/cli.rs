@@ -133,3 +133,43 @@ fn units_need_systemd_and_a_service_name() {
         assert_eq!(out.status.code(), Some(64), "{args:?}: {}", stderr(&out));
     }
 }
+
+/// `--seccomp` inputs: a profile file that is missing, not JSON, of an unknown architecture
+/// or with conditions a plain command cannot be given; seccomp outputs without `--seccomp`;
+/// `--seccomp` with `--unit`. Each a one-line error with its documented code, before anything
+/// runs.
+#[test]
+fn bad_seccomp_inputs_are_refused_with_a_reason() {
+    require_root();
+    let dir = scratch("seccomp-cli");
+    let write = |name: &str, text: &str| -> String {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let garbage = write("garbage.json", "{\"defaultAction\": ");
+    let ppc = write("ppc.json", r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_PPC64LE"],"syscalls":[]}"#);
+    let conditional = write(
+        "cond.json",
+        r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["personality"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":8,"op":"SCMP_CMP_EQ"}]}]}"#,
+    );
+    let missing = dir.join("missing.json").display().to_string();
+    for (args, code, says) in [
+        (vec!["verify", "--seccomp", &garbage, "--", "true"], 65, "is not a seccomp profile"),
+        (vec!["verify", "--seccomp", &ppc, "--", "true"], 65, "SCMP_ARCH_PPC64LE"),
+        (vec!["verify", "--seccomp", &missing, "--", "true"], 74, "missing.json"),
+        (vec!["verify", "--seccomp", &conditional, "--", "true"], 64, "conditional"),
+        (vec!["record", "-f", "seccomp", "--", "true"], 64, "--seccomp"),
+        (vec!["minimize", "-f", "spo", "--", "true"], 64, "--seccomp"),
+        (vec!["verify", "--seccomp", &conditional, "--unit", "x.service", "--check", "true"], 64, "--unit"),
+    ] {
+        let out = capprof_cmd(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        if code != 64 || !err.contains("Usage") {
+            assert_eq!(err.lines().count(), 1, "one line: {err}");
+        }
+    }
+}

@@ -56,6 +56,9 @@ pub fn run(release: &Path, iterations: u64) -> Result<()> {
     let p = phased(&capprof, &scenario, "getppid", Second::CapprofElsewhere)?;
     println!("| getppid(): no capability check | {} | {} |", p.columns(), p.capprof.len().min(p.bpftrace.len()));
 
+    crate::bench_seccomp::run(&capprof, &scenario)?;
+    crate::bench_seccomp::program_times(&capprof, &scenario)?;
+
     println!("\n## Program run time per check (kernel BPF statistics), both tools on the same checks\n");
     println!("The bpftrace one-liner attached while `capprof record --bpf-stats` runs the loop ({iterations} iterations): every");
     println!("check runs both programs, so each round compares them under the same conditions. {ROUNDS} rounds. bpftrace's");
@@ -126,7 +129,7 @@ fn fastest(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
@@ -139,6 +142,11 @@ struct Phased {
     base: Vec<f64>,
     capprof: Vec<f64>,
     bpftrace: Vec<f64>,
+}
+
+/// `min to max` of added costs.
+pub(crate) fn range(v: &[f64]) -> String {
+    format!("range {:+.0} to {:+.0}", fastest(v), slowest(v))
 }
 
 impl Phased {
@@ -187,7 +195,7 @@ fn phased(capprof: &Path, scenario: &Path, kind: &str, second: Second) -> Result
     nothing(&mut windows);
     // A round: capprof, nothing, bpftrace, nothing (~4 s).
     while monotonic_ns() + 5_000_000_000 < loop_end {
-        let attached = record_cgroup_window(capprof, &rel)?;
+        let attached = record_cgroup_window(capprof, &rel, &[])?;
         windows.push((Phase::Capprof, attached + 100_000_000, attached + 1_100_000_000));
         nothing(&mut windows);
         match second {
@@ -199,29 +207,14 @@ fn phased(capprof: &Path, scenario: &Path, kind: &str, second: Second) -> Result
                 tracer.stop()?;
             }
             Second::CapprofElsewhere => {
-                let attached = record_cgroup_window(capprof, &idle_rel)?;
+                let attached = record_cgroup_window(capprof, &idle_rel, &[])?;
                 windows.push((Phase::Bpftrace, attached + 100_000_000, attached + 1_100_000_000));
             }
         }
         nothing(&mut windows);
     }
-    let out = child.wait_with_output()?;
-    let _ = std::fs::remove_dir(&cgroup);
-    let _ = std::fs::remove_dir(&idle);
-    if !out.status.success() {
-        bail!("timed loop failed: {}", out.status);
-    }
-    let batches: Vec<(u64, u64, f64)> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace().map(|x| x.parse::<u64>().ok());
-            Some((f.next()??, f.next()??, f.next()?? as f64))
-        })
-        .collect();
-    let level = |(_, from, to): (Phase, u64, u64)| -> Option<f64> {
-        let mut inside: Vec<f64> = batches.iter().filter(|b| b.0 >= from && b.1 <= to).map(|b| b.2).collect();
-        (inside.len() >= 20).then(|| median(&mut inside))
-    };
+    let batches = Batches::of(child, &[&cgroup, &idle])?;
+    let level = |(_, from, to): (Phase, u64, u64)| batches.level(from, to);
     let mut p = Phased { base: Vec::new(), capprof: Vec::new(), bpftrace: Vec::new() };
     for i in 1..windows.len().saturating_sub(1) {
         let (phase, ..) = windows[i];
@@ -242,10 +235,42 @@ fn phased(capprof: &Path, scenario: &Path, kind: &str, second: Second) -> Result
     Ok(p)
 }
 
+/// A timed loop's batches: (start ns, end ns, median call ns) per 1,000 calls.
+pub(crate) struct Batches(Vec<(u64, u64, f64)>);
+
+impl Batches {
+    /// Waits for the loop to end (then removes its cgroups) and reads its batches.
+    pub(crate) fn of(child: Child, cgroups: &[&Path]) -> Result<Self> {
+        let out = child.wait_with_output()?;
+        for c in cgroups {
+            let _ = std::fs::remove_dir(c);
+        }
+        if !out.status.success() {
+            bail!("timed loop failed: {}", out.status);
+        }
+        Ok(Self(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| {
+                    let mut f = l.split_whitespace().map(|x| x.parse::<u64>().ok());
+                    Some((f.next()??, f.next()??, f.next()?? as f64))
+                })
+                .collect(),
+        ))
+    }
+
+    /// The median of the batches entirely inside `[from, to]` (None with fewer than 20).
+    pub(crate) fn level(&self, from: u64, to: u64) -> Option<f64> {
+        let mut inside: Vec<f64> = self.0.iter().filter(|b| b.0 >= from && b.1 <= to).map(|b| b.2).collect();
+        (inside.len() >= 20).then(|| median(&mut inside))
+    }
+}
+
 /// Runs `capprof record --cgroup REL --duration 1.2` to its end; returns when it attached.
-fn record_cgroup_window(capprof: &Path, rel: &str) -> Result<u64> {
+pub(crate) fn record_cgroup_window(capprof: &Path, rel: &str, extra: &[&str]) -> Result<u64> {
     let mut rec = Command::new(capprof)
         .args(["record", "-f", "json", "-o", "/dev/null", "--duration", "1.2", "--cgroup", rel])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;
@@ -267,17 +292,17 @@ fn record_cgroup_window(capprof: &Path, rel: &str) -> Result<u64> {
     Ok(attached)
 }
 
-fn monotonic_ns() -> u64 {
+pub(crate) fn monotonic_ns() -> u64 {
     let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
 /// Kernel BPF statistics on (the sysctl) for as long as it lives.
-struct StatsOn;
+pub(crate) struct StatsOn;
 
 impl StatsOn {
-    fn new() -> Result<Self> {
+    pub(crate) fn new() -> Result<Self> {
         std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1").context("enabling bpf_stats")?;
         Ok(Self)
     }
@@ -289,12 +314,17 @@ impl Drop for StatsOn {
     }
 }
 
-struct Bpftrace(Child);
+pub(crate) struct Bpftrace(Child);
 
 impl Bpftrace {
     /// Starts the one-liner and waits until its probe is attached.
     fn start() -> Result<Self> {
-        let mut child = Command::new("bpftrace").args(["-e", BPFTRACE]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().context("bpftrace")?;
+        Self::start_script(BPFTRACE)
+    }
+
+    /// Starts a bpftrace script and waits until its probe is attached.
+    pub(crate) fn start_script(script: &str) -> Result<Self> {
+        let mut child = Command::new("bpftrace").args(["-e", script]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().context("bpftrace")?;
         let stdout = child.stdout.take().context("bpftrace stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         match lines.next() {
@@ -308,7 +338,7 @@ impl Bpftrace {
     }
 
     /// (run count, run time ns) of its BPF program, from its fd table.
-    fn program_stats(&self) -> Result<(u64, u64)> {
+    pub(crate) fn program_stats(&self) -> Result<(u64, u64)> {
         for entry in std::fs::read_dir(format!("/proc/{}/fdinfo", self.0.id()))?.flatten() {
             let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
             let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).and_then(|v| v.trim().parse::<u64>().ok());
@@ -319,7 +349,7 @@ impl Bpftrace {
         bail!("no BPF program in bpftrace's fd table")
     }
 
-    fn stop(mut self) -> Result<()> {
+    pub(crate) fn stop(mut self) -> Result<()> {
         unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
         self.0.wait()?;
         Ok(())

@@ -5,6 +5,7 @@
 //! fresh machine by itself.
 
 mod bench;
+mod bench_seccomp;
 mod churn;
 mod cpio;
 mod rootfs;
@@ -45,6 +46,9 @@ enum Cmd {
         #[arg(long, default_value_t = 200_000)]
         iterations: u64,
     },
+    /// Only BENCHMARKS.md's `--seccomp` table (the system-call hook per call, in and out of
+    /// scope); `bench` includes it.
+    BenchSeccomp,
     /// The daemon under churn: N short-lived cgroups, K checks each; fails if anything is lost.
     Churn {
         #[arg(long, default_value_t = 1000)]
@@ -112,6 +116,13 @@ fn main() -> Result<()> {
             setup()?;
             cargo(&["build", "--release", "-p", "capprof", "-p", "capprof-tests"])?;
             bench::run(&root().join("target/release"), iterations)
+        }
+        Cmd::BenchSeccomp => {
+            setup()?;
+            cargo(&["build", "--release", "-p", "capprof", "-p", "capprof-tests"])?;
+            let release = root().join("target/release");
+            bench_seccomp::run(&release.join("capprof"), &release.join("scenario"))?;
+            bench_seccomp::program_times(&release.join("capprof"), &release.join("scenario"))
         }
         Cmd::Churn { cgroups, checks } => {
             setup()?;

@@ -74,6 +74,7 @@ pub fn run(release: &Path) -> Result<()> {
             }
         }
         script.push_str(&pinned_daemon_script(backend));
+        script.push_str(&seccomp_script(backend));
         // What the backend says it sees.
         script.push_str(&format!(
             "capprof record --backend {backend} -f json -o /tmp/p.json -- true 2>/dev/null; \
@@ -132,16 +133,41 @@ pub fn run(release: &Path) -> Result<()> {
             }
         }
     }
+    for backend in BACKENDS {
+        let want = format!("SECCOMP {backend} 0 1 1");
+        if run.output.lines().any(|l| l.trim() == want) {
+            println!("--seccomp on {backend}: the recorded profile works, without getpid the int 0x80 call is refused and named (i386)");
+        } else {
+            failures += 1;
+            println!("--seccomp on {backend}: expected `{want}`: {}", run.output.lines().filter(|l| l.starts_with(&format!("SECCOMP {backend}"))).collect::<Vec<_>>().join("; "));
+        }
+    }
     if !run.output.contains("TRACEPOINT_EXIT 69") {
         failures += 1;
         println!("the tracepoint backend should be refused on 6.1 with exit 69 (unsupported kernel)");
     }
-    let total = (SCENARIOS.len() + PROBES_SEEN.len() + 2) * BACKENDS.len() + 1;
+    let total = (SCENARIOS.len() + PROBES_SEEN.len() + 3) * BACKENDS.len() + 1;
     println!("\nvm-test: {} passed, {failures} failed", total - failures.min(total));
     if failures > 0 {
         bail!("{failures} scenario(s) differ on the second kernel");
     }
     Ok(())
+}
+
+/// `--seccomp` on this kernel (its verifier, its BTF offsets): a compat (int 0x80) getpid
+/// recorded on the i386 table; the recorded profile passes `verify` under the filter capprof
+/// installs, the profile without getpid fails it and names the i386 call (refused, it is in
+/// no allow list of the verified run: the one match is in `refused`).
+fn seccomp_script(backend: &str) -> String {
+    format!(
+        "capprof record --backend {b} --seccomp -f seccomp -o /tmp/sc.json -- scenario compat-getpid 2>/tmp/err || sed 's/^/ERR /' /tmp/err\n\
+         capprof verify --backend {b} --seccomp /tmp/sc.json -f json -o /tmp/v.json -- scenario compat-getpid 2>/tmp/err; OK=$?\n\
+         sed '/\"getpid\"/d' /tmp/sc.json > /tmp/sc1.json\n\
+         capprof verify --backend {b} --seccomp /tmp/sc1.json -f json -o /tmp/v1.json -- scenario compat-getpid 2>>/tmp/err; MINUS=$?\n\
+         NAMED=$(tr -d ' \\n' < /tmp/v1.json | grep -c '\"name\":\"getpid\",\"arch\":\"i386\"')\n\
+         echo \"SECCOMP {b} $OK $MINUS $NAMED\"; [ $OK = 0 ] || sed 's/^/ERR /' /tmp/err\n",
+        b = backend
+    )
 }
 
 /// The daemon's pinned programs on this backend (fexit or kprobe links, raw tracepoints):

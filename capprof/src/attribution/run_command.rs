@@ -56,9 +56,23 @@ pub(crate) fn locate_run(argv: &[String]) -> Option<(usize, usize)> {
 /// `--cap-add`/`--cap-drop`/`--privileged` options (before the image) removed. None when the
 /// command is not `docker|podman|nerdctl [global options] [container] run ...`.
 pub fn rewrite_run(argv: &[String], set: CapSet) -> Option<Vec<String>> {
+    rewrite_run_with(argv, Some(set), None)
+}
+
+/// Like [`rewrite_run`], with the capability options only when `set` is given, and with
+/// `--security-opt seccomp=PROFILE` in place of the command's own seccomp option when
+/// `seccomp` is.
+pub fn rewrite_run_with(argv: &[String], set: Option<CapSet>, seccomp: Option<&str>) -> Option<Vec<String>> {
     let (run, _) = locate_run(argv)?;
     let mut out: Vec<String> = argv[..=run].to_vec();
-    out.extend(cap_flags(&set));
+    if let Some(set) = &set {
+        out.extend(cap_flags(set));
+    }
+    if let Some(profile) = seccomp {
+        out.push("--security-opt".into());
+        out.push(format!("seccomp={profile}"));
+    }
+    let is_seccomp_opt = |v: &str| v.starts_with("seccomp=") || v.starts_with("seccomp:");
     let mut i = run + 1;
     while i < argv.len() {
         let a = &argv[i];
@@ -71,8 +85,11 @@ pub fn rewrite_run(argv: &[String], set: CapSet) -> Option<Vec<String>> {
         let name = a.split('=').next().unwrap_or(a);
         let has_inline_value = a.contains('=');
         match name {
-            "--cap-add" | "--cap-drop" => i += if has_inline_value { 1 } else { 2 },
-            "--privileged" => i += 1,
+            "--cap-add" | "--cap-drop" if set.is_some() => i += if has_inline_value { 1 } else { 2 },
+            "--privileged" if set.is_some() => i += 1,
+            "--security-opt" if seccomp.is_some() && (if has_inline_value { is_seccomp_opt(&a[name.len() + 1..]) } else { argv.get(i + 1).is_some_and(|v| is_seccomp_opt(v)) }) => {
+                i += if has_inline_value { 1 } else { 2 };
+            }
             _ => {
                 let takes = VALUE_OPTIONS.contains(&name) && !has_inline_value;
                 out.extend(argv[i..(i + if takes { 2 } else { 1 }).min(argv.len())].iter().cloned());
@@ -110,5 +127,13 @@ mod tests {
         assert!(rewrite_run(&v("docker ps"), CapSet::empty()).is_none());
         assert_eq!(run_image(&v("docker run --rm -e A=1 --name x --cap-add NET_RAW img sh")).as_deref(), Some("img"));
         assert!(rewrite_run(&v("make test"), CapSet::empty()).is_none());
+    }
+
+    #[test]
+    fn a_seccomp_profile_replaces_the_commands_own() {
+        let out = rewrite_run_with(&v("docker run --security-opt seccomp=unconfined --security-opt=no-new-privileges --cap-add NET_RAW img"), None, Some("/p.json")).unwrap();
+        assert_eq!(out.join(" "), "docker run --security-opt seccomp=/p.json --security-opt=no-new-privileges --cap-add NET_RAW img");
+        let out = rewrite_run_with(&v("podman run --security-opt=seccomp=/old.json img"), Some(CapSet::empty()), Some("/p.json")).unwrap();
+        assert_eq!(out.join(" "), "podman run --cap-drop=ALL --security-opt seccomp=/p.json img");
     }
 }

@@ -17,11 +17,12 @@ pub struct NetUse {
     pub count: u64,
 }
 
-/// Checks and network uses of one workload.
+/// Checks, network uses and system calls of one workload.
 #[derive(Default)]
 pub struct Share {
     pub checks: Vec<Check>,
     pub net_uses: Vec<NetUse>,
+    pub syscalls: Vec<crate::collector::SyscallObservation>,
 }
 
 /// The recording split by workload.
@@ -70,6 +71,13 @@ pub fn group(checks: Vec<Check>, obs: &Observations, command: Option<(u64, &str)
         match owner(cgroup) {
             Owner::Command => out.command.net_uses.push(u),
             Owner::Container(id) => by_container.entry(id).or_default().net_uses.push(u),
+            Owner::Elsewhere => {}
+        }
+    }
+    for s in &obs.syscalls {
+        match owner(s.key.cgroup_id) {
+            Owner::Command => out.command.syscalls.push(s.clone()),
+            Owner::Container(id) => by_container.entry(id).or_default().syscalls.push(s.clone()),
             Owner::Elsewhere => {}
         }
     }

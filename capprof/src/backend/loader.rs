@@ -30,6 +30,9 @@ pub struct KernelFacts {
     pub cred_offsets: capprof_common::CredOffsets,
     /// `linux_binprm.filename`, for following exec walks (0: not followed).
     pub bprm_filename_offset: u32,
+    /// `task_struct.thread_info.status` (x86: TS_COMPAT tells 32-bit system calls; 0: not
+    /// told apart).
+    pub task_status_offset: u32,
 }
 
 pub fn kernel_facts() -> Result<KernelFacts> {
@@ -64,6 +67,11 @@ pub fn kernel_facts() -> Result<KernelFacts> {
         cred_offsets: cred_offsets(&btf),
         // Offset 0 would also mean "off": filename is never linux_binprm's first member.
         bprm_filename_offset: btf.member_offset("linux_binprm", "filename").unwrap_or(0),
+        // TS_COMPAT is x86's; status is never task_struct's first word (flags is).
+        task_status_offset: match (cfg!(target_arch = "x86_64"), btf.member_offset("task_struct", "thread_info"), btf.member_offset("thread_info", "status")) {
+            (true, Some(a), Some(b)) => a + b,
+            _ => 0,
+        },
     })
 }
 
@@ -103,11 +111,13 @@ fn load_without_vmlinux_btf(sizes: MapSizes, facts: KernelFacts) -> Result<aya::
             .override_global("COMM_OFFSET", &facts.comm_offset, true)
             .override_global("CRED_OFFSETS", &facts.cred_offsets, true)
             .override_global("BPRM_FILENAME_OFFSET", &facts.bprm_filename_offset, true)
+            .override_global("TASK_STATUS_OFFSET", &facts.task_status_offset, true)
             // TASK_ORIGINS (task-local storage) has no userspace type in aya 0.14; only the
             // programs use it.
             .allow_unsupported_maps()
             .map_max_entries("CHECKS", sizes.checks)
             .map_max_entries("WORKLOAD_TASKS", sizes.tasks)
+            .map_max_entries("SYSCALLS", sizes.syscalls)
             .load(object.bytes())
             .map_err(|e| load_error("loading the eBPF object", e))
     };

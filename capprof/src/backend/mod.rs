@@ -9,7 +9,7 @@ pub mod pins;
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya::Ebpf;
-use capprof_common::{counter, CheckKey, Config, NetUseKey, TaskOrigin};
+use capprof_common::{counter, CheckKey, Config, NetUseKey, SyscallCounts, SyscallKey, TaskOrigin};
 use serde::Serialize;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -34,13 +34,19 @@ pub struct BackendInfo {
 pub struct MapSizes {
     pub checks: u32,
     pub tasks: u32,
+    /// System-call counter arrays (workload keys); one when `--seccomp` is off. Allocated on
+    /// first use, 4 KiB each.
+    pub syscalls: u32,
 }
 
 impl Default for MapSizes {
     fn default() -> Self {
-        Self { checks: 16384, tasks: 32768 }
+        Self { checks: 16384, tasks: 32768, syscalls: 1 }
     }
 }
+
+/// `MapSizes::syscalls` with `--seccomp`: workload keys (cgroup, program, table, phase).
+pub const SYSCALL_KEYS: u32 = 8192;
 
 /// Loss and health counters summed over CPUs.
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
@@ -57,6 +63,10 @@ pub struct Counters {
     pub site_unknown: u64,
     /// Exec walk misses not counted (map full) or not followed (see `counter`).
     pub walks_lost: u64,
+    /// System calls not counted: the system-call map was full (`--seccomp`).
+    pub syscalls_map_full: u64,
+    /// System calls with a number outside every table.
+    pub syscalls_out_of_range: u64,
 }
 
 /// What the kernel measured of the check program (BPF run-time statistics).
@@ -207,6 +217,7 @@ impl Backend {
         for key in keys {
             let _ = uses.remove(&key);
         }
+        self.remove_syscalls(None)?;
         let mut counters: PerCpuArray<&mut MapData, u64> = PerCpuArray::try_from(self.map_mut("COUNTERS")?).map_err(internal)?;
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| internal(e))?;
         for i in 0..counter::COUNT {
@@ -221,6 +232,34 @@ impl Backend {
     pub fn attach_network_hooks(&mut self) -> Result<()> {
         let links = hooks::attach_network_hooks(&mut self.ebpf)?;
         self.links.extend(links);
+        Ok(())
+    }
+
+    /// Counts the system calls of every workload task (`--seccomp`); with `refusals`, also
+    /// the calls seccomp refused (proving a profile). Every system call on the host pays for
+    /// the hook while it is attached (BENCHMARKS.md).
+    pub fn attach_syscall_hooks(&mut self, refusals: bool) -> Result<()> {
+        let links = hooks::attach_syscall_hooks(&mut self.ebpf, refusals)?;
+        self.links.extend(links);
+        self.config.seccomp = if refusals { capprof_common::SECCOMP_REFUSALS } else { capprof_common::SECCOMP_COUNT };
+        self.push_config()
+    }
+
+    /// Every system-call counter array, with its calls (number, count).
+    pub fn syscalls(&mut self) -> Result<Vec<crate::collector::SyscallObservation>> {
+        let Some(map) = self.ebpf.map_mut("SYSCALLS") else { return Ok(vec![]) };
+        let map: HashMap<&mut MapData, SyscallKey, SyscallCounts> = HashMap::try_from(map).map_err(internal)?;
+        Ok(syscalls_of(&map))
+    }
+
+    /// Removes the system-call counters of these cgroups (all with None).
+    pub fn remove_syscalls(&mut self, cgroups: Option<&[u64]>) -> Result<()> {
+        let Some(map) = self.ebpf.map_mut("SYSCALLS") else { return Ok(()) };
+        let mut map: HashMap<&mut MapData, SyscallKey, SyscallCounts> = HashMap::try_from(map).map_err(internal)?;
+        let keys: Vec<SyscallKey> = map.keys().filter_map(|k| k.ok()).filter(|k| cgroups.is_none_or(|c| c.contains(&k.cgroup_id))).collect();
+        for key in keys {
+            let _ = map.remove(&key);
+        }
         Ok(())
     }
 
@@ -255,10 +294,19 @@ impl Backend {
     /// running workloads).
     pub fn mark_workload_tasks(&mut self, tids: &[u32], origin: TaskOrigin) -> Result<()> {
         let mut tasks: HashMap<&mut MapData, u32, TaskOrigin> = HashMap::try_from(self.map_mut("WORKLOAD_TASKS")?).map_err(internal)?;
+        let mut added = 0i64;
         for tid in tids {
+            if tasks.get(tid, 0).is_err() {
+                added += 1;
+            }
             tasks.insert(*tid, origin, 0).map_err(internal)?;
         }
-        Ok(())
+        // The system-call hook looks marks up only while some wait (see PENDING_MARKS). Not
+        // atomic against the programs' own updates: at worst a mark moves at its task's first
+        // capability check instead of its first system call.
+        let mut pending: Array<&mut MapData, i64> = Array::try_from(self.map_mut("PENDING_MARKS")?).map_err(internal)?;
+        let now = pending.get(&0, 0).map_err(internal)?;
+        pending.set(0, now.max(0) + added, 0).map_err(internal)
     }
 
     /// The first-sighting ring buffer, for the collector to drain.
@@ -275,7 +323,12 @@ impl Backend {
 
     /// Run count and time of the check program; zero unless statistics are enabled.
     pub fn program_stats(&self) -> Option<ProgramStats> {
-        let info = self.ebpf.program("cap_capable")?.info().ok()?;
+        self.program_stats_of("cap_capable")
+    }
+
+    /// Run count and time of the program `name` (`sys_enter`: the system-call hook).
+    pub fn program_stats_of(&self, name: &str) -> Option<ProgramStats> {
+        let info = self.ebpf.program(name)?.info().ok()?;
         Some(ProgramStats { runs: info.run_count(), run_time_ns: info.run_time().as_nanos() as u64 })
     }
 
@@ -292,6 +345,17 @@ pub(crate) fn summed<T: std::borrow::Borrow<MapData>>(map: &PerCpuHashMap<T, Che
     map.iter().map(|entry| entry.map(|(key, values)| (key, values.iter().sum())).map_err(internal)).collect()
 }
 
+/// The system calls of a SYSCALLS map: this run's or an earlier daemon's pinned one.
+pub(crate) fn syscalls_of<T: std::borrow::Borrow<MapData>>(map: &HashMap<T, SyscallKey, SyscallCounts>) -> Vec<crate::collector::SyscallObservation> {
+    map.iter()
+        .filter_map(|e| e.ok())
+        .map(|(key, counts)| crate::collector::SyscallObservation {
+            key,
+            calls: counts.counts.iter().enumerate().filter(|(_, n)| **n > 0).map(|(nr, n)| (nr as u32, u64::from(*n))).collect(),
+        })
+        .collect()
+}
+
 /// The loss and health counters of a COUNTERS map, summed over CPUs.
 pub(crate) fn read_counters<T: std::borrow::Borrow<MapData>>(map: &PerCpuArray<T, u64>) -> Result<Counters> {
     let get = |i: u32| -> Result<u64> { Ok(map.get(&i, 0).map_err(internal)?.iter().sum()) };
@@ -302,6 +366,8 @@ pub(crate) fn read_counters<T: std::borrow::Borrow<MapData>>(map: &PerCpuArray<T
         tasks_map_full: get(counter::TASKS_MAP_FULL)?,
         site_unknown: get(counter::SITE_UNKNOWN)?,
         walks_lost: get(counter::FUTILE_MAP_FULL)? + get(counter::WALKS_UNTRACKED)?,
+        syscalls_map_full: get(counter::SYSCALLS_MAP_FULL)?,
+        syscalls_out_of_range: get(counter::SYSCALLS_OUT_OF_RANGE)?,
     })
 }
 
@@ -313,6 +379,8 @@ impl std::ops::AddAssign for Counters {
         self.tasks_map_full += o.tasks_map_full;
         self.site_unknown += o.site_unknown;
         self.walks_lost += o.walks_lost;
+        self.syscalls_map_full += o.syscalls_map_full;
+        self.syscalls_out_of_range += o.syscalls_out_of_range;
     }
 }
 

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use aya::maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
-use capprof_common::{CheckKey, NetUseKey};
+use capprof_common::{CheckKey, NetUseKey, SyscallCounts, SyscallKey};
 
 use crate::collector::{Observations, Sightings};
 use crate::error::{Error, ErrorKind, Result};
@@ -23,7 +23,7 @@ use crate::error::{Error, ErrorKind, Result};
 /// The first-sighting ring buffer's pin name.
 pub const EVENTS: &str = "EVENTS";
 /// The maps a later daemon drains (the rest stay alive through the programs).
-pub const MAPS: [&str; 5] = ["CHECKS", "FUTILE", "COUNTERS", "NET_USES", EVENTS];
+pub const MAPS: [&str; 6] = ["CHECKS", "FUTILE", "COUNTERS", "NET_USES", "SYSCALLS", EVENTS];
 
 const BPFFS: &str = "/sys/fs/bpf";
 
@@ -99,6 +99,7 @@ pub struct Generation {
     futile: Option<PerCpuHashMap<MapData, CheckKey, u64>>,
     counters: Option<PerCpuArray<MapData, u64>>,
     net_uses: Option<BpfHashMap<MapData, NetUseKey, u64>>,
+    syscalls: Option<BpfHashMap<MapData, SyscallKey, SyscallCounts>>,
     seen: Sightings,
 }
 
@@ -126,6 +127,7 @@ impl Generation {
             futile: typed("FUTILE").and_then(|m| PerCpuHashMap::try_from(m).ok()),
             counters: typed("COUNTERS").and_then(|m| PerCpuArray::try_from(m).ok()),
             net_uses: typed("NET_USES").and_then(|m| BpfHashMap::try_from(m).ok()),
+            syscalls: typed("SYSCALLS").and_then(|m| BpfHashMap::try_from(m).ok()),
             seen: Sightings::default(),
         }
     }
@@ -150,7 +152,11 @@ impl Generation {
             .as_ref()
             .map(|m| m.iter().filter_map(|e| e.ok()).map(|(k, n)| (k.cgroup_id, k.kind, k.port, n)).collect())
             .unwrap_or_default();
-        self.seen.observations(counts, &futile, counters, net_uses, None)
+        let syscalls = self.syscalls.as_ref().map(super::syscalls_of).unwrap_or_default();
+        self.seen.name_syscall_cgroups(&syscalls);
+        let mut obs = self.seen.observations(counts, &futile, counters, net_uses, None);
+        obs.syscalls = syscalls;
+        obs
     }
 
     /// Removes the generation's pins and directory: its maps are freed.

@@ -146,6 +146,12 @@ fn add(into: &mut BTreeMap<String, WorkloadProfile>, w: WorkloadProfile) {
             None => m.checks.push(c),
         }
     }
+    // System calls: the union over every input (a node's missing call breaks it there).
+    match (&mut m.seccomp, w.seccomp) {
+        (Some(ms), Some(ws)) => ms.merge(&ws),
+        (None, Some(ws)) => m.seccomp = Some(ws),
+        _ => {}
+    }
     if m.verification.is_none() {
         m.verification = w.verification;
     } else if let (Some(mv), Some(wv)) = (&mut m.verification, w.verification) {
@@ -183,7 +189,7 @@ mod tests {
         let checks = caps.iter().map(|c| Check::for_test(*c, "ns_capable", &["__x64_sys_x", "ns_capable"])).collect();
         let container = ContainerInfo { name: "web".into(), image: "img".into(), changed_paths: Some(changed.iter().map(|s| s.to_string()).collect()), ..Default::default() };
         let meta = WorkloadMeta { service: None, name: "web".into(), kind: WorkloadKind::Container, command: vec![], cgroup: String::new(), exit_status: None, container: Some(container), net_uses: vec![], portable: false };
-        let backend = BackendSummary { name: "tracepoint".into(), sees_opts: false, classification: String::new(), program: None };
+        let backend = BackendSummary { name: "tracepoint".into(), sees_opts: false, classification: String::new(), program: None, syscall_program: None };
         Profile::assemble(backend, Losses::default(), 1000, vec![WorkloadProfile::build(meta, checks)])
     }
 

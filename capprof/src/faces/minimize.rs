@@ -5,12 +5,21 @@
 //! works (else widen to every capability checked, then to everything), drop candidates one at
 //! a time, try narrower alternatives for what is kept (DAC_READ_SEARCH for DAC_OVERRIDE,
 //! NET_RAW for NET_ADMIN), and confirm the final set. Each trial runs `--runs` times.
+//!
+//! With `--seccomp`, the first run also records the system calls; the workload is then run
+//! under that allow list with every capability (calls it refused and needs are added back, a
+//! few rounds at most), and every later trial runs under it: the set and the allow list are
+//! proven together.
 
 use crate::capability::{CapSet, Capability};
 use crate::classify::Classification;
 use crate::error::{Error, ErrorKind, Result};
 use crate::output;
 use crate::faces::RunConfig;
+use std::collections::BTreeSet;
+
+use crate::profile::seccomp::SyscallProfile;
+use crate::session::seccomp::SeccompGuard;
 use crate::session::Tracer;
 use crate::profile::Evidence;
 use crate::session::subject::Subject;
@@ -23,16 +32,21 @@ pub type MinimizeConfig = RunConfig;
 const NARROWER: [(Capability, Capability); 2] =
     [(Capability::DAC_OVERRIDE, Capability::DAC_READ_SEARCH), (Capability::NET_ADMIN, Capability::NET_RAW)];
 
+/// Rounds of adding refused system calls back to the recorded allow list.
+const SECCOMP_ROUNDS: usize = 3;
+
 struct Search<'a> {
     tracer: Tracer,
     subject: &'a Subject,
     cfg: &'a MinimizeConfig,
     runs: u32,
+    /// The seccomp allow list every trial runs under (`--seccomp`, after the first run).
+    seccomp: Option<SeccompGuard>,
 }
 
 impl Search<'_> {
     fn try_set(&mut self, set: Option<CapSet>, label: &str) -> Result<Trial> {
-        let (trial, n) = self.subject.repeat(&mut self.tracer, set, self.cfg.probe.as_ref(), self.cfg.runs)?;
+        let (trial, n) = self.subject.repeat(&mut self.tracer, set, self.seccomp.as_ref(), self.cfg.probe.as_ref(), self.cfg.runs)?;
         self.runs += n;
         let verdict = if trial.success { "works".to_string() } else { format!("fails: {}", outcome(&trial)) };
         eprintln!("capprof minimize: run {:>3}: {label}: {verdict}", self.runs);
@@ -44,7 +58,7 @@ pub fn run(cfg: &MinimizeConfig) -> Result<i32> {
     let sink = output::Sink::open(cfg.output.as_deref(), output::Stream::Stderr)?;
     let subject = Subject::new(&cfg.argv, cfg.unit.as_deref(), cfg.options.containers)?;
     let tracer = Tracer::open(&cfg.options.kernel)?;
-    let mut s = Search { tracer, subject: &subject, cfg, runs: 0 };
+    let mut s = Search { tracer, subject: &subject, cfg, runs: 0, seccomp: None };
 
     let baseline = s.try_set(None, "with every capability")?;
     report_trial_end(&baseline);
@@ -55,7 +69,13 @@ pub fn run(cfg: &MinimizeConfig) -> Result<i32> {
         ));
     }
     let mut profile = profile_of(&s.tracer, subject.argv(), &baseline, &cfg.options);
-    let main = profile.workloads.iter().position(|w| w.kind == crate::profile::WorkloadKind::Container).unwrap_or(0);
+    let main = crate::session::trial::main_workload(&profile);
+    if let Some(recorded) = profile.workloads[main].seccomp.clone() {
+        let added = prove_seccomp(&mut s, &recorded, &crate::format::dns_label(&profile.workloads[main].name))?;
+        if let Some(sp) = profile.workloads[main].seccomp.as_mut() {
+            sp.add_proven(&added);
+        }
+    }
     let seen = &profile.workloads[main];
     let used: CapSet = seen.capabilities.add.iter().chain(&seen.optional).chain(&seen.would_need).copied().collect();
     let checked: CapSet = seen
@@ -115,7 +135,10 @@ pub fn run(cfg: &MinimizeConfig) -> Result<i32> {
     let final_trial = s.try_set(Some(set), &format!("confirming {}", list(set)))?;
     let confirmed = final_trial.success;
     let used_trial = if confirmed { final_trial } else { trial };
-    attach_verification(&mut profile, set, &used_trial, s.runs, evidence);
+    attach_verification(&mut profile, Some(set), &used_trial, s.runs, evidence);
+    if let Some(v) = profile.workloads[main].verification.as_mut().filter(|_| s.seccomp.is_some()) {
+        v.seccomp = Some("the recorded allow list (the workload's seccomp profile)".into());
+    }
     let w = &mut profile.workloads[main];
     let mut add: Vec<Capability> = set.iter().collect();
     add.sort_by_key(|c| c.name());
@@ -131,6 +154,42 @@ pub fn run(cfg: &MinimizeConfig) -> Result<i32> {
         return Err(Error::new(ErrorKind::WorkloadFailed, "the minimal set did not pass its confirming run: the workload is flaky (try --runs)"));
     }
     Ok(0)
+}
+
+/// Runs the workload under its recorded allow list with every capability; the calls seccomp
+/// refused are added back while that makes it work. The calls added; the guard stays on the
+/// search for every later trial.
+fn prove_seccomp(s: &mut Search, recorded: &SyscallProfile, label: &str) -> Result<BTreeSet<String>> {
+    s.seccomp = Some(SeccompGuard::from_profile(recorded, label)?);
+    let mut added = BTreeSet::new();
+    for round in 0..=SECCOMP_ROUNDS {
+        let t = s.try_set(None, "under the recorded seccomp allow list")?;
+        if t.success {
+            return Ok(added);
+        }
+        let refused = refused_syscalls(&t);
+        if refused.is_empty() || round == SECCOMP_ROUNDS {
+            let why = if refused.is_empty() { "no call was refused: the failure is indirect".to_string() } else { format!("still refused: {}", refused.iter().cloned().collect::<Vec<_>>().join(", ")) };
+            return Err(Error::new(ErrorKind::WorkloadFailed, format!("{} fails under its recorded seccomp allow list ({}; {why})", s.subject.describe(), outcome(&t))));
+        }
+        eprintln!("capprof minimize: seccomp refused {}: added back", refused.iter().cloned().collect::<Vec<_>>().join(", "));
+        let widened = s.seccomp.as_ref().map(|g| g.widened(&refused, label)).transpose()?;
+        s.seccomp = widened;
+        added.extend(refused);
+    }
+    Ok(added)
+}
+
+/// The system calls seccomp refused the trial's workload (its containers', else the command's).
+fn refused_syscalls(t: &Trial) -> BTreeSet<String> {
+    let g = t.grouped();
+    let shares: Vec<&crate::attribution::workloads::Share> = if g.containers.is_empty() { vec![&g.command] } else { g.containers.iter().map(|(_, _, s)| s).collect() };
+    shares
+        .into_iter()
+        .flat_map(|share| SyscallProfile::build(&share.syscalls, crate::profile::WorkloadKind::Command).refused)
+        .map(|u| u.name)
+        .filter(|n| !n.starts_with("nr:"))
+        .collect()
 }
 
 fn denied_of(t: &Trial, cap: Capability) -> Vec<String> {

@@ -36,7 +36,10 @@ pub fn services(p: &Profile) -> Result<String> {
                 image,
                 cap_drop: w.capabilities.drop.clone(),
                 cap_add: w.capabilities.add.iter().map(|c| c.name().to_string()).collect(),
-                security_opt: if w.no_new_privileges_safe { vec!["no-new-privileges:true".into()] } else { vec![] },
+                security_opt: [w.no_new_privileges_safe.then(|| "no-new-privileges:true".to_string()), w.seccomp.as_ref().and_then(|s| s.file.as_ref()).map(|f| format!("seccomp:{f}"))]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
             },
         );
     }

@@ -97,10 +97,23 @@ fn workload(out: &mut String, p: &Profile, w: &WorkloadProfile) {
         section(out, &noise, false);
     }
     runtime_summary(out, w);
+    if let Some(s) = &w.seccomp {
+        super::seccomp::summary(out, s);
+    }
 
     if let Some(v) = &w.verification {
         let verdict = if v.passed { "PASS" } else { "FAIL" };
-        let set = if v.capabilities.is_empty() { "no capability".to_string() } else { names(&v.capabilities) };
+        let set = if v.unrestricted {
+            "its own capabilities".to_string()
+        } else if v.capabilities.is_empty() {
+            "no capability".to_string()
+        } else {
+            names(&v.capabilities)
+        };
+        let set = match &v.seccomp {
+            Some(file) => format!("{set} and seccomp profile {}", plain(file)),
+            None => set,
+        };
         let _ = writeln!(out, "\nverification: {verdict} under {set} ({} run{})", v.runs, if v.runs == 1 { "" } else { "s" });
         if let Some(f) = &v.failure {
             let _ = writeln!(out, "  failed: {}", plain(f));

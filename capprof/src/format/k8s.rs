@@ -18,6 +18,15 @@ struct SecurityContext {
     #[serde(skip_serializing_if = "Option::is_none")]
     allow_privilege_escalation: Option<bool>,
     capabilities: Capabilities,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seccomp_profile: Option<SeccompProfile>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SeccompProfile {
+    r#type: &'static str,
+    localhost_profile: String,
 }
 
 #[derive(Serialize)]
@@ -33,6 +42,19 @@ fn context(w: &WorkloadProfile) -> SecurityContext {
             drop: w.capabilities.drop.clone(),
             add: w.capabilities.add.iter().map(|c| c.name().to_string()).collect(),
         },
+        seccomp_profile: w.seccomp.as_ref().map(|_| SeccompProfile { r#type: "Localhost", localhost_profile: super::seccomp::localhost_profile(w) }),
+    }
+}
+
+/// How the kubelet finds a Localhost profile, for the outputs that refer to one.
+fn seccomp_note(w: &WorkloadProfile) -> String {
+    match w.seccomp.as_ref() {
+        Some(s) => format!(
+            "# seccomp: copy {} to /var/lib/kubelet/seccomp/{} on every node (or apply `-f spo` and use operator/NAMESPACE/NAME.json)\n",
+            super::plain(s.file.as_deref().unwrap_or(&super::seccomp::file_name(w))),
+            super::seccomp::localhost_profile(w)
+        ),
+        None => String::new(),
     }
 }
 
@@ -82,7 +104,8 @@ pub fn deployment_patch(p: &Profile) -> Result<String> {
         },
     };
     let yaml = serde_norway::to_string(&patch).map_err(|e| Error::new(ErrorKind::Internal, format!("rendering YAML: {e}")))?;
-    Ok(format!("# kubectl patch deployment NAME --patch-file this.yaml   (containers merged by name)\n{yaml}"))
+    let notes: String = p.workloads.iter().map(seccomp_note).collect();
+    Ok(format!("# kubectl patch deployment NAME --patch-file this.yaml   (containers merged by name)\n{notes}{yaml}"))
 }
 
 /// `securityContext:` with `capabilities: {drop: [ALL], add: [...]}`, and
@@ -91,5 +114,5 @@ pub fn security_context(w: &WorkloadProfile) -> Result<String> {
     let snippet = Snippet { security_context: context(w) };
     let yaml = serde_norway::to_string(&snippet).map_err(|e| Error::new(ErrorKind::Internal, format!("rendering YAML: {e}")))?;
     // A comment ends at a line break: what came from outside is made one inert line.
-    Ok(format!("# capprof: {} (container {})\n{yaml}", super::plain(&w.name), super::plain(&container_name(w))))
+    Ok(format!("# capprof: {} (container {})\n{}{yaml}", super::plain(&w.name), super::plain(&container_name(w)), seccomp_note(w)))
 }

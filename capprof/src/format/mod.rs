@@ -5,6 +5,7 @@ mod docker;
 mod escape;
 mod human;
 mod k8s;
+pub mod seccomp;
 mod systemd;
 
 use crate::capability::CapSet;
@@ -35,6 +36,18 @@ pub enum Format {
     Systemd,
     /// The whole profile, machine-readable.
     Json,
+    /// The OCI/Docker seccomp profile of the workload (`record --seccomp`), for
+    /// `--security-opt seccomp=FILE` or the kubelet's Localhost profiles.
+    Seccomp,
+    /// A Security Profiles Operator `SeccompProfile` resource per workload (`record --seccomp`).
+    Spo,
+}
+
+impl Format {
+    /// Outputs that refer to each workload's seccomp profile file (written beside them).
+    pub fn refers_to_seccomp_files(self) -> bool {
+        matches!(self, Self::Docker | Self::DockerRun | Self::Compose | Self::K8s | Self::K8sPatch)
+    }
 }
 
 /// Why `--format docker-run` was refused.
@@ -54,7 +67,8 @@ pub fn render(profile: &Profile, format: Format) -> Result<String> {
                 .or(profile.workloads.first())
                 .ok_or_else(|| Error::new(ErrorKind::Internal, "profile has no workload"))?;
             let set: CapSet = w.capabilities.add.iter().copied().collect();
-            let argv = crate::attribution::run_command::rewrite_run(&profile.command, set).ok_or_else(|| {
+            let seccomp = w.seccomp.as_ref().and_then(|s| s.file.clone());
+            let argv = crate::attribution::run_command::rewrite_run_with(&profile.command, Some(set), seccomp.as_deref()).ok_or_else(|| {
                 Error::new(ErrorKind::Usage, DOCKER_RUN_NEEDS_RUN)
             })?;
             shell_line(&argv) + "\n"
@@ -66,6 +80,8 @@ pub fn render(profile: &Profile, format: Format) -> Result<String> {
         }
         Format::K8sPatch => k8s::deployment_patch(profile)?,
         Format::Systemd => systemd::dropins(profile),
+        Format::Seccomp => seccomp::oci(profile)?,
+        Format::Spo => seccomp::spo(profile)?,
         Format::Json => {
             serde_json::to_string_pretty(profile).map_err(|e| Error::new(ErrorKind::Internal, format!("rendering JSON: {e}")))? + "\n"
         }

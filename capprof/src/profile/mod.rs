@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub mod advice;
+pub mod seccomp;
 
 use advice::{Advice, Portability};
 use crate::attribution::container::ContainerInfo;
@@ -41,6 +42,10 @@ pub struct BackendSummary {
     /// The check program's run time, with `--bpf-stats`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub program: Option<ProgramRunTime>,
+    /// The system-call hook's run time, with `--seccomp --bpf-stats` (every system call on the
+    /// host, in scope or not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syscall_program: Option<ProgramRunTime>,
 }
 
 /// Kernel-measured cost of the check program (every invocation, in scope or not).
@@ -48,6 +53,12 @@ pub struct BackendSummary {
 pub struct ProgramRunTime {
     pub runs: u64,
     pub mean_ns: f64,
+}
+
+impl From<crate::backend::ProgramStats> for ProgramRunTime {
+    fn from(s: crate::backend::ProgramStats) -> Self {
+        Self { runs: s.runs, mean_ns: if s.runs == 0 { 0.0 } else { s.run_time_ns as f64 / s.runs as f64 } }
+    }
 }
 
 /// Counted losses, reported, never hidden.
@@ -133,6 +144,9 @@ pub struct WorkloadProfile {
     /// Set by `verify` and `minimize`: the set proven by re-running the workload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
+    /// The system calls it made, with `--seccomp`: its seccomp allow list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<seccomp::SyscallProfile>,
 }
 
 /// Proof by re-run.
@@ -140,6 +154,13 @@ pub struct WorkloadProfile {
 pub struct Verification {
     /// The capability set the workload was run under at the end.
     pub capabilities: Vec<Capability>,
+    /// It kept its own capabilities (only a seccomp profile was verified).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unrestricted: bool,
+    /// The seccomp profile it ran under (the calls refused are the workload's
+    /// `seccomp.refused`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<String>,
     pub passed: bool,
     /// Why the final run failed, when it did.
     pub failure: Option<String>,
@@ -377,6 +398,7 @@ impl WorkloadProfile {
             hardening,
             checks,
             verification: None,
+            seccomp: None,
         }
     }
 

@@ -3,6 +3,7 @@
 //! workload runs, then attributes, classifies and builds profiles. [`trial`] runs a workload
 //! once on it (in its own cgroup, supervised by [`workload`]), one trial after another.
 
+pub mod seccomp;
 pub mod service;
 pub mod subject;
 pub mod trial;
@@ -25,6 +26,20 @@ pub struct KernelOptions {
     pub backend: BackendChoice,
     /// Turn on the kernel's BPF run-time statistics while the tracer lives (`--bpf-stats`).
     pub bpf_stats: bool,
+    /// Count each workload's system calls (`--seccomp`).
+    pub syscalls: SyscallTracing,
+}
+
+/// Whether the system-call hooks are attached (`--seccomp`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SyscallTracing {
+    /// Not attached: nothing is paid.
+    #[default]
+    Off,
+    /// Each workload's calls (`record --seccomp`, the daemon's `--seccomp`).
+    Count,
+    /// Also the calls seccomp refused (running under a profile: `verify`, `minimize`).
+    Refusals,
 }
 
 /// How a recording is made (record, verify, minimize, record --container).
@@ -47,15 +62,27 @@ pub struct Tracer {
     network_hooks: bool,
     /// Counts when capprof began stopping the workload (see [`Tracer::mark_stop`]).
     stop_counts: Option<std::collections::HashMap<capprof_common::CheckKey, u64>>,
+    syscalls: SyscallTracing,
 }
 
 impl Tracer {
     /// The one way every face opens the pipeline: programs loaded, calibrated and attached,
     /// statistics on when asked.
     pub fn open(options: &KernelOptions) -> Result<Self> {
-        let mut tracer = Self::start(options.sizes, options.backend)?;
+        let mut sizes = options.sizes;
+        if options.syscalls != SyscallTracing::Off {
+            if !cfg!(target_arch = "x86_64") {
+                return Err(crate::error::Error::new(crate::error::ErrorKind::UnsupportedKernel, "--seccomp knows the x86 system call tables only"));
+            }
+            sizes.syscalls = crate::backend::SYSCALL_KEYS;
+        }
+        let mut tracer = Self::start(sizes, options.backend)?;
         if options.bpf_stats {
             tracer.enable_stats()?;
+        }
+        if options.syscalls != SyscallTracing::Off {
+            tracer.collector.backend.attach_syscall_hooks(options.syscalls == SyscallTracing::Refusals)?;
+            tracer.syscalls = options.syscalls;
         }
         Ok(tracer)
     }
@@ -67,7 +94,7 @@ impl Tracer {
         let mut backend = Backend::attach(sizes, choice)?;
         let symbols = symbols.join().map_err(|_| crate::error::Error::new(crate::error::ErrorKind::Internal, "kallsyms reader panicked"))??;
         backend.calibrate(&symbols)?;
-        Ok(Self { collector: Collector::new(backend)?, symbols, started: Instant::now(), stats: None, network_hooks: false, stop_counts: None })
+        Ok(Self { collector: Collector::new(backend)?, symbols, started: Instant::now(), stats: None, network_hooks: false, stop_counts: None, syscalls: SyscallTracing::Off })
     }
 
     /// Turns on the kernel's BPF run-time statistics while the tracer lives (they cost every
@@ -128,7 +155,7 @@ impl Tracer {
     pub fn adopt(&mut self, cgroup_id: u64, path: &str, tids: &[u32]) -> Result<()> {
         self.collector.backend.watch_cgroup(cgroup_id)?;
         let level = path.split('/').filter(|p| !p.is_empty()).count() as u32;
-        self.collector.backend.mark_workload_tasks(tids, capprof_common::TaskOrigin { cgroup_id, level, reserved: 0 })
+        self.collector.backend.mark_workload_tasks(tids, capprof_common::TaskOrigin::workload(cgroup_id, level))
     }
 
     /// Drains events; returns cgroup paths seen for the first time.
@@ -139,6 +166,11 @@ impl Tracer {
 
     pub fn events_fd(&self) -> std::os::fd::RawFd {
         self.collector.events_fd()
+    }
+
+    /// Whether system calls are counted (profiles then carry their seccomp allow lists).
+    pub fn traces_syscalls(&self) -> bool {
+        self.syscalls != SyscallTracing::Off
     }
 
     pub fn symbols(&self) -> &Symbols {
@@ -171,7 +203,7 @@ impl Tracer {
     /// already runs at start).
     pub fn adopt_tasks(&mut self, cgroup_id: u64, path: &str, tids: &[u32]) -> Result<()> {
         let level = path.split('/').filter(|p| !p.is_empty()).count() as u32;
-        self.collector.backend.mark_workload_tasks(tids, capprof_common::TaskOrigin { cgroup_id, level, reserved: 0 })
+        self.collector.backend.mark_workload_tasks(tids, capprof_common::TaskOrigin::workload(cgroup_id, level))
     }
 
     pub fn backend_summary(&self) -> BackendSummary {
@@ -180,10 +212,8 @@ impl Tracer {
             name: info.name.into(),
             sees_opts: info.sees_opts,
             classification: info.classification.clone(),
-            program: self.stats.as_ref().and_then(|_| self.collector.backend.program_stats()).map(|s| ProgramRunTime {
-                runs: s.runs,
-                mean_ns: if s.runs == 0 { 0.0 } else { s.run_time_ns as f64 / s.runs as f64 },
-            }),
+            program: self.stats.as_ref().and_then(|_| self.collector.backend.program_stats()).map(ProgramRunTime::from),
+            syscall_program: self.stats.as_ref().filter(|_| self.traces_syscalls()).and_then(|_| self.collector.backend.program_stats_of("sys_enter")).map(ProgramRunTime::from),
         }
     }
 

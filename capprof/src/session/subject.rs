@@ -7,6 +7,7 @@ use crate::capability::CapSet;
 use crate::error::{Error, ErrorKind, Result};
 use crate::session::service::{self, ServiceTrial};
 use crate::session::trial::{self, Probe, Trial, TrialSpec};
+use crate::session::seccomp::SeccompGuard;
 use crate::session::Tracer;
 
 pub enum Subject {
@@ -50,11 +51,15 @@ impl Subject {
     }
 
     /// One trial under `set` (None: unrestricted), `runs` times or until the first failure.
-    pub fn repeat(&self, tracer: &mut Tracer, set: Option<CapSet>, probe: Option<&Probe>, runs: u32) -> Result<(Trial, u32)> {
+    /// With `seccomp`, under that profile too (commands only).
+    pub fn repeat(&self, tracer: &mut Tracer, set: Option<CapSet>, seccomp: Option<&SeccompGuard>, probe: Option<&Probe>, runs: u32) -> Result<(Trial, u32)> {
         match self {
             Self::Command { argv, containers } => {
-                let spec = TrialSpec::under(argv, set, probe.cloned(), *containers);
+                let spec = TrialSpec::under(argv, set, seccomp, probe.cloned(), *containers)?;
                 trial::repeat(tracer, &spec, runs)
+            }
+            Self::Unit(_) if seccomp.is_some() => {
+                Err(Error::new(ErrorKind::Usage, "--seccomp is for commands and containers: a unit's system calls are filtered by its own SystemCallFilter="))
             }
             Self::Unit(unit) => {
                 let probe = probe.ok_or_else(|| Error::new(ErrorKind::Usage, "--unit needs --check: how else would capprof tell that the service works?"))?;
@@ -65,9 +70,14 @@ impl Subject {
     }
 
     /// The command as it is run under `set` (a `docker run` rewritten), for profiles.
-    pub fn argv_under(&self, set: Option<CapSet>) -> Vec<String> {
+    pub fn argv_under(&self, set: Option<CapSet>, seccomp: Option<&SeccompGuard>) -> Vec<String> {
         match self {
-            Self::Command { argv, containers } => TrialSpec::under(argv, set, None, *containers).argv,
+            Self::Command { argv, containers } => {
+                let file = seccomp.map(SeccompGuard::file_arg);
+                let rewritten = (set.is_some() || file.is_some()).then(|| crate::attribution::run_command::rewrite_run_with(argv, set, file.as_deref())).flatten();
+                let _ = containers;
+                rewritten.unwrap_or_else(|| argv.clone())
+            }
             Self::Unit(_) => vec![],
         }
     }

@@ -18,6 +18,7 @@ use crate::classify::{classify, Classification};
 use crate::kernel::cgroup::RecordCgroup;
 use crate::collector::Observations;
 use crate::error::{Error, ErrorKind, Result};
+use crate::session::seccomp::SeccompGuard;
 use crate::session::{RecordOptions, Tracer};
 use crate::profile::{Profile, Verification, WorkloadKind, WorkloadMeta};
 use crate::session::workload::{Exit, Workload};
@@ -45,17 +46,22 @@ pub struct TrialSpec {
     pub containers: bool,
     /// What happens to those containers at the end.
     pub cleanup: Cleanup,
+    /// A seccomp filter capprof installs before the exec (plain commands).
+    pub seccomp: Option<std::sync::Arc<crate::seccomp::filter::Program>>,
 }
 
 impl TrialSpec {
-    /// Runs `argv` under `set`: a `docker|podman run` command gets `--cap-drop=ALL
-    /// --cap-add=...` (the engine restricts its container), anything else is restricted by
-    /// capprof itself. `None` runs it as it is.
-    pub fn under(argv: &[String], set: Option<CapSet>, probe: Option<Probe>, containers: bool) -> Self {
-        match set.and_then(|s| crate::attribution::run_command::rewrite_run(argv, s)) {
-            Some(rewritten) => Self { argv: rewritten, restrict: None, probe, containers: true, cleanup: Cleanup::Remove },
-            None => Self { argv: argv.to_vec(), restrict: set, probe, containers, cleanup: Cleanup::Remove },
-        }
+    /// Runs `argv` under `set` and `seccomp`: a `docker|podman run` command gets
+    /// `--cap-drop=ALL --cap-add=...` and `--security-opt seccomp=FILE` (the engine
+    /// restricts its container), anything else is restricted by capprof itself. `None` runs
+    /// it as it is.
+    pub fn under(argv: &[String], set: Option<CapSet>, seccomp: Option<&SeccompGuard>, probe: Option<Probe>, containers: bool) -> Result<Self> {
+        let file = seccomp.map(SeccompGuard::file_arg);
+        let rewritten = (set.is_some() || file.is_some()).then(|| crate::attribution::run_command::rewrite_run_with(argv, set, file.as_deref())).flatten();
+        Ok(match rewritten {
+            Some(rewritten) => Self { argv: rewritten, restrict: None, probe, containers: true, cleanup: Cleanup::Remove, seccomp: None },
+            None => Self { argv: argv.to_vec(), restrict: set, probe, containers, cleanup: Cleanup::Remove, seccomp: seccomp.map(SeccompGuard::program).transpose()? },
+        })
     }
 }
 
@@ -166,7 +172,7 @@ pub fn run(tracer: &mut Tracer, spec: &TrialSpec) -> Result<Trial> {
 }
 
 fn run_in(this: &mut Tracer, cgroup: &RecordCgroup, spec: &TrialSpec, discovery: &RefCell<Discovery>) -> Result<(Exit, Option<u8>)> {
-    let mut workload = Workload::spawn(&spec.argv, cgroup, spec.restrict)?;
+    let mut workload = Workload::spawn(&spec.argv, cgroup, spec.restrict, spec.seccomp.clone())?;
     let state = Arc::new(AtomicU8::new(PROBE_RUNNING));
     if let Some(probe) = spec.probe.clone() {
         let state = state.clone();
@@ -290,13 +296,36 @@ pub fn refused(checks: &[Check]) -> Vec<(Capability, Vec<String>)> {
 }
 
 /// Records the verification in the profile's main workload (the container, if any).
-pub fn attach_verification(profile: &mut Profile, set: CapSet, trial: &Trial, runs: u32, evidence: Vec<crate::profile::Evidence>) {
-    let main = profile.workloads.iter().position(|w| w.kind == crate::profile::WorkloadKind::Container).unwrap_or(0);
+/// `set` None: the workload kept its own capabilities.
+pub fn attach_verification(profile: &mut Profile, set: Option<CapSet>, trial: &Trial, runs: u32, evidence: Vec<crate::profile::Evidence>) {
+    let main = main_workload(profile);
     if let Some(w) = profile.workloads.get_mut(main) {
-        let mut caps: Vec<Capability> = set.iter().collect();
+        let mut caps: Vec<Capability> = set.unwrap_or_default().iter().collect();
         caps.sort_by_key(|c| c.name());
-        w.verification = Some(Verification { capabilities: caps, passed: trial.success, failure: trial.failure.clone(), runs, evidence });
+        w.verification = Some(Verification {
+            capabilities: caps,
+            unrestricted: set.is_none(),
+            passed: trial.success,
+            failure: trial.failure.clone(),
+            runs,
+            evidence,
+            seccomp: None,
+        });
     }
+}
+
+/// Records the seccomp profile the verification ran under; the calls it refused are in the
+/// workload's own syscall profile (`refused`).
+pub fn attach_seccomp_verification(profile: &mut Profile, guard: &SeccompGuard) {
+    let main = main_workload(profile);
+    if let Some(v) = profile.workloads.get_mut(main).and_then(|w| w.verification.as_mut()) {
+        v.seccomp = Some(guard.file_arg());
+    }
+}
+
+/// The workload a verification is about: the container, if any, else the first.
+pub fn main_workload(profile: &Profile) -> usize {
+    profile.workloads.iter().position(|w| w.kind == crate::profile::WorkloadKind::Container).unwrap_or(0)
 }
 
 /// The profile of one trial: each container it started, and the command itself unless it
@@ -317,9 +346,11 @@ pub fn profile_of(tracer: &Tracer, argv: &[String], trial: &Trial, options: &Rec
         };
         let mut profile = tracer.profile(&trial.observations, vec![(meta, grouped.command.checks)]);
         profile.unattributed_checks = grouped.elsewhere;
+        attach_syscalls(tracer, &mut profile, vec![grouped.command.syscalls]);
         return profile;
     }
     let mut workloads = Vec::new();
+    let mut syscalls = Vec::new();
     let single = grouped.containers.len() == 1;
     for (r, mut info, share) in grouped.containers {
         // Gone before its engine could be asked: the command line still names the image.
@@ -341,6 +372,7 @@ pub fn profile_of(tracer: &Tracer, argv: &[String], trial: &Trial, options: &Rec
             portable: options.portable,
         };
         workloads.push((meta, share.checks));
+        syscalls.push(share.syscalls);
     }
     let command_needs = grouped.command.checks.iter().any(|c| !c.denied && crate::classify::classify(c).0 == crate::classify::Classification::Needed);
     if workloads.is_empty() || command_needs {
@@ -356,11 +388,24 @@ pub fn profile_of(tracer: &Tracer, argv: &[String], trial: &Trial, options: &Rec
             portable: options.portable,
         };
         workloads.insert(0, (meta, grouped.command.checks));
+        syscalls.insert(0, grouped.command.syscalls);
     }
     let mut profile = tracer.profile(&trial.observations, workloads);
     profile.command = argv.to_vec();
     profile.unattributed_checks = grouped.elsewhere;
+    attach_syscalls(tracer, &mut profile, syscalls);
     profile
+}
+
+/// Each workload's seccomp allow list, when system calls were counted (in the order the
+/// workloads were built).
+pub fn attach_syscalls(tracer: &Tracer, profile: &mut Profile, syscalls: Vec<Vec<crate::collector::SyscallObservation>>) {
+    if !tracer.traces_syscalls() {
+        return;
+    }
+    for (w, obs) in profile.workloads.iter_mut().zip(syscalls) {
+        w.seccomp = Some(crate::profile::seccomp::SyscallProfile::build(&obs, w.kind));
+    }
 }
 
 /// Notes on stderr about how the workload ended.

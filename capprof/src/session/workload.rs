@@ -87,7 +87,9 @@ pub fn install_forwarding() -> Result<OwnedFd> {
 
 impl Workload {
     /// Spawns `argv` inside `cgroup`; with `restrict`, under exactly that capability set.
-    pub fn spawn(argv: &[String], cgroup: &RecordCgroup, restrict: Option<CapSet>) -> Result<Self> {
+    /// With `seccomp`, that filter is installed first (as runc does without
+    /// no-new-privileges: the capability calls and the exec pass through it).
+    pub fn spawn(argv: &[String], cgroup: &RecordCgroup, restrict: Option<CapSet>, seccomp: Option<std::sync::Arc<crate::seccomp::filter::Program>>) -> Result<Self> {
         let (program, args) = argv.split_first().ok_or_else(|| Error::new(ErrorKind::Usage, "no command given after --"))?;
         let last_cap = last_cap();
         let mut cmd = Command::new(program);
@@ -98,6 +100,9 @@ impl Workload {
                 // SAFETY: the parent keeps the cgroup alive while the child starts.
                 let cgroup = &*(cg as *const RecordCgroup);
                 cgroup.join_from_child()?;
+                if let Some(filter) = &seccomp {
+                    filter.install()?;
+                }
                 if let Some(set) = restrict {
                     restrict_capabilities(set, last_cap)?;
                 }

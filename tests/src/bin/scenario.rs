@@ -80,6 +80,8 @@ fn run(args: &[String]) -> std::io::Result<()> {
             Ok(())
         }
         Some("epoll-wakeup") => epoll_wakeup(),
+        // A 32-bit compat system call from a 64-bit process (int 0x80: the i386 table).
+        Some("compat-getpid") => compat_getpid(),
         // As nobody but keeping DAC_READ_SEARCH (where the set allows it): list DIR.
         Some("list-as-nobody") => list_as_nobody(&arg(1)),
         Some("touch") => path_call(&arg(1), |p| unsafe { libc::utimensat(libc::AT_FDCWD, p, std::ptr::null(), 0) }),
@@ -95,7 +97,7 @@ fn run(args: &[String]) -> std::io::Result<()> {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: scenario nothing | when FILE SUBCOMMAND... | chown FILE | bind PORT | serve PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | open-rw FILE | rcvbufforce | so-mark | setuid-loop N | mmap-loop N | timed-loop setuid|mmap|getppid SECS | chroot-n N | names N | sleep SECS | sleep-as UID SECS | exit CODE | capset-same | capset-raise-inheritable | setuid-self | setgid-self | kill0 PID | chmod-plain FILE | fork N | shmget N | stack-grow | epoll-wakeup | list-as-nobody DIR | touch FILE | touch-at FILE | listxattr FILE | set-trusted-xattr FILE"
+        "usage: scenario nothing | when FILE SUBCOMMAND... | chown FILE | bind PORT | serve PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | open-rw FILE | rcvbufforce | so-mark | setuid-loop N | mmap-loop N | timed-loop setuid|mmap|getppid SECS | chroot-n N | names N | sleep SECS | sleep-as UID SECS | exit CODE | capset-same | capset-raise-inheritable | setuid-self | setgid-self | kill0 PID | chmod-plain FILE | fork N | shmget N | stack-grow | epoll-wakeup | compat-getpid | list-as-nobody DIR | touch FILE | touch-at FILE | listxattr FILE | set-trusted-xattr FILE"
     );
     std::process::exit(2)
 }
@@ -333,4 +335,23 @@ fn so_mark() -> std::io::Result<()> {
         libc::close(fd);
         check(rc)
     }
+}
+
+/// i386's getpid (20) through `int 0x80`: the kernel runs it from its compat table and reports
+/// it as AUDIT_ARCH_I386. Fails when it does not return a pid (a filter refused it).
+#[cfg(target_arch = "x86_64")]
+fn compat_getpid() -> std::io::Result<()> {
+    let ret: i64;
+    // SAFETY: int 0x80 with eax = 20 (getpid) takes no arguments and touches no memory.
+    unsafe { std::arch::asm!("int 0x80", inlateout("rax") 20i64 => ret, options(nostack)) };
+    if ret > 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::from_raw_os_error((-ret) as i32))
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn compat_getpid() -> std::io::Result<()> {
+    Err(std::io::Error::other("int 0x80 is x86's"))
 }

@@ -59,6 +59,8 @@ pub struct Learner {
     evicted: Vec<CheckKey>,
     /// Losses the earlier generations' programs counted (reported with this run's own).
     inherited: Counters,
+    /// System calls already taken per kernel key and number (the live map counts up).
+    last_syscalls: HashMap<(capprof_common::SyscallKey, u32), u64>,
 }
 
 /// Counts already taken from one generation's maps, per kernel key.
@@ -97,6 +99,7 @@ impl Learner {
             undrained: HashSet::new(),
             evicted: Vec::new(),
             inherited: Counters::default(),
+            last_syscalls: HashMap::new(),
         })
     }
 
@@ -116,6 +119,7 @@ impl Learner {
         let mut new_facts = Vec::new();
         let learned = self.learn(&obs, &mut taken, false, &mut new_facts);
         self.learn_net_uses(&obs);
+        self.learn_syscalls(&obs, false);
         self.commit(new_facts)?;
         self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner).forget_generation(&generation.name)?;
         self.inherited += obs.counters;
@@ -179,6 +183,7 @@ impl Learner {
         self.last_counts = taken.counts;
         self.last_futile = taken.futile;
         self.learn_net_uses(&obs);
+        self.learn_syscalls(&obs, true);
         // Every container at each flush; those seen in the last 10 s at every cycle, as
         // `record` asks every second while they run: a short-lived one is assessed too.
         self.refresh_containers(if due { Duration::MAX } else { Duration::from_secs(10) });
@@ -213,6 +218,57 @@ impl Learner {
                 record.net_uses.push(crate::attribution::workloads::NetUse { kind, port, count });
                 self.dirty_workloads.insert(identity.id);
             }
+        }
+    }
+
+    /// System calls per workload (`--seccomp`). From the live maps the counts since the last
+    /// read are added; from an earlier generation's pinned maps (`live` false) the calls not
+    /// known yet are added with their counts (the others were learned by that generation's
+    /// daemon while it ran, up to its last flush).
+    fn learn_syscalls(&mut self, obs: &crate::collector::Observations, live: bool) {
+        use crate::profile::seccomp::{c_string, Source, SyscallUse};
+        for s in &obs.syscalls {
+            let source = match s.key.phase {
+                capprof_common::PHASE_WORKLOAD => Source::Workload,
+                capprof_common::PHASE_FILTERED => Source::Runtime,
+                _ => continue,
+            };
+            let Some(arch) = crate::seccomp::Arch::from_kernel(s.key.arch) else { continue };
+            let Some(identity) = obs.cgroup_paths.get(&s.key.cgroup_id).and_then(|p| self.identity_of(p)) else { continue };
+            // Its checks make the record; until then the calls wait in the kernel map.
+            let Some(record) = self.workloads.get_mut(&identity.id) else { continue };
+            let comm = c_string(&s.key.comm);
+            // runc init before its filter (see `SyscallProfile::build`).
+            if source == Source::Workload && crate::profile::seccomp::runc_before_filter(&comm, obs.syscalls.iter().any(|o| o.key.cgroup_id == s.key.cgroup_id && c_string(&o.key.comm).starts_with("runc:["))) {
+                continue;
+            }
+            for &(nr, n) in &s.calls {
+                let name = arch.name_of(nr).map_or_else(|| format!("nr:{nr}"), str::to_string);
+                let delta = if live { n.saturating_sub(self.last_syscalls.insert((s.key, nr), n).unwrap_or(0)) } else { n };
+                let changed = match record.syscalls.iter_mut().find(|u| u.arch == arch && u.name == name) {
+                    Some(u) => {
+                        if live {
+                            u.count += delta;
+                        }
+                        let new_program = !u.programs.contains(&comm);
+                        if new_program {
+                            u.programs.push(comm.clone());
+                            u.programs.sort();
+                        }
+                        let widened = source < u.source;
+                        u.source = u.source.min(source);
+                        new_program || widened || delta > 0
+                    }
+                    None => {
+                        record.syscalls.push(SyscallUse { name, arch, count: delta, programs: vec![comm.clone()], source });
+                        true
+                    }
+                };
+                if changed {
+                    self.dirty_workloads.insert(identity.id.clone());
+                }
+            }
+            record.syscalls.sort_by(|a, b| (a.arch, &a.name).cmp(&(b.arch, &b.name)));
         }
     }
 
@@ -330,6 +386,7 @@ impl Learner {
                 granted: 0,
                 used: 0,
                 net_uses: vec![],
+                syscalls: vec![],
             });
             record.last_seen = t;
             if let Some((r, info)) = self.discovery.container_of(path) {
@@ -380,6 +437,7 @@ impl Learner {
             self.last_futile.remove(k);
             self.undrained.remove(k);
         }
+        self.last_syscalls.retain(|(k, _), _| !dead.contains(&k.cgroup_id));
         self.evicted.extend(keys.iter().copied());
         let dead_paths: Vec<String> = dead.iter().filter_map(|id| obs.cgroup_paths.get(id).cloned()).collect();
         self.discovery.forget(&dead_paths);

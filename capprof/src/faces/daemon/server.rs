@@ -159,6 +159,9 @@ pub fn build(r: &WorkloadRecord, checks: Vec<crate::attribution::Check>) -> Work
     };
     let mut w = WorkloadProfile::build(meta, checks);
     w.name = r.identity.id.clone();
+    if !r.syscalls.is_empty() {
+        w.seccomp = Some(crate::profile::seccomp::SyscallProfile::from_uses(r.syscalls.clone(), vec![], w.kind));
+    }
     // States written before facts kept their process's effective set.
     if w.granted.is_none() && r.granted != 0 {
         w.granted = Some(CapSet(r.granted).iter().collect());
@@ -175,7 +178,9 @@ fn profile_response(shared: &Shared, params: &BTreeMap<String, String>) -> crate
         "k8s" => Format::K8s,
         "k8s-patch" => Format::K8sPatch,
         "systemd" => Format::Systemd,
-        other => return Ok((400, "text/plain", format!("unknown format {other:?}: json, human, docker, compose, k8s, k8s-patch, systemd\n"))),
+        "seccomp" => Format::Seccomp,
+        "spo" => Format::Spo,
+        other => return Ok((400, "text/plain", format!("unknown format {other:?}: json, human, docker, compose, k8s, k8s-patch, systemd, seccomp, spo\n"))),
     };
     let store = shared.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let records = store.workloads()?;
@@ -332,6 +337,7 @@ mod tests {
             granted: 0,
             used: 0,
             net_uses: vec![],
+            syscalls: vec![],
         }
     }
 

@@ -82,6 +82,10 @@ pub struct WorkloadRecord {
     /// portability notes of its profile, as `record` gives them.
     #[serde(default)]
     pub net_uses: Vec<crate::attribution::workloads::NetUse>,
+    /// System calls made (`daemon --seccomp`): by the workload, or by its runtime after the
+    /// filter was installed; names never go away, counts are those read while a daemon ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub syscalls: Vec<crate::profile::seccomp::SyscallUse>,
 }
 
 /// One distinct kind of check made by a workload.
@@ -456,6 +460,7 @@ mod tests {
             granted: 0xa80425fb,
             used: 1,
             net_uses: vec![],
+            syscalls: vec![],
         }
     }
 

@@ -30,7 +30,7 @@ pub fn settle(tracer: &mut Tracer, subject: &Subject, probe: Option<&Probe>, pro
     for cap in doubtful {
         let mut without = set;
         without.remove(cap);
-        let (trial, _) = subject.repeat(tracer, Some(without), probe, 1)?;
+        let (trial, _) = subject.repeat(tracer, Some(without), None, probe, 1)?;
         runs += 1;
         let dropped = trial.success;
         eprintln!("capprof: --prove: without {cap}: {}", if dropped { "works: dropped".to_string() } else { format!("fails ({}): kept", outcome(&trial)) });
@@ -50,14 +50,14 @@ pub fn settle(tracer: &mut Tracer, subject: &Subject, probe: Option<&Probe>, pro
             }
         }
     }
-    let (confirm, _) = subject.repeat(tracer, Some(set), probe, 1)?;
+    let (confirm, _) = subject.repeat(tracer, Some(set), None, probe, 1)?;
     runs += 1;
     let w = &mut profile.workloads[main];
     let mut caps: Vec<_> = set.iter().collect();
     caps.sort_by_key(|c| c.name());
     w.capabilities.add = caps.clone();
     w.conditional.clear();
-    w.verification = Some(Verification { capabilities: caps, passed: confirm.success, failure: confirm.failure.clone(), runs, evidence });
+    w.verification = Some(Verification { capabilities: caps, unrestricted: false, passed: confirm.success, failure: confirm.failure.clone(), runs, evidence, seccomp: None });
     if !confirm.success {
         eprintln!("capprof: --prove: the settled set did not pass its confirming run ({}): the workload is flaky", outcome(&confirm));
     }

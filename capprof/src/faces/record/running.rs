@@ -30,11 +30,14 @@ pub fn record_container(name: &str, duration: Option<Duration>, options: &Record
     let (tracer, observations, checks) = session.finish()?;
     let grouped = crate::attribution::workloads::group(checks, &observations, None, &discovery);
     let mut workloads = Vec::new();
+    let mut syscalls = Vec::new();
     for (r, info, share) in grouped.containers {
         workloads.push((meta(&r.cgroup, info, share.net_uses, options), share.checks));
+        syscalls.push(share.syscalls);
     }
     let mut profile = tracer.profile(&observations, workloads);
     profile.unattributed_checks = grouped.elsewhere;
+    crate::session::trial::attach_syscalls(&tracer, &mut profile, syscalls);
     Ok(profile)
 }
 
@@ -65,6 +68,7 @@ pub fn record_cgroup(path: &str, duration: Option<Duration>, options: &RecordOpt
     };
     let mut profile = tracer.profile(&observations, vec![(meta, grouped.command.checks)]);
     profile.unattributed_checks = grouped.elsewhere;
+    crate::session::trial::attach_syscalls(&tracer, &mut profile, vec![grouped.command.syscalls]);
     Ok(profile)
 }
 
