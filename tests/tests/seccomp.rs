@@ -236,6 +236,26 @@ fn minimize_proves_the_allow_list_with_the_set() {
     assert!(engine_runs(&set, &oci), "the minimal set and the allow list, run by Docker");
 }
 
+/// A call the recording never saw, refused on the re-run and needed, is added back (`proven`),
+/// and the widened list is the one every later trial runs under.
+#[test]
+fn minimize_adds_back_what_the_re_run_needed() {
+    require_root();
+    let dir = scratch("seccomp-widen");
+    let (marker, made) = (dir.join("ran-once"), dir.join("made"));
+    // The recorded run only leaves the marker; every later run makes a directory instead (and
+    // fails when it cannot).
+    let script = format!("[ -e {m} ] && exec mkdir -p {d}; exec touch {m}", m = marker.display(), d = made.display());
+    let argv = ["/bin/busybox", "sh", "-c", &script];
+    let (status, p, stderr) = capprof_json(&["minimize", "--seccomp"], &argv);
+    assert_eq!(status, 0, "{stderr}");
+    assert!(stderr.contains("added back"), "{stderr}");
+    let w = &p["workloads"][0];
+    let proven: Vec<&str> = w["seccomp"]["syscalls"].as_array().unwrap().iter().filter(|s| s["source"] == "proven").map(|s| s["name"].as_str().unwrap()).collect();
+    assert!(proven.iter().any(|n| *n == "mkdir" || *n == "mkdirat"), "{proven:?}: {stderr}");
+    assert!(stderr.contains("confirming"), "the search ran on under the widened list: {stderr}");
+}
+
 /// The outputs refer to the profile file capprof writes beside them; the SPO resource is
 /// valid YAML with the allow list.
 #[test]

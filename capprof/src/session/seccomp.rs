@@ -32,18 +32,22 @@ impl SeccompGuard {
 
     /// A recorded allow list, written to a temporary file.
     pub fn from_profile(p: &SyscallProfile, label: &str) -> Result<Self> {
-        let profile = p.to_oci();
-        let file = std::env::temp_dir().join(format!("capprof-{}-{label}.seccomp.json", std::process::id()));
-        std::fs::write(&file, profile.to_json()).map_err(|e| Error::io(format!("writing {}", file.display()), e))?;
-        Ok(Self { file, profile, owned: true })
+        Self::written(p.to_oci(), label)
     }
 
     /// The same guard with `extra` calls allowed too (a widened candidate).
     pub fn widened(&self, extra: &std::collections::BTreeSet<String>, label: &str) -> Result<Self> {
         let mut names = self.profile.allowed_names();
         names.extend(extra.iter().cloned());
-        let profile = SeccompFile::allow_list(&self.profile.arches()?, &names);
-        let file = std::env::temp_dir().join(format!("capprof-{}-{label}.seccomp.json", std::process::id()));
+        Self::written(SeccompFile::allow_list(&self.profile.arches()?, &names), label)
+    }
+
+    /// `profile` in a temporary file of its own (a widened guard replaces the one it came from,
+    /// whose drop removes that one's file), removed with the guard.
+    fn written(profile: SeccompFile, label: &str) -> Result<Self> {
+        static WRITTEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = WRITTEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = std::env::temp_dir().join(format!("capprof-{}-{n}-{label}.seccomp.json", std::process::id()));
         std::fs::write(&file, profile.to_json()).map_err(|e| Error::io(format!("writing {}", file.display()), e))?;
         Ok(Self { file, profile, owned: true })
     }

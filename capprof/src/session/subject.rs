@@ -72,12 +72,7 @@ impl Subject {
     /// The command as it is run under `set` (a `docker run` rewritten), for profiles.
     pub fn argv_under(&self, set: Option<CapSet>, seccomp: Option<&SeccompGuard>) -> Vec<String> {
         match self {
-            Self::Command { argv, containers } => {
-                let file = seccomp.map(SeccompGuard::file_arg);
-                let rewritten = (set.is_some() || file.is_some()).then(|| crate::attribution::run_command::rewrite_run_with(argv, set, file.as_deref())).flatten();
-                let _ = containers;
-                rewritten.unwrap_or_else(|| argv.clone())
-            }
+            Self::Command { argv, .. } => trial::engine_run_under(argv, set, seccomp).unwrap_or_else(|| argv.clone()),
             Self::Unit(_) => vec![],
         }
     }

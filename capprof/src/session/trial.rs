@@ -56,13 +56,18 @@ impl TrialSpec {
     /// restricts its container), anything else is restricted by capprof itself. `None` runs
     /// it as it is.
     pub fn under(argv: &[String], set: Option<CapSet>, seccomp: Option<&SeccompGuard>, probe: Option<Probe>, containers: bool) -> Result<Self> {
-        let file = seccomp.map(SeccompGuard::file_arg);
-        let rewritten = (set.is_some() || file.is_some()).then(|| crate::attribution::run_command::rewrite_run_with(argv, set, file.as_deref())).flatten();
-        Ok(match rewritten {
+        Ok(match engine_run_under(argv, set, seccomp) {
             Some(rewritten) => Self { argv: rewritten, restrict: None, probe, containers: true, cleanup: Cleanup::Remove, seccomp: None },
             None => Self { argv: argv.to_vec(), restrict: set, probe, containers, cleanup: Cleanup::Remove, seccomp: seccomp.map(SeccompGuard::program).transpose()? },
         })
     }
+}
+
+/// A `docker|podman run` command with the set and the seccomp profile in its own options;
+/// None when there is nothing to put there, or the command is no engine's `run`.
+pub fn engine_run_under(argv: &[String], set: Option<CapSet>, seccomp: Option<&SeccompGuard>) -> Option<Vec<String>> {
+    let file = seccomp.map(SeccompGuard::file_arg);
+    (set.is_some() || file.is_some()).then(|| crate::attribution::run_command::rewrite_run_with(argv, set, file.as_deref())).flatten()
 }
 
 /// What one trial gave.
