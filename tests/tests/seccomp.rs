@@ -256,6 +256,26 @@ fn minimize_adds_back_what_the_re_run_needed() {
     assert!(stderr.contains("confirming"), "the search ran on under the widened list: {stderr}");
 }
 
+/// A full system-call map is a counted loss, said on stderr and in the profile: never a
+/// silently short allow list.
+#[test]
+fn a_full_syscall_map_is_reported() {
+    require_root();
+    let file = scratch("seccomp").join(format!("{}.json", unique()));
+    let out = Command::new(capprof())
+        .env("CAPPROF_SYSCALL_KEYS", "1")
+        .args(["record", "--seccomp", "-f", "json", "-o"])
+        .arg(&file)
+        .args(["--", "sh", "-c", "ls / >/dev/null; cat /dev/null; env >/dev/null"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let p: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert!(p["losses"]["syscalls_map_full"].as_u64().unwrap() > 0, "{}", p["losses"]);
+    assert!(stderr.contains("LOSS") && stderr.contains("system-call map was full"), "{stderr}");
+}
+
 /// The outputs refer to the profile file capprof writes beside them; the SPO resource is
 /// valid YAML with the allow list.
 #[test]

@@ -78,6 +78,8 @@ pub fn merge(profiles: Vec<Profile>) -> Option<Profile> {
         base.losses.tasks_map_full += p.losses.tasks_map_full;
         base.losses.site_unknown += p.losses.site_unknown;
         base.losses.walks_lost += p.losses.walks_lost;
+        base.losses.syscalls_map_full += p.losses.syscalls_map_full;
+        base.losses.syscalls_out_of_range += p.losses.syscalls_out_of_range;
         base.unattributed_checks += p.unattributed_checks;
         base.duration_ms = base.duration_ms.max(p.duration_ms);
         for w in p.workloads {

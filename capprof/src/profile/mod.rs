@@ -72,6 +72,12 @@ pub struct Losses {
     /// Granted DAC checks of exec attempts not followed: they stay needs.
     #[serde(default)]
     pub walks_lost: u64,
+    /// System calls not counted (`--seccomp`): the system-call map was full.
+    #[serde(default)]
+    pub syscalls_map_full: u64,
+    /// System calls whose number no table holds (not counted).
+    #[serde(default)]
+    pub syscalls_out_of_range: u64,
 }
 
 impl Losses {
@@ -86,6 +92,12 @@ impl Losses {
         }
         if self.walks_lost > 0 {
             w.push(format!("{} granted DAC checks of exec attempts could not be followed (no task storage, a full map, or more attempts than a task keeps): they count as needs", self.walks_lost));
+        }
+        if self.syscalls_map_full > 0 {
+            w.push(format!("{} system calls were not counted: the system-call map was full (their seccomp allow lists may miss calls: do not deploy them unproven)", self.syscalls_map_full));
+        }
+        if self.syscalls_out_of_range > 0 {
+            w.push(format!("{} system calls had a number above every table and were not counted", self.syscalls_out_of_range));
         }
         if self.tasks_map_full > 0 {
             w.push(format!("{} workload tasks were not tracked: the task map was full (their checks count as runtime set-up)", self.tasks_map_full));

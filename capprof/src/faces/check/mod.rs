@@ -171,7 +171,7 @@ pub fn compare(profile: &Profile, grants: &[Grant], container: Option<&str>) -> 
     for g in grants {
         let w = match container {
             Some(name) => (g.container == name).then(|| &profile.workloads[0]),
-            None => profile.workloads.iter().find(|w| names_of(w).iter().any(|n| *n == g.container)).or(only),
+            None => profile.workloads.iter().find(|w| names_of(w).contains(&g.container)).or(only),
         };
         let Some(w) = w else {
             out.unmatched.push(format!("{}:{}: {} {}", g.file.display(), g.line, g.owner, g.container));

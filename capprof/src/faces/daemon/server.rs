@@ -259,7 +259,12 @@ fn metrics(shared: &Shared) -> crate::error::Result<String> {
     let _ = writeln!(out, "# HELP capprof_losses_total Data lost in the kernel, by kind (never hidden).");
     let _ = writeln!(out, "# TYPE capprof_losses_total counter");
     let l = Losses::from(h.counters);
-    for (kind, n) in [("checks_map_full", l.checks_map_full), ("events_dropped", l.events_dropped), ("tasks_map_full", l.tasks_map_full)] {
+    for (kind, n) in [
+        ("checks_map_full", l.checks_map_full),
+        ("events_dropped", l.events_dropped),
+        ("tasks_map_full", l.tasks_map_full),
+        ("syscalls_map_full", l.syscalls_map_full),
+    ] {
         let _ = writeln!(out, "capprof_losses_total{{kind=\"{kind}\"}} {n}");
     }
     let _ = writeln!(out, "# HELP capprof_site_unknown_total Checks whose call site could not be read.\n# TYPE capprof_site_unknown_total counter\ncapprof_site_unknown_total {}", l.site_unknown);
