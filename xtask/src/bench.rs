@@ -101,23 +101,34 @@ pub fn run(release: &Path, iterations: u64) -> Result<()> {
 
 /// capprof's own report of its check program's mean run time (`--bpf-stats`).
 fn capprof_program_ns(capprof: &Path, scenario: &Path, name: &str, n: &str) -> Result<f64> {
-    let file = std::env::temp_dir().join("capprof-bench-profile.json");
+    let mut args: Vec<std::ffi::OsString> = ["--", "taskset", "-c", "1"].iter().map(Into::into).collect();
+    args.push(scenario.into());
+    args.extend([name, n].iter().map(Into::into));
+    program_mean_ns(capprof, &[], &args, "\"program\"")
+}
+
+/// `capprof record --bpf-stats EXTRA -f json -o FILE TARGET`: the mean run time of the
+/// program whose statistics follow `section` in the profile's `backend`.
+pub(crate) fn program_mean_ns(capprof: &Path, extra: &[&str], target: &[std::ffi::OsString], section: &str) -> Result<f64> {
+    let file = std::env::temp_dir().join(format!("capprof-bench-profile-{}.json", std::process::id()));
     let status = Command::new(capprof)
-        .args(["record", "--bpf-stats", "-f", "json", "-o"])
+        .args(["record", "--bpf-stats"])
+        .args(extra)
+        .args(["-f", "json", "-o"])
         .arg(&file)
-        .args(["--", "taskset", "-c", "1"])
-        .arg(scenario)
-        .args([name, n])
+        .args(target)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()?;
     if !status.success() {
-        bail!("capprof record --bpf-stats failed: {status}");
+        bail!("capprof record --bpf-stats {extra:?} failed: {status}");
     }
     let text = std::fs::read_to_string(&file)?;
+    let _ = std::fs::remove_file(&file);
+    let at = text.find(section).with_context(|| format!("no {section} statistics in the profile"))?;
     let key = "\"mean_ns\":";
-    let at = text.find(key).context("no program statistics in the profile")? + key.len();
-    let num: String = text[at..].trim_start().chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let from = at + text[at..].find(key).context("no mean_ns")? + key.len();
+    let num: String = text[from..].trim_start().chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
     Ok(num.parse()?)
 }
 

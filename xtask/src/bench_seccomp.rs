@@ -133,22 +133,5 @@ pub fn program_times(capprof: &Path, scenario: &Path) -> Result<()> {
 
 /// `record --seccomp --bpf-stats --cgroup REL --duration 2`: the sys_enter program's mean.
 fn syscall_program_ns(capprof: &Path, rel: &str) -> Result<f64> {
-    let file = std::env::temp_dir().join(format!("capprof-bench-sc-{}.json", std::process::id()));
-    let status = Command::new(capprof)
-        .args(["record", "--seccomp", "--bpf-stats", "--duration", "2", "-f", "json", "-o"])
-        .arg(&file)
-        .args(["--cgroup", rel])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()?;
-    if !status.success() {
-        bail!("capprof record --seccomp --bpf-stats failed: {status}");
-    }
-    let text = std::fs::read_to_string(&file)?;
-    let _ = std::fs::remove_file(&file);
-    let at = text.find("\"syscall_program\"").context("no syscall_program statistics in the profile")?;
-    let key = "\"mean_ns\":";
-    let from = at + text[at..].find(key).context("no mean_ns")? + key.len();
-    let num: String = text[from..].trim_start().chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
-    Ok(num.parse()?)
+    crate::bench::program_mean_ns(capprof, &["--seccomp", "--duration", "2"], &["--cgroup".into(), rel.into()], "\"syscall_program\"")
 }
