@@ -11,7 +11,7 @@ use aya_ebpf::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
         bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
         bpf_probe_read_kernel_str_bytes,
-        generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_task_btf, bpf_get_stack},
+        generated::{bpf_get_current_task_btf, bpf_get_stack},
     },
 };
 use capprof_common::{
@@ -23,7 +23,7 @@ use capprof_common::{
 use crate::maps::{bump, config, CALIBRATION, CHECKS, EVENTS, SITE_SCRATCH};
 use crate::memory;
 use crate::scope::in_scope;
-use crate::tasks::workload_origin;
+use crate::tasks::{moved, workload_origin};
 
 const EEXIST: i32 = 17;
 const CAP_OPT_NOAUDIT: u32 = 0x2;
@@ -56,16 +56,11 @@ pub fn begin(cap: u32, cred: u64, opts: Option<u32>, stack: u64) -> Option<Check
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     let task = unsafe { bpf_get_current_task_btf() };
     match workload_origin(task) {
-        // A runtime's task that installed a seccomp filter before its exec: set-up.
-        Some(origin) if origin.phase != PHASE_WORKLOAD => flags |= FLAG_SETUP,
+        // A runtime's task that installed a seccomp filter before its exec, or one moved
+        // here after its exec (a runtime's helper): set-up.
         Some(origin) => {
-            // Still inside the cgroup it exec'd in (the common case: no ancestor walk), or
-            // below it? Moved elsewhere since: a runtime's helper.
-            if cgroup_id != origin.cgroup_id {
-                let here = unsafe { bpf_get_current_ancestor_cgroup_id(origin.level as i32) };
-                if origin.level == 0 || here != origin.cgroup_id {
-                    flags |= FLAG_SETUP;
-                }
+            if origin.phase != PHASE_WORKLOAD || moved(&origin, cgroup_id) {
+                flags |= FLAG_SETUP;
             }
         }
         None => {

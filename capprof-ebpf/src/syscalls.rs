@@ -28,7 +28,7 @@ use capprof_common::{
 use crate::maps::{bump, config, SYSCALLS, SYSCALL_ZERO, TASK_ORIGINS};
 use crate::memory::kernel_word;
 use crate::scope::in_scope;
-use crate::tasks::{adopt_mark, current_level, marks_pending};
+use crate::tasks::{adopt_mark, current_level, marks_pending, moved};
 
 const NR_PRCTL: u64 = 157;
 const NR_SECCOMP: u64 = 317;
@@ -68,20 +68,19 @@ pub fn sys_enter(ctx: RawTracePointContext) -> u32 {
     // SAFETY: task-local storage of the current task: no other writer while it runs.
     let origin = unsafe { &mut *stored };
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    if origin.phase == PHASE_WORKLOAD && moved(origin, cgroup_id) {
-        // A runtime's helper exec'd elsewhere and placed here (runc init under the daemon):
-        // not the workload, unless it installs the filter the workload will run under.
-        if installs_filter(&ctx, id) {
+    if origin.phase == PHASE_WORKLOAD {
+        // A runtime's helper exec'd elsewhere and placed here (runc init under the daemon)
+        // is not the workload; nor is runc init that exec'd inside the container's cgroup
+        // (moved in before its exec completed). Once either installs the filter the workload
+        // will run under, what it calls passes through it.
+        let moved = moved(origin, cgroup_id);
+        if installs_filter(&ctx, id) && (moved || runc_init(task)) {
             *origin = TaskOrigin { phase: PHASE_FILTERED, ..TaskOrigin::workload(cgroup_id, current_level(cgroup_id)) };
+            return 0;
         }
-        return 0;
-    }
-    if origin.phase == PHASE_WORKLOAD && installs_filter(&ctx, id) && runc_init(task) {
-        // runc init exec'd into the container's cgroup (it was moved in before its exec
-        // completed): its set-up before this was not the workload's; what follows passes
-        // through the filter.
-        origin.phase = PHASE_FILTERED;
-        return 0;
+        if moved {
+            return 0;
+        }
     }
     if cfg.seccomp == SECCOMP_REFUSALS {
         origin.entered = id + 1;
@@ -157,16 +156,6 @@ fn installs_filter(ctx: &RawTracePointContext, id: u64) -> bool {
     // Both take the program as their third argument; libseccomp probes which flags the kernel
     // supports with a NULL one (EFAULT), long before it installs anything.
     mode && kernel_word(regs + REGS_DX).is_some_and(|prog| prog != 0)
-}
-
-/// Exec'd in another cgroup than the current one's subtree (see `check::begin`).
-#[inline(always)]
-fn moved(origin: &TaskOrigin, cgroup_id: u64) -> bool {
-    if cgroup_id == origin.cgroup_id {
-        return false;
-    }
-    let here = unsafe { aya_ebpf::helpers::generated::bpf_get_current_ancestor_cgroup_id(origin.level as i32) };
-    origin.level == 0 || here != origin.cgroup_id
 }
 
 /// One call of `id` under the current task's key.

@@ -63,6 +63,18 @@ pub fn sched_process_exit(_ctx: RawTracePointContext) -> u32 {
     0
 }
 
+/// Whether a workload task is no longer where it exec'd: still inside that cgroup (the common
+/// case: no ancestor walk) or below it is not moved; elsewhere, it was placed there after its
+/// exec (a runtime's helper).
+#[inline(always)]
+pub fn moved(origin: &TaskOrigin, cgroup_id: u64) -> bool {
+    if cgroup_id == origin.cgroup_id {
+        return false;
+    }
+    let here = unsafe { bpf_get_current_ancestor_cgroup_id(origin.level as i32) };
+    origin.level == 0 || here != origin.cgroup_id
+}
+
 /// The level of the current cgroup below the root: the ancestor level at which it appears.
 #[inline(always)]
 pub fn current_level(cgroup_id: u64) -> u32 {

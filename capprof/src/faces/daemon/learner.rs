@@ -227,6 +227,7 @@ impl Learner {
     /// daemon while it ran, up to its last flush).
     fn learn_syscalls(&mut self, obs: &crate::collector::Observations, live: bool) {
         use crate::profile::seccomp::{c_string, Source, SyscallUse};
+        let runc_in: HashSet<u64> = obs.syscalls.iter().filter(|o| c_string(&o.key.comm).starts_with("runc:[")).map(|o| o.key.cgroup_id).collect();
         for s in &obs.syscalls {
             let source = match s.key.phase {
                 capprof_common::PHASE_WORKLOAD => Source::Workload,
@@ -239,7 +240,7 @@ impl Learner {
             let Some(record) = self.workloads.get_mut(&identity.id) else { continue };
             let comm = c_string(&s.key.comm);
             // runc init before its filter (see `SyscallProfile::build`).
-            if source == Source::Workload && crate::profile::seccomp::runc_before_filter(&comm, obs.syscalls.iter().any(|o| o.key.cgroup_id == s.key.cgroup_id && c_string(&o.key.comm).starts_with("runc:["))) {
+            if source == Source::Workload && crate::profile::seccomp::runc_before_filter(&comm, runc_in.contains(&s.key.cgroup_id)) {
                 continue;
             }
             for &(nr, n) in &s.calls {
