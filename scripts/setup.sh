@@ -13,7 +13,7 @@ PKGS=(
   rustc-web cargo-web libstd-rust-web-dev-bpf rust-web-src
   llvm-22-dev libpolly-22-dev zlib1g-dev libzstd-dev
   # Workloads and container engines for the tests, and the compose validator.
-  busybox-static docker.io podman runc docker-compose
+  busybox-static docker.io podman runc docker-compose containerd crun
   # Real programs for the accuracy tests (tests/tests/corpus.rs, kernel_sites.rs) and clients.
   iputils-ping nginx-light lighttpd haproxy redis-server redis-tools memcached chrony dnsmasq-base
   tcpdump openssh-server openssh-client postgresql curl python3
@@ -21,8 +21,8 @@ PKGS=(
   python3-yaml
   # Real Debian images without a registry (tests/src/lib.rs: debian_python_image).
   mmdebstrap
-  # Peer for the benchmark.
-  bpftrace
+  # Peer for the benchmark; load generator; the cluster-wide view's aggregation point.
+  bpftrace wrk prometheus
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -64,6 +64,15 @@ if ! docker info >/dev/null 2>&1; then
   nohup dockerd --iptables=false --ip6tables=false --bridge=none >/var/log/capprof-dockerd.log 2>&1 &
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
   docker info >/dev/null 2>&1 || { echo "setup: dockerd did not start (see /var/log/capprof-dockerd.log)" >&2; exit 1; }
+fi
+
+# containerd for `ctr` (tests/tests/runtimes.rs), beside Docker's own (which stays on
+# /var/run/docker/containerd): the kubelet's CRI talks to this one in a cluster.
+if ! ctr version >/dev/null 2>&1; then
+  log "starting containerd"
+  nohup containerd >/var/log/capprof-containerd.log 2>&1 &
+  for _ in $(seq 1 60); do ctr version >/dev/null 2>&1 && break; sleep 0.5; done
+  ctr version >/dev/null 2>&1 || { echo "setup: containerd did not start (see /var/log/capprof-containerd.log)" >&2; exit 1; }
 fi
 
 # Kubernetes schema validation for the generated manifests (offline, schemas ship in the package).

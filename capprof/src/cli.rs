@@ -109,7 +109,7 @@ pub struct OutputArgs {
     /// Write the output to FILE instead of stderr.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Record the containers CMD starts (docker, podman, ...): `auto` when CMD mentions a
+    /// Record the containers CMD starts (docker, podman, nerdctl, ctr, runc, crun): `auto` when CMD mentions a
     /// container client. The whole host is watched then; checks are attributed by cgroup.
     #[arg(long, value_enum, default_value = "auto", value_name = "WHEN")]
     pub containers: ContainersWhen,

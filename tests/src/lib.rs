@@ -213,3 +213,54 @@ pub fn debian_python_image() -> String {
     let _ = std::fs::remove_file(&tar);
     tag.into()
 }
+
+/// A random 64-hex-digit container id.
+pub fn hex_id() -> String {
+    let mut bytes = [0u8; 32];
+    let mut f = std::fs::File::open("/dev/urandom").unwrap();
+    std::io::Read::read_exact(&mut f, &mut bytes).unwrap();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The busybox image in containerd's `k8s.io` namespace (the kubelet's), from Docker's.
+pub fn containerd_image() -> String {
+    static IMPORTED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut imported = IMPORTED.lock().unwrap_or_else(|e| e.into_inner());
+    let docker_tag = busybox_image("docker");
+    if *imported {
+        return format!("docker.io/library/{docker_tag}");
+    }
+    let version = Command::new("ctr").arg("version").output().expect("ctr (Debian's containerd): run cargo xtask test");
+    assert!(version.status.success(), "containerd is not running (scripts/setup.sh starts it): {}", String::from_utf8_lossy(&version.stderr));
+    let out = Command::new("sh").arg("-c").arg(format!("docker save {docker_tag} | ctr -n k8s.io images import -")).output().unwrap();
+    assert!(out.status.success(), "ctr images import: {}", String::from_utf8_lossy(&out.stderr));
+    *imported = true;
+    format!("docker.io/library/{docker_tag}")
+}
+
+/// `ctr run` as the kubelet's CRI would start a container of pod `pod` (uid `uid`) of
+/// namespace `shop`: the cgroupfs driver's `kubepods/besteffort/pod<uid>/<id>` layout or the
+/// systemd driver's slice names (made with the cgroupfs driver: this machine's PID 1 is not
+/// systemd), and the annotations containerd's CRI plugin sets.
+pub fn ctr_run(image: &str, systemd_layout: bool, pod: &str, uid: &str, container: &str, cmd: &str) -> Vec<String> {
+    let id = hex_id();
+    let cgroup = if systemd_layout {
+        let u = uid.replace('-', "_");
+        format!("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{u}.slice/cri-containerd-{id}.scope")
+    } else {
+        format!("/kubepods/besteffort/pod{uid}/{id}")
+    };
+    let mut argv: Vec<String> = ["ctr", "-n", "k8s.io", "run", "--rm", "--cgroup", &cgroup].iter().map(|s| s.to_string()).collect();
+    for (k, v) in [
+        ("io.kubernetes.cri.sandbox-namespace", "shop"),
+        ("io.kubernetes.cri.sandbox-name", pod),
+        ("io.kubernetes.cri.sandbox-uid", uid),
+        ("io.kubernetes.cri.container-name", container),
+        ("io.kubernetes.cri.image-name", image),
+    ] {
+        argv.push("--annotation".into());
+        argv.push(format!("{k}={v}"));
+    }
+    argv.extend([image.to_string(), id, "sh".into(), "-c".into(), cmd.to_string()]);
+    argv
+}

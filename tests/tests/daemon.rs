@@ -297,3 +297,31 @@ fn short_lived_rm_containers_get_read_only_assessed() {
     assert!(!ro.reason.starts_with("not assessed"), "{ro:?}");
     assert!(!ro.recommended && ro.reason.contains("/etc"), "it wrote /etc: {ro:?}");
 }
+
+/// containerd's containers (`ctr` with the kubelet's cgroup layouts and CRI annotations,
+/// through containerd's shim and runc) are learned as their Kubernetes workload: two pods of
+/// one Deployment, one in each layout, with different needs, are one workload
+/// `k8s:NAMESPACE/OWNER/CONTAINER` whose set is the union.
+#[test]
+fn the_daemon_learns_containerd_pods_as_their_deployment() {
+    require_root();
+    let _serial = container_lock();
+    let image = containerd_image();
+    let dir = scratch("daemon-containerd");
+    let d = Daemon::start(&dir, &[]);
+    let run = |argv: Vec<String>| {
+        let out = Command::new(&argv[0]).args(&argv[1..]).output().unwrap();
+        assert!(out.status.success(), "{argv:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    // Pods live on: the daemon reads a container's bundle once its cgroup shows up.
+    run(ctr_run(&image, false, "cart-6b7f9d5c4d-q8w7z", "0c5c1234-aaaa-bbbb-cccc-1234567890ab", "app", "touch /tmp/f && chown 65534 /tmp/f && sleep 1"));
+    run(ctr_run(&image, true, "cart-6b7f9d5c4d-x2k9p", "7d7d5678-aaaa-bbbb-cccc-1234567890ab", "app", "chroot / true && sleep 1"));
+    let id = "k8s:shop/cart/app";
+    assert_eq!(d.set_of(id, &["CHOWN", "SYS_CHROOT"]), ["CHOWN", "SYS_CHROOT"]);
+    let list: Vec<Value> = serde_json::from_str(&d.get("/workloads").unwrap()).unwrap();
+    let w = list.iter().find(|w| w["id"] == id).unwrap_or_else(|| panic!("{list:?}"));
+    assert_eq!(w["containers_seen"], 2, "two pods of one Deployment: {w}");
+    let patch = d.cli(&["export", "--namespace", "shop", "-f", "k8s-patch"]);
+    assert!(patch.contains("name: app") && patch.contains("- CHOWN") && patch.contains("- SYS_CHROOT"), "{patch}");
+    d.stop();
+}

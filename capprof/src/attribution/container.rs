@@ -16,6 +16,9 @@ pub enum Engine {
     Containerd,
     #[serde(rename = "cri-o")]
     CriO,
+    /// An OCI runtime's container with no engine capprof knows by name (`runc run`, `crun
+    /// run`, or an engine that names cgroups by bare container id).
+    Oci,
     /// Not known (a profile of another capprof, or nothing was said).
     #[default]
     #[serde(other)]
@@ -29,6 +32,7 @@ impl std::fmt::Display for Engine {
             Self::Podman => "podman",
             Self::Containerd => "containerd",
             Self::CriO => "cri-o",
+            Self::Oci => "oci",
             Self::Unknown => "unknown",
         })
     }
@@ -92,10 +96,13 @@ impl ContainerInfo {
         if self.privileged {
             return Some(CapSet::full());
         }
+        let drops_all = self.cap_drop.iter().any(|d| d.eq_ignore_ascii_case("ALL") || d.eq_ignore_ascii_case("CAP_ALL"));
         let mut set: CapSet = match self.engine {
             Engine::Docker | Engine::Containerd => DOCKER_DEFAULT.into_iter().collect(),
             Engine::Podman => PODMAN_DEFAULT.into_iter().collect(),
-            Engine::CriO | Engine::Unknown => return None,
+            // An OCI bundle's bounding set is read as "drop ALL, add these" (engine::from_bundle).
+            Engine::CriO | Engine::Oci | Engine::Unknown if drops_all => CapSet::empty(),
+            Engine::CriO | Engine::Oci | Engine::Unknown => return None,
         };
         for d in &self.cap_drop {
             if d.eq_ignore_ascii_case("ALL") || d.eq_ignore_ascii_case("CAP_ALL") {
@@ -133,11 +140,13 @@ pub fn identify(path: &str) -> Option<ContainerRef> {
             Some((Engine::Containerd, id))
         } else if let Some(id) = scoped("crio-") {
             Some((Engine::CriO, id))
-        } else if is_hex_id(part) && i > 0 {
-            match parts[i - 1] {
-                "docker" => Some((Engine::Docker, part.to_string())),
-                p if p.starts_with("pod") || parts[0].starts_with("kubepods") => Some((Engine::Containerd, part.to_string())),
-                _ => None,
+        } else if is_hex_id(part) {
+            // Engines that name a cgroup by the bare container id: Docker's and the kubelet's
+            // cgroupfs layouts; elsewhere an OCI runtime run directly (its `cgroupsPath`).
+            match i.checked_sub(1).map(|p| parts[p]) {
+                Some("docker") => Some((Engine::Docker, part.to_string())),
+                Some(p) if p.starts_with("pod") || parts[0].starts_with("kubepods") => Some((Engine::Containerd, part.to_string())),
+                _ => Some((Engine::Oci, part.to_string())),
             }
         } else {
             None
@@ -165,6 +174,8 @@ mod tests {
             (format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1234.slice/cri-containerd-{ID}.scope"), Engine::Containerd),
             (format!("/kubepods/besteffort/pod0c5c/{ID}"), Engine::Containerd),
             (format!("/kubepods.slice/kubepods-pod99.slice/crio-{ID}.scope"), Engine::CriO),
+            (format!("/{ID}"), Engine::Oci),
+            (format!("/capprof-oci/{ID}"), Engine::Oci),
         ];
         for (path, engine) in cases {
             let r = identify(&path).unwrap_or_else(|| panic!("{path}"));

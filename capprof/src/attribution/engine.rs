@@ -25,7 +25,7 @@ pub fn inspect(r: &ContainerRef) -> Option<ContainerInfo> {
     let v = match r.engine {
         Engine::Docker => docker_get(&format!("/containers/{}/json", r.id)),
         Engine::Podman => podman_inspect(&r.id),
-        Engine::Containerd | Engine::CriO => return oci_annotations(r),
+        Engine::Containerd | Engine::CriO | Engine::Oci => return oci_annotations(r),
         Engine::Unknown => None,
     };
     match v {
@@ -132,17 +132,31 @@ pub(crate) fn parse_inspect(r: &ContainerRef, v: &Value) -> ContainerInfo {
     }
 }
 
-/// Where Kubernetes runtimes keep each container's OCI bundle (`config.json`), whose
-/// annotations name the pod, its namespace and the container.
-const OCI_BUNDLES: [&str; 3] = [
-    "/run/containerd/io.containerd.runtime.v2.task/k8s.io/{id}/config.json",
-    "/run/containerd/io.containerd.runtime.v2.task/moby/{id}/config.json",
-    "/run/containers/storage/overlay-containers/{id}/userdata/config.json",
-];
+/// containerd's task directory: one directory per namespace (`k8s.io` for the kubelet's CRI,
+/// `moby` for Docker's, `default` for `ctr`), each holding the bundles of its containers.
+const CONTAINERD_TASKS: &str = "/run/containerd/io.containerd.runtime.v2.task";
 
-/// containerd (CRI) and CRI-O: no API call needed, the bundle's annotations say who it is.
+/// Where a container's OCI bundle (`config.json`) is: its annotations name the pod, its
+/// namespace and the container; its process says the bounding set and the user.
+fn bundle_config(r: &ContainerRef) -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    let exists = |p: PathBuf| p.is_file().then_some(p);
+    match r.engine {
+        Engine::Containerd => std::fs::read_dir(CONTAINERD_TASKS).ok()?.flatten().find_map(|ns| exists(ns.path().join(&r.id).join("config.json"))),
+        Engine::CriO => exists(PathBuf::from(format!("/run/containers/storage/overlay-containers/{}/userdata/config.json", r.id))),
+        // crun keeps a copy of the config; runc keeps the bundle's path as a label.
+        Engine::Oci => exists(PathBuf::from(format!("/run/crun/{}/config.json", r.id))).or_else(|| {
+            let state: Value = serde_json::from_str(&std::fs::read_to_string(format!("/run/runc/{}/state.json", r.id)).ok()?).ok()?;
+            let bundle = state["config"]["labels"].as_array()?.iter().find_map(|l| l.as_str()?.strip_prefix("bundle="))?.to_string();
+            exists(PathBuf::from(bundle).join("config.json"))
+        }),
+        _ => None,
+    }
+}
+
+/// containerd (CRI), CRI-O and bare OCI runtimes: no API call needed, the bundle says who it is.
 fn oci_annotations(r: &ContainerRef) -> Option<ContainerInfo> {
-    let text = OCI_BUNDLES.iter().find_map(|p| std::fs::read_to_string(p.replace("{id}", &r.id)).ok())?;
+    let text = std::fs::read_to_string(bundle_config(r)?).ok()?;
     Some(from_annotations(r, &serde_json::from_str(&text).ok()?))
 }
 
@@ -161,11 +175,19 @@ pub(crate) fn from_annotations(r: &ContainerRef, config: &Value) -> ContainerInf
             labels.insert(label.to_string(), v);
         }
     }
+    // The bundle's bounding set is exactly what the container was granted: said as "drop
+    // ALL, add these" so no engine default has to be assumed.
+    let bounding = config["process"]["capabilities"]["bounding"].as_array();
+    let cap_add = bounding.map(|b| b.iter().filter_map(|c| c.as_str()).map(|c| c.trim_start_matches("CAP_").to_string()).collect()).unwrap_or_default();
+    let user = config["process"]["user"]["uid"].as_u64().filter(|uid| *uid != 0).map(|uid| uid.to_string()).unwrap_or_default();
     ContainerInfo {
         engine: r.engine,
         id: r.id.clone(),
         name: labels.get("io.kubernetes.container.name").cloned().unwrap_or_else(|| r.id.chars().take(12).collect()),
         image: get(&["io.kubernetes.cri.image-name", "io.kubernetes.cri-o.ImageName"]),
+        user,
+        cap_drop: if bounding.is_some() { vec!["ALL".into()] } else { vec![] },
+        cap_add,
         labels,
         source: Source::Engine,
         ..ContainerInfo::default()
@@ -232,6 +254,19 @@ mod tests {
         assert_eq!((i.name.as_str(), i.image.as_str()), ("app", "registry/cart:1.2"));
         let id = crate::attribution::identity::of_container(&i);
         assert_eq!(id.id, "k8s:shop/cart/app");
+        assert_eq!(i.granted().map(|s| s.iter().count()), Some(14), "no bounding set in the bundle: containerd's default");
+    }
+
+    #[test]
+    fn the_bundles_bounding_set_is_what_was_granted() {
+        let config: Value = serde_json::from_str(r#"{"process":{"user":{"uid":65534},"capabilities":{"bounding":["CAP_CHOWN","CAP_KILL"]}}}"#).unwrap();
+        for engine in [Engine::Containerd, Engine::CriO, Engine::Oci] {
+            let r = ContainerRef { engine, id: "ab".repeat(32), cgroup: "/x".into() };
+            let i = from_annotations(&r, &config);
+            let names: Vec<&str> = i.granted().unwrap().iter().map(|c| c.name()).collect();
+            assert_eq!(names, ["CHOWN", "KILL"], "{engine}");
+            assert_eq!(i.user, "65534");
+        }
     }
 
     #[test]

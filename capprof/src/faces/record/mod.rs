@@ -106,7 +106,7 @@ pub fn record(argv: &[String], options: &RecordOptions, prove: bool, probe: Opti
 pub fn mentions_container_engine(argv: &[String]) -> bool {
     argv.iter().flat_map(|a| a.split(|c: char| c.is_whitespace() || c == ';' || c == '&' || c == '|')).any(|word| {
         let base = word.rsplit('/').next().unwrap_or(word);
-        matches!(base, "docker" | "podman" | "docker-compose" | "nerdctl")
+        matches!(base, "docker" | "podman" | "docker-compose" | "nerdctl" | "ctr" | "crictl" | "runc" | "crun")
     })
 }
 
@@ -123,6 +123,8 @@ mod tests {
         assert!(mentions_container_engine(&v(&["docker", "run", "x"])));
         assert!(mentions_container_engine(&v(&["sh", "-c", "/usr/bin/podman run x && true"])));
         assert!(mentions_container_engine(&v(&["docker-compose", "up"])));
+        assert!(mentions_container_engine(&v(&["ctr", "-n", "k8s.io", "run", "img", "id"])));
+        assert!(mentions_container_engine(&v(&["sh", "-c", "crun run --bundle b id"])));
         assert!(!mentions_container_engine(&v(&["sh", "-c", "echo dockerfile"])));
     }
 }
