@@ -39,6 +39,13 @@ pub enum Classification {
 }
 
 impl Classification {
+    pub const ALL: [Self; 8] = [Self::Needed, Self::Conditional, Self::Optional, Self::Denied, Self::AtStop, Self::Probed, Self::Borrowed, Self::Runtime];
+
+    /// The class a [`Classification::label`] names (the daemon's `class` metric label).
+    pub fn from_label(label: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.label() == label)
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Self::Needed => "needed",

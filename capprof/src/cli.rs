@@ -239,6 +239,9 @@ pub struct DaemonArgs {
     /// On the TCP listener, serve only /metrics and /health (for Prometheus on a pod address).
     #[arg(long, requires = "listen_tcp")]
     pub tcp_metrics_only: bool,
+    /// The node's name on every metric series (default: $NODE_NAME, else the host name).
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
     /// The state database.
     #[arg(long, default_value = crate::faces::daemon::DEFAULT_STATE, value_name = "FILE")]
     pub state: PathBuf,
@@ -292,6 +295,14 @@ pub struct ExportArgs {
     pub output: Option<PathBuf>,
     #[arg(long, default_value = crate::faces::daemon::DEFAULT_SOCKET, value_name = "PATH")]
     pub socket: PathBuf,
+    /// Build the cluster-wide profile from a Prometheus server that scrapes every node's
+    /// daemon (http://HOST:PORT): the union of needs over every node and replica.
+    #[arg(long, value_name = "URL", conflicts_with = "socket")]
+    pub prometheus: Option<String>,
+    /// With --prometheus: series seen within this long count (a Prometheus duration), so a
+    /// node scaled down since still contributes its needs.
+    #[arg(long, value_name = "DURATION", default_value = "7d", requires = "prometheus")]
+    pub window: String,
 }
 
 /// The aggregation map's bounds: below 64 a recording loses checks at once; above 2^22
@@ -325,6 +336,13 @@ impl DaemonArgs {
             socket: self.socket,
             tcp: self.listen_tcp,
             tcp_metrics_only: self.tcp_metrics_only,
+            node: match self.node {
+                Some(n) if n.is_empty() || n.len() > 253 || n.chars().any(char::is_control) => {
+                    return Err(Error::new(ErrorKind::Usage, "--node must be 1 to 253 characters, without control characters"))
+                }
+                Some(n) => n,
+                None => crate::faces::daemon::metrics::default_node(),
+            },
             state: self.state,
             services: self.services,
             flush_every: positive_secs(self.flush_interval, "--flush-interval")?,
@@ -471,6 +489,13 @@ pub fn run() -> anyhow::Result<i32> {
         Cmd::Daemon(d) => Ok(crate::faces::daemon::run(&d.validate()?)?),
         Cmd::Profiles { socket } => {
             print!("{}", crate::faces::daemon::client::profiles(&socket)?);
+            Ok(0)
+        }
+        Cmd::Export(e) if e.prometheus.is_some() => {
+            let url = e.prometheus.as_deref().unwrap_or_default();
+            let selection = crate::faces::cluster::Selection::new(e.workload.as_deref(), e.namespace.as_deref(), &e.window)?;
+            let profile = crate::faces::cluster::export(url, &selection, e.format)?;
+            crate::output::Sink::open(e.output.as_deref(), crate::output::Stream::Stdout)?.emit(&profile, e.format)?;
             Ok(0)
         }
         Cmd::Export(e) => {

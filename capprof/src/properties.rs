@@ -215,7 +215,7 @@ proptest! {
 
     #[test]
     fn metric_labels_round_trip(s in nasty()) {
-        let e = crate::faces::daemon::server::escape_label(&s);
+        let e = crate::faces::daemon::metrics::escape_label(&s);
         prop_assert!(!e.contains('\n'));
         prop_assert!(!e.replace("\\\\", "").replace("\\\"", "").contains('"'), "an unescaped quote ends the label: {}", e);
         prop_assert_eq!(unescape_label(&e), s);
@@ -332,6 +332,7 @@ fn api() -> crate::faces::daemon::server::Shared {
         backend: BackendSummary { name: "tracepoint".into(), sees_opts: false, classification: String::new(), program: None, syscall_program: None },
         started: std::time::Instant::now(),
         tcp_metrics_only: false,
+        node: "node\"a\nb".into(),
     }
 }
 

@@ -174,8 +174,9 @@ fn learns_workloads_across_restarts_replicas_and_kill_9() {
     let ns = d.cli(&["export", "--namespace", &project, "-f", "docker"]);
     assert_eq!(ns.trim(), "--cap-drop=ALL --cap-add=MKNOD");
     let metrics = d.get("/metrics").unwrap();
-    assert!(metrics.contains(&format!("capprof_checks_total{{workload=\"{web_id}\",capability=\"MKNOD\",verdict=\"granted\",class=\"needed\"}}")), "{metrics}");
-    assert!(metrics.contains("capprof_losses_total{kind=\"checks_map_full\"} 0"));
+    let node = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    assert!(metrics.contains(&format!("capprof_checks_total{{node=\"{node}\",workload=\"{web_id}\",capability=\"MKNOD\",verdict=\"granted\",class=\"needed\"}}")), "{metrics}");
+    assert!(metrics.contains(&format!("capprof_losses_total{{node=\"{node}\",kind=\"checks_map_full\"}} 0")), "{metrics}");
 
     // kill -9, then containers while the daemon is down, then a restart on the same state:
     // the pinned programs counted them, the restarted daemon drains what they counted.

@@ -64,7 +64,7 @@ pub fn run(release: &Path, cgroups: u32, checks: u32) -> Result<()> {
     let mut learned = 0u64;
     let mut persisted = 0u64;
     let mut seen = std::collections::HashSet::new();
-    for line in metrics.lines().filter(|l| l.starts_with("capprof_checks_total{workload=\"service:churn-") && l.contains("capability=\"SYS_CHROOT\"") && l.contains("class=\"needed\"")) {
+    for line in metrics.lines().filter(|l| l.starts_with("capprof_checks_total{") && l.contains("workload=\"service:churn-") && l.contains("capability=\"SYS_CHROOT\"") && l.contains("class=\"needed\"")) {
         learned += 1;
         persisted += line.rsplit(' ').next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
         if let Some(n) = line.split("churn-").nth(1).and_then(|r| r.split('.').next()).and_then(|n| n.parse::<u32>().ok()) {

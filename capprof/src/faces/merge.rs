@@ -113,6 +113,12 @@ fn add(into: &mut BTreeMap<String, WorkloadProfile>, w: WorkloadProfile) {
         union(m.granted.get_or_insert_with(Vec::new), g);
     }
     m.no_new_privileges_safe &= w.no_new_privileges_safe;
+    for n in w.nodes {
+        if !m.nodes.contains(&n) {
+            m.nodes.push(n);
+        }
+    }
+    m.nodes.sort();
     for p in w.portability {
         if !m.portability.contains(&p) {
             m.portability.push(p);

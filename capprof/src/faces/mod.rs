@@ -4,7 +4,8 @@
 //!   running container or cgroup;
 //! - [`verify`]: a command under exactly a given set; [`minimize`]: the smallest set that works;
 //! - [`daemon`]: every container on the node, continuously, with its API and clients;
-//! - [`merge`]: profiles from several nodes; [`check`]: a profile against deployment files (the
+//! - [`merge`]: profiles from several nodes; [`cluster`]: the cluster-wide profile from the
+//!   nodes' series in Prometheus (`export --prometheus`); [`check`]: a profile against deployment files (the
 //!   CI gate); [`inspect`]: `decode` and `caps`.
 //!
 //! `record`, `verify` and `minimize` take a systemd unit (`--unit`) as well as a command.
@@ -12,6 +13,7 @@
 //! No stage imports a face; a face imports stages and the session, never another face.
 
 pub mod check;
+pub mod cluster;
 pub mod daemon;
 pub mod inspect;
 pub mod merge;

@@ -159,6 +159,9 @@ pub struct WorkloadProfile {
     /// The system calls it made, with `--seccomp`: its seccomp allow list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<seccomp::SyscallProfile>,
+    /// The nodes it was seen on, for a cluster-wide profile (`export --prometheus`, `merge`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
 }
 
 /// Proof by re-run.
@@ -411,6 +414,7 @@ impl WorkloadProfile {
             checks,
             verification: None,
             seccomp: None,
+            nodes: Vec::new(),
         }
     }
 

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod learner;
+pub mod metrics;
 pub mod server;
 pub mod store;
 
@@ -31,6 +32,8 @@ pub struct DaemonConfig {
     pub tcp: Option<std::net::SocketAddr>,
     /// On TCP, serve only /metrics and /health.
     pub tcp_metrics_only: bool,
+    /// The node's name, on every metric series (`--node`, else `NODE_NAME`, else the host name).
+    pub node: String,
     pub state: PathBuf,
     pub services: bool,
     pub flush_every: Duration,
@@ -68,7 +71,7 @@ pub fn run(cfg: &DaemonConfig) -> Result<i32> {
         None
     });
     let health = Arc::new(Mutex::new(Health::default()));
-    let shared = Arc::new(Shared { store: store.clone(), health: health.clone(), backend: tracer.backend_summary(), started: Instant::now(), tcp_metrics_only: cfg.tcp_metrics_only });
+    let shared = Arc::new(Shared { store: store.clone(), health: health.clone(), backend: tracer.backend_summary(), started: Instant::now(), tcp_metrics_only: cfg.tcp_metrics_only, node: cfg.node.clone() });
     let mut learner = Learner::new(tracer, store, health, cfg.services, cfg.flush_every)?;
     learner.generation = own.as_deref().map(crate::backend::pins::generation_name);
     let adopted = learner.adopt_running()?;

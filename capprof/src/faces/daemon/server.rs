@@ -3,7 +3,6 @@
 //! from the durable store, so nothing is reported that a crash could take back.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -11,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::learner::Health;
 use super::store::{Store, WorkloadRecord};
-use crate::capability::{name_of, CapSet, Capability};
+use crate::capability::{CapSet, Capability};
 use crate::format::{render, Format};
 use crate::profile::{BackendSummary, Losses, Profile, WorkloadKind, WorkloadMeta, WorkloadProfile};
 
@@ -23,6 +22,8 @@ pub struct Shared {
     pub started: std::time::Instant,
     /// TCP connections may read only /metrics and /health.
     pub tcp_metrics_only: bool,
+    /// The node's name, on every metric series.
+    pub node: String,
 }
 
 /// A workload line of `GET /workloads` (and `capprof profiles`).
@@ -86,7 +87,7 @@ pub(crate) fn route(shared: &Shared, target: &str) -> (u16, &'static str, String
         "/health" => health(shared).map(|b| (200, "application/json", b)),
         "/workloads" => summaries(shared).and_then(|s| json(&s)).map(|b| (200, "application/json", b)),
         "/profile" => profile_response(shared, &params),
-        "/metrics" => metrics(shared).map(|b| (200, "text/plain; version=0.0.4", b)),
+        "/metrics" => super::metrics::render(shared).map(|b| (200, "text/plain; version=0.0.4", b)),
         _ => Ok((404, "text/plain", format!("no such endpoint: {path}\n"))),
     };
     result.unwrap_or_else(|e| (500, "text/plain", format!("{e}\n")))
@@ -233,58 +234,6 @@ fn select<'a>(records: &'a [WorkloadRecord], name: &str) -> std::result::Result<
         return Err(format!("{name:?} matches {} workloads: {}; give the full id\n", found.len(), ids.join(", ")));
     }
     Ok(found)
-}
-
-/// Prometheus text exposition.
-fn metrics(shared: &Shared) -> crate::error::Result<String> {
-    let store = shared.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let facts = store.facts()?;
-    let workloads = store.workloads()?.len();
-    drop(store);
-    let h = shared.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-    let mut out = String::new();
-    let _ = writeln!(out, "# HELP capprof_checks_total Capability checks by workload, capability, verdict and class (durable counts).");
-    let _ = writeln!(out, "# TYPE capprof_checks_total counter");
-    let mut series: BTreeMap<(String, String, &str, &str), u64> = BTreeMap::new();
-    for (workload, list) in &facts {
-        for (_, f) in list {
-            let verdict = if f.denied { "denied" } else { "granted" };
-            let class = crate::classify::classify(&f.to_check()).0.label();
-            *series.entry((workload.clone(), name_of(f.capability), verdict, class)).or_default() += f.count;
-        }
-    }
-    for ((w, c, v, k), n) in series {
-        let _ = writeln!(out, "capprof_checks_total{{workload=\"{}\",capability=\"{c}\",verdict=\"{v}\",class=\"{k}\"}} {n}", escape_label(&w));
-    }
-    let _ = writeln!(out, "# HELP capprof_losses_total Data lost in the kernel, by kind (never hidden).");
-    let _ = writeln!(out, "# TYPE capprof_losses_total counter");
-    let l = Losses::from(h.counters);
-    for (kind, n) in [
-        ("checks_map_full", l.checks_map_full),
-        ("events_dropped", l.events_dropped),
-        ("tasks_map_full", l.tasks_map_full),
-        ("syscalls_map_full", l.syscalls_map_full),
-    ] {
-        let _ = writeln!(out, "capprof_losses_total{{kind=\"{kind}\"}} {n}");
-    }
-    let _ = writeln!(out, "# HELP capprof_site_unknown_total Checks whose call site could not be read.\n# TYPE capprof_site_unknown_total counter\ncapprof_site_unknown_total {}", l.site_unknown);
-    let _ = writeln!(out, "# HELP capprof_unattributed_checks_total Checks of processes outside any workload.\n# TYPE capprof_unattributed_checks_total counter\ncapprof_unattributed_checks_total {}", h.unattributed);
-    let _ = writeln!(out, "# HELP capprof_workloads Workloads known.\n# TYPE capprof_workloads gauge\ncapprof_workloads {workloads}");
-    let _ = writeln!(out, "# HELP capprof_kernel_map_checks Distinct checks held in the kernel map.\n# TYPE capprof_kernel_map_checks gauge\ncapprof_kernel_map_checks {}", h.kernel_checks);
-    let _ = writeln!(out, "# HELP capprof_backend_info The kernel hook in use.\n# TYPE capprof_backend_info gauge\ncapprof_backend_info{{backend=\"{}\"}} 1", shared.backend.name);
-    let _ = writeln!(out, "# HELP capprof_program_runs_total Check program runs (with --bpf-stats).\n# TYPE capprof_program_runs_total counter\ncapprof_program_runs_total {}", h.program_runs);
-    let _ = writeln!(
-        out,
-        "# HELP capprof_program_run_seconds_total Check program run time (with --bpf-stats).\n# TYPE capprof_program_run_seconds_total counter\ncapprof_program_run_seconds_total {:.9}",
-        h.program_run_time_ns as f64 / 1e9
-    );
-    Ok(out)
-}
-
-/// A Prometheus label value: backslash, double quote and line feed escaped (the exposition
-/// format's three), so a workload name cannot end its series or start another.
-pub fn escape_label(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// Percent-decoding for query parameters.
