@@ -56,6 +56,14 @@ pub fn cap_capable(ctx: RawTracePointContext) -> u32 {
     0
 }
 
+/// The floor of any program on the raw tracepoint: does nothing. Attached in place of
+/// `cap_capable` only by the benchmarks (`CAPPROF_BENCH_FLOOR`), which report it beside every
+/// per-check figure.
+#[raw_tracepoint(tracepoint = "cap_capable")]
+pub fn cap_capable_floor(_ctx: RawTracePointContext) -> u32 {
+    0
+}
+
 /// fexit: (cred, target_ns, cap, opts) then the return value; the context sits in the
 /// trampoline's frame, below the return addresses into `cap_capable` and its caller.
 #[fexit(function = "cap_capable")]

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 const BPFTRACE: &str = "tracepoint:capability:cap_capable { @[cgroup, args->cap, args->ret] = count(); }";
+/// The floor of a bpftrace program on the perf tracepoint.
+const BPFTRACE_EMPTY: &str = "tracepoint:capability:cap_capable { }";
 const ROUNDS: usize = 11;
 /// How long each phased loop process runs (rounds of four phases fit in it).
 const LOOP_SECS: u64 = 120;
@@ -59,34 +61,36 @@ pub fn run(release: &Path, iterations: u64) -> Result<()> {
     crate::bench_seccomp::run(&capprof, &scenario)?;
     crate::bench_seccomp::program_times(&capprof, &scenario)?;
 
-    println!("\n## Program run time per check (kernel BPF statistics), both tools on the same checks\n");
-    println!("The bpftrace one-liner attached while `capprof record --bpf-stats` runs the loop ({iterations} iterations): every");
-    println!("check runs both programs, so each round compares them under the same conditions. {ROUNDS} rounds. bpftrace's");
-    println!("figure leaves out the perf tracepoint's record building, which its program needs and capprof's raw");
-    println!("tracepoint does not.\n");
-    println!("| loop | capprof program: fastest / median | bpftrace program: fastest / median | capprof / bpftrace: median round |");
-    println!("|---|---|---|---|");
+    println!("\n## Program run time per check (kernel BPF statistics), each program alone on the hook\n");
+    println!("Kernel BPF statistics over the loop ({iterations} iterations), one program attached at a time, in turn each");
+    println!("round: capprof's check program (`capprof record --bpf-stats`), the floor of any program on the same raw");
+    println!("tracepoint (an empty one, attached in its place with `CAPPROF_BENCH_FLOOR=1`), bpftrace's counting");
+    println!("one-liner and bpftrace's empty program `tracepoint:capability:cap_capable {{ }}` (a perf tracepoint: its");
+    println!("figure leaves out the perf record building that capprof's raw tracepoint does not pay). One at a time:");
+    println!("a second program on a tracepoint adds the tracepoint iterator's frame to every program on it (capprof then");
+    println!("scans a wider stack window for its call site). {ROUNDS} rounds; × floor is the median of each round's ratio.\n");
+    println!("| loop | capprof: fastest / median | raw-tracepoint floor: median | capprof × floor | bpftrace one-liner: median | bpftrace empty: median |");
+    println!("|---|---|---|---|---|---|");
     for (name, what) in LOOPS {
-        let (mut cap, mut bpf, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut cap, mut floor, mut ratio, mut bpf, mut empty) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
             let _stats = StatsOn::new()?;
-            let tracer = Bpftrace::start()?;
-            let before = tracer.program_stats()?;
-            let c = capprof_program_ns(&capprof, &scenario, name, &n)?;
-            let after = tracer.program_stats()?;
-            tracer.stop()?;
-            let b = (after.1 - before.1) as f64 / (after.0 - before.0).max(1) as f64;
+            let c = capprof_program_ns(&capprof, &scenario, name, &n, false)?;
+            let f = capprof_program_ns(&capprof, &scenario, name, &n, true)?;
             cap.push(c);
-            bpf.push(b);
-            ratio.push(c / b);
+            floor.push(f);
+            ratio.push(c / f);
+            bpf.push(bpftrace_program_ns(BPFTRACE, &scenario, name, &n)?);
+            empty.push(bpftrace_program_ns(BPFTRACE_EMPTY, &scenario, name, &n)?);
         }
         println!(
-            "| {what} | {:.0} / {:.0} ns | {:.0} / {:.0} ns | {:.2} |",
+            "| {what} | {:.0} / {:.0} ns | {:.0} ns | {:.2} | {:.0} ns | {:.0} ns |",
             fastest(&cap),
             median(&mut cap),
-            fastest(&bpf),
+            median(&mut floor),
+            median(&mut ratio),
             median(&mut bpf),
-            median(&mut ratio)
+            median(&mut empty)
         );
     }
 
@@ -99,12 +103,31 @@ pub fn run(release: &Path, iterations: u64) -> Result<()> {
     Ok(())
 }
 
-/// capprof's own report of its check program's mean run time (`--bpf-stats`).
-fn capprof_program_ns(capprof: &Path, scenario: &Path, name: &str, n: &str) -> Result<f64> {
+/// capprof's own report of its check program's mean run time (`--bpf-stats`), or with
+/// `floor` of the empty program attached in its place.
+fn capprof_program_ns(capprof: &Path, scenario: &Path, name: &str, n: &str, floor: bool) -> Result<f64> {
     let mut args: Vec<std::ffi::OsString> = ["--", "taskset", "-c", "1"].iter().map(Into::into).collect();
     args.push(scenario.into());
     args.extend([name, n].iter().map(Into::into));
-    program_mean_ns(capprof, &[], &args, "\"program\"")
+    if floor {
+        std::env::set_var("CAPPROF_BENCH_FLOOR", "1");
+    }
+    let ns = program_mean_ns(capprof, &[], &args, "\"program\"");
+    std::env::remove_var("CAPPROF_BENCH_FLOOR");
+    ns
+}
+
+/// A bpftrace script's program: mean run time per check over the loop, attached alone.
+fn bpftrace_program_ns(script: &str, scenario: &Path, name: &str, n: &str) -> Result<f64> {
+    let tracer = Bpftrace::start_script(script)?;
+    let before = tracer.program_stats()?;
+    let status = Command::new("taskset").args(["-c", "1"]).arg(scenario).args([name, n]).stdout(Stdio::null()).status()?;
+    let after = tracer.program_stats()?;
+    tracer.stop()?;
+    if !status.success() {
+        bail!("{name} loop failed: {status}");
+    }
+    Ok((after.1 - before.1) as f64 / (after.0 - before.0).max(1) as f64)
 }
 
 /// `capprof record --bpf-stats EXTRA -f json -o FILE TARGET`: the mean run time of the

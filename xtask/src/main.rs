@@ -5,6 +5,7 @@
 //! fresh machine by itself.
 
 mod bench;
+mod bench_daemon;
 mod bench_seccomp;
 mod churn;
 mod cpio;
@@ -49,6 +50,17 @@ enum Cmd {
     /// Only BENCHMARKS.md's `--seccomp` table (the system-call hook per call, in and out of
     /// scope); `bench` includes it.
     BenchSeccomp,
+    /// The daemon under load (BENCHMARKS.md): nginx/wrk and redis/redis-benchmark in containers
+    /// with nothing, the daemon, or the bpftrace one-liner attached; then a soak of containers
+    /// started and stopped under load (the daemon's CPU, RSS and losses).
+    BenchDaemon {
+        /// Length of the soak.
+        #[arg(long, default_value_t = 600)]
+        soak_secs: u64,
+        /// Containers started and stopped during the soak.
+        #[arg(long, default_value_t = 200)]
+        containers: u32,
+    },
     /// The daemon under churn: N short-lived cgroups, K checks each; fails if anything is lost.
     Churn {
         #[arg(long, default_value_t = 1000)]
@@ -123,6 +135,11 @@ fn main() -> Result<()> {
             let release = root().join("target/release");
             bench_seccomp::run(&release.join("capprof"), &release.join("scenario"))?;
             bench_seccomp::program_times(&release.join("capprof"), &release.join("scenario"))
+        }
+        Cmd::BenchDaemon { soak_secs, containers } => {
+            setup()?;
+            cargo(&["build", "--release", "-p", "capprof", "-p", "capprof-tests"])?;
+            bench_daemon::run(&root().join("target/release"), std::time::Duration::from_secs(soak_secs), containers)
         }
         Cmd::Churn { cgroups, checks } => {
             setup()?;

@@ -83,7 +83,10 @@ impl BackendKind {
                 if tracefs::event_format(&tracefs, "capability", "cap_capable").is_none() {
                     return Err(Error::new(ErrorKind::UnsupportedKernel, "no capability:cap_capable tracepoint (added in Linux 6.14)"));
                 }
-                links.push(raw_tracepoint(ebpf, "cap_capable", "cap_capable")?);
+                // The benchmarks' floor: an empty program alone on the tracepoint (a second
+                // program would add the tracepoint iterator's frame to both).
+                let prog = if std::env::var_os("CAPPROF_BENCH_FLOOR").is_some() { "cap_capable_floor" } else { "cap_capable" };
+                links.push(raw_tracepoint(ebpf, prog, "cap_capable")?);
             }
             Self::Fexit => {
                 // aya needs the kernel's BTF to find cap_capable's type: parsed only here.

@@ -1,0 +1,361 @@
+//! What the daemon costs a busy node (BENCHMARKS.md, "The daemon under load"): nginx under
+//! wrk and redis under redis-benchmark, each in a container built from Debian's packages,
+//! with nothing attached, with `capprof daemon`, and with the bpftrace one-liner, rounds
+//! interleaved so the three share the machine's state; then a soak: the daemon's CPU and RSS
+//! while containers are started and stopped and the servers are under load, with the kernel's
+//! loss counters read at the end.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::bench::{median, Bpftrace};
+
+const IMAGE: &str = "capprof-bench:servers";
+const NGINX_PORT: u16 = 18080;
+const REDIS_PORT: u16 = 16379;
+const ROUNDS: usize = 5;
+const WRK_SECS: u64 = 8;
+const BPFTRACE: &str = "tracepoint:capability:cap_capable { @[cgroup, args->cap, args->ret] = count(); }";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Attached {
+    Nothing,
+    Daemon,
+    Bpftrace,
+}
+
+impl Attached {
+    const ALL: [Self; 3] = [Self::Nothing, Self::Daemon, Self::Bpftrace];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Nothing => "nothing attached",
+            Self::Daemon => "capprof daemon",
+            Self::Bpftrace => "bpftrace one-liner",
+        }
+    }
+}
+
+/// Something attached for one measurement; detached when dropped.
+enum Guard {
+    None,
+    // Held for its Drop: the daemon detaches when the measurement ends.
+    #[allow(dead_code)]
+    Daemon(Daemon),
+    Bpftrace(Option<Bpftrace>),
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Guard::Bpftrace(b) = self {
+            if let Some(b) = b.take() {
+                let _ = b.stop();
+            }
+        }
+    }
+}
+
+fn attach(what: Attached, capprof: &Path) -> Result<Guard> {
+    Ok(match what {
+        Attached::Nothing => Guard::None,
+        Attached::Daemon => Guard::Daemon(Daemon::start(capprof)?),
+        Attached::Bpftrace => Guard::Bpftrace(Some(Bpftrace::start_script(BPFTRACE)?)),
+    })
+}
+
+pub fn run(release: &Path, soak: Duration, containers: u32) -> Result<()> {
+    let capprof = release.join("capprof");
+    servers_image()?;
+    let _servers = Servers::start()?;
+    println!("## The daemon under load: nginx (wrk) and redis (redis-benchmark) in containers\n");
+    println!("Each server runs in a container of an image built from Debian's packages (mmdebstrap), on the host's");
+    println!("network, pinned to CPU 0; its client runs on CPU 1. {ROUNDS} rounds, each measuring the three cases in turn:");
+    println!("nothing attached, `capprof daemon` (default options: the check program and the network-use hooks),");
+    println!("and the bpftrace one-liner. wrk: 1 thread, 32 connections, {WRK_SECS} s; redis-benchmark: 32 clients,");
+    println!("200,000 GETs and SETs. Median over the rounds; the cost is the throughput lost against nothing attached.\n");
+    println!("| server | attached | requests/s (median) | p99 latency (median) | throughput lost |");
+    println!("|---|---|---|---|---|");
+    let mut results: Vec<(Attached, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)> = Attached::ALL.iter().map(|a| (*a, vec![], vec![], vec![], vec![])).collect();
+    for _ in 0..ROUNDS {
+        for r in results.iter_mut() {
+            let _guard = attach(r.0, &capprof)?;
+            std::thread::sleep(Duration::from_millis(500));
+            let (rps, p99) = wrk()?;
+            r.1.push(rps);
+            r.2.push(p99);
+            let (rps, p99) = redis_benchmark()?;
+            r.3.push(rps);
+            r.4.push(p99);
+        }
+    }
+    let base_nginx = median(&mut results[0].1.clone());
+    let base_redis = median(&mut results[0].3.clone());
+    for (what, nginx, nginx_p99, _, _) in &results {
+        let n = median(&mut nginx.clone());
+        println!("| nginx | {} | {n:.0} | {:.2} ms | {:+.2} % |", what.label(), median(&mut nginx_p99.clone()), (base_nginx - n) / base_nginx * 100.0);
+    }
+    for (what, _, _, redis, redis_p99) in &results {
+        let r = median(&mut redis.clone());
+        println!("| redis | {} | {r:.0} | {:.2} ms | {:+.2} % |", what.label(), median(&mut redis_p99.clone()), (base_redis - r) / base_redis * 100.0);
+    }
+    soak_run(&capprof, soak, containers)
+}
+
+/// The daemon's CPU and RSS while `containers` containers start and stop over `soak`, the
+/// servers under wrk all along; the kernel's loss counters from its metrics at the end.
+fn soak_run(capprof: &Path, soak: Duration, containers: u32) -> Result<()> {
+    let daemon = Daemon::start(capprof)?;
+    let load = Command::new("taskset")
+        .args(["-c", "1", "wrk", "-t1", "-c8", &format!("-d{}s", soak.as_secs() + 5), &format!("http://127.0.0.1:{NGINX_PORT}/")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("wrk")?;
+    let _load = Kill(load);
+    let start = Instant::now();
+    let every = soak / containers.max(1);
+    let mut samples = Vec::new();
+    let mut started = 0u32;
+    let mut failed = 0u32;
+    let mut next_sample = Duration::ZERO;
+    while started < containers {
+        if start.elapsed() >= next_sample {
+            samples.push((start.elapsed().as_secs(), daemon.rss_kib()?, daemon.cpu_secs()?));
+            next_sample += Duration::from_secs(30);
+        }
+        // Ten Deployment-like services, restarted over and over: what a node's churn looks like.
+        let name = format!("capprof-soak-{started}");
+        let ok = Command::new("docker")
+            .args(["run", "--rm", "--name", &name, "--network", "none", "--label", "com.docker.compose.project=soak"])
+            .args(["--label", &format!("com.docker.compose.service=svc-{}", started % 10), IMAGE, "sh", "-c", "chown 65534 /tmp; sleep 1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?
+            .success();
+        failed += u32::from(!ok);
+        started += 1;
+        let due = every * started;
+        if let Some(wait) = due.checked_sub(start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    samples.push((start.elapsed().as_secs(), daemon.rss_kib()?, daemon.cpu_secs()?));
+    let metrics = daemon.metrics()?;
+    let lost: Vec<String> = metrics.lines().filter(|l| l.starts_with("capprof_losses_total")).map(str::to_string).collect();
+    let workloads = metrics.lines().find_map(|l| l.strip_prefix("capprof_workloads{").and_then(|r| r.split_once("} ")).map(|(_, n)| n.to_string())).unwrap_or_default();
+    println!("\n## Soak: {containers} containers started and stopped over {} s, nginx under wrk all along\n", soak.as_secs());
+    println!("`capprof daemon` (default options) while one container starts every {:.1} s (ten Compose-labelled services,", every.as_secs_f64());
+    println!("each container `chown`s and sleeps 1 s) and wrk keeps nginx busy. The daemon's RSS (VmRSS) and CPU time");
+    println!("(utime + stime) sampled every 30 s.\n");
+    println!("| at | daemon RSS | daemon CPU time (total) | CPU share since the previous sample |");
+    println!("|---|---|---|---|");
+    let mut prev: Option<(u64, f64)> = None;
+    for (t, rss, cpu) in &samples {
+        let share = prev.map(|(pt, pc)| if *t > pt { format!("{:.2} %", (cpu - pc) / (*t - pt) as f64 * 100.0) } else { "-".into() }).unwrap_or_else(|| "-".into());
+        println!("| {t} s | {:.1} MiB | {cpu:.2} s | {share} |", *rss as f64 / 1024.0);
+        prev = Some((*t, *cpu));
+    }
+    println!("\nContainers that failed to run: {failed}. Workloads the daemon knows at the end: {workloads}. Kernel loss counters at the end:\n");
+    println!("```\n{}\n```", lost.join("\n"));
+    let total_lost: u64 = lost.iter().filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum();
+    let (first, last) = (samples.get(1).map(|s| s.1).unwrap_or(0), samples.last().map(|s| s.1).unwrap_or(0));
+    println!("\nRSS from the 30 s sample to the end: {:.1} → {:.1} MiB.", first as f64 / 1024.0, last as f64 / 1024.0);
+    drop(daemon);
+    if total_lost != 0 {
+        bail!("the daemon lost {total_lost} checks or events during the soak");
+    }
+    Ok(())
+}
+
+fn wrk() -> Result<(f64, f64)> {
+    let out = Command::new("taskset")
+        .args(["-c", "1", "wrk", "-t1", "-c32", &format!("-d{WRK_SECS}s"), "--latency", &format!("http://127.0.0.1:{NGINX_PORT}/")])
+        .output()
+        .context("wrk (Debian's wrk)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rps = text.lines().find_map(|l| l.strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse::<f64>().ok()).with_context(|| format!("wrk said: {text}"))?;
+    let p99 = text.lines().find_map(|l| l.trim().strip_prefix("99%")).map(|v| v.trim()).and_then(duration_ms).with_context(|| format!("wrk said: {text}"))?;
+    Ok((rps, p99))
+}
+
+/// wrk's `1.23ms`, `456.00us`, `1.02s` in milliseconds.
+fn duration_ms(v: &str) -> Option<f64> {
+    let (num, scale) = if let Some(n) = v.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = v.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        return None;
+    };
+    num.parse::<f64>().ok().map(|n| n * scale)
+}
+
+/// GET and SET requests/s (their mean) and the larger p99, from redis-benchmark's CSV.
+fn redis_benchmark() -> Result<(f64, f64)> {
+    let out = Command::new("taskset")
+        .args(["-c", "1", "redis-benchmark", "-p", &REDIS_PORT.to_string(), "-c", "32", "-n", "200000", "-t", "get,set", "--csv"])
+        .output()
+        .context("redis-benchmark (Debian's redis-tools)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut rps = Vec::new();
+    let mut p99: f64 = 0.0;
+    // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+    for line in text.lines().filter(|l| l.starts_with("\"SET\"") || l.starts_with("\"GET\"")) {
+        let cols: Vec<f64> = line.split(',').skip(1).filter_map(|c| c.trim_matches('"').parse().ok()).collect();
+        if cols.len() >= 6 {
+            rps.push(cols[0]);
+            p99 = p99.max(cols[5]);
+        }
+    }
+    if rps.len() != 2 {
+        bail!("redis-benchmark said: {text}");
+    }
+    Ok((rps.iter().sum::<f64>() / 2.0, p99))
+}
+
+/// nginx and redis in containers of the bench image, on the host's network, pinned to CPU 0.
+struct Servers;
+
+impl Servers {
+    fn start() -> Result<Self> {
+        Self::remove();
+        let conf = std::env::temp_dir().join("capprof-bench-nginx.conf");
+        std::fs::write(
+            &conf,
+            format!("worker_processes 1;\ndaemon off;\nerror_log stderr;\npid /tmp/nginx.pid;\nevents {{ worker_connections 1024; }}\nhttp {{ access_log off; server {{ listen 127.0.0.1:{NGINX_PORT}; location / {{ return 200 \"ok\\n\"; }} }} }}\n"),
+        )?;
+        let run = |args: &[&str]| -> Result<()> {
+            let out = Command::new("docker").args(["run", "-d", "--network", "host", "--cpuset-cpus", "0"]).args(args).output()?;
+            if !out.status.success() {
+                bail!("docker run {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            Ok(())
+        };
+        run(&["--name", "capprof-bench-nginx", "-v", &format!("{}:/etc/nginx/bench.conf:ro", conf.display()), IMAGE, "nginx", "-c", "/etc/nginx/bench.conf"])?;
+        run(&["--name", "capprof-bench-redis", IMAGE, "redis-server", "--port", &REDIS_PORT.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !(curl_ok() && Command::new("redis-cli").args(["-p", &REDIS_PORT.to_string(), "ping"]).output().is_ok_and(|o| o.stdout.starts_with(b"PONG"))) {
+            if Instant::now() > deadline {
+                bail!("nginx or redis did not come up in their containers");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(Self)
+    }
+
+    fn remove() {
+        let _ = Command::new("docker").args(["rm", "-f", "capprof-bench-nginx", "capprof-bench-redis"]).output();
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        Self::remove();
+    }
+}
+
+fn curl_ok() -> bool {
+    Command::new("curl").args(["-fsS", &format!("http://127.0.0.1:{NGINX_PORT}/")]).output().is_ok_and(|o| o.status.success())
+}
+
+/// The servers' image, from Debian's packages (mmdebstrap), once per machine.
+fn servers_image() -> Result<()> {
+    if Command::new("docker").args(["image", "inspect", IMAGE]).output().is_ok_and(|o| o.status.success()) {
+        return Ok(());
+    }
+    eprintln!("bench-daemon: building {IMAGE} from Debian's nginx-light and redis-server (mmdebstrap, a few minutes)");
+    let tar = std::env::temp_dir().join("capprof-bench-servers.tar");
+    let status = Command::new("mmdebstrap").args(["--quiet", "--variant=apt", "--include=nginx-light,redis-server", "bookworm"]).arg(&tar).status().context("mmdebstrap")?;
+    if !status.success() {
+        bail!("mmdebstrap failed: {status}");
+    }
+    let status = Command::new("docker").arg("import").arg(&tar).arg(IMAGE).stdout(Stdio::null()).status()?;
+    let _ = std::fs::remove_file(&tar);
+    if !status.success() {
+        bail!("docker import failed: {status}");
+    }
+    Ok(())
+}
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `capprof daemon` on a throw-away state, detached (nothing left attached) when dropped.
+struct Daemon {
+    child: Child,
+    dir: PathBuf,
+    capprof: PathBuf,
+}
+
+impl Daemon {
+    fn start(capprof: &Path) -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("capprof-bench-daemon-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let child = Command::new(capprof)
+            .args(["daemon", "--socket"])
+            .arg(dir.join("d.sock"))
+            .arg("--state")
+            .arg(dir.join("state.redb"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("capprof daemon")?;
+        let d = Self { child, dir, capprof: capprof.to_path_buf() };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while d.get("/health").is_err() {
+            if Instant::now() > deadline {
+                bail!("the daemon did not answer");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(d)
+    }
+
+    fn get(&self, path: &str) -> Result<String> {
+        let out = Command::new("curl").args(["-fsS", "--unix-socket"]).arg(self.dir.join("d.sock")).arg(format!("http://capprof{path}")).output()?;
+        if !out.status.success() {
+            bail!("GET {path}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn metrics(&self) -> Result<String> {
+        self.get("/metrics")
+    }
+
+    fn rss_kib(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).context("VmRSS")
+    }
+
+    fn cpu_secs(&self) -> Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let (u, s): (f64, f64) = (fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0), fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0));
+        Ok((u + s) / ticks)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        let _ = Command::new(&self.capprof).args(["daemon", "--detach", "--socket"]).arg(self.dir.join("d.sock")).arg("--state").arg(self.dir.join("state.redb")).output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
