@@ -288,6 +288,21 @@ pub struct CheckKey {
     pub comm: [u8; COMM_LEN],
 }
 
+/// The last check counted on a CPU, and how many repeats of it since, not yet in `CHECKS`:
+/// a repeat (the same task asking the same thing from the same place, e.g. the overcommit
+/// probe of every mmap) is one compare and an add here instead of a hash lookup. The kernel
+/// moves `pending` into `CHECKS` when another key comes or it reaches [`PENDING_MAX`];
+/// userspace adds it when it reads `CHECKS` (for keys still there).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LastCheck {
+    pub key: CheckKey,
+    pub pending: u64,
+}
+
+/// Repeats held in a [`LastCheck`] before they are moved into `CHECKS`.
+pub const PENDING_MAX: u64 = 1 << 16;
+
 /// Bytes kept of a cgroup's directory name in events (container ids are 64 hex digits plus a
 /// prefix and `.scope`).
 pub const CGROUP_NAME_LEN: usize = 96;
@@ -381,6 +396,7 @@ pub struct CalibrationSample {
 mod pod {
     // SAFETY: all are repr(C), Copy, made only of integers, with no implicit padding.
     unsafe impl aya::Pod for super::CheckKey {}
+    unsafe impl aya::Pod for super::LastCheck {}
     unsafe impl aya::Pod for super::CheckEvent {}
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::SiteRange {}

@@ -8,19 +8,19 @@ use core::ffi::c_void;
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
         bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
         bpf_probe_read_kernel_str_bytes,
         generated::{bpf_get_current_task_btf, bpf_get_stack},
     },
 };
 use capprof_common::{
-    clear_after_nul, counter, CheckEvent, CheckKey, Config, SiteRange, CALIBRATION_WORDS, CGROUP_NAME_LEN, FLAG_BORROWED, FLAG_DENIED, FLAG_INSETID,
+    clear_after_nul, counter, CheckEvent, CheckKey, Config, LastCheck, SiteRange, PENDING_MAX, CALIBRATION_WORDS, CGROUP_NAME_LEN, FLAG_BORROWED, FLAG_DENIED, FLAG_INSETID,
     FLAG_NOAUDIT, FLAG_SETUP, PHASE_WORKLOAD, FLAG_SITE_UNKNOWN, NO_ANCHOR, OPTS_AUDIT_INT, OPTS_BITMASK, SITE_AT_ENTRY,
     SITE_NARROW_WORDS, SITE_SCAN, SITE_SCAN_WORDS, SITE_WINDOW_WORDS, STACK_DEPTH,
 };
 
-use crate::maps::{bump, config, CALIBRATION, CHECKS, EVENTS, SITE_SCRATCH};
+use crate::maps::{bump, config, CALIBRATION, CHECKS, EVENTS, LAST_CHECK, SITE_SCRATCH};
 use crate::memory;
 use crate::scope::in_scope;
 use crate::tasks::{moved, workload_origin};
@@ -53,8 +53,8 @@ pub fn begin(cap: u32, cred: u64, opts: Option<u32>, stack: u64) -> Option<Check
     // Workload tasks were marked at their exec inside the scope: one lookup answers both
     // "in scope?" and "set-up or workload?". Others pay for the cgroup ancestry walk.
     let mut flags = 0u32;
-    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     let task = unsafe { bpf_get_current_task_btf() };
+    let cgroup_id = crate::scope::current_cgroup_id(task as *const u8);
     match workload_origin(task) {
         // A runtime's task that installed a seccomp filter before its exec, or one moved
         // here after its exec (a runtime's helper): set-up.
@@ -129,12 +129,30 @@ pub fn current_comm(task: *const u8) -> [u8; 16] {
 }
 
 /// Counts the check with its verdict; the first of its kind is announced with a stack.
+///
+/// A repeat of the CPU's last check (the same task asking the same thing from the same
+/// place: the overcommit probe of every mmap, a server's accept loop) is counted in
+/// `LAST_CHECK`, a compare and an add, instead of a hash lookup (BENCHMARKS.md). DAC checks
+/// go to `CHECKS` at once: userspace weighs their counts against `FUTILE`'s (exec walks),
+/// which must never run ahead of them.
 #[inline(always)]
 pub fn finish(ctx: *mut c_void, mut key: CheckKey, ret: i32) {
     if ret < 0 {
         key.flags |= FLAG_DENIED;
     }
     crate::walks::note(&key);
+    let last = if key.cap != CAP_DAC_OVERRIDE && key.cap != CAP_DAC_READ_SEARCH { LAST_CHECK.get_ptr_mut(0) } else { None };
+    if let Some(last) = last {
+        // SAFETY: this CPU's slot, a pointer the lookup just returned (programs run with
+        // migration disabled: no other writer).
+        let last = unsafe { &mut *last };
+        if same_key(&last.key, &key) && last.pending < PENDING_MAX {
+            last.pending += 1;
+            return;
+        }
+        flush(last);
+        last.key = key;
+    }
     if count(&key) {
         return;
     }
@@ -144,9 +162,41 @@ pub fn finish(ctx: *mut c_void, mut key: CheckKey, ret: i32) {
         Err(e) if e == -EEXIST => {
             count(&key);
         }
-        Err(_) => bump(counter::CHECKS_MAP_FULL),
+        Err(_) => {
+            bump(counter::CHECKS_MAP_FULL);
+            // Not in the map: its repeats must each be counted lost, not held.
+            if let Some(last) = last {
+                // SAFETY: as above.
+                unsafe { (*last).key.cgroup_id = 0 };
+            }
+        }
     }
 }
+
+/// Moves the repeats held for the CPU's last key into `CHECKS`. A key no longer there was
+/// forgotten by userspace once its cgroup was gone, with these repeats already read.
+#[inline(always)]
+fn flush(last: &mut LastCheck) {
+    if last.pending == 0 {
+        return;
+    }
+    if let Some(n) = CHECKS.get_ptr_mut(&last.key) {
+        // SAFETY: this CPU's slot of the entry the lookup just returned.
+        unsafe { *n += last.pending };
+    }
+    last.pending = 0;
+}
+
+/// Field by field (five compares; no memcmp loop for the verifier).
+#[inline(always)]
+fn same_key(a: &CheckKey, b: &CheckKey) -> bool {
+    // SAFETY: both are 40-byte repr(C) keys without padding: read as five words.
+    let (a, b) = unsafe { (&*(a as *const CheckKey as *const [u64; 5]), &*(b as *const CheckKey as *const [u64; 5])) };
+    a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4]
+}
+
+const CAP_DAC_OVERRIDE: u32 = capprof_common::cap::DAC_OVERRIDE;
+const CAP_DAC_READ_SEARCH: u32 = capprof_common::cap::DAC_READ_SEARCH;
 
 /// Adds one to an existing counter; false when the key is new.
 #[inline(always)]

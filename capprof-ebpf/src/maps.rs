@@ -8,13 +8,17 @@ use aya_ebpf::{
     macros::{btf_map, map},
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
-use capprof_common::{counter, CalibrationSample, CheckKey, Config, NetUseKey, PendingWalk, SiteWindow, SyscallCounts, SyscallKey, TaskOrigin};
+use capprof_common::{counter, CalibrationSample, CheckKey, Config, LastCheck, NetUseKey, PendingWalk, SiteWindow, SyscallCounts, SyscallKey, TaskOrigin};
 
 /// Counters per distinct check, one slot per CPU (no atomics, no shared cache line).
 #[map]
 pub static CHECKS: PerCpuHashMap<CheckKey, u64> = PerCpuHashMap::with_max_entries(16384, 0);
 
 /// cgroup v2 ids whose subtrees are recorded.
+/// Per CPU: the last check counted and its repeats not yet in `CHECKS` (see `LastCheck`).
+#[map]
+pub static LAST_CHECK: PerCpuArray<LastCheck> = PerCpuArray::with_max_entries(1, 0);
+
 #[map]
 pub static WATCHED: HashMap<u64, u8> = HashMap::with_max_entries(1024, 0);
 

@@ -26,6 +26,9 @@ pub struct KernelFacts {
     /// task_struct.cgroups, css_set.dfl_cgrp, cgroup.kn, kernfs_node.name, kernfs_node.parent
     /// (all 0 when BTF lacks one: cgroups are then named from userspace only).
     pub cgroup_name_offsets: [u32; 5],
+    /// task_struct.cgroups, css_set.dfl_cgrp, cgroup.kn, kernfs_node.id: the check program
+    /// reads the cgroup id with plain loads (all 0 when BTF lacks one: the helper then).
+    pub cgroup_id_offsets: [u32; 4],
     /// For the effect test (all 0 when BTF lacks one: the test is off).
     pub cred_offsets: capprof_common::CredOffsets,
     /// `linux_binprm.filename`, for following exec walks (0: not followed).
@@ -63,7 +66,12 @@ pub fn kernel_facts() -> Result<KernelFacts> {
         [Some(a), Some(b), Some(c), Some(d), Some(e)] if a != 0 => [a, b, c, d, e],
         _ => [0; 5],
     };
-    Ok(KernelFacts { task_pid_offset, real_cred_offset, comm_offset, rdonly_cast, opts_mode, cgroup_name_offsets,
+    let cgroup_id_offsets = match (chain[0], chain[1], chain[2], btf.member_offset("kernfs_node", "id")) {
+        // CAPPROF_CGROUP_ID_HELPER=1 keeps the helper (for comparing both in tests).
+        (Some(a), Some(b), Some(c), Some(d)) if a != 0 && std::env::var_os("CAPPROF_CGROUP_ID_HELPER").is_none() => [a, b, c, d],
+        _ => [0; 4],
+    };
+    Ok(KernelFacts { task_pid_offset, real_cred_offset, comm_offset, rdonly_cast, opts_mode, cgroup_name_offsets, cgroup_id_offsets,
         cred_offsets: cred_offsets(&btf),
         // Offset 0 would also mean "off": filename is never linux_binprm's first member.
         bprm_filename_offset: btf.member_offset("linux_binprm", "filename").unwrap_or(0),
@@ -109,6 +117,7 @@ fn load_without_vmlinux_btf(sizes: MapSizes, facts: KernelFacts) -> Result<aya::
             .override_global("STACK_WORD_TYPE", &stack_word_type, true)
             .override_global("REAL_CRED_OFFSET", &facts.real_cred_offset, true)
             .override_global("COMM_OFFSET", &facts.comm_offset, true)
+            .override_global("CGROUP_ID_OFFSETS", &facts.cgroup_id_offsets, true)
             .override_global("CRED_OFFSETS", &facts.cred_offsets, true)
             .override_global("BPRM_FILENAME_OFFSET", &facts.bprm_filename_offset, true)
             .override_global("TASK_STATUS_OFFSET", &facts.task_status_offset, true)

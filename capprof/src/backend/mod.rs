@@ -9,7 +9,7 @@ pub mod pins;
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya::Ebpf;
-use capprof_common::{counter, CheckKey, Config, NetUseKey, SyscallCounts, SyscallKey, TaskOrigin};
+use capprof_common::{counter, CheckKey, Config, LastCheck, NetUseKey, SyscallCounts, SyscallKey, TaskOrigin};
 use serde::Serialize;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -205,6 +205,12 @@ impl Backend {
 
     /// Forgets every aggregated check and zeroes the counters (between trials).
     pub fn reset(&mut self) -> Result<()> {
+        if let Some(map) = self.ebpf.map_mut("LAST_CHECK") {
+            let mut last: PerCpuArray<&mut MapData, LastCheck> = PerCpuArray::try_from(map).map_err(internal)?;
+            let zero = LastCheck { key: CheckKey { cgroup_id: 0, site: 0, cap: 0, flags: 0, comm: [0; 16] }, pending: 0 };
+            let cpus = aya::util::nr_cpus().map_err(|(_, e)| internal(e))?;
+            let _ = last.set(0, aya::maps::PerCpuValues::try_from(vec![zero; cpus]).map_err(internal)?, 0);
+        }
         for name in ["CHECKS", "FUTILE"] {
             let mut map: PerCpuHashMap<&mut MapData, CheckKey, u64> = PerCpuHashMap::try_from(self.map_mut(name)?).map_err(internal)?;
             let keys: Vec<CheckKey> = map.keys().filter_map(|k| k.ok()).collect();
@@ -317,8 +323,11 @@ impl Backend {
 
     /// Every aggregated check with its count summed over CPUs.
     pub fn checks(&mut self) -> Result<Vec<(CheckKey, u64)>> {
+        // The repeats each CPU holds first: one moved into CHECKS in between is then counted
+        // twice for a moment, never missed (a count that runs ahead only delays a delta).
+        let last = self.ebpf.map("LAST_CHECK").map(PerCpuArray::<&MapData, LastCheck>::try_from).transpose().map_err(internal)?.map(|m| pending_repeats(&m)).unwrap_or_default();
         let map: PerCpuHashMap<&mut MapData, CheckKey, u64> = PerCpuHashMap::try_from(self.map_mut("CHECKS")?).map_err(internal)?;
-        summed(&map)
+        Ok(with_repeats(summed(&map)?, &last))
     }
 
     /// Run count and time of the check program; zero unless statistics are enabled.
@@ -338,6 +347,22 @@ impl Backend {
         let map: PerCpuArray<&mut MapData, u64> = PerCpuArray::try_from(self.map_mut("COUNTERS")?).map_err(internal)?;
         read_counters(&map)
     }
+}
+
+/// The repeats each CPU holds for its last check (see `LastCheck`).
+pub(crate) fn pending_repeats<T: std::borrow::Borrow<MapData>>(map: &PerCpuArray<T, LastCheck>) -> Vec<LastCheck> {
+    map.get(&0, 0).map(|values| values.iter().copied().filter(|l| l.pending > 0).collect()).unwrap_or_default()
+}
+
+/// `counts` with the repeats CPUs hold added, for keys still in the map (a key userspace
+/// removed was read, repeats included, before it was).
+pub(crate) fn with_repeats(mut counts: Vec<(CheckKey, u64)>, repeats: &[LastCheck]) -> Vec<(CheckKey, u64)> {
+    for r in repeats {
+        if let Some((_, n)) = counts.iter_mut().find(|(k, _)| *k == r.key) {
+            *n += r.pending;
+        }
+    }
+    counts
 }
 
 /// A per-CPU map of counts (CHECKS, FUTILE), summed over CPUs: this run's maps or an earlier

@@ -23,7 +23,7 @@ use crate::error::{Error, ErrorKind, Result};
 /// The first-sighting ring buffer's pin name.
 pub const EVENTS: &str = "EVENTS";
 /// The maps a later daemon drains (the rest stay alive through the programs).
-pub const MAPS: [&str; 6] = ["CHECKS", "FUTILE", "COUNTERS", "NET_USES", "SYSCALLS", EVENTS];
+pub const MAPS: [&str; 7] = ["CHECKS", "LAST_CHECK", "FUTILE", "COUNTERS", "NET_USES", "SYSCALLS", EVENTS];
 
 const BPFFS: &str = "/sys/fs/bpf";
 
@@ -96,6 +96,8 @@ pub struct Generation {
     pub name: String,
     events: Option<RingBuf<MapData>>,
     checks: Option<PerCpuHashMap<MapData, CheckKey, u64>>,
+    /// The repeats each CPU held (absent in generations of a capprof before it).
+    last: Option<PerCpuArray<MapData, capprof_common::LastCheck>>,
     futile: Option<PerCpuHashMap<MapData, CheckKey, u64>>,
     counters: Option<PerCpuArray<MapData, u64>>,
     net_uses: Option<BpfHashMap<MapData, NetUseKey, u64>>,
@@ -124,6 +126,7 @@ impl Generation {
             name: generation_name(dir),
             events: typed(EVENTS).and_then(|m| RingBuf::try_from(m).ok()),
             checks: typed("CHECKS").and_then(|m| PerCpuHashMap::try_from(m).ok()),
+            last: typed("LAST_CHECK").and_then(|m| PerCpuArray::try_from(m).ok()),
             futile: typed("FUTILE").and_then(|m| PerCpuHashMap::try_from(m).ok()),
             counters: typed("COUNTERS").and_then(|m| PerCpuArray::try_from(m).ok()),
             net_uses: typed("NET_USES").and_then(|m| BpfHashMap::try_from(m).ok()),
@@ -143,7 +146,8 @@ impl Generation {
         if let Some(events) = self.events.as_mut() {
             self.seen.drain(events);
         }
-        let counts = self.checks.as_ref().and_then(|m| super::summed(m).ok()).unwrap_or_default();
+        let repeats = self.last.as_ref().map(super::pending_repeats).unwrap_or_default();
+        let counts = super::with_repeats(self.checks.as_ref().and_then(|m| super::summed(m).ok()).unwrap_or_default(), &repeats);
         self.seen.name_from_ids(counts.iter().map(|(k, _)| k));
         let futile: HashMap<CheckKey, u64> = self.futile.as_ref().and_then(|m| super::summed(m).ok()).unwrap_or_default().into_iter().collect();
         let counters = self.counters.as_ref().and_then(|m| super::read_counters(m).ok()).unwrap_or_default();
