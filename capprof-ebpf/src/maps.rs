@@ -27,10 +27,12 @@ pub static WATCHED: HashMap<u64, u8> = HashMap::with_max_entries(1024, 0);
 #[map]
 pub static WORKLOAD_TASKS: HashMap<u32, TaskOrigin> = HashMap::with_max_entries(32768, 0);
 
-/// How many marks wait in `WORKLOAD_TASKS` (entry 0, atomic adds): the system-call hook
-/// looks there only while some do.
+/// How many marks wait in `WORKLOAD_TASKS`: the sum of entry 0 (the programs' atomic adds
+/// and removals) and entry 1 (what userspace added, written only by userspace: no lost
+/// update between the two). The check program and the system-call hook look there only
+/// while some do.
 #[map]
-pub static PENDING_MARKS: Array<i64> = Array::with_max_entries(1, 0);
+pub static PENDING_MARKS: Array<i64> = Array::with_max_entries(2, 0);
 
 /// System calls per workload key (`--seccomp`): a counter array per key, allocated on first
 /// use (4 KiB each: not preallocated; sized by userspace, one entry when off).

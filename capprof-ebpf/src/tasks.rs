@@ -119,8 +119,11 @@ fn pending(delta: i64) {
 /// host runs, looks one up only then (an array load instead of a hash lookup per call).
 #[inline(always)]
 pub fn marks_pending() -> bool {
-    // SAFETY: a map value pointer; a plain load (a stale answer only delays a move).
-    PENDING_MARKS.get(0).is_some_and(|n| unsafe { core::ptr::read_volatile(n) } > 0)
+    // SAFETY: map value pointers; plain loads (a stale answer only delays a move: every
+    // increment happens before its mark can be looked for).
+    let kernel = PENDING_MARKS.get(0).map_or(0, |n| unsafe { core::ptr::read_volatile(n) });
+    let user = PENDING_MARKS.get(1).map_or(0, |n| unsafe { core::ptr::read_volatile(n) });
+    kernel + user > 0
 }
 /// The current task's mark, if it is the workload's; a mark still waiting in
 /// `WORKLOAD_TASKS` moves onto the task.
@@ -129,6 +132,11 @@ pub fn workload_origin(task: *mut task_struct) -> Option<TaskOrigin> {
     if let Some(stored) = TASK_ORIGINS.get(task) {
         // SAFETY: a pointer a map lookup just returned, valid for this run (per-CPU or per-task: no concurrent writer).
         return Some(unsafe { *stored });
+    }
+    // Out of scope, every task on the host comes here: an array load instead of a hash
+    // lookup while no mark waits.
+    if !marks_pending() {
+        return None;
     }
     let tid = bpf_get_current_pid_tgid() as u32;
     // SAFETY: a pointer a map lookup just returned, valid for this run (per-CPU or per-task: no concurrent writer).

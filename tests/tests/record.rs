@@ -243,3 +243,20 @@ fn stack_reads_without_kfuncs_give_the_same_sites() {
     let overcommit = checks.iter().find(|c| c["capability"] == "SYS_ADMIN" && c["classification"] == "probed").expect("the exec's overcommit probe");
     assert_eq!(overcommit["site"], "security_vm_enough_memory_mm");
 }
+
+/// Repeats of one check are counted in the kernel's per-CPU slot, not in the map: every one
+/// still reaches the profile, exactly, one check after another and interleaved with another
+/// task's checks on the same CPUs.
+#[test]
+fn repeated_checks_are_counted_exactly() {
+    require_root();
+    let s = scenario();
+    let script = format!("{0} setuid-loop 20000 & {0} setuid-loop 30000 & wait", s.display());
+    let r = record(&[], &["sh", "-c", &script]);
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    let setuid: u64 = r.checks_of("SETUID").iter().map(|c| c.count).sum();
+    assert_eq!(setuid, 50_000, "every setuid(0) of both loops: {}", r.profile);
+    let r = record_scenario(&["mmap-loop", "40000"]);
+    let probes: u64 = r.checks_of("SYS_ADMIN").iter().filter(|c| c.site.as_deref().is_some_and(|s| s.contains("vm_enough_memory"))).map(|c| c.count).sum();
+    assert!((40_000..40_100).contains(&probes), "one overcommit probe per mmap (and the few of the exec): {probes}: {}", r.profile);
+}

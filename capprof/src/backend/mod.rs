@@ -307,12 +307,11 @@ impl Backend {
             }
             tasks.insert(*tid, origin, 0).map_err(internal)?;
         }
-        // The system-call hook looks marks up only while some wait (see PENDING_MARKS). Not
-        // atomic against the programs' own updates: at worst a mark moves at its task's first
-        // capability check instead of its first system call.
+        // The programs look marks up only while some wait (see PENDING_MARKS): userspace's
+        // own entry, which no program writes, so no update of theirs is lost.
         let mut pending: Array<&mut MapData, i64> = Array::try_from(self.map_mut("PENDING_MARKS")?).map_err(internal)?;
-        let now = pending.get(&0, 0).map_err(internal)?;
-        pending.set(0, now.max(0) + added, 0).map_err(internal)
+        let now = pending.get(&1, 0).map_err(internal)?;
+        pending.set(1, now + added, 0).map_err(internal)
     }
 
     /// The first-sighting ring buffer, for the collector to drain.
