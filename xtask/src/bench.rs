@@ -49,10 +49,11 @@ pub fn run(release: &Path, iterations: u64) -> Result<()> {
     }
 
     println!("\n## Per system call without a capability check (getppid)\n");
-    println!("capprof hooks no system call: a system call that makes no capability check should pay nothing, in scope");
-    println!("or out of it (a `sys_exit` hook, tried for following path walks to their result, cost every process on");
-    println!("the host ~180 ns per call here). Same phases as above, on a `getppid()` loop: capprof recording the loop's");
-    println!("cgroup (in scope) and capprof recording an idle cgroup (the loop out of scope, like the rest of the host).\n");
+    println!("A system call that makes no capability check runs none of the check programs. What it pays is the");
+    println!("network-use hooks' (syscall tracepoints on bind/socket, attached by `record --cgroup` as by a recording");
+    println!("of containers): while any syscall tracepoint has a program, every system call on the host takes the kernel's");
+    println!("tracing path (a `sys_exit` hook tried earlier cost ~180 ns per call here). Same phases as above, on a");
+    println!("`getppid()` loop: capprof recording the loop's cgroup (in scope) and an idle cgroup (out of scope).\n");
     println!("| loop | nothing attached | capprof, loop in scope | capprof, loop out of scope | rounds |");
     println!("|---|---|---|---|---|");
     let p = phased(&capprof, &scenario, "getppid", Second::CapprofElsewhere)?;

@@ -24,7 +24,16 @@ pub struct Discovery {
     ignored: std::collections::HashSet<String>,
     /// When each container was first seen (young ones are asked about more often).
     seen_at: HashMap<String, std::time::Instant>,
+    /// When the engine was last asked for a container's changes, and how long it took.
+    asked: HashMap<String, (std::time::Instant, std::time::Duration)>,
 }
+
+/// The daemon asks again about a container older than its young age at most this often...
+const PACED_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+/// ...and never more often than this many times the engine's last answer took: Docker
+/// computes a diff by walking the container's files when overlayfs cannot give it, which
+/// under load cost dockerd a third of a CPU at one ask per 5 s (BENCHMARKS.md).
+const PACED_FACTOR: u32 = 500;
 
 /// Every container cgroup that exists now (for telling them from those started later).
 pub fn running_now() -> Vec<ContainerRef> {
@@ -95,12 +104,38 @@ impl Discovery {
         }
     }
 
+    /// [`Discovery::refresh_younger_than`] for the young ones (every call); the others at most every
+    /// [`PACED_EVERY`], or [`PACED_FACTOR`] times as long as the engine's last answer took
+    /// (the daemon: its asks must not cost the node more than the tracing does).
+    pub fn refresh_paced(&mut self, young: std::time::Duration) {
+        let now = std::time::Instant::now();
+        for (id, (r, info)) in self.containers.iter_mut() {
+            let is_young = self.seen_at.get(id).is_none_or(|t| t.elapsed() < young);
+            let due = match self.asked.get(id) {
+                None => true,
+                // Young ones at every cycle, as `record` asks while they run: what a
+                // short-lived container writes is seen.
+                Some(_) if is_young => true,
+                Some((at, took)) => now.duration_since(*at) >= (*took * PACED_FACTOR).max(PACED_EVERY),
+            };
+            if !due {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            if let Some(changes) = engine::changes(r) {
+                info.changed_paths = Some(changes);
+            }
+            self.asked.insert(id.clone(), (started, started.elapsed()));
+        }
+    }
+
     /// Forgets containers whose cgroups are gone (the daemon's memory bound).
     pub fn forget(&mut self, paths: &[String]) {
         for p in paths {
             if let Some(r) = identify(p) {
                 if r.cgroup == *p {
                     self.seen_at.remove(&r.id);
+                    self.asked.remove(&r.id);
                     self.containers.remove(&r.id);
                 }
             }

@@ -184,9 +184,9 @@ impl Learner {
         self.last_futile = taken.futile;
         self.learn_net_uses(&obs);
         self.learn_syscalls(&obs, true);
-        // Every container at each flush; those seen in the last 10 s at every cycle, as
-        // `record` asks every second while they run: a short-lived one is assessed too.
-        self.refresh_containers(if due { Duration::MAX } else { Duration::from_secs(10) });
+        // Those seen in the last 10 s at every cycle, as `record` asks every second while they
+        // run (a short-lived one is assessed too); the others paced (see refresh_paced).
+        self.refresh_containers(Duration::from_secs(10));
         // New facts (and their workloads) are durable before this cycle ends: only then do the
         // API and metrics, which read the store, show them. Batched counts go with them.
         if !new_facts.is_empty() || due {
@@ -275,8 +275,8 @@ impl Learner {
 
     /// Asks the engines what the running containers changed in their filesystems (what
     /// `--read-only` advice is drawn from, as `record` does while they run).
-    fn refresh_containers(&mut self, younger_than: Duration) {
-        self.discovery.refresh_younger_than(younger_than);
+    fn refresh_containers(&mut self, young: Duration) {
+        self.discovery.refresh_paced(young);
         let known: Vec<(String, crate::attribution::container::ContainerInfo)> = self
             .discovery
             .containers()
