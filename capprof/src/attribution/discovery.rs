@@ -34,6 +34,8 @@ const PACED_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 /// computes a diff by walking the container's files when overlayfs cannot give it, which
 /// under load cost dockerd a third of a CPU at one ask per 5 s (BENCHMARKS.md).
 const PACED_FACTOR: u32 = 500;
+/// The same for a young container (its first 10 s): at most 1 % of the engine's time.
+const PACED_YOUNG_FACTOR: u32 = 100;
 
 /// Every container cgroup that exists now (for telling them from those started later).
 pub fn running_now() -> Vec<ContainerRef> {
@@ -104,7 +106,8 @@ impl Discovery {
         }
     }
 
-    /// [`Discovery::refresh_younger_than`] for the young ones (every call); the others at most every
+    /// [`Discovery::refresh_younger_than`] for the young ones (unless the engine is slow to
+    /// answer: [`PACED_YOUNG_FACTOR`]); the others at most every
     /// [`PACED_EVERY`], or [`PACED_FACTOR`] times as long as the engine's last answer took
     /// (the daemon: its asks must not cost the node more than the tracing does).
     pub fn refresh_paced(&mut self, young: std::time::Duration) {
@@ -113,9 +116,9 @@ impl Discovery {
             let is_young = self.seen_at.get(id).is_none_or(|t| t.elapsed() < young);
             let due = match self.asked.get(id) {
                 None => true,
-                // Young ones at every cycle, as `record` asks while they run: what a
-                // short-lived container writes is seen.
-                Some(_) if is_young => true,
+                // Young ones often, as `record` asks while they run (what a short-lived
+                // container writes is seen), unless the engine's answers are slow.
+                Some((at, took)) if is_young => now.duration_since(*at) >= *took * PACED_YOUNG_FACTOR,
                 Some((at, took)) => now.duration_since(*at) >= (*took * PACED_FACTOR).max(PACED_EVERY),
             };
             if !due {
