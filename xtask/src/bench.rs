@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-const BPFTRACE: &str = "tracepoint:capability:cap_capable { @[cgroup, args->cap, args->ret] = count(); }";
+pub(crate) const BPFTRACE: &str = "tracepoint:capability:cap_capable { @[cgroup, args->cap, args->ret] = count(); }";
 /// The floor of a bpftrace program on the perf tracepoint.
 const BPFTRACE_EMPTY: &str = "tracepoint:capability:cap_capable { }";
 const ROUNDS: usize = 11;

@@ -11,14 +11,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::bench::{median, Bpftrace};
+use crate::bench::{median, Bpftrace, BPFTRACE};
 
 const IMAGE: &str = "capprof-bench:servers";
 const NGINX_PORT: u16 = 18080;
 const REDIS_PORT: u16 = 16379;
 const ROUNDS: usize = 5;
 const WRK_SECS: u64 = 8;
-const BPFTRACE: &str = "tracepoint:capability:cap_capable { @[cgroup, args->cap, args->ret] = count(); }";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Attached {
