@@ -58,21 +58,40 @@ if [ ! -d /sys/kernel/tracing/events ]; then
   log "mounting tracefs"
   mount -t tracefs tracefs /sys/kernel/tracing
 fi
+# Sockets and pid files outlive their daemons here: /run is on the machine's disk, not a tmpfs,
+# and a machine can start from a disk whose processes were stopped. dockerd uses any
+# /run/containerd/containerd.sock it finds instead of starting its own containerd, and dies
+# dialling a dead one: remove what no live daemon owns.
+if ! ctr version >/dev/null 2>&1; then
+  rm -f /run/containerd/containerd.sock /run/containerd/containerd.sock.ttrpc
+fi
+if ! docker info >/dev/null 2>&1; then
+  pid_file=/run/docker/containerd/containerd.pid
+  if [ -f "$pid_file" ] && ! grep -qs containerd "/proc/$(cat "$pid_file")/comm"; then rm -f "$pid_file"; fi
+fi
+failed() { # name, log
+  echo "setup: $1 did not start; the end of $2:" >&2
+  tail -n 15 "$2" >&2 || true
+  exit 1
+}
 # Docker Engine for the container tests: no registry and no iptables here (ENVIRONMENT.md).
+# Started before the system containerd, so that it runs its own (on /run/docker/containerd).
 if ! docker info >/dev/null 2>&1; then
   log "starting dockerd"
   nohup dockerd --iptables=false --ip6tables=false --bridge=none >/var/log/capprof-dockerd.log 2>&1 &
-  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
-  docker info >/dev/null 2>&1 || { echo "setup: dockerd did not start (see /var/log/capprof-dockerd.log)" >&2; exit 1; }
+  # Usually ready in 2 s, but it first removes the network sandboxes of containers it lost
+  # track of (0.15 s each: a minute for 400 left by a killed engine).
+  for _ in $(seq 1 600); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || failed dockerd /var/log/capprof-dockerd.log
 fi
 
-# containerd for `ctr` (tests/tests/runtimes.rs), beside Docker's own (which stays on
-# /var/run/docker/containerd): the kubelet's CRI talks to this one in a cluster.
+# containerd for `ctr` (tests/tests/runtimes.rs), beside Docker's own: the kubelet's CRI
+# talks to this one in a cluster.
 if ! ctr version >/dev/null 2>&1; then
   log "starting containerd"
   nohup containerd >/var/log/capprof-containerd.log 2>&1 &
-  for _ in $(seq 1 60); do ctr version >/dev/null 2>&1 && break; sleep 0.5; done
-  ctr version >/dev/null 2>&1 || { echo "setup: containerd did not start (see /var/log/capprof-containerd.log)" >&2; exit 1; }
+  for _ in $(seq 1 120); do ctr version >/dev/null 2>&1 && break; sleep 0.5; done
+  ctr version >/dev/null 2>&1 || failed containerd /var/log/capprof-containerd.log
 fi
 
 # Kubernetes schema validation for the generated manifests (offline, schemas ship in the package).
