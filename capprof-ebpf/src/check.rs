@@ -23,7 +23,7 @@ use capprof_common::{
 use crate::maps::{bump, config, CALIBRATION, CHECKS, EVENTS, LAST_CHECK, SITE_SCRATCH};
 use crate::memory;
 use crate::scope::in_scope;
-use crate::tasks::{moved, workload_origin};
+use crate::tasks::{current_origin, moved};
 
 const EEXIST: i32 = 17;
 const CAP_OPT_NOAUDIT: u32 = 0x2;
@@ -55,7 +55,7 @@ pub fn begin(cap: u32, cred: u64, opts: Option<u32>, stack: u64) -> Option<Check
     let mut flags = 0u32;
     let task = unsafe { bpf_get_current_task_btf() };
     let cgroup_id = crate::scope::current_cgroup_id(task as *const u8);
-    match workload_origin(task) {
+    match current_origin(task) {
         // A runtime's task that installed a seccomp filter before its exec, or one moved
         // here after its exec (a runtime's helper): set-up.
         Some(origin) => {

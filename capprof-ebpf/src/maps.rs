@@ -14,11 +14,21 @@ use capprof_common::{counter, CalibrationSample, CheckKey, Config, LastCheck, Ne
 #[map]
 pub static CHECKS: PerCpuHashMap<CheckKey, u64> = PerCpuHashMap::with_max_entries(16384, 0);
 
-/// cgroup v2 ids whose subtrees are recorded.
 /// Per CPU: the last check counted and its repeats not yet in `CHECKS` (see `LastCheck`).
 #[map]
 pub static LAST_CHECK: PerCpuArray<LastCheck> = PerCpuArray::with_max_entries(1, 0);
 
+/// Per CPU: the last task whose mark the check program looked up, and what it found (see
+/// `tasks::current_origin`).
+#[map]
+pub static MARK_CACHE: PerCpuArray<crate::tasks::MarkCache> = PerCpuArray::with_max_entries(1, 0);
+
+/// Bumped (atomically) by every program that writes a task's mark in `TASK_ORIGINS`: a mark
+/// cached in `MARK_CACHE` is used only while this has not moved since.
+#[map]
+pub static MARK_GENERATION: Array<u64> = Array::with_max_entries(1, 0);
+
+/// cgroup v2 ids whose subtrees are recorded.
 #[map]
 pub static WATCHED: HashMap<u64, u8> = HashMap::with_max_entries(1024, 0);
 

@@ -18,7 +18,7 @@ use aya_ebpf::{
 use capprof_common::{counter, TaskOrigin, MAX_CGROUP_LEVELS};
 
 use crate::scope::in_scope;
-use crate::maps::{bump, config, PENDING_MARKS, TASK_ORIGINS, WORKLOAD_TASKS};
+use crate::maps::{bump, config, MARK_CACHE, MARK_GENERATION, PENDING_MARKS, TASK_ORIGINS, WORKLOAD_TASKS};
 
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn sched_process_exec(ctx: RawTracePointContext) -> u32 {
@@ -35,6 +35,7 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> u32 {
             Some(stored) => unsafe { *stored = origin },
             None => mark(tid, &origin),
         }
+        marks_changed();
     }
     0
 }
@@ -141,10 +142,74 @@ pub fn workload_origin(task: *mut task_struct) -> Option<TaskOrigin> {
     let tid = bpf_get_current_pid_tgid() as u32;
     // SAFETY: a pointer a map lookup just returned, valid for this run (per-CPU or per-task: no concurrent writer).
     let origin = unsafe { *WORKLOAD_TASKS.get_ptr(&tid)? };
-    if TASK_ORIGINS.get_or_insert(task, &origin).is_some() && WORKLOAD_TASKS.remove(&tid).is_ok() {
-        pending(-1);
+    if TASK_ORIGINS.get_or_insert(task, &origin).is_some() {
+        marks_changed();
+        if WORKLOAD_TASKS.remove(&tid).is_ok() {
+            pending(-1);
+        }
     }
     Some(origin)
+}
+
+/// Offset of `start_time` in `struct task_struct`, from the kernel's BTF, set at load time
+/// (0: unknown, no cache). With the task's address it names one task for its whole life: a
+/// new task reusing a freed `task_struct` has another start time.
+#[no_mangle]
+static TASK_START_OFFSET: u32 = 0;
+
+/// The current CPU's last answer of [`workload_origin`] (see `MARK_CACHE`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct MarkCache {
+    task: u64,
+    start_time: u64,
+    generation: u64,
+    /// 1: `origin` is the task's mark; 0: the task had none.
+    marked: u64,
+    origin: TaskOrigin,
+}
+
+/// [`workload_origin`] for the check program: a task making check after check on one CPU
+/// (a server's accept loop, every mmap's overcommit probe) finds its mark in this CPU's
+/// cache, a few loads instead of the task-storage helper (BENCHMARKS.md). The cached answer
+/// holds while the same task (address and start time) asks, no program has written any
+/// task's mark since (`MARK_GENERATION`: exec, a waiting mark moved onto its task, the
+/// system-call hook's set-up phase), and no mark waits in `WORKLOAD_TASKS` (the task's own
+/// may be among them: a forked child, or a running task userspace adopts).
+#[inline(always)]
+pub fn current_origin(task: *mut task_struct) -> Option<TaskOrigin> {
+    // SAFETY: a load-time constant the loader sets; read volatile so its default is not folded in.
+    let offset = unsafe { core::ptr::read_volatile(&TASK_START_OFFSET) };
+    let slot = if offset != 0 { MARK_CACHE.get_ptr_mut(0) } else { None };
+    let Some(slot) = slot else { return workload_origin(task) };
+    // SAFETY: the BTF task pointer plus a member offset from BTF: the verifier checks the load.
+    let start_time = unsafe { *((task as *const u8).add(offset as usize) as *const u64) };
+    // SAFETY: this CPU's slot, a pointer the lookup just returned (programs run with
+    // migration disabled: no other writer).
+    let slot = unsafe { &mut *slot };
+    if slot.task == task as u64 && slot.start_time == start_time && slot.generation == generation() && !marks_pending() {
+        return if slot.marked != 0 { Some(slot.origin) } else { None };
+    }
+    let origin = workload_origin(task);
+    // Read after the lookup, which may itself have moved a mark (and bumped it). Only the
+    // task itself writes its mark, and it is running here: nothing changes it in between.
+    *slot = MarkCache { task: task as u64, start_time, generation: generation(), marked: origin.is_some() as u64, origin: origin.unwrap_or_default() };
+    origin
+}
+
+#[inline(always)]
+fn generation() -> u64 {
+    // SAFETY: a map value pointer; a plain load (see `current_origin`).
+    MARK_GENERATION.get(0).map_or(0, |g| unsafe { core::ptr::read_volatile(g) })
+}
+
+/// A task's mark was written: every CPU's cached mark is stale.
+#[inline(always)]
+pub fn marks_changed() {
+    if let Some(g) = MARK_GENERATION.get_ptr_mut(0) {
+        // SAFETY: a map value pointer; the add is atomic (other CPUs update it too).
+        unsafe { crate::atomic_add(g, 1u64) };
+    }
 }
 
 /// Moves the current task's mark waiting in `WORKLOAD_TASKS` onto the task: the stored
@@ -155,6 +220,7 @@ pub fn adopt_mark(task: *mut task_struct) -> Option<*mut TaskOrigin> {
     // SAFETY: a pointer a map lookup just returned, valid for this run (per-CPU or per-task: no concurrent writer).
     let origin = unsafe { *WORKLOAD_TASKS.get_ptr(&tid)? };
     let stored = TASK_ORIGINS.get_or_insert(task, &origin)?;
+    marks_changed();
     if WORKLOAD_TASKS.remove(&tid).is_ok() {
         pending(-1);
     }

@@ -277,3 +277,27 @@ fn containers_running_before_the_recording_are_left_out() {
     assert_ne!(c["name"], name.as_str());
     assert_eq!(added(c), Vec::<String>::new());
 }
+
+/// What a container changed is read from its overlay layer, not asked of dockerd (whose diff
+/// walks every file of the image): the same paths `docker diff` lists, the oracle here.
+#[test]
+fn changes_read_from_the_overlay_layer_are_dockers_own() {
+    require_root();
+    let _serial = container_lock();
+    let img = busybox_image("docker");
+    let name = format!("capprof-diff-{}", std::process::id());
+    let script = "touch /etc/state; mkdir -p /var/lib/app/cache; echo x > /var/lib/app/cache/f; rm /bin/ls; ln -s /tmp /srv-link; sleep 60";
+    let out = Command::new("docker").args(["run", "-d", "--name", &name, &img, "sh", "-c", script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let r = capprof::attribution::container::ContainerRef { engine: capprof::attribution::container::Engine::Docker, id: id.clone(), cgroup: format!("/docker/{id}") };
+    let ours = capprof::attribution::discovery::container_changes(&r);
+    let diff = Command::new("docker").args(["diff", &name]).output().unwrap();
+    let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+    // "C /etc", "A /etc/state", "D /bin/ls": the path after the kind.
+    let mut docker: Vec<String> = String::from_utf8_lossy(&diff.stdout).lines().filter_map(|l| l.split_once(' ').map(|(_, p)| p.to_string())).collect();
+    docker.sort();
+    assert!(docker.iter().any(|p| p == "/bin/ls") && docker.iter().any(|p| p == "/var/lib/app/cache/f"), "docker diff: {docker:?}");
+    assert_eq!(ours, Some(docker));
+}

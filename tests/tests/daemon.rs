@@ -326,3 +326,44 @@ fn the_daemon_learns_containerd_pods_as_their_deployment() {
     assert!(patch.contains("name: app") && patch.contains("- CHOWN") && patch.contains("- SYS_CHROOT"), "{patch}");
     d.stop();
 }
+
+/// Containers already running when the daemon starts are asked about one per pass (not all
+/// at once: BENCHMARKS.md), and every one of them still gets its `--read-only` assessment.
+#[test]
+fn containers_running_before_the_daemon_all_get_read_only_assessed() {
+    use capprof::profile::advice::AdviceKind;
+    require_root();
+    let _serial = container_lock();
+    let img = busybox_image("docker");
+    let dir = scratch("daemon-preexisting");
+    let tag = std::process::id();
+    let names: Vec<String> = (0..3).map(|i| format!("capprof-pre-{tag}-{i}")).collect();
+    for name in &names {
+        docker(&["run", "-d", "--rm", "--name", name, &img, "sh", "-c", "touch /etc/state; while true; do chroot / true; sleep 0.2; done"]);
+    }
+    let d = Daemon::start(&dir, &[]);
+    let ids: Vec<String> = names.iter().map(|n| format!("container:{img}/{n}")).collect();
+    for id in &ids {
+        assert_eq!(d.set_of(id, &["SYS_CHROOT"]), ["SYS_CHROOT"], "{id} adopted");
+    }
+    let assessed = |id: &str| {
+        let p = d.profile(id);
+        p.workloads[0].hardening.iter().find(|a| a.kind() == Some(AdviceKind::ReadOnly)).cloned().expect("read-only advice")
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = Vec::new();
+    while Instant::now() < deadline {
+        last = ids.iter().map(|id| assessed(id)).collect();
+        if last.iter().all(|ro| !ro.reason.starts_with("not assessed")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for name in &names {
+        docker(&["rm", "-f", name]);
+    }
+    d.stop();
+    for ro in &last {
+        assert!(!ro.recommended && ro.reason.contains("/etc"), "each wrote /etc: {ro:?}");
+    }
+}

@@ -62,8 +62,22 @@ pub fn run(release: &Path, iterations: u64) -> Result<()> {
     crate::bench_seccomp::run(&capprof, &scenario)?;
     crate::bench_seccomp::program_times(&capprof, &scenario)?;
 
+    program_times(&capprof, &scenario, &n)?;
+
+    println!("\n## Fixed cost: attach, run `true`, detach (mean of 10 runs)\n");
+    println!("| command | wall time | peak RSS |");
+    println!("|---|---|---|");
+    for (what, (wall, rss)) in fixed {
+        println!("| {what} | {wall:.3} s | {rss:.1} MiB |");
+    }
+    Ok(())
+}
+
+/// BENCHMARKS.md's program table: each program alone on the hook, against the floor
+/// (`cargo xtask bench --programs-only` prints only this).
+pub fn program_times(capprof: &Path, scenario: &Path, n: &str) -> Result<()> {
     println!("\n## Program run time per check (kernel BPF statistics), each program alone on the hook\n");
-    println!("Kernel BPF statistics over the loop ({iterations} iterations), one program attached at a time, in turn each");
+    println!("Kernel BPF statistics over the loop ({n} iterations), one program attached at a time, in turn each");
     println!("round: capprof's check program (`capprof record --bpf-stats`), the floor of any program on the same raw");
     println!("tracepoint (an empty one, attached in its place with `CAPPROF_BENCH_FLOOR=1`), bpftrace's counting");
     println!("one-liner and bpftrace's empty program `tracepoint:capability:cap_capable {{ }}` (a perf tracepoint: its");
@@ -76,13 +90,13 @@ pub fn run(release: &Path, iterations: u64) -> Result<()> {
         let (mut cap, mut floor, mut ratio, mut bpf, mut empty) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
             let _stats = StatsOn::new()?;
-            let c = capprof_program_ns(&capprof, &scenario, name, &n, false)?;
-            let f = capprof_program_ns(&capprof, &scenario, name, &n, true)?;
+            let c = capprof_program_ns(capprof, scenario, name, n, false)?;
+            let f = capprof_program_ns(capprof, scenario, name, n, true)?;
             cap.push(c);
             floor.push(f);
             ratio.push(c / f);
-            bpf.push(bpftrace_program_ns(BPFTRACE, &scenario, name, &n)?);
-            empty.push(bpftrace_program_ns(BPFTRACE_EMPTY, &scenario, name, &n)?);
+            bpf.push(bpftrace_program_ns(BPFTRACE, scenario, name, n)?);
+            empty.push(bpftrace_program_ns(BPFTRACE_EMPTY, scenario, name, n)?);
         }
         println!(
             "| {what} | {:.0} / {:.0} ns | {:.0} ns | {:.2} | {:.0} ns | {:.0} ns |",
@@ -95,12 +109,6 @@ pub fn run(release: &Path, iterations: u64) -> Result<()> {
         );
     }
 
-    println!("\n## Fixed cost: attach, run `true`, detach (mean of 10 runs)\n");
-    println!("| command | wall time | peak RSS |");
-    println!("|---|---|---|");
-    for (what, (wall, rss)) in fixed {
-        println!("| {what} | {wall:.3} s | {rss:.1} MiB |");
-    }
     Ok(())
 }
 

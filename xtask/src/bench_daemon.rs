@@ -16,23 +16,33 @@ use crate::bench::{median, Bpftrace, BPFTRACE};
 const IMAGE: &str = "capprof-bench:servers";
 const NGINX_PORT: u16 = 18080;
 const REDIS_PORT: u16 = 16379;
-const ROUNDS: usize = 5;
 const WRK_SECS: u64 = 8;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Attached {
     Nothing,
+    /// Started 0.5 s before the measurement: its start (adopting every task, asking the
+    /// engine about both containers while they are young) falls inside the window.
+    DaemonStarting,
+    /// Started `SETTLE` before: the steady state a node lives in.
     Daemon,
+    /// Settled, without the network-use hooks (syscall tracepoints every system call pays).
+    DaemonNoNetworkHooks,
     Bpftrace,
 }
 
+/// Longer than the daemon's young-container window (10 s) and two flushes (5 s each).
+const SETTLE: Duration = Duration::from_secs(15);
+
 impl Attached {
-    const ALL: [Self; 3] = [Self::Nothing, Self::Daemon, Self::Bpftrace];
+    const ALL: [Self; 5] = [Self::Nothing, Self::DaemonStarting, Self::Daemon, Self::DaemonNoNetworkHooks, Self::Bpftrace];
 
     fn label(self) -> &'static str {
         match self {
             Self::Nothing => "nothing attached",
-            Self::Daemon => "capprof daemon",
+            Self::DaemonStarting => "capprof daemon, started 0.5 s before",
+            Self::Daemon => "capprof daemon, settled",
+            Self::DaemonNoNetworkHooks => "capprof daemon --no-network-hooks, settled",
             Self::Bpftrace => "bpftrace one-liner",
         }
     }
@@ -60,29 +70,42 @@ impl Drop for Guard {
 fn attach(what: Attached, capprof: &Path) -> Result<Guard> {
     Ok(match what {
         Attached::Nothing => Guard::None,
-        Attached::Daemon => Guard::Daemon(Daemon::start(capprof)?),
+        Attached::DaemonStarting => Guard::Daemon(Daemon::start(capprof, &[])?),
+        Attached::Daemon | Attached::DaemonNoNetworkHooks => {
+            let flags: &[&str] = if what == Attached::Daemon { &[] } else { &["--no-network-hooks"] };
+            let d = Daemon::start(capprof, flags)?;
+            std::thread::sleep(SETTLE);
+            Guard::Daemon(d)
+        }
         Attached::Bpftrace => Guard::Bpftrace(Some(Bpftrace::start_script(BPFTRACE)?)),
     })
 }
 
-pub fn run(release: &Path, soak: Duration, containers: u32) -> Result<()> {
+pub fn run(release: &Path, rounds: usize, soak: Duration, containers: u32) -> Result<()> {
     let capprof = release.join("capprof");
     servers_image()?;
     let _servers = Servers::start()?;
     println!("## The daemon under load: nginx (wrk) and redis (redis-benchmark) in containers\n");
     println!("Each server runs in a container of an image built from Debian's packages (mmdebstrap), on the host's");
-    println!("network, pinned to CPU 0; its client runs on CPU 1. {ROUNDS} rounds, each measuring the three cases in turn:");
-    println!("nothing attached, `capprof daemon` (default options: the check program and the network-use hooks),");
-    println!("and the bpftrace one-liner. wrk: 1 thread, 32 connections, {WRK_SECS} s; redis-benchmark: 32 clients,");
+    println!("network, pinned to CPU 0; its client runs on CPU 1. {rounds} rounds, each measuring the cases in turn:");
+    println!("nothing attached; `capprof daemon` (default options: the check program and the network-use hooks)");
+    println!("started 0.5 s before the measurement, and started {} s before (settled); the settled daemon with", SETTLE.as_secs());
+    println!("`--no-network-hooks`; the bpftrace one-liner. wrk: 1 thread, 32 connections, {WRK_SECS} s; redis-benchmark: 32 clients,");
     println!("200,000 GETs and SETs. Median over the rounds; the cost is the throughput lost against nothing attached.\n");
     println!("| server | attached | requests/s (median) | p99 latency (median) | throughput lost |");
     println!("|---|---|---|---|---|");
     let mut results: Vec<(Attached, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)> = Attached::ALL.iter().map(|a| (*a, vec![], vec![], vec![], vec![])).collect();
-    for _ in 0..ROUNDS {
-        for r in results.iter_mut() {
+    // CPU time of the processes beside the server, per case, over the wrk windows.
+    let mut beside: Vec<std::collections::BTreeMap<String, f64>> = vec![Default::default(); Attached::ALL.len()];
+    for _ in 0..rounds {
+        for (i, r) in results.iter_mut().enumerate() {
             let _guard = attach(r.0, &capprof)?;
             std::thread::sleep(Duration::from_millis(500));
+            let before = side_cpu();
             let (rps, p99) = wrk()?;
+            for (name, secs) in side_cpu() {
+                *beside[i].entry(name.clone()).or_default() += secs - before.get(&name).copied().unwrap_or(0.0);
+            }
             r.1.push(rps);
             r.2.push(p99);
             let (rps, p99) = redis_benchmark()?;
@@ -100,13 +123,23 @@ pub fn run(release: &Path, soak: Duration, containers: u32) -> Result<()> {
         let r = median(&mut redis.clone());
         println!("| redis | {} | {r:.0} | {:.2} ms | {:+.2} % |", what.label(), median(&mut redis_p99.clone()), (base_redis - r) / base_redis * 100.0);
     }
+    println!("\nCPU used beside the servers during the nginx measurements (share of one CPU, mean over the rounds; the");
+    println!("server's CPU 0 and wrk's CPU 1 are the two CPUs of this machine):\n");
+    let names: std::collections::BTreeSet<&String> = beside.iter().flat_map(|m| m.keys()).collect();
+    println!("| attached | {} |", names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(" | "));
+    println!("|---|{}", "---|".repeat(names.len()));
+    let window = (rounds as u64 * WRK_SECS) as f64;
+    for (i, what) in Attached::ALL.iter().enumerate() {
+        let cells: Vec<String> = names.iter().map(|n| format!("{:.2} %", beside[i].get(*n).copied().unwrap_or(0.0) / window * 100.0)).collect();
+        println!("| {} | {} |", what.label(), cells.join(" | "));
+    }
     soak_run(&capprof, soak, containers)
 }
 
 /// The daemon's CPU and RSS while `containers` containers start and stop over `soak`, the
 /// servers under wrk all along; the kernel's loss counters from its metrics at the end.
 fn soak_run(capprof: &Path, soak: Duration, containers: u32) -> Result<()> {
-    let daemon = Daemon::start(capprof)?;
+    let daemon = Daemon::start(capprof, &[])?;
     let load = Command::new("taskset")
         .args(["-c", "1", "wrk", "-t1", "-c8", &format!("-d{}s", soak.as_secs() + 5), &format!("http://127.0.0.1:{NGINX_PORT}/")])
         .stdout(Stdio::null())
@@ -168,6 +201,26 @@ fn soak_run(capprof: &Path, soak: Duration, containers: u32) -> Result<()> {
         bail!("the daemon lost {total_lost} checks or events during the soak");
     }
     Ok(())
+}
+
+/// CPU seconds (user + system, threads included) of the processes that run beside the
+/// servers: the engines and the tools under test.
+fn side_cpu() -> std::collections::BTreeMap<String, f64> {
+    const SIDE: [&str; 6] = ["dockerd", "containerd-shim", "containerd", "capprof", "bpftrace", "kworker"];
+    let tick = 100.0; // USER_HZ
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    for entry in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // pid (comm) state ... utime stime are fields 14 and 15; comm may hold spaces.
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        let comm = head.split_once('(').map_or("", |(_, c)| c);
+        let Some(name) = SIDE.iter().find(|n| comm.starts_with(**n)) else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let (Some(u), Some(s)) = (fields.get(11).and_then(|v| v.parse::<f64>().ok()), fields.get(12).and_then(|v| v.parse::<f64>().ok())) else { continue };
+        *out.entry(name.to_string()).or_default() += (u + s) / tick;
+    }
+    out
 }
 
 fn wrk() -> Result<(f64, f64)> {
@@ -299,7 +352,7 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(capprof: &Path) -> Result<Self> {
+    fn start(capprof: &Path, flags: &[&str]) -> Result<Self> {
         let dir = std::env::temp_dir().join(format!("capprof-bench-daemon-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
@@ -308,6 +361,7 @@ impl Daemon {
             .arg(dir.join("d.sock"))
             .arg("--state")
             .arg(dir.join("state.redb"))
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -46,6 +46,9 @@ enum Cmd {
         /// Iterations of each per-check loop.
         #[arg(long, default_value_t = 200_000)]
         iterations: u64,
+        /// Only the program run-time table (each program alone on the hook, against the floor).
+        #[arg(long)]
+        programs_only: bool,
     },
     /// Only BENCHMARKS.md's `--seccomp` table (the system-call hook per call, in and out of
     /// scope); `bench` includes it.
@@ -54,6 +57,9 @@ enum Cmd {
     /// with nothing, the daemon, or the bpftrace one-liner attached; then a soak of containers
     /// started and stopped under load (the daemon's CPU, RSS and losses).
     BenchDaemon {
+        /// Rounds of the load measurements (each measures every case once).
+        #[arg(long, default_value_t = 7)]
+        rounds: usize,
         /// Length of the soak.
         #[arg(long, default_value_t = 600)]
         soak_secs: u64,
@@ -124,10 +130,14 @@ fn main() -> Result<()> {
             };
             tests.and(vm)
         }
-        Cmd::Bench { iterations } => {
+        Cmd::Bench { iterations, programs_only } => {
             setup()?;
             cargo(&["build", "--release", "-p", "capprof", "-p", "capprof-tests"])?;
-            bench::run(&root().join("target/release"), iterations)
+            let release = root().join("target/release");
+            if programs_only {
+                return bench::program_times(&release.join("capprof"), &release.join("scenario"), &iterations.to_string());
+            }
+            bench::run(&release, iterations)
         }
         Cmd::BenchSeccomp => {
             setup()?;
@@ -136,10 +146,10 @@ fn main() -> Result<()> {
             bench_seccomp::run(&release.join("capprof"), &release.join("scenario"))?;
             bench_seccomp::program_times(&release.join("capprof"), &release.join("scenario"))
         }
-        Cmd::BenchDaemon { soak_secs, containers } => {
+        Cmd::BenchDaemon { rounds, soak_secs, containers } => {
             setup()?;
             cargo(&["build", "--release", "-p", "capprof", "-p", "capprof-tests"])?;
-            bench_daemon::run(&root().join("target/release"), std::time::Duration::from_secs(soak_secs), containers)
+            bench_daemon::run(&root().join("target/release"), rounds, std::time::Duration::from_secs(soak_secs), containers)
         }
         Cmd::Churn { cgroups, checks } => {
             setup()?;

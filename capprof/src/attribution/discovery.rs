@@ -11,6 +11,12 @@ pub fn follow_engine_events() {
     engine::follow_docker_events();
 }
 
+/// What a running container changed in its filesystem (paths as it sees them), read from its
+/// overlay layer where the engine uses one, else asked of the engine.
+pub fn container_changes(r: &ContainerRef) -> Option<Vec<String>> {
+    engine::changes(r)
+}
+
 /// Docker's view of a container by name or id (for `record --container`).
 pub fn docker_inspect(name: &str) -> Option<serde_json::Value> {
     engine::docker_get(&format!("/containers/{name}/json"))
@@ -24,6 +30,9 @@ pub struct Discovery {
     ignored: std::collections::HashSet<String>,
     /// When each container was first seen (young ones are asked about more often).
     seen_at: HashMap<String, std::time::Instant>,
+    /// Containers already running when the daemon started: never young, and asked about
+    /// for the first time one per pass, not all at once (see `refresh_paced`).
+    preexisting: std::collections::HashSet<String>,
     /// When the engine was last asked for a container's changes, and how long it took.
     asked: HashMap<String, (std::time::Instant, std::time::Duration)>,
 }
@@ -89,6 +98,17 @@ impl Discovery {
         self.containers.insert(r.id.clone(), (r, info));
     }
 
+    /// [`Discovery::observe`] for a container that was already running when the daemon
+    /// started: however recently it was first seen here, it is not young.
+    pub fn observe_running(&mut self, path: &str) {
+        if let Some(r) = identify(path) {
+            if !self.containers.contains_key(&r.id) {
+                self.preexisting.insert(r.id.clone());
+            }
+        }
+        self.observe(path);
+    }
+
     /// Refreshes what the engine knows that changes while containers run (filesystem changes).
     pub fn refresh(&mut self) {
         self.refresh_younger_than(std::time::Duration::MAX);
@@ -110,11 +130,22 @@ impl Discovery {
     /// answer: [`PACED_YOUNG_FACTOR`]); the others at most every
     /// [`PACED_EVERY`], or [`PACED_FACTOR`] times as long as the engine's last answer took
     /// (the daemon: its asks must not cost the node more than the tracing does).
+    ///
+    /// Containers that ran before the daemon started are asked about one per pass: at its
+    /// start the daemon finds every container of the node at once, and asking about them all
+    /// together cost a busy nginx 14 % of its throughput while dockerd walked their files
+    /// (BENCHMARKS.md).
     pub fn refresh_paced(&mut self, young: std::time::Duration) {
         let now = std::time::Instant::now();
+        let mut first_asks_of_preexisting = 1;
         for (id, (r, info)) in self.containers.iter_mut() {
-            let is_young = self.seen_at.get(id).is_none_or(|t| t.elapsed() < young);
+            let preexisting = self.preexisting.contains(id);
+            let is_young = !preexisting && self.seen_at.get(id).is_none_or(|t| t.elapsed() < young);
             let due = match self.asked.get(id) {
+                None if preexisting => {
+                    first_asks_of_preexisting -= 1;
+                    first_asks_of_preexisting >= 0
+                }
                 None => true,
                 // Young ones often, as `record` asks while they run (what a short-lived
                 // container writes is seen), unless the engine's answers are slow.
@@ -138,6 +169,7 @@ impl Discovery {
             if let Some(r) = identify(p) {
                 if r.cgroup == *p {
                     self.seen_at.remove(&r.id);
+                    self.preexisting.remove(&r.id);
                     self.asked.remove(&r.id);
                     self.containers.remove(&r.id);
                 }

@@ -137,7 +137,7 @@ impl Learner {
             let dir = mount.join(rel.trim_start_matches('/'));
             let id = crate::kernel::cgroup::id_of(&dir)?;
             self.tracer.adopt_tasks(id, rel, &crate::kernel::cgroup::threads_below(&dir))?;
-            self.discovery.observe(rel);
+            self.discovery.observe_running(rel);
         }
         Ok(paths.len())
     }
