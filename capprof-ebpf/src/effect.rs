@@ -85,14 +85,7 @@ pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
     if offsets.uid == 0 {
         return 0;
     }
-    // SAFETY: a helper returning the task's saved user registers (a BTF pointer: the loads
-    // below are checked by the verifier and fault-safe).
-    let regs = unsafe { bpf_task_pt_regs(task) } as *const pt_regs;
-    if regs.is_null() {
-        return 0;
-    }
-    // SAFETY: `regs` is bpf_task_pt_regs' BTF pointer: the verifier checks each load.
-    let (cs, nr, a0, a1, a2) = unsafe { ((*regs).cs, (*regs).orig_rax, (*regs).rdi, (*regs).rsi, (*regs).rdx) };
+    let Some(Regs { cs, nr, a0, a1, a2, r10 }) = user_regs(task) else { return 0 };
     if cs != USER_CS || nr & X32_SYSCALL_BIT != 0 {
         return 0;
     }
@@ -136,8 +129,7 @@ pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
     if cap == CAP_CHOWN {
         const AT_EMPTY_PATH: u64 = 0x1000;
         const FCHOWNAT: u64 = 260;
-        // SAFETY: `regs` is bpf_task_pt_regs' BTF pointer: the verifier checks each load.
-        let on_fd = nr == nr::FCHOWN || (nr == FCHOWNAT && unsafe { (*regs).r10 } & AT_EMPTY_PATH != 0);
+        let on_fd = nr == nr::FCHOWN || (nr == FCHOWNAT && r10 & AT_EMPTY_PATH != 0);
         return if on_fd { FLAG_DOUBTFUL } else { 0 };
     }
     let no_effect = match (cap, nr) {
@@ -171,6 +163,69 @@ pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
     } else {
         0
     }
+}
+
+/// The system call's saved user registers the test reads.
+struct Regs {
+    cs: u64,
+    nr: u64,
+    a0: u64,
+    a1: u64,
+    a2: u64,
+    r10: u64,
+}
+
+/// Offset of `stack` in `struct task_struct`, from the kernel's BTF, set at load time (0:
+/// unknown: the helper every time).
+#[no_mangle]
+static TASK_STACK_OFFSET: u32 = 0;
+
+/// `struct pt_regs` (x86_64): where each register the test reads is saved.
+mod regs_at {
+    pub const R10: u64 = 7 * 8;
+    pub const DX: u64 = 12 * 8;
+    pub const SI: u64 = 13 * 8;
+    pub const DI: u64 = 14 * 8;
+    pub const ORIG_AX: u64 = 15 * 8;
+    pub const CS: u64 = 17 * 8;
+}
+
+/// The saved user registers sit at a fixed distance above the task's stack base
+/// (`task_pt_regs`: the stack's size less its top padding and the frame), the same for every
+/// task. `bpf_task_pt_regs` answers once and the distance is kept (`REGS_FROM_STACK`); from
+/// then on six plain loads through `bpf_rdonly_cast` (Linux 6.2+) replace the helper call
+/// (BENCHMARKS.md). Elsewhere, the helper every time.
+#[inline(always)]
+fn user_regs(task: *mut task_struct) -> Option<Regs> {
+    // SAFETY: a load-time constant the loader sets; read volatile so its default is not folded in.
+    let stack_offset = unsafe { core::ptr::read_volatile(&TASK_STACK_OFFSET) };
+    let direct = stack_offset != 0 && crate::memory::word_type() != 0;
+    // SAFETY: the BTF task pointer plus a member offset from BTF: the verifier checks the load.
+    let stack = if direct { unsafe { *((task as *const u8).add(stack_offset as usize) as *const u64) } } else { 0 };
+    let known = crate::maps::REGS_FROM_STACK.get(0).map_or(0, |d| unsafe { core::ptr::read_volatile(d) });
+    if stack != 0 && known != 0 {
+        let base = stack + known;
+        let w = |at: u64| crate::memory::kernel_word(base + at);
+        return Some(Regs { cs: w(regs_at::CS)?, nr: w(regs_at::ORIG_AX)?, a0: w(regs_at::DI)?, a1: w(regs_at::SI)?, a2: w(regs_at::DX)?, r10: w(regs_at::R10)? });
+    }
+    // SAFETY: a helper returning the task's saved user registers (a BTF pointer: the loads
+    // below are checked by the verifier and fault-safe).
+    let regs = unsafe { bpf_task_pt_regs(task) } as *const pt_regs;
+    if regs.is_null() {
+        return None;
+    }
+    if stack != 0 {
+        let distance = (regs as u64).wrapping_sub(stack);
+        // A kernel stack is a few pages: anything else is not the layout assumed here.
+        if distance > 0 && distance < 1 << 16 {
+            if let Some(d) = crate::maps::REGS_FROM_STACK.get_ptr_mut(0) {
+                // SAFETY: a map value pointer; every CPU writes the same value.
+                unsafe { *d = distance };
+            }
+        }
+    }
+    // SAFETY: `regs` is bpf_task_pt_regs' BTF pointer: the verifier checks each load.
+    Some(unsafe { Regs { cs: (*regs).cs, nr: (*regs).orig_rax, a0: (*regs).rdi, a1: (*regs).rsi, a2: (*regs).rdx, r10: (*regs).r10 } })
 }
 
 /// Eight bytes of the checked credentials (`kernel_cap_t` is one u64 since 6.3 and two

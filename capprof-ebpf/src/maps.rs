@@ -28,6 +28,11 @@ pub static MARK_CACHE: PerCpuArray<crate::tasks::MarkCache> = PerCpuArray::with_
 #[map]
 pub static MARK_GENERATION: Array<u64> = Array::with_max_entries(1, 0);
 
+/// How far above a task's stack base its saved user registers are (0: not learned yet; see
+/// `effect::user_regs`).
+#[map]
+pub static REGS_FROM_STACK: Array<u64> = Array::with_max_entries(1, 0);
+
 /// cgroup v2 ids whose subtrees are recorded.
 #[map]
 pub static WATCHED: HashMap<u64, u8> = HashMap::with_max_entries(1024, 0);

@@ -21,6 +21,9 @@ pub struct KernelFacts {
     /// `task_struct.start_time`: the check program's per-CPU cache of the task's mark is
     /// keyed by it (0 when BTF lacks it, or CAPPROF_NO_MARK_CACHE=1: no cache).
     pub task_start_offset: u32,
+    /// `task_struct.stack`: the effect test then reads the saved user registers with plain
+    /// loads (0 when BTF lacks it, or CAPPROF_NO_DIRECT_REGS=1: `bpf_task_pt_regs` always).
+    pub task_stack_offset: u32,
     /// BTF ids of the `bpf_rdonly_cast` kfunc and of `struct pt_regs` (Linux 6.2+): stack
     /// words are then read with plain loads.
     pub rdonly_cast: Option<(u32, u32)>,
@@ -48,6 +51,7 @@ pub fn kernel_facts() -> Result<KernelFacts> {
         .ok_or_else(|| Error::new(ErrorKind::UnsupportedKernel, "kernel BTF has no task_struct.pid"))?;
     let real_cred_offset = btf.member_offset("task_struct", "real_cred").unwrap_or(0);
     let comm_offset = btf.member_offset("task_struct", "comm").unwrap_or(0);
+    let task_stack_offset = btf.member_offset("task_struct", "stack").filter(|_| std::env::var_os("CAPPROF_NO_DIRECT_REGS").is_none()).unwrap_or(0);
     let task_start_offset = btf.member_offset("task_struct", "start_time").filter(|_| std::env::var_os("CAPPROF_NO_MARK_CACHE").is_none()).unwrap_or(0);
     // CAPPROF_NO_KFUNCS=1 takes the pre-6.2 path (probe reads) on any kernel: for tests.
     let rdonly_cast = btf.type_id(12, "bpf_rdonly_cast").zip(btf.type_id(4, "pt_regs")).filter(|_| std::env::var_os("CAPPROF_NO_KFUNCS").is_none());
@@ -75,7 +79,7 @@ pub fn kernel_facts() -> Result<KernelFacts> {
         (Some(a), Some(b), Some(c), Some(d)) if a != 0 && std::env::var_os("CAPPROF_CGROUP_ID_HELPER").is_none() => [a, b, c, d],
         _ => [0; 4],
     };
-    Ok(KernelFacts { task_pid_offset, real_cred_offset, comm_offset, task_start_offset, rdonly_cast, opts_mode, cgroup_name_offsets, cgroup_id_offsets,
+    Ok(KernelFacts { task_pid_offset, real_cred_offset, comm_offset, task_start_offset, task_stack_offset, rdonly_cast, opts_mode, cgroup_name_offsets, cgroup_id_offsets,
         cred_offsets: cred_offsets(&btf),
         // Offset 0 would also mean "off": filename is never linux_binprm's first member.
         bprm_filename_offset: btf.member_offset("linux_binprm", "filename").unwrap_or(0),
@@ -122,6 +126,7 @@ fn load_without_vmlinux_btf(sizes: MapSizes, facts: KernelFacts) -> Result<aya::
             .override_global("REAL_CRED_OFFSET", &facts.real_cred_offset, true)
             .override_global("COMM_OFFSET", &facts.comm_offset, true)
             .override_global("TASK_START_OFFSET", &facts.task_start_offset, true)
+            .override_global("TASK_STACK_OFFSET", &facts.task_stack_offset, true)
             .override_global("CGROUP_ID_OFFSETS", &facts.cgroup_id_offsets, true)
             .override_global("CRED_OFFSETS", &facts.cred_offsets, true)
             .override_global("BPRM_FILENAME_OFFSET", &facts.bprm_filename_offset, true)
