@@ -180,8 +180,9 @@ struct Regs {
 #[no_mangle]
 static TASK_STACK_OFFSET: u32 = 0;
 
-/// `struct pt_regs` (x86_64): where each register the test reads is saved.
-mod regs_at {
+/// `struct pt_regs` (x86_64): where each saved register this test and the system-call hook
+/// read sits.
+pub mod regs_at {
     pub const R10: u64 = 7 * 8;
     pub const DX: u64 = 12 * 8;
     pub const SI: u64 = 13 * 8;

@@ -28,6 +28,7 @@ use capprof_common::{
 use crate::maps::{bump, config, SYSCALLS, SYSCALL_ZERO, TASK_ORIGINS};
 use crate::memory::kernel_word;
 use crate::scope::in_scope;
+use crate::effect::regs_at;
 use crate::tasks::{adopt_mark, current_level, marks_changed, marks_pending, moved};
 
 const NR_PRCTL: u64 = 157;
@@ -38,11 +39,6 @@ const SECCOMP_SET_MODE_FILTER: u64 = 1;
 const X32_SYSCALL_BIT: u64 = 0x4000_0000;
 /// `thread_info.status` bit of a 32-bit compat system call in progress (arch/x86).
 const TS_COMPAT: u32 = 0x0002;
-/// `struct pt_regs` (x86_64 uapi layout): di, si, dx and orig_ax.
-const REGS_DI: u64 = 14 * 8;
-const REGS_SI: u64 = 13 * 8;
-const REGS_DX: u64 = 12 * 8;
-const REGS_ORIG_AX: u64 = 15 * 8;
 const EPERM: i64 = 1;
 const EEXIST: i64 = 17;
 
@@ -104,7 +100,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> u32 {
         return 0;
     }
     let regs: u64 = ctx.arg(0);
-    let Some(id) = kernel_word(regs + REGS_ORIG_AX) else { return 0 };
+    let Some(id) = kernel_word(regs + regs_at::ORIG_AX) else { return 0 };
     if entered == id.wrapping_add(1) {
         return 0;
     }
@@ -151,14 +147,14 @@ fn installs_filter(ctx: &RawTracePointContext, id: u64) -> bool {
         return false;
     }
     let regs: u64 = ctx.arg(0);
-    let arg0 = kernel_word(regs + REGS_DI).unwrap_or(0);
+    let arg0 = kernel_word(regs + regs_at::DI).unwrap_or(0);
     let mode = match id {
         NR_SECCOMP => arg0 == SECCOMP_SET_MODE_FILTER,
-        _ => arg0 == PR_SET_SECCOMP && kernel_word(regs + REGS_SI) == Some(SECCOMP_MODE_FILTER),
+        _ => arg0 == PR_SET_SECCOMP && kernel_word(regs + regs_at::SI) == Some(SECCOMP_MODE_FILTER),
     };
     // Both take the program as their third argument; libseccomp probes which flags the kernel
     // supports with a NULL one (EFAULT), long before it installs anything.
-    mode && kernel_word(regs + REGS_DX).is_some_and(|prog| prog != 0)
+    mode && kernel_word(regs + regs_at::DX).is_some_and(|prog| prog != 0)
 }
 
 /// One call of `id` under the current task's key.
