@@ -369,8 +369,13 @@ pub struct Config {
     pub anchor_words: u32,
     /// `SECCOMP_*`: whether the system-call hooks count, and refusals.
     pub seccomp: u32,
-    /// Reserved (keeps the layout free of padding).
-    pub reserved: [u32; 2],
+    /// Bumped by userspace whenever the watched cgroups or this configuration change: with the
+    /// programs' own generation (`KERNEL_STATE`), what the check program's cached scope
+    /// answers were made under.
+    pub scope_generation: u32,
+    /// Marks userspace added to `WORKLOAD_TASKS` (running tasks it adopts); the programs count
+    /// theirs, and every move onto a task, in `KERNEL_STATE`. The sum is how many wait.
+    pub pending_marks: u32,
     /// `cap_capable`'s text: anchors the call-site search whatever frames sit below it.
     pub cap_capable: SiteRange,
     /// `security_capable`: checks arriving from it are attributed to its caller.

@@ -16,14 +16,13 @@ use aya_ebpf::{
 };
 use capprof_common::{
     clear_after_nul, counter, CheckEvent, CheckKey, Config, LastCheck, SiteRange, PENDING_MAX, CALIBRATION_WORDS, CGROUP_NAME_LEN, FLAG_BORROWED, FLAG_DENIED, FLAG_INSETID,
-    FLAG_NOAUDIT, FLAG_SETUP, PHASE_WORKLOAD, FLAG_SITE_UNKNOWN, NO_ANCHOR, OPTS_AUDIT_INT, OPTS_BITMASK, SITE_AT_ENTRY,
+    FLAG_NOAUDIT, FLAG_SITE_UNKNOWN, NO_ANCHOR, OPTS_AUDIT_INT, OPTS_BITMASK, SITE_AT_ENTRY,
     SITE_NARROW_WORDS, SITE_SCAN, SITE_SCAN_WORDS, SITE_WINDOW_WORDS, STACK_DEPTH,
 };
 
 use crate::maps::{bump, config, CALIBRATION, CHECKS, EVENTS, LAST_CHECK, SITE_SCRATCH};
 use crate::memory;
-use crate::scope::in_scope;
-use crate::tasks::{current_origin, moved};
+use crate::tasks::current_scope;
 
 const EEXIST: i32 = 17;
 const CAP_OPT_NOAUDIT: u32 = 0x2;
@@ -50,26 +49,10 @@ pub fn begin(cap: u32, cred: u64, opts: Option<u32>, stack: u64) -> Option<Check
         }
         return None;
     }
-    // Workload tasks were marked at their exec inside the scope: one lookup answers both
-    // "in scope?" and "set-up or workload?". Others pay for the cgroup ancestry walk.
-    let mut flags = 0u32;
+    // Workload tasks were marked at their exec inside the scope: one answer says both "in
+    // scope?" and "set-up or workload?"; others pay for the cgroup ancestry walk. Both cached.
     let task = unsafe { bpf_get_current_task_btf() };
-    let cgroup_id = crate::scope::current_cgroup_id(task as *const u8);
-    match current_origin(task) {
-        // A runtime's task that installed a seccomp filter before its exec, or one moved
-        // here after its exec (a runtime's helper): set-up.
-        Some(origin) => {
-            if origin.phase != PHASE_WORKLOAD || moved(&origin, cgroup_id) {
-                flags |= FLAG_SETUP;
-            }
-        }
-        None => {
-            if !in_scope(cfg) {
-                return None;
-            }
-            flags |= FLAG_SETUP;
-        }
-    }
+    let (cgroup_id, mut flags) = current_scope(cfg, task)?;
     let task = task as *const u8;
     // SAFETY: a load-time constant the loader sets; read volatile so its default is not folded in.
     let real_cred_offset = unsafe { core::ptr::read_volatile(&REAL_CRED_OFFSET) };

@@ -15,7 +15,7 @@
 //! checks keep the plain classification (needed when granted).
 
 use aya_ebpf::{
-    bindings::{pt_regs, task_struct},
+    bindings::task_struct,
     helpers::{bpf_probe_read_user, generated::bpf_task_pt_regs},
 };
 use capprof_common::{CredOffsets, FLAG_DOUBTFUL, FLAG_NO_EFFECT};
@@ -85,17 +85,23 @@ pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
     if offsets.uid == 0 {
         return 0;
     }
-    let Some(Regs { cs, nr, a0, a1, a2, r10 }) = user_regs(task) else { return 0 };
+    let Some(regs) = user_regs(task) else { return 0 };
+    // Each register read only where its test needs it: a load each (BENCHMARKS.md).
+    let reg = |at: u64| crate::memory::kernel_word(regs + at);
+    let (Some(cs), Some(nr)) = (reg(regs_at::CS), reg(regs_at::ORIG_AX)) else { return 0 };
     if cs != USER_CS || nr & X32_SYSCALL_BIT != 0 {
         return 0;
     }
+    // Unreadable (the probe-read fallback only): all ones, which no test below takes for a
+    // no-effect or doubtful request (the two that could are read as Options).
+    let arg = |at: u64| reg(at).unwrap_or(u64::MAX);
     // setattr_prepare on a timestamp touch (NULL times, or both UTIME_NOW): without FOWNER the
     // kernel tests write permission instead, which may pass. Only a re-run can tell.
     if cap == CAP_FOWNER {
         let touch = match nr {
-            nr::UTIME | nr::UTIMES => a1 == 0,
-            nr::FUTIMESAT => a2 == 0,
-            nr::UTIMENSAT => a2 == 0 || both_now(a2),
+            nr::UTIME | nr::UTIMES => arg(regs_at::SI) == 0,
+            nr::FUTIMESAT => arg(regs_at::DX) == 0,
+            nr::UTIMENSAT => arg(regs_at::DX) == 0 || both_now(arg(regs_at::DX)),
             _ => return 0,
         };
         return if touch { FLAG_DOUBTFUL } else { 0 };
@@ -105,8 +111,8 @@ pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
     // to a file reopens that file, whose permission is a real check.
     if cap == CAP_DAC_OVERRIDE || cap == CAP_DAC_READ_SEARCH {
         let path = match nr {
-            nr::OPEN => a0,
-            nr::OPENAT | nr::OPENAT2 => a1,
+            nr::OPEN => arg(regs_at::DI),
+            nr::OPENAT | nr::OPENAT2 => arg(regs_at::SI),
             _ => return 0,
         };
         return if own_fd_dir(path) { FLAG_NO_EFFECT } else { 0 };
@@ -121,7 +127,7 @@ pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
         if nr != nr::SETSOCKOPT {
             return 0;
         }
-        let force = a1 & 0xffff_ffff == SOL_SOCKET && matches!(a2 & 0xffff_ffff, SO_SNDBUFFORCE | SO_RCVBUFFORCE);
+        let force = arg(regs_at::SI) & 0xffff_ffff == SOL_SOCKET && matches!(arg(regs_at::DX) & 0xffff_ffff, SO_SNDBUFFORCE | SO_RCVBUFFORCE);
         return if force { FLAG_DOUBTFUL } else { 0 };
     }
     // fchown of an open file (or fchownat with AT_EMPTY_PATH): the pid or log file a daemon
@@ -129,31 +135,31 @@ pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
     if cap == CAP_CHOWN {
         const AT_EMPTY_PATH: u64 = 0x1000;
         const FCHOWNAT: u64 = 260;
-        let on_fd = nr == nr::FCHOWN || (nr == FCHOWNAT && r10 & AT_EMPTY_PATH != 0);
+        let on_fd = nr == nr::FCHOWN || (nr == FCHOWNAT && reg(regs_at::R10).is_some_and(|f| f & AT_EMPTY_PATH != 0));
         return if on_fd { FLAG_DOUBTFUL } else { 0 };
     }
     let no_effect = match (cap, nr) {
         // cap_inh_is_capped: SETPCAP matters only if the new inheritable set leaves
         // old inheritable | old permitted.
-        (CAP_SETPCAP, nr::CAPSET) => match (new_inheritable(a0, a1), cred_word(cred, offsets.cap_inheritable), cred_word(cred, offsets.cap_permitted)) {
+        (CAP_SETPCAP, nr::CAPSET) => match (new_inheritable(arg(regs_at::DI), arg(regs_at::SI)), cred_word(cred, offsets.cap_inheritable), cred_word(cred, offsets.cap_permitted)) {
             (Some(new), Some(inh), Some(perm)) => new & !(inh | perm) == 0,
             _ => return 0,
         },
         // __sys_setuid/__sys_setgid: without the capability the call still sets the
         // effective and fs ids; it matters only if the real or saved id differs.
         (CAP_SETUID, nr::SETUID) | (CAP_SETGID, nr::SETGID) => {
-            let (Some(real), Some(saved)) = (cred_word(cred, offsets.uid), cred_word(cred, offsets.suid)) else { return 0 };
+            let (Some(real), Some(saved), Some(target)) = (cred_word(cred, offsets.uid), cred_word(cred, offsets.suid), reg(regs_at::DI)) else { return 0 };
             // Low half: uid / suid; high half: gid / sgid.
             let shift = if cap == CAP_SETUID { 0 } else { 32 };
-            let target = a0 & 0xffff_ffff;
+            let target = target & 0xffff_ffff;
             (real >> shift) & 0xffff_ffff == target && (saved >> shift) & 0xffff_ffff == target
         }
         // kill_ok_by_cred: signal 0 only asks whether the process exists, and EPERM says so.
-        (CAP_KILL, nr::KILL | nr::TKILL | nr::RT_SIGQUEUEINFO | nr::PIDFD_SEND_SIGNAL) => a1 & 0xffff_ffff == 0,
-        (CAP_KILL, nr::TGKILL | nr::RT_TGSIGQUEUEINFO) => a2 & 0xffff_ffff == 0,
+        (CAP_KILL, nr::KILL | nr::TKILL | nr::RT_SIGQUEUEINFO | nr::PIDFD_SEND_SIGNAL) => arg(regs_at::SI) & 0xffff_ffff == 0,
+        (CAP_KILL, nr::TGKILL | nr::RT_TGSIGQUEUEINFO) => arg(regs_at::DX) & 0xffff_ffff == 0,
         // in_group_or_capable on chmod: without it only S_ISGID is cleared from the new mode.
-        (CAP_FSETID, nr::CHMOD | nr::FCHMOD) => a1 & S_ISGID == 0,
-        (CAP_FSETID, nr::FCHMODAT | nr::FCHMODAT2) => a2 & S_ISGID == 0,
+        (CAP_FSETID, nr::CHMOD | nr::FCHMOD) => arg(regs_at::SI) & S_ISGID == 0,
+        (CAP_FSETID, nr::FCHMODAT | nr::FCHMODAT2) => arg(regs_at::DX) & S_ISGID == 0,
         // Elsewhere FSETID only decides whether set-id bits survive a write or chown.
         (CAP_FSETID, _) => true,
         _ => return 0,
@@ -163,16 +169,6 @@ pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
     } else {
         0
     }
-}
-
-/// The system call's saved user registers the test reads.
-struct Regs {
-    cs: u64,
-    nr: u64,
-    a0: u64,
-    a1: u64,
-    a2: u64,
-    r10: u64,
 }
 
 /// Offset of `stack` in `struct task_struct`, from the kernel's BTF, set at load time (0:
@@ -191,42 +187,42 @@ pub mod regs_at {
     pub const CS: u64 = 17 * 8;
 }
 
-/// The saved user registers sit at a fixed distance above the task's stack base
+/// Where the system call's saved user registers (`struct pt_regs`) are, read through
+/// `regs_at` with `kernel_word`. They sit at a fixed distance above the task's stack base
 /// (`task_pt_regs`: the stack's size less its top padding and the frame), the same for every
-/// task. `bpf_task_pt_regs` answers once and the distance is kept (`REGS_FROM_STACK`); from
-/// then on six plain loads through `bpf_rdonly_cast` (Linux 6.2+) replace the helper call
-/// (BENCHMARKS.md). Elsewhere, the helper every time.
+/// task. `bpf_task_pt_regs` answers once and the distance is kept (`KernelState::regs_from_stack`); from
+/// then on a plain load of the stack base replaces the helper call (BENCHMARKS.md), where
+/// `bpf_rdonly_cast` makes the register loads plain too (Linux 6.2+). Elsewhere, the helper
+/// every time.
 #[inline(always)]
-fn user_regs(task: *mut task_struct) -> Option<Regs> {
+fn user_regs(task: *mut task_struct) -> Option<u64> {
     // SAFETY: a load-time constant the loader sets; read volatile so its default is not folded in.
     let stack_offset = unsafe { core::ptr::read_volatile(&TASK_STACK_OFFSET) };
     let direct = stack_offset != 0 && crate::memory::word_type() != 0;
     // SAFETY: the BTF task pointer plus a member offset from BTF: the verifier checks the load.
     let stack = if direct { unsafe { *((task as *const u8).add(stack_offset as usize) as *const u64) } } else { 0 };
-    let known = crate::maps::REGS_FROM_STACK.get(0).map_or(0, |d| unsafe { core::ptr::read_volatile(d) });
+    let state = crate::maps::kernel_state();
+    // SAFETY: a map value pointer; a plain load.
+    let known = state.map_or(0, |s| unsafe { core::ptr::read_volatile(&(*s).regs_from_stack) });
     if stack != 0 && known != 0 {
-        let base = stack + known;
-        let w = |at: u64| crate::memory::kernel_word(base + at);
-        return Some(Regs { cs: w(regs_at::CS)?, nr: w(regs_at::ORIG_AX)?, a0: w(regs_at::DI)?, a1: w(regs_at::SI)?, a2: w(regs_at::DX)?, r10: w(regs_at::R10)? });
+        return Some(stack + known);
     }
-    // SAFETY: a helper returning the task's saved user registers (a BTF pointer: the loads
-    // below are checked by the verifier and fault-safe).
-    let regs = unsafe { bpf_task_pt_regs(task) } as *const pt_regs;
-    if regs.is_null() {
+    // SAFETY: a helper returning the task's saved user registers.
+    let regs = unsafe { bpf_task_pt_regs(task) } as u64;
+    if regs == 0 {
         return None;
     }
     if stack != 0 {
-        let distance = (regs as u64).wrapping_sub(stack);
+        let distance = regs.wrapping_sub(stack);
         // A kernel stack is a few pages: anything else is not the layout assumed here.
         if distance > 0 && distance < 1 << 16 {
-            if let Some(d) = crate::maps::REGS_FROM_STACK.get_ptr_mut(0) {
+            if let Some(s) = state {
                 // SAFETY: a map value pointer; every CPU writes the same value.
-                unsafe { *d = distance };
+                unsafe { (*s).regs_from_stack = distance };
             }
         }
     }
-    // SAFETY: `regs` is bpf_task_pt_regs' BTF pointer: the verifier checks each load.
-    Some(unsafe { Regs { cs: (*regs).cs, nr: (*regs).orig_rax, a0: (*regs).rdi, a1: (*regs).rsi, a2: (*regs).rdx, r10: (*regs).r10 } })
+    Some(regs)
 }
 
 /// Eight bytes of the checked credentials (`kernel_cap_t` is one u64 since 6.3 and two

@@ -18,20 +18,31 @@ pub static CHECKS: PerCpuHashMap<CheckKey, u64> = PerCpuHashMap::with_max_entrie
 #[map]
 pub static LAST_CHECK: PerCpuArray<LastCheck> = PerCpuArray::with_max_entries(1, 0);
 
-/// Per CPU: the last task whose mark the check program looked up, and what it found (see
-/// `tasks::current_origin`).
+/// Per CPU: the last task whose checks the check program placed, and where (see
+/// `tasks::current_scope`).
 #[map]
-pub static MARK_CACHE: PerCpuArray<crate::tasks::MarkCache> = PerCpuArray::with_max_entries(1, 0);
+pub static SCOPE_CACHE: PerCpuArray<crate::tasks::ScopeCache> = PerCpuArray::with_max_entries(1, 0);
 
-/// Bumped (atomically) by every program that writes a task's mark in `TASK_ORIGINS`: a mark
-/// cached in `MARK_CACHE` is used only while this has not moved since.
+/// What only the programs write, in one value (one lookup for all of it): how many marks
+/// wait, the generation cached scope answers were made under, where the user registers are.
 #[map]
-pub static MARK_GENERATION: Array<u64> = Array::with_max_entries(1, 0);
+pub static KERNEL_STATE: Array<KernelState> = Array::with_max_entries(1, 0);
 
-/// How far above a task's stack base its saved user registers are (0: not learned yet; see
-/// `effect::user_regs`).
-#[map]
-pub static REGS_FROM_STACK: Array<u64> = Array::with_max_entries(1, 0);
+/// The value of `KERNEL_STATE`.
+#[repr(C)]
+pub struct KernelState {
+    /// Marks the programs put in `WORKLOAD_TASKS` less every mark moved out of it (atomic adds;
+    /// with userspace's `Config::pending_marks`, how many wait). The check program and the
+    /// system-call hook look marks up only while some do.
+    pub pending_marks: i64,
+    /// Bumped (atomically) by every program that writes a task's mark in `TASK_ORIGINS` and
+    /// at every cgroup attach; with userspace's `Config::scope_generation`, an answer in
+    /// `SCOPE_CACHE` is used only while neither has moved since.
+    pub generation: u64,
+    /// How far above a task's stack base its saved user registers are (0: not learned yet;
+    /// see `effect::user_regs`).
+    pub regs_from_stack: u64,
+}
 
 /// cgroup v2 ids whose subtrees are recorded.
 #[map]
@@ -41,13 +52,6 @@ pub static WATCHED: HashMap<u64, u8> = HashMap::with_max_entries(1024, 0);
 /// the cgroup they exec'd in.
 #[map]
 pub static WORKLOAD_TASKS: HashMap<u32, TaskOrigin> = HashMap::with_max_entries(32768, 0);
-
-/// How many marks wait in `WORKLOAD_TASKS`: the sum of entry 0 (the programs' atomic adds
-/// and removals) and entry 1 (what userspace added, written only by userspace: no lost
-/// update between the two). The check program and the system-call hook look there only
-/// while some do.
-#[map]
-pub static PENDING_MARKS: Array<i64> = Array::with_max_entries(2, 0);
 
 /// System calls per workload key (`--seccomp`): a counter array per key, allocated on first
 /// use (4 KiB each: not preallocated; sized by userspace, one entry when off).
@@ -102,6 +106,12 @@ pub static SITE_SCRATCH: PerCpuArray<SiteWindow> = PerCpuArray::with_max_entries
 /// (0: CAP_SYS_ADMIN, the overcommit probe; 1: CAP_SETUID, a `security_capable` check).
 #[map]
 pub static CALIBRATION: Array<CalibrationSample> = Array::with_max_entries(2, 0);
+
+/// The programs' own state (see `KERNEL_STATE`).
+#[inline(always)]
+pub fn kernel_state() -> Option<*mut KernelState> {
+    KERNEL_STATE.get_ptr_mut(0)
+}
 
 #[inline(always)]
 pub fn config() -> Option<&'static Config> {

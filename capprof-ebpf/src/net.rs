@@ -26,7 +26,8 @@ pub fn sys_enter_bind(ctx: TracePointContext) -> u32 {
 }
 
 fn on_bind(ctx: &TracePointContext) -> Result<(), i32> {
-    if !workload_origin(unsafe { bpf_get_current_task_btf() }).is_some_and(|o| o.phase == capprof_common::PHASE_WORKLOAD) {
+    let Some(cfg) = crate::maps::config() else { return Ok(()) };
+    if !workload_origin(cfg, unsafe { bpf_get_current_task_btf() }).is_some_and(|o| o.phase == capprof_common::PHASE_WORKLOAD) {
         return Ok(());
     }
     // SAFETY: an offset inside the tracepoint's record, checked against its format when attached.
@@ -48,7 +49,8 @@ pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
 }
 
 fn on_socket(ctx: &TracePointContext) -> Result<(), i32> {
-    if !workload_origin(unsafe { bpf_get_current_task_btf() }).is_some_and(|o| o.phase == capprof_common::PHASE_WORKLOAD) {
+    let Some(cfg) = crate::maps::config() else { return Ok(()) };
+    if !workload_origin(cfg, unsafe { bpf_get_current_task_btf() }).is_some_and(|o| o.phase == capprof_common::PHASE_WORKLOAD) {
         return Ok(());
     }
     // SAFETY: an offset inside the tracepoint's record, checked against its format when attached.

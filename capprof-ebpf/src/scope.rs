@@ -37,17 +37,33 @@ static CGROUP_ID_OFFSETS: [u32; 4] = [0; 4];
 /// under RCU (the tracepoint holds it), as the helper does.
 #[inline(always)]
 pub fn current_cgroup_id(task: *const u8) -> u64 {
-    // SAFETY: a load-time constant the loader sets; read volatile so its default is not folded in.
-    let [cgroups, dfl_cgrp, kn, id] = unsafe { core::ptr::read_volatile(&CGROUP_ID_OFFSETS) };
+    let cgroups = cgroups_offset();
     let word_type = crate::memory::word_type();
     if cgroups == 0 || word_type == 0 {
         // SAFETY: a helper call without pointer arguments.
         return unsafe { bpf_get_current_cgroup_id() };
     }
     let cast = crate::memory::rdonly_cast();
+    // SAFETY: bpf_rdonly_cast makes the load fault-safe (the verifier marks it untrusted).
+    cgroup_id_of(unsafe { *cast(task as u64 + cgroups as u64, word_type) }, word_type)
+}
+
+/// `task_struct.cgroups` (0: unknown).
+#[inline(always)]
+pub fn cgroups_offset() -> u32 {
+    // SAFETY: a load-time constant the loader sets; read volatile so its default is not folded in.
+    unsafe { core::ptr::read_volatile(&CGROUP_ID_OFFSETS[0]) }
+}
+
+/// The cgroup v2 id of the current task's `css_set` (`css_set->dfl_cgrp->kn->id`); the helper
+/// when the chain breaks. Only with `bpf_rdonly_cast` (`word_type` != 0).
+#[inline(always)]
+pub fn cgroup_id_of(css_set: u64, word_type: u32) -> u64 {
+    // SAFETY: a load-time constant the loader sets; read volatile so its default is not folded in.
+    let [_, dfl_cgrp, kn, id] = unsafe { core::ptr::read_volatile(&CGROUP_ID_OFFSETS) };
+    let cast = crate::memory::rdonly_cast();
     // SAFETY: bpf_rdonly_cast makes each load fault-safe (the verifier marks it untrusted).
     let word = |addr: u64| -> u64 { unsafe { *cast(addr, word_type) } };
-    let css_set = word(task as u64 + cgroups as u64);
     let cgroup = word(css_set + dfl_cgrp as u64);
     let node = word(cgroup + kn as u64);
     if node == 0 {

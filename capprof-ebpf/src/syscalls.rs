@@ -125,12 +125,13 @@ enum Origin {
 
 #[inline(always)]
 fn rare_origin(ctx: &RawTracePointContext, task: *mut task_struct, id: u64) -> Option<Origin> {
-    if marks_pending() {
+    let cfg = config()?;
+    if marks_pending(cfg) {
         if let Some(stored) = adopt_mark(task) {
             return Some(Origin::Marked(stored));
         }
     }
-    if (id != NR_SECCOMP && id != NR_PRCTL) || !installs_filter(ctx, id) || !in_scope(config()?) {
+    if (id != NR_SECCOMP && id != NR_PRCTL) || !installs_filter(ctx, id) || !in_scope(cfg) {
         return None;
     }
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };

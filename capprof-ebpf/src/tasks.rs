@@ -15,10 +15,10 @@ use aya_ebpf::{
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
-use capprof_common::{counter, TaskOrigin, MAX_CGROUP_LEVELS};
+use capprof_common::{counter, Config, TaskOrigin, FLAG_SETUP, MAX_CGROUP_LEVELS, PHASE_WORKLOAD};
 
 use crate::scope::in_scope;
-use crate::maps::{bump, config, MARK_CACHE, MARK_GENERATION, PENDING_MARKS, TASK_ORIGINS, WORKLOAD_TASKS};
+use crate::maps::{bump, config, kernel_state, SCOPE_CACHE, TASK_ORIGINS, WORKLOAD_TASKS};
 
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn sched_process_exec(ctx: RawTracePointContext) -> u32 {
@@ -45,7 +45,7 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> u32 {
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
 pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
     let Some(cfg) = config() else { return 0 };
-    if let Some(origin) = workload_origin(unsafe { bpf_get_current_task_btf() }) {
+    if let Some(origin) = workload_origin(cfg, unsafe { bpf_get_current_task_btf() }) {
         let child: u64 = ctx.arg(1);
         let at = (child + cfg.task_pid_offset as u64) as *const u32;
         if let Ok(pid) = unsafe { bpf_probe_read_kernel(at) } {
@@ -61,6 +61,16 @@ pub fn sched_process_exit(_ctx: RawTracePointContext) -> u32 {
     if WORKLOAD_TASKS.remove(&tid).is_ok() {
         pending(-1);
     }
+    0
+}
+
+/// A task was attached to another cgroup (TP_PROTO(dst_cgrp, path, task, threadgroup)): the
+/// scope answers cached on every CPU are stale. The move is done under `cgroup_mutex` before
+/// this fires, and the next move waits for that mutex: a cached `css_set` address freed and
+/// reused by a later move is never taken for the old one.
+#[raw_tracepoint(tracepoint = "cgroup_attach_task")]
+pub fn cgroup_attach_task(_ctx: RawTracePointContext) -> u32 {
+    marks_changed();
     0
 }
 
@@ -107,36 +117,36 @@ fn mark(tid: u32, origin: &TaskOrigin) {
 
 const EEXIST: i64 = 17;
 
-/// Marks waiting in `WORKLOAD_TASKS` (see `PENDING_MARKS`).
+/// Marks waiting in `WORKLOAD_TASKS` (see `KernelState::pending_marks`).
 #[inline(always)]
 fn pending(delta: i64) {
-    if let Some(n) = PENDING_MARKS.get_ptr_mut(0) {
+    if let Some(state) = kernel_state() {
         // SAFETY: a map value pointer; the add is atomic (other CPUs update it too).
-        unsafe { crate::atomic_add(n, delta) };
+        unsafe { crate::atomic_add(&mut (*state).pending_marks, delta) };
     }
 }
 
 /// Whether a mark may be waiting for some task: the system-call hook, which every task on the
-/// host runs, looks one up only then (an array load instead of a hash lookup per call).
+/// host runs, looks one up only then (two loads instead of a hash lookup per call).
 #[inline(always)]
-pub fn marks_pending() -> bool {
-    // SAFETY: map value pointers; plain loads (a stale answer only delays a move: every
+pub fn marks_pending(cfg: &Config) -> bool {
+    // SAFETY: a map value pointer; a plain load (a stale answer only delays a move: every
     // increment happens before its mark can be looked for).
-    let kernel = PENDING_MARKS.get(0).map_or(0, |n| unsafe { core::ptr::read_volatile(n) });
-    let user = PENDING_MARKS.get(1).map_or(0, |n| unsafe { core::ptr::read_volatile(n) });
-    kernel + user > 0
+    let kernel = kernel_state().map_or(0, |s| unsafe { core::ptr::read_volatile(&(*s).pending_marks) });
+    kernel + cfg.pending_marks as i64 > 0
 }
+
 /// The current task's mark, if it is the workload's; a mark still waiting in
 /// `WORKLOAD_TASKS` moves onto the task.
 #[inline(always)]
-pub fn workload_origin(task: *mut task_struct) -> Option<TaskOrigin> {
+pub fn workload_origin(cfg: &Config, task: *mut task_struct) -> Option<TaskOrigin> {
     if let Some(stored) = TASK_ORIGINS.get(task) {
         // SAFETY: a pointer a map lookup just returned, valid for this run (per-CPU or per-task: no concurrent writer).
         return Some(unsafe { *stored });
     }
     // Out of scope, every task on the host comes here: an array load instead of a hash
     // lookup while no mark waits.
-    if !marks_pending() {
+    if !marks_pending(cfg) {
         return None;
     }
     let tid = bpf_get_current_pid_tgid() as u32;
@@ -157,58 +167,89 @@ pub fn workload_origin(task: *mut task_struct) -> Option<TaskOrigin> {
 #[no_mangle]
 static TASK_START_OFFSET: u32 = 0;
 
-/// The current CPU's last answer of [`workload_origin`] (see `MARK_CACHE`).
+/// The current CPU's last answer of [`current_scope`] (see `SCOPE_CACHE`).
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct MarkCache {
+pub struct ScopeCache {
     task: u64,
     start_time: u64,
     generation: u64,
-    /// 1: `origin` is the task's mark; 0: the task had none.
-    marked: u64,
-    origin: TaskOrigin,
+    /// `task->cgroups` when the answer was made: a task moved to another cgroup has another.
+    css_set: u64,
+    cgroup_id: u64,
+    /// 1: in scope, with `flags`; 0: out of scope.
+    in_scope: u32,
+    flags: u32,
 }
 
-/// [`workload_origin`] for the check program: a task making check after check on one CPU
-/// (a server's accept loop, every mmap's overcommit probe) finds its mark in this CPU's
-/// cache, a few loads instead of the task-storage helper (BENCHMARKS.md). The cached answer
-/// holds while the same task (address and start time) asks, no program has written any
-/// task's mark since (`MARK_GENERATION`: exec, a waiting mark moved onto its task, the
-/// system-call hook's set-up phase), and no mark waits in `WORKLOAD_TASKS` (the task's own
-/// may be among them: a forked child, or a running task userspace adopts).
+/// Whether the current task's checks count, and as what: its cgroup v2 id and `FLAG_SETUP`
+/// (a runtime's task, or one moved after its exec) or 0 (the workload's own); None when it
+/// is out of scope.
+///
+/// A task making check after check on one CPU (a server's accept loop, every mmap's
+/// overcommit probe, any task outside the scope) finds the answer in this CPU's cache: a few
+/// loads and compares instead of the task-storage helper, the cgroup chain and, out of
+/// scope, the ancestor walk (BENCHMARKS.md). The cached answer holds while the same task
+/// (address and start time) asks from the same `css_set`, nothing that decides it has
+/// changed since (`KernelState::generation`: exec, a waiting mark moved onto its task, the
+/// system-call hook's set-up phase, any task attached to a cgroup, userspace's watched
+/// cgroups and configuration: `Config::scope_generation`), and no mark waits in `WORKLOAD_TASKS` (the task's own may be
+/// among them: a forked child, or a running task userspace adopts).
 #[inline(always)]
-pub fn current_origin(task: *mut task_struct) -> Option<TaskOrigin> {
-    // SAFETY: a load-time constant the loader sets; read volatile so its default is not folded in.
+pub fn current_scope(cfg: &Config, task: *mut task_struct) -> Option<(u64, u32)> {
+    // SAFETY: load-time constants the loader sets; read volatile so their defaults are not folded in.
     let offset = unsafe { core::ptr::read_volatile(&TASK_START_OFFSET) };
-    let slot = if offset != 0 { MARK_CACHE.get_ptr_mut(0) } else { None };
-    let Some(slot) = slot else { return workload_origin(task) };
+    let cgroups = crate::scope::cgroups_offset();
+    let word_type = crate::memory::word_type();
+    let slot = if offset != 0 && cgroups != 0 && word_type != 0 { SCOPE_CACHE.get_ptr_mut(0) } else { None };
+    let Some(slot) = slot else { return decide(cfg, task, crate::scope::current_cgroup_id(task as *const u8)) };
+    // Read before the answer is made: a change after it leaves the stored answer stale.
+    // One lookup for both of the programs' words.
+    let (generation, pending) = kernel_state().map_or((0, 0), |s| {
+        // SAFETY: a map value pointer; plain loads (see `marks_pending`).
+        unsafe { (core::ptr::read_volatile(&(*s).generation), core::ptr::read_volatile(&(*s).pending_marks)) }
+    });
+    let generation = generation.wrapping_add(cfg.scope_generation as u64);
+    let pending = pending + cfg.pending_marks as i64 > 0;
     // SAFETY: the BTF task pointer plus a member offset from BTF: the verifier checks the load.
     let start_time = unsafe { *((task as *const u8).add(offset as usize) as *const u64) };
+    let cast = crate::memory::rdonly_cast();
+    // SAFETY: bpf_rdonly_cast makes the load fault-safe (the verifier marks it untrusted).
+    let css_set = unsafe { *cast(task as u64 + cgroups as u64, word_type) };
     // SAFETY: this CPU's slot, a pointer the lookup just returned (programs run with
     // migration disabled: no other writer).
     let slot = unsafe { &mut *slot };
-    if slot.task == task as u64 && slot.start_time == start_time && slot.generation == generation() && !marks_pending() {
-        return if slot.marked != 0 { Some(slot.origin) } else { None };
+    if slot.task == task as u64 && slot.start_time == start_time && slot.css_set == css_set && slot.generation == generation && !pending {
+        return if slot.in_scope != 0 { Some((slot.cgroup_id, slot.flags)) } else { None };
     }
-    let origin = workload_origin(task);
-    // Read after the lookup, which may itself have moved a mark (and bumped it). Only the
-    // task itself writes its mark, and it is running here: nothing changes it in between.
-    *slot = MarkCache { task: task as u64, start_time, generation: generation(), marked: origin.is_some() as u64, origin: origin.unwrap_or_default() };
-    origin
+    let cgroup_id = crate::scope::cgroup_id_of(css_set, word_type);
+    let answer = decide(cfg, task, cgroup_id);
+    let (in_scope, flags) = answer.map_or((0, 0), |(_, flags)| (1, flags));
+    *slot = ScopeCache { task: task as u64, start_time, generation, css_set, cgroup_id, in_scope, flags };
+    answer
 }
 
+/// [`current_scope`] without the cache: the task's mark, or the cgroup ancestry.
 #[inline(always)]
-fn generation() -> u64 {
-    // SAFETY: a map value pointer; a plain load (see `current_origin`).
-    MARK_GENERATION.get(0).map_or(0, |g| unsafe { core::ptr::read_volatile(g) })
+fn decide(cfg: &Config, task: *mut task_struct, cgroup_id: u64) -> Option<(u64, u32)> {
+    match workload_origin(cfg, task) {
+        // A runtime's task that installed a seccomp filter before its exec, or one moved
+        // here after its exec (a runtime's helper): set-up.
+        Some(origin) => {
+            let setup = origin.phase != PHASE_WORKLOAD || moved(&origin, cgroup_id);
+            Some((cgroup_id, if setup { FLAG_SETUP } else { 0 }))
+        }
+        None if in_scope(cfg) => Some((cgroup_id, FLAG_SETUP)),
+        None => None,
+    }
 }
 
-/// A task's mark was written: every CPU's cached mark is stale.
+/// A task's mark was written, or a task changed cgroup: every CPU's cached answer is stale.
 #[inline(always)]
 pub fn marks_changed() {
-    if let Some(g) = MARK_GENERATION.get_ptr_mut(0) {
+    if let Some(state) = kernel_state() {
         // SAFETY: a map value pointer; the add is atomic (other CPUs update it too).
-        unsafe { crate::atomic_add(g, 1u64) };
+        unsafe { crate::atomic_add(&mut (*state).generation, 1u64) };
     }
 }
 

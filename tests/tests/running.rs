@@ -148,3 +148,29 @@ fn bad_cgroups_are_usage_errors() {
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
 }
+
+/// A task making check after check outside the recorded cgroup, then moved into it, is
+/// counted from the move on: the check program's per-CPU answer for that task ("out of
+/// scope") goes stale with the task's cgroup. It joined after its exec, as a runtime's helper
+/// does: its checks are set-up, not the workload's.
+#[test]
+fn a_task_moved_into_the_cgroup_is_counted_from_the_move() {
+    require_root();
+    let cg = TestCgroup::new();
+    let out = scratch("running").join(format!("{}.json", unique()));
+    let (mut rec, stderr) = start_recording(&cg, &["--duration", "4"], &out);
+    // One CPU: every check follows the last on the same cache slot.
+    let mut looper = Reaped(Command::new("taskset").args(["-c", "0"]).arg(scenario()).args(["timed-loop", "setuid", "2.5"]).stdout(Stdio::null()).spawn().unwrap());
+    std::thread::sleep(Duration::from_millis(1000));
+    std::fs::write(cg.dir.join("cgroup.procs"), looper.0.id().to_string()).unwrap();
+    assert!(looper.wait().success());
+    let status = rec.wait();
+    let stderr = stderr.join().unwrap();
+    assert!(status.success(), "{stderr}");
+    let profile: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let checks = profile["workloads"][0]["checks"].as_array().cloned().unwrap_or_default();
+    let setuid = checks.iter().find(|c| c["capability"] == "SETUID").unwrap_or_else(|| panic!("the moved task's checks were not counted: {profile}"));
+    // About 1.5 s of setuid(0) calls: hundreds of thousands; the bar only says "counted".
+    assert!(setuid["count"].as_u64().unwrap() > 1000, "{setuid}");
+    assert_ne!(setuid["classification"], "needed", "joined after its exec: set-up: {setuid}");
+}

@@ -112,6 +112,8 @@ impl BackendKind {
         for prog in ["sched_process_exec", "sched_process_fork", "sched_process_exit"] {
             links.push(raw_tracepoint(ebpf, prog, prog)?);
         }
+        // Every move to another cgroup makes the check program's cached scope answers stale.
+        links.push(raw_tracepoint(ebpf, "cgroup_attach_task", "cgroup_attach_task")?);
         Ok(links)
     }
 }

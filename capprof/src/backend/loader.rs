@@ -18,8 +18,8 @@ pub struct KernelFacts {
     pub real_cred_offset: u32,
     /// 0 when BTF lacks it: the program then copies `comm` with the helper.
     pub comm_offset: u32,
-    /// `task_struct.start_time`: the check program's per-CPU cache of the task's mark is
-    /// keyed by it (0 when BTF lacks it, or CAPPROF_NO_MARK_CACHE=1: no cache).
+    /// `task_struct.start_time`: the check program's per-CPU cache of the task's scope answer is
+    /// keyed by it (0 when BTF lacks it, or CAPPROF_NO_SCOPE_CACHE=1: no cache).
     pub task_start_offset: u32,
     /// `task_struct.stack`: the effect test then reads the saved user registers with plain
     /// loads (0 when BTF lacks it, or CAPPROF_NO_DIRECT_REGS=1: `bpf_task_pt_regs` always).
@@ -52,7 +52,7 @@ pub fn kernel_facts() -> Result<KernelFacts> {
     let real_cred_offset = btf.member_offset("task_struct", "real_cred").unwrap_or(0);
     let comm_offset = btf.member_offset("task_struct", "comm").unwrap_or(0);
     let task_stack_offset = btf.member_offset("task_struct", "stack").filter(|_| std::env::var_os("CAPPROF_NO_DIRECT_REGS").is_none()).unwrap_or(0);
-    let task_start_offset = btf.member_offset("task_struct", "start_time").filter(|_| std::env::var_os("CAPPROF_NO_MARK_CACHE").is_none()).unwrap_or(0);
+    let task_start_offset = btf.member_offset("task_struct", "start_time").filter(|_| std::env::var_os("CAPPROF_NO_SCOPE_CACHE").is_none()).unwrap_or(0);
     // CAPPROF_NO_KFUNCS=1 takes the pre-6.2 path (probe reads) on any kernel: for tests.
     let rdonly_cast = btf.type_id(12, "bpf_rdonly_cast").zip(btf.type_id(4, "pt_regs")).filter(|_| std::env::var_os("CAPPROF_NO_KFUNCS").is_none());
     // Linux 5.1 turned `int audit` into `unsigned int opts` (RHEL 8 backported it): ask BTF,

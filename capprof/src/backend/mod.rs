@@ -149,7 +149,10 @@ impl Backend {
         backend.push_config()
     }
 
+    /// Writes the configuration; every write may change what is in scope, so it also moves
+    /// `scope_generation`: the check program's cached scope answers go stale.
     fn push_config(&mut self) -> Result<()> {
+        self.config.scope_generation = self.config.scope_generation.wrapping_add(1);
         let config = self.config;
         let mut map: Array<&mut MapData, Config> = Array::try_from(self.map_mut("CONFIG")?).map_err(internal)?;
         map.set(0, config, 0).map_err(internal)
@@ -162,14 +165,15 @@ impl Backend {
     /// Counts checks from this cgroup (v2 id) and its descendants.
     pub fn watch_cgroup(&mut self, id: u64) -> Result<()> {
         let mut watched: HashMap<&mut MapData, u64, u8> = HashMap::try_from(self.map_mut("WATCHED")?).map_err(internal)?;
-        watched.insert(id, 1, 0).map_err(|e| Error::new(ErrorKind::Internal, format!("watching cgroup {id}: {e}")))
+        watched.insert(id, 1, 0).map_err(|e| Error::new(ErrorKind::Internal, format!("watching cgroup {id}: {e}")))?;
+        self.push_config()
     }
 
     /// Stops counting a cgroup's subtree.
     pub fn unwatch_cgroup(&mut self, id: u64) -> Result<()> {
         let mut watched: HashMap<&mut MapData, u64, u8> = HashMap::try_from(self.map_mut("WATCHED")?).map_err(internal)?;
         let _ = watched.remove(&id);
-        Ok(())
+        self.push_config()
     }
 
     /// Removes these checks from the kernel maps (the daemon, once their counts are durable).
@@ -307,11 +311,10 @@ impl Backend {
             }
             tasks.insert(*tid, origin, 0).map_err(internal)?;
         }
-        // The programs look marks up only while some wait (see PENDING_MARKS): userspace's
-        // own entry, which no program writes, so no update of theirs is lost.
-        let mut pending: Array<&mut MapData, i64> = Array::try_from(self.map_mut("PENDING_MARKS")?).map_err(internal)?;
-        let now = pending.get(&1, 0).map_err(internal)?;
-        pending.set(1, now + added, 0).map_err(internal)
+        // The programs look marks up only while some wait: userspace's count is its own
+        // configuration field, which no program writes, so no update of theirs is lost.
+        self.config.pending_marks = self.config.pending_marks.wrapping_add(added as u32);
+        self.push_config()
     }
 
     /// The first-sighting ring buffer, for the collector to drain.
