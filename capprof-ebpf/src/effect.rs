@@ -92,16 +92,24 @@ pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
     if cs != USER_CS || nr & X32_SYSCALL_BIT != 0 {
         return 0;
     }
-    // Unreadable (the probe-read fallback only): all ones, which no test below takes for a
-    // no-effect or doubtful request (the two that could are read as Options).
-    let arg = |at: u64| reg(at).unwrap_or(u64::MAX);
+    // An unreadable register (the probe-read fallback only) ends the test with no flag: an
+    // early return each, not a default value (LLVM may then read the failed copy's register
+    // on the speculated path, which the verifier refuses).
+    macro_rules! arg {
+        ($at:expr) => {
+            match reg($at) {
+                Some(v) => v,
+                None => return 0,
+            }
+        };
+    }
     // setattr_prepare on a timestamp touch (NULL times, or both UTIME_NOW): without FOWNER the
     // kernel tests write permission instead, which may pass. Only a re-run can tell.
     if cap == CAP_FOWNER {
         let touch = match nr {
-            nr::UTIME | nr::UTIMES => arg(regs_at::SI) == 0,
-            nr::FUTIMESAT => arg(regs_at::DX) == 0,
-            nr::UTIMENSAT => arg(regs_at::DX) == 0 || both_now(arg(regs_at::DX)),
+            nr::UTIME | nr::UTIMES => arg!(regs_at::SI) == 0,
+            nr::FUTIMESAT => arg!(regs_at::DX) == 0,
+            nr::UTIMENSAT => arg!(regs_at::DX) == 0 || both_now(arg!(regs_at::DX)),
             _ => return 0,
         };
         return if touch { FLAG_DOUBTFUL } else { 0 };
@@ -111,8 +119,8 @@ pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
     // to a file reopens that file, whose permission is a real check.
     if cap == CAP_DAC_OVERRIDE || cap == CAP_DAC_READ_SEARCH {
         let path = match nr {
-            nr::OPEN => arg(regs_at::DI),
-            nr::OPENAT | nr::OPENAT2 => arg(regs_at::SI),
+            nr::OPEN => arg!(regs_at::DI),
+            nr::OPENAT | nr::OPENAT2 => arg!(regs_at::SI),
             _ => return 0,
         };
         return if own_fd_dir(path) { FLAG_NO_EFFECT } else { 0 };
@@ -127,7 +135,7 @@ pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
         if nr != nr::SETSOCKOPT {
             return 0;
         }
-        let force = arg(regs_at::SI) & 0xffff_ffff == SOL_SOCKET && matches!(arg(regs_at::DX) & 0xffff_ffff, SO_SNDBUFFORCE | SO_RCVBUFFORCE);
+        let force = arg!(regs_at::SI) & 0xffff_ffff == SOL_SOCKET && matches!(arg!(regs_at::DX) & 0xffff_ffff, SO_SNDBUFFORCE | SO_RCVBUFFORCE);
         return if force { FLAG_DOUBTFUL } else { 0 };
     }
     // fchown of an open file (or fchownat with AT_EMPTY_PATH): the pid or log file a daemon
@@ -135,31 +143,32 @@ pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
     if cap == CAP_CHOWN {
         const AT_EMPTY_PATH: u64 = 0x1000;
         const FCHOWNAT: u64 = 260;
-        let on_fd = nr == nr::FCHOWN || (nr == FCHOWNAT && reg(regs_at::R10).is_some_and(|f| f & AT_EMPTY_PATH != 0));
+        let on_fd = nr == nr::FCHOWN || (nr == FCHOWNAT && arg!(regs_at::R10) & AT_EMPTY_PATH != 0);
         return if on_fd { FLAG_DOUBTFUL } else { 0 };
     }
     let no_effect = match (cap, nr) {
         // cap_inh_is_capped: SETPCAP matters only if the new inheritable set leaves
         // old inheritable | old permitted.
-        (CAP_SETPCAP, nr::CAPSET) => match (new_inheritable(arg(regs_at::DI), arg(regs_at::SI)), cred_word(cred, offsets.cap_inheritable), cred_word(cred, offsets.cap_permitted)) {
+        (CAP_SETPCAP, nr::CAPSET) => match (new_inheritable(arg!(regs_at::DI), arg!(regs_at::SI)), cred_word(cred, offsets.cap_inheritable), cred_word(cred, offsets.cap_permitted)) {
             (Some(new), Some(inh), Some(perm)) => new & !(inh | perm) == 0,
             _ => return 0,
         },
         // __sys_setuid/__sys_setgid: without the capability the call still sets the
         // effective and fs ids; it matters only if the real or saved id differs.
         (CAP_SETUID, nr::SETUID) | (CAP_SETGID, nr::SETGID) => {
-            let (Some(real), Some(saved), Some(target)) = (cred_word(cred, offsets.uid), cred_word(cred, offsets.suid), reg(regs_at::DI)) else { return 0 };
+            let target = arg!(regs_at::DI);
+            let (Some(real), Some(saved)) = (cred_word(cred, offsets.uid), cred_word(cred, offsets.suid)) else { return 0 };
             // Low half: uid / suid; high half: gid / sgid.
             let shift = if cap == CAP_SETUID { 0 } else { 32 };
             let target = target & 0xffff_ffff;
             (real >> shift) & 0xffff_ffff == target && (saved >> shift) & 0xffff_ffff == target
         }
         // kill_ok_by_cred: signal 0 only asks whether the process exists, and EPERM says so.
-        (CAP_KILL, nr::KILL | nr::TKILL | nr::RT_SIGQUEUEINFO | nr::PIDFD_SEND_SIGNAL) => arg(regs_at::SI) & 0xffff_ffff == 0,
-        (CAP_KILL, nr::TGKILL | nr::RT_TGSIGQUEUEINFO) => arg(regs_at::DX) & 0xffff_ffff == 0,
+        (CAP_KILL, nr::KILL | nr::TKILL | nr::RT_SIGQUEUEINFO | nr::PIDFD_SEND_SIGNAL) => arg!(regs_at::SI) & 0xffff_ffff == 0,
+        (CAP_KILL, nr::TGKILL | nr::RT_TGSIGQUEUEINFO) => arg!(regs_at::DX) & 0xffff_ffff == 0,
         // in_group_or_capable on chmod: without it only S_ISGID is cleared from the new mode.
-        (CAP_FSETID, nr::CHMOD | nr::FCHMOD) => arg(regs_at::SI) & S_ISGID == 0,
-        (CAP_FSETID, nr::FCHMODAT | nr::FCHMODAT2) => arg(regs_at::DX) & S_ISGID == 0,
+        (CAP_FSETID, nr::CHMOD | nr::FCHMOD) => arg!(regs_at::SI) & S_ISGID == 0,
+        (CAP_FSETID, nr::FCHMODAT | nr::FCHMODAT2) => arg!(regs_at::DX) & S_ISGID == 0,
         // Elsewhere FSETID only decides whether set-id bits survive a write or chown.
         (CAP_FSETID, _) => true,
         _ => return 0,

@@ -6,7 +6,8 @@
 //! - kprobe + kretprobe on `cap_capable` (any kernel with kprobes): `opts` at entry, the
 //!   verdict at return, the key carried between them per thread.
 //!
-//! Per check (`check.rs`): scope and set-up phase (task-local storage), borrowed credentials
+//! Per check (`check.rs`): scope and set-up phase (the CPU's cached answer for its last task,
+//! task-local storage and the cgroup ancestry behind it: `tasks.rs`), borrowed credentials
 //! and `comm` (direct loads through the BTF task pointer), opts, call site (two or three stack
 //! words at calibrated distances instead of a stack walk), then one per-CPU counter. Only the
 //! first sighting of a key pays for a ring-buffer event with a kernel stack.

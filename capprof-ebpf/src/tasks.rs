@@ -5,6 +5,10 @@
 //! with a pointer chase. A fork hook cannot address the child's storage (raw tracepoints
 //! pass untyped pointers), so the child's mark waits in `WORKLOAD_TASKS` under its thread id
 //! and moves onto the task at its first check; userspace adopting running tasks does the same.
+//!
+//! The check program asks [`current_scope`], which keeps each CPU's last answer (scope, set-up
+//! or workload, cgroup id) until the task, its `css_set` or anything that decides the answer
+//! changes (every mark written and every cgroup attach bump the programs' generation).
 
 use aya_ebpf::{
     bindings::{task_struct, BPF_NOEXIST},
