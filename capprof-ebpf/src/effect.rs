@@ -199,10 +199,10 @@ pub mod regs_at {
 /// Where the system call's saved user registers (`struct pt_regs`) are, read through
 /// `regs_at` with `kernel_word`. They sit at a fixed distance above the task's stack base
 /// (`task_pt_regs`: the stack's size less its top padding and the frame), the same for every
-/// task. `bpf_task_pt_regs` answers once and the distance is kept (`KernelState::regs_from_stack`); from
-/// then on a plain load of the stack base replaces the helper call (BENCHMARKS.md), where
-/// `bpf_rdonly_cast` makes the register loads plain too (Linux 6.2+). Elsewhere, the helper
-/// every time.
+/// task. `bpf_task_pt_regs` answers once and the distance is kept
+/// (`KernelState::regs_from_stack`); from then on a plain load of the stack base replaces the
+/// helper call (BENCHMARKS.md), where `bpf_rdonly_cast` makes the register loads plain too
+/// (Linux 6.2+). Elsewhere, the helper every time.
 #[inline(always)]
 fn user_regs(task: *mut task_struct) -> Option<u64> {
     // SAFETY: a load-time constant the loader sets; read volatile so its default is not folded in.

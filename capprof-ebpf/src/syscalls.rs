@@ -29,7 +29,7 @@ use crate::maps::{bump, config, SYSCALLS, SYSCALL_ZERO, TASK_ORIGINS};
 use crate::memory::kernel_word;
 use crate::scope::in_scope;
 use crate::effect::regs_at;
-use crate::tasks::{adopt_mark, current_level, marks_changed, marks_pending, moved};
+use crate::tasks::{adopt_mark, current_level, scope_changed, marks_pending, moved};
 
 const NR_PRCTL: u64 = 157;
 const NR_SECCOMP: u64 = 317;
@@ -72,7 +72,7 @@ pub fn sys_enter(ctx: RawTracePointContext) -> u32 {
         let moved = moved(origin, cgroup_id);
         if installs_filter(&ctx, id) && (moved || runc_init(task)) {
             *origin = TaskOrigin { phase: PHASE_FILTERED, ..TaskOrigin::workload(cgroup_id, current_level(cgroup_id)) };
-            marks_changed();
+            scope_changed();
             return 0;
         }
         if moved {
@@ -137,7 +137,7 @@ fn rare_origin(ctx: &RawTracePointContext, task: *mut task_struct, id: u64) -> O
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     let origin = TaskOrigin { phase: PHASE_FILTERED, ..TaskOrigin::workload(cgroup_id, current_level(cgroup_id)) };
     let stored = TASK_ORIGINS.get_or_insert(task, &origin);
-    marks_changed();
+    scope_changed();
     stored.map(|_| Origin::Installing)
 }
 

@@ -39,7 +39,7 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> u32 {
             Some(stored) => unsafe { *stored = origin },
             None => mark(tid, &origin),
         }
-        marks_changed();
+        scope_changed();
     }
     0
 }
@@ -74,7 +74,7 @@ pub fn sched_process_exit(_ctx: RawTracePointContext) -> u32 {
 /// reused by a later move is never taken for the old one.
 #[raw_tracepoint(tracepoint = "cgroup_attach_task")]
 pub fn cgroup_attach_task(_ctx: RawTracePointContext) -> u32 {
-    marks_changed();
+    scope_changed();
     0
 }
 
@@ -157,7 +157,7 @@ pub fn workload_origin(cfg: &Config, task: *mut task_struct) -> Option<TaskOrigi
     // SAFETY: a pointer a map lookup just returned, valid for this run (per-CPU or per-task: no concurrent writer).
     let origin = unsafe { *WORKLOAD_TASKS.get_ptr(&tid)? };
     if TASK_ORIGINS.get_or_insert(task, &origin).is_some() {
-        marks_changed();
+        scope_changed();
         if WORKLOAD_TASKS.remove(&tid).is_ok() {
             pending(-1);
         }
@@ -194,11 +194,11 @@ pub struct ScopeCache {
 /// overcommit probe, any task outside the scope) finds the answer in this CPU's cache: a few
 /// loads and compares instead of the task-storage helper, the cgroup chain and, out of
 /// scope, the ancestor walk (BENCHMARKS.md). The cached answer holds while the same task
-/// (address and start time) asks from the same `css_set`, nothing that decides it has
+/// (address and start time) asks from the same `css_set`; nothing that decides it has
 /// changed since (`KernelState::generation`: exec, a waiting mark moved onto its task, the
-/// system-call hook's set-up phase, any task attached to a cgroup, userspace's watched
-/// cgroups and configuration: `Config::scope_generation`), and no mark waits in `WORKLOAD_TASKS` (the task's own may be
-/// among them: a forked child, or a running task userspace adopts).
+/// system-call hook's set-up phase, any task attached to a cgroup; `Config::scope_generation`:
+/// userspace's watched cgroups and configuration); and no mark waits in `WORKLOAD_TASKS`
+/// (the task's own may be among them: a forked child, or a running task userspace adopts).
 #[inline(always)]
 pub fn current_scope(cfg: &Config, task: *mut task_struct) -> Option<(u64, u32)> {
     // SAFETY: load-time constants the loader sets; read volatile so their defaults are not folded in.
@@ -250,7 +250,7 @@ fn decide(cfg: &Config, task: *mut task_struct, cgroup_id: u64) -> Option<(u64, 
 
 /// A task's mark was written, or a task changed cgroup: every CPU's cached answer is stale.
 #[inline(always)]
-pub fn marks_changed() {
+pub fn scope_changed() {
     if let Some(state) = kernel_state() {
         // SAFETY: a map value pointer; the add is atomic (other CPUs update it too).
         unsafe { crate::atomic_add(&mut (*state).generation, 1u64) };
@@ -265,7 +265,7 @@ pub fn adopt_mark(task: *mut task_struct) -> Option<*mut TaskOrigin> {
     // SAFETY: a pointer a map lookup just returned, valid for this run (per-CPU or per-task: no concurrent writer).
     let origin = unsafe { *WORKLOAD_TASKS.get_ptr(&tid)? };
     let stored = TASK_ORIGINS.get_or_insert(task, &origin)?;
-    marks_changed();
+    scope_changed();
     if WORKLOAD_TASKS.remove(&tid).is_ok() {
         pending(-1);
     }
