@@ -1,10 +1,14 @@
 //! Network operations a workload performs that need a capability on some runtimes only
-//! (ports below 1024, ICMP "ping" sockets), seen at their system calls.
+//! (ports below 1024, ICMP "ping" sockets). Seen by cgroup socket programs on the unified
+//! hierarchy's root where the kernel allows them (they run on `bind` and inet socket creation
+//! only), else at the system calls' tracepoints: any syscall tracepoint with a program sends
+//! every system call on the host down the kernel's tracing path, which costs a busy server
+//! ~1 % per ~100 ns of its per-request system calls (BENCHMARKS.md).
 
 use aya_ebpf::{
     helpers::{bpf_get_current_cgroup_id, bpf_probe_read_user, generated::bpf_get_current_task_btf},
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::{cgroup_sock, cgroup_sock_addr, tracepoint},
+    programs::{SockAddrContext, SockContext, TracePointContext},
 };
 use capprof_common::{net_use, NetUseKey};
 
@@ -26,8 +30,7 @@ pub fn sys_enter_bind(ctx: TracePointContext) -> u32 {
 }
 
 fn on_bind(ctx: &TracePointContext) -> Result<(), i32> {
-    let Some(cfg) = crate::maps::config() else { return Ok(()) };
-    if !workload_origin(cfg, unsafe { bpf_get_current_task_btf() }).is_some_and(|o| o.phase == capprof_common::PHASE_WORKLOAD) {
+    if !by_workload() {
         return Ok(());
     }
     // SAFETY: an offset inside the tracepoint's record, checked against its format when attached.
@@ -35,10 +38,50 @@ fn on_bind(ctx: &TracePointContext) -> Result<(), i32> {
     let head: [u8; 4] = unsafe { bpf_probe_read_user(addr as *const [u8; 4])? };
     let family = u16::from_ne_bytes([head[0], head[1]]);
     let port = u16::from_be_bytes([head[2], head[3]]);
-    if (family == AF_INET || family == AF_INET6) && port != 0 && port < 1024 {
-        note(net_use::LOW_PORT_BIND, port as u32);
+    if family == AF_INET || family == AF_INET6 {
+        note_bind(port);
     }
     Ok(())
+}
+
+/// bind(2) of an inet socket by a task of the cgroup subtree (cgroup/bind4): before the
+/// kernel's port check, so a refused bind is seen too. Always allows the bind.
+#[cgroup_sock_addr(bind4)]
+pub fn bind4(ctx: SockAddrContext) -> i32 {
+    on_cgroup_bind(&ctx);
+    1
+}
+
+/// As [`bind4`], for inet6 sockets (cgroup/bind6).
+#[cgroup_sock_addr(bind6)]
+pub fn bind6(ctx: SockAddrContext) -> i32 {
+    on_cgroup_bind(&ctx);
+    1
+}
+
+#[inline(always)]
+fn on_cgroup_bind(ctx: &SockAddrContext) {
+    if !by_workload() {
+        return;
+    }
+    // SAFETY: the kernel's context; `user_port` is a 4-byte field the verifier rewrites to
+    // the address being bound, the port in network order in its low 16 bits.
+    let port = unsafe { (*ctx.sock_addr).user_port } as u16;
+    note_bind(u16::from_be(port));
+}
+
+#[inline(always)]
+fn note_bind(port: u16) {
+    if port != 0 && port < 1024 {
+        note(net_use::LOW_PORT_BIND, port as u32);
+    }
+}
+
+/// Whether the current task is a workload task past its set-up.
+#[inline(always)]
+fn by_workload() -> bool {
+    let Some(cfg) = crate::maps::config() else { return false };
+    workload_origin(cfg, unsafe { bpf_get_current_task_btf() }).is_some_and(|o| o.phase == capprof_common::PHASE_WORKLOAD)
 }
 
 /// socket(family, type, protocol): a workload task opening an ICMP datagram socket.
@@ -49,8 +92,7 @@ pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
 }
 
 fn on_socket(ctx: &TracePointContext) -> Result<(), i32> {
-    let Some(cfg) = crate::maps::config() else { return Ok(()) };
-    if !workload_origin(cfg, unsafe { bpf_get_current_task_btf() }).is_some_and(|o| o.phase == capprof_common::PHASE_WORKLOAD) {
+    if !by_workload() {
         return Ok(());
     }
     // SAFETY: an offset inside the tracepoint's record, checked against its format when attached.
@@ -58,14 +100,33 @@ fn on_socket(ctx: &TracePointContext) -> Result<(), i32> {
     let kind: u64 = unsafe { ctx.read_at(SYSCALL_ARG1)? };
     // SAFETY: an offset inside the tracepoint's record, checked against its format when attached.
     let protocol: u64 = unsafe { ctx.read_at(SYSCALL_ARG2)? };
+    note_socket(family, kind & 0xf, protocol);
+    Ok(())
+}
+
+/// An inet socket created by a task of the cgroup subtree (cgroup/sock_create). The kernel
+/// runs it after the protocol's own set-up, so a ping socket the group range refuses is not
+/// seen: the program then falls back to a raw socket, whose CAP_NET_RAW check is. Always
+/// allows the socket.
+#[cgroup_sock(sock_create)]
+pub fn sock_create(ctx: SockContext) -> i32 {
+    if by_workload() {
+        // SAFETY: the kernel's context, 4-byte fields the verifier rewrites to the socket's.
+        let (family, kind, protocol) = unsafe { ((*ctx.sock).family, (*ctx.sock).type_, (*ctx.sock).protocol) };
+        note_socket(family as u64, kind as u64, protocol as u64);
+    }
+    1
+}
+
+#[inline(always)]
+fn note_socket(family: u64, kind: u64, protocol: u64) {
     const SOCK_DGRAM: u64 = 2;
     const IPPROTO_ICMP: u64 = 1;
     const IPPROTO_ICMPV6: u64 = 58;
     let icmp = (family == AF_INET as u64 && protocol == IPPROTO_ICMP) || (family == AF_INET6 as u64 && protocol == IPPROTO_ICMPV6);
-    if icmp && kind & 0xf == SOCK_DGRAM {
+    if icmp && kind == SOCK_DGRAM {
         note(net_use::PING_SOCKET, 0);
     }
-    Ok(())
 }
 
 #[inline(always)]

@@ -267,8 +267,9 @@ pub struct DaemonArgs {
     /// Stop after SECS (for tests and for profiling the daemon itself).
     #[arg(long, value_name = "SECS", hide = true)]
     pub exit_after: Option<f64>,
-    /// Do not attach the network-use hooks (syscall tracepoints on bind/socket, which every
-    /// system call on the node pays for): profiles then carry no portability notes.
+    /// Do not attach the network-use hooks (cgroup socket programs on bind and socket
+    /// creation; syscall tracepoints, which every system call on the node pays for, where the
+    /// kernel refuses those): profiles then carry no portability notes.
     #[arg(long)]
     pub no_network_hooks: bool,
     /// Uninstall: drain what the pinned programs of earlier runs counted into --state, remove

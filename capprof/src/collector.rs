@@ -73,6 +73,8 @@ pub struct Sightings {
     cgroup_paths: HashMap<u64, String>,
     /// Paths seen for the first time since the last `take_new_cgroups`.
     new_cgroups: Vec<String>,
+    /// Events read since the last `take_event_count`.
+    events: u64,
 }
 
 impl Collector {
@@ -95,12 +97,18 @@ impl Collector {
     pub fn drain(&mut self) {
         self.seen.drain(&mut self.events);
     }
+
+    /// How many first-sighting events were read since the last call (each is a new key).
+    pub fn take_event_count(&mut self) -> u64 {
+        std::mem::take(&mut self.seen.events)
+    }
 }
 
 impl Sightings {
     /// Processes every event waiting in `events`.
     pub fn drain(&mut self, events: &mut RingBuf<MapData>) {
         while let Some(item) = events.next() {
+            self.events += 1;
             if item.len() < std::mem::size_of::<CheckEvent>() {
                 continue;
             }

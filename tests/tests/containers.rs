@@ -80,6 +80,47 @@ fn port_80_in_dockers_network_namespace_needs_nothing_but_is_not_portable() {
     assert_eq!(added(only_container(&p)), ["NET_BIND_SERVICE"]);
 }
 
+/// Python (Debian's, in a real Docker container) opening an ICMP "ping" socket: Docker's wide
+/// `ping_group_range` lets it without a check, so the set is empty and the portability note
+/// says NET_RAW. Seen by the cgroup socket program on this kernel, and by the system-call
+/// tracepoints it falls back to: both give the same profile.
+#[test]
+fn a_ping_socket_in_docker_needs_nothing_but_is_not_portable_with_either_network_hook() {
+    let _serial = container_lock();
+    require_root();
+    let img = debian_python_image();
+    let script = "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP).close()";
+    for (hooks, expected) in [(None, "cgroup"), (Some("syscalls"), "syscalls (CAPPROF_NET_HOOKS=syscalls)")] {
+        let file = scratch("ping").join(format!("{}.json", unique()));
+        let mut cmd = Command::new(capprof());
+        cmd.args(["record", "-f", "json", "-o"]).arg(&file).args(["--", "docker", "run", "--rm", &img, "python3", "-c", script]);
+        if let Some(h) = hooks {
+            cmd.env("CAPPROF_NET_HOOKS", h);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let p: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        assert_eq!(p["backend"]["network_hooks"], expected, "{}", p["backend"]);
+        let c = only_container(&p);
+        assert_eq!(added(c), Vec::<String>::new(), "{c}");
+        let notes = c["portability"].as_array().unwrap();
+        assert!(notes.iter().any(|n| n["capability"] == "NET_RAW" && n["operation"].as_str().unwrap().contains("ping")), "{hooks:?}: {c}");
+    }
+}
+
+/// On the host network with NET_BIND_SERVICE dropped, a bind to port 81 is checked and
+/// refused: the profile says it would need it, and no portability note claims the bind went
+/// unchecked (the cgroup bind hook sees the port before the kernel's own check).
+#[test]
+fn a_refused_low_port_bind_would_need_net_bind_service_and_gets_no_portability_note() {
+    let _serial = container_lock();
+    let (p, _) = record_docker(&["--network", "host", "--cap-drop", "NET_BIND_SERVICE", "IMG", "sh", "-c", "nc -l -p 81; true"]);
+    assert_eq!(p["backend"]["network_hooks"], "cgroup", "{}", p["backend"]);
+    let c = only_container(&p);
+    assert_eq!(c["would_need"], serde_json::json!(["NET_BIND_SERVICE"]), "{c}");
+    assert_eq!(c["portability"], serde_json::json!([]), "{c}");
+}
+
 #[test]
 fn two_containers_from_one_command_get_two_profiles() {
     let _serial = container_lock();

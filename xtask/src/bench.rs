@@ -48,16 +48,7 @@ pub fn run(release: &Path, iterations: u64) -> Result<()> {
         println!("| {what} | {} | {ratio:.2} | {} |", p.columns(), p.capprof.len().min(p.bpftrace.len()));
     }
 
-    println!("\n## Per system call without a capability check (getppid)\n");
-    println!("A system call that makes no capability check runs none of the check programs. What it pays is the");
-    println!("network-use hooks' (syscall tracepoints on bind/socket, attached by `record --cgroup` as by a recording");
-    println!("of containers): while any syscall tracepoint has a program, every system call on the host takes the kernel's");
-    println!("tracing path (a `sys_exit` hook tried earlier cost ~180 ns per call here). Same phases as above, on a");
-    println!("`getppid()` loop: capprof recording the loop's cgroup (in scope) and an idle cgroup (out of scope).\n");
-    println!("| loop | nothing attached | capprof, loop in scope | capprof, loop out of scope | rounds |");
-    println!("|---|---|---|---|---|");
-    let p = phased(&capprof, &scenario, "getppid", Second::CapprofElsewhere)?;
-    println!("| getppid(): no capability check | {} | {} |", p.columns(), p.capprof.len().min(p.bpftrace.len()));
+    syscall_times(&capprof, &scenario)?;
 
     crate::bench_seccomp::run(&capprof, &scenario)?;
     crate::bench_seccomp::program_times(&capprof, &scenario)?;
@@ -70,6 +61,23 @@ pub fn run(release: &Path, iterations: u64) -> Result<()> {
     for (what, (wall, rss)) in fixed {
         println!("| {what} | {wall:.3} s | {rss:.1} MiB |");
     }
+    Ok(())
+}
+
+/// BENCHMARKS.md's per-system-call table (`cargo xtask bench --syscalls-only` prints only
+/// this; with `CAPPROF_NET_HOOKS=syscalls` in the environment, capprof uses the syscall
+/// tracepoints for its network-use hooks).
+pub fn syscall_times(capprof: &Path, scenario: &Path) -> Result<()> {
+    let hooks = if std::env::var("CAPPROF_NET_HOOKS").as_deref() == Ok("syscalls") { "the bind/socket syscall tracepoints (CAPPROF_NET_HOOKS=syscalls)" } else { "cgroup socket programs where the kernel takes them" };
+    println!("\n## Per system call without a capability check (getppid)\n");
+    println!("A system call that makes no capability check runs none of the check programs. `record --cgroup` attaches");
+    println!("the network-use hooks as a recording of containers does; here: {hooks}. While any syscall");
+    println!("tracepoint has a program, every system call on the host takes the kernel's tracing path. Same phases as");
+    println!("above, on a `getppid()` loop: capprof recording the loop's cgroup (in scope) and an idle cgroup (out of scope).\n");
+    println!("| loop | nothing attached | capprof, loop in scope | capprof, loop out of scope | rounds |");
+    println!("|---|---|---|---|---|");
+    let p = phased(capprof, scenario, "getppid", Second::CapprofElsewhere)?;
+    println!("| getppid(): no capability check | {} | {} |", p.columns(), p.capprof.len().min(p.bpftrace.len()));
     Ok(())
 }
 
@@ -397,6 +405,11 @@ impl Drop for StatsOn {
 pub(crate) struct Bpftrace(Child);
 
 impl Bpftrace {
+    /// The bpftrace process.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
     /// Starts the one-liner and waits until its probe is attached.
     fn start() -> Result<Self> {
         Self::start_script(BPFTRACE)

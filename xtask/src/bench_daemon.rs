@@ -1,7 +1,7 @@
 //! What the daemon costs a busy node (BENCHMARKS.md, "The daemon under load"): nginx under
 //! wrk and redis under redis-benchmark, each in a container built from Debian's packages,
-//! with nothing attached, with `capprof daemon`, and with the bpftrace one-liner, rounds
-//! interleaved so the three share the machine's state; then a soak: the daemon's CPU and RSS
+//! with nothing attached, with `capprof daemon`, and with the bpftrace one-liner, each case
+//! measured between two nothing-attached windows and compared with them; then a soak: the daemon's CPU and RSS
 //! while containers are started and stopped and the servers are under load, with the kernel's
 //! loss counters read at the end.
 
@@ -26,8 +26,10 @@ enum Attached {
     DaemonStarting,
     /// Started `SETTLE` before: the steady state a node lives in.
     Daemon,
-    /// Settled, without the network-use hooks (syscall tracepoints every system call pays).
-    DaemonNoNetworkHooks,
+    /// Settled, with the network-use hooks on the bind/socket system-call tracepoints
+    /// (`CAPPROF_NET_HOOKS=syscalls`, the fallback and the default before the cgroup socket
+    /// programs): every system call on the host takes the kernel's tracing path.
+    DaemonSyscallHooks,
     Bpftrace,
 }
 
@@ -35,14 +37,15 @@ enum Attached {
 const SETTLE: Duration = Duration::from_secs(15);
 
 impl Attached {
-    const ALL: [Self; 5] = [Self::Nothing, Self::DaemonStarting, Self::Daemon, Self::DaemonNoNetworkHooks, Self::Bpftrace];
+    /// Measured in turn, each between two windows with nothing attached.
+    const MEASURED: [Self; 4] = [Self::DaemonStarting, Self::Daemon, Self::DaemonSyscallHooks, Self::Bpftrace];
 
     fn label(self) -> &'static str {
         match self {
-            Self::Nothing => "nothing attached",
+            Self::Nothing => "nothing attached (against its neighbours: the harness's noise)",
             Self::DaemonStarting => "capprof daemon, started 0.5 s before",
             Self::Daemon => "capprof daemon, settled",
-            Self::DaemonNoNetworkHooks => "capprof daemon --no-network-hooks, settled",
+            Self::DaemonSyscallHooks => "capprof daemon, settled, network hooks on syscall tracepoints",
             Self::Bpftrace => "bpftrace one-liner",
         }
     }
@@ -71,9 +74,9 @@ fn attach(what: Attached, capprof: &Path) -> Result<Guard> {
     Ok(match what {
         Attached::Nothing => Guard::None,
         Attached::DaemonStarting => Guard::Daemon(Daemon::start(capprof, &[])?),
-        Attached::Daemon | Attached::DaemonNoNetworkHooks => {
-            let flags: &[&str] = if what == Attached::Daemon { &[] } else { &["--no-network-hooks"] };
-            let d = Daemon::start(capprof, flags)?;
+        Attached::Daemon | Attached::DaemonSyscallHooks => {
+            let env: &[(&str, &str)] = if what == Attached::Daemon { &[] } else { &[("CAPPROF_NET_HOOKS", "syscalls")] };
+            let d = Daemon::start(capprof, env)?;
             std::thread::sleep(SETTLE);
             Guard::Daemon(d)
         }
@@ -81,59 +84,184 @@ fn attach(what: Attached, capprof: &Path) -> Result<Guard> {
     })
 }
 
+/// One window's figures: nginx requests/s and p99 (ms), redis requests/s and p99 (ms).
+#[derive(Clone, Copy, Default)]
+struct Window {
+    nginx: f64,
+    nginx_p99: f64,
+    redis: f64,
+    redis_p99: f64,
+}
+
+/// What one case measured over the rounds: its windows, and for each the throughput lost
+/// against the mean of the nothing-attached windows just before and after it (paired, so the
+/// machine's drift over a round cancels).
+#[derive(Default)]
+struct Case {
+    windows: Vec<Window>,
+    nginx_lost: Vec<f64>,
+    redis_lost: Vec<f64>,
+    /// CPU seconds of the processes beside the server over the wrk windows.
+    beside: std::collections::BTreeMap<String, f64>,
+}
+
+fn measure(case: &mut Case) -> Result<Window> {
+    std::thread::sleep(Duration::from_millis(500));
+    let before = side_cpu();
+    let (nginx, nginx_p99) = wrk()?;
+    for (name, secs) in side_cpu() {
+        *case.beside.entry(name.clone()).or_default() += secs - before.get(&name).copied().unwrap_or(0.0);
+    }
+    let (redis, redis_p99) = redis_benchmark()?;
+    let w = Window { nginx, nginx_p99, redis, redis_p99 };
+    case.windows.push(w);
+    Ok(w)
+}
+
+fn lost(base: f64, x: f64) -> f64 {
+    (base - x) / base * 100.0
+}
+
+fn range(v: &[f64]) -> String {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{lo:+.1} to {hi:+.1} %")
+}
+
 pub fn run(release: &Path, rounds: usize, soak: Duration, containers: u32) -> Result<()> {
     let capprof = release.join("capprof");
     servers_image()?;
     let _servers = Servers::start()?;
+    // --rounds 0: the accounting alone (and the soak unless --soak-secs 0).
+    if rounds == 0 {
+        accounting(&capprof)?;
+        return if soak.is_zero() { Ok(()) } else { soak_run(&capprof, soak, containers) };
+    }
     println!("## The daemon under load: nginx (wrk) and redis (redis-benchmark) in containers\n");
     println!("Each server runs in a container of an image built from Debian's packages (mmdebstrap), on the host's");
-    println!("network, pinned to CPU 0; its client runs on CPU 1. {rounds} rounds, each measuring the cases in turn:");
-    println!("nothing attached; `capprof daemon` (default options: the check program and the network-use hooks)");
-    println!("started 0.5 s before the measurement, and started {} s before (settled); the settled daemon with", SETTLE.as_secs());
-    println!("`--no-network-hooks`; the bpftrace one-liner. wrk: 1 thread, 32 connections, {WRK_SECS} s; redis-benchmark: 32 clients,");
-    println!("200,000 GETs and SETs. Median over the rounds; the cost is the throughput lost against nothing attached.\n");
-    println!("| server | attached | requests/s (median) | p99 latency (median) | throughput lost |");
-    println!("|---|---|---|---|---|");
-    let mut results: Vec<(Attached, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)> = Attached::ALL.iter().map(|a| (*a, vec![], vec![], vec![], vec![])).collect();
-    // CPU time of the processes beside the server, per case, over the wrk windows.
-    let mut beside: Vec<std::collections::BTreeMap<String, f64>> = vec![Default::default(); Attached::ALL.len()];
+    println!("network, pinned to CPU 0; its client runs on CPU 1. {rounds} rounds; in each, every case is measured");
+    println!("between two windows with nothing attached (N A N B N C N D N), and its cost is the throughput lost");
+    println!("against the mean of those two (paired: the machine's drift over a round cancels). Cases: `capprof");
+    println!("daemon` (default options: the check program and the network-use hooks, cgroup socket programs here)");
+    println!("started 0.5 s before the measurement, and started {} s before (settled); the settled daemon with the", SETTLE.as_secs());
+    println!("network hooks on the bind/socket syscall tracepoints (`CAPPROF_NET_HOOKS=syscalls`); the bpftrace");
+    println!("one-liner. wrk: 1 thread, 32 connections, {WRK_SECS} s; redis-benchmark: 32 clients, 200,000 GETs and SETs.");
+    println!("The nothing-attached row compares each inner N window with its two neighbours: the noise floor.\n");
+    println!("| server | attached | requests/s (median) | p99 latency (median) | throughput lost (median, paired) | range over the rounds |");
+    println!("|---|---|---|---|---|---|");
+    let mut nothing = Case::default();
+    let mut cases: Vec<(Attached, Case)> = Attached::MEASURED.iter().map(|a| (*a, Case::default())).collect();
     for _ in 0..rounds {
-        for (i, r) in results.iter_mut().enumerate() {
-            let _guard = attach(r.0, &capprof)?;
-            std::thread::sleep(Duration::from_millis(500));
-            let before = side_cpu();
-            let (rps, p99) = wrk()?;
-            for (name, secs) in side_cpu() {
-                *beside[i].entry(name.clone()).or_default() += secs - before.get(&name).copied().unwrap_or(0.0);
-            }
-            r.1.push(rps);
-            r.2.push(p99);
-            let (rps, p99) = redis_benchmark()?;
-            r.3.push(rps);
-            r.4.push(p99);
+        let mut before = measure(&mut nothing)?;
+        let mut nothing_windows = vec![before];
+        for (what, case) in cases.iter_mut() {
+            let w = {
+                let _guard = attach(*what, &capprof)?;
+                measure(case)?
+            };
+            let after = measure(&mut nothing)?;
+            case.nginx_lost.push(lost((before.nginx + after.nginx) / 2.0, w.nginx));
+            case.redis_lost.push(lost((before.redis + after.redis) / 2.0, w.redis));
+            nothing_windows.push(after);
+            before = after;
+        }
+        for t in nothing_windows.windows(3) {
+            nothing.nginx_lost.push(lost((t[0].nginx + t[2].nginx) / 2.0, t[1].nginx));
+            nothing.redis_lost.push(lost((t[0].redis + t[2].redis) / 2.0, t[1].redis));
         }
     }
-    let base_nginx = median(&mut results[0].1.clone());
-    let base_redis = median(&mut results[0].3.clone());
-    for (what, nginx, nginx_p99, _, _) in &results {
-        let n = median(&mut nginx.clone());
-        println!("| nginx | {} | {n:.0} | {:.2} ms | {:+.2} % |", what.label(), median(&mut nginx_p99.clone()), (base_nginx - n) / base_nginx * 100.0);
-    }
-    for (what, _, _, redis, redis_p99) in &results {
-        let r = median(&mut redis.clone());
-        println!("| redis | {} | {r:.0} | {:.2} ms | {:+.2} % |", what.label(), median(&mut redis_p99.clone()), (base_redis - r) / base_redis * 100.0);
+    let all: Vec<(Attached, &Case)> = std::iter::once((Attached::Nothing, &nothing)).chain(cases.iter().map(|(a, c)| (*a, c))).collect();
+    for server in ["nginx", "redis"] {
+        for (what, case) in &all {
+            let pick = |f: fn(&Window) -> f64| median(&mut case.windows.iter().map(f).collect::<Vec<_>>());
+            let (rps, p99, lost) = if server == "nginx" { (pick(|w| w.nginx), pick(|w| w.nginx_p99), &case.nginx_lost) } else { (pick(|w| w.redis), pick(|w| w.redis_p99), &case.redis_lost) };
+            println!("| {server} | {} | {rps:.0} | {p99:.2} ms | {:+.2} % | {} |", what.label(), median(&mut lost.clone()), range(lost));
+        }
     }
     println!("\nCPU used beside the servers during the nginx measurements (share of one CPU, mean over the rounds; the");
     println!("server's CPU 0 and wrk's CPU 1 are the two CPUs of this machine):\n");
-    let names: std::collections::BTreeSet<&String> = beside.iter().flat_map(|m| m.keys()).collect();
+    let names: std::collections::BTreeSet<&String> = all.iter().flat_map(|(_, c)| c.beside.keys()).collect();
     println!("| attached | {} |", names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(" | "));
     println!("|---|{}", "---|".repeat(names.len()));
-    let window = (rounds as u64 * WRK_SECS) as f64;
-    for (i, what) in Attached::ALL.iter().enumerate() {
-        let cells: Vec<String> = names.iter().map(|n| format!("{:.2} %", beside[i].get(*n).copied().unwrap_or(0.0) / window * 100.0)).collect();
-        println!("| {} | {} |", what.label(), cells.join(" | "));
+    for (what, case) in &all {
+        let window = (case.windows.len() as u64 * WRK_SECS) as f64;
+        let cells: Vec<String> = names.iter().map(|n| format!("{:.2} %", case.beside.get(*n).copied().unwrap_or(0.0) / window * 100.0)).collect();
+        let label = if *what == Attached::Nothing { "nothing attached" } else { what.label() };
+        println!("| {label} | {} |", cells.join(" | "));
+    }
+    accounting(&capprof)?;
+    if soak.is_zero() {
+        println!("\nSoak skipped (--soak-secs 0).");
+        return Ok(());
     }
     soak_run(&capprof, soak, containers)
+}
+
+/// CPU time of every thread of `pid` (schedstat: nanoseconds on the CPU, steal excluded).
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    dir.flatten().filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok()).filter_map(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok())).sum()
+}
+
+/// (runs, run time in ns) summed over the BPF programs `pid` holds open (fdinfo, with
+/// kernel.bpf_stats_enabled on), each program once.
+fn programs_of(pid: u32) -> (u64, u64) {
+    let mut seen = std::collections::BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else { return (0, 0) };
+    for fd in dir.flatten() {
+        let Ok(info) = std::fs::read_to_string(fd.path()) else { continue };
+        let field = |name: &str| info.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<u64>().ok());
+        if let (Some(id), Some(t), Some(n)) = (field("prog_id:"), field("run_time_ns:"), field("run_cnt:")) {
+            seen.insert(id, (n, t));
+        }
+    }
+    seen.values().fold((0, 0), |(n, t), (a, b)| (n + a, t + b))
+}
+
+/// The nginx worker's pid (the one process of the bench's nginx container that serves).
+fn nginx_worker() -> Option<u32> {
+    let out = Command::new("pgrep").args(["-f", "nginx: worker"]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().next()?.trim().parse().ok()
+}
+
+/// What each tool costs nginx by accounting rather than by throughput (which this machine's
+/// noise hides): over wrk windows, the tool's own CPU time and its programs' run time (kernel
+/// BPF statistics), per request, against nginx's own CPU time per request. The
+/// syscall-tracepoint variant is left out: its cost is the kernel's tracing path on every
+/// system call, which no BPF statistic counts (the per-system-call table measures it).
+fn accounting(capprof: &Path) -> Result<()> {
+    const WINDOWS: usize = 3;
+    println!("\nBy accounting ({WINDOWS} wrk windows each, kernel BPF statistics on): what the tool spends per nginx");
+    println!("request, its own process (all threads, schedstat) and its BPF programs' run time, against nginx's CPU");
+    println!("time per request. It counts the tool's CPU wherever it ran; indirect costs (caches) are not in it.\n");
+    println!("| attached | nginx CPU per request | tool process per request | its programs: runs per request | their time per request | accounted cost |");
+    println!("|---|---|---|---|---|---|");
+    let worker = nginx_worker().context("the nginx worker's pid")?;
+    let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
+    let result = (|| -> Result<()> {
+        for what in [Attached::Daemon, Attached::Bpftrace] {
+            let guard = attach(what, capprof)?;
+            let pid = match &guard {
+                Guard::Daemon(d) => d.child.id(),
+                Guard::Bpftrace(Some(b)) => b.pid(),
+                _ => bail!("nothing attached"),
+            };
+            std::thread::sleep(Duration::from_millis(500));
+            let (tool0, progs0, nginx0) = (cpu_ns(pid), programs_of(pid), cpu_ns(worker));
+            let mut requests = 0.0;
+            for _ in 0..WINDOWS {
+                requests += wrk()?.0 * WRK_SECS as f64;
+            }
+            let (tool1, progs1, nginx1) = (cpu_ns(pid), programs_of(pid), cpu_ns(worker));
+            let per = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / requests;
+            let (nginx, tool, runs, prog) = (per(nginx0, nginx1), per(tool0, tool1), per(progs0.0, progs1.0), per(progs0.1, progs1.1));
+            println!("| {} | {nginx:.0} ns | {tool:.1} ns | {runs:.4} | {prog:.2} ns | {:.3} % |", what.label(), (tool + prog) / nginx * 100.0);
+            drop(guard);
+        }
+        Ok(())
+    })();
+    let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "0");
+    result
 }
 
 /// The daemon's CPU and RSS while `containers` containers start and stop over `soak`, the
@@ -352,7 +480,7 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(capprof: &Path, flags: &[&str]) -> Result<Self> {
+    fn start(capprof: &Path, env: &[(&str, &str)]) -> Result<Self> {
         let dir = std::env::temp_dir().join(format!("capprof-bench-daemon-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
@@ -361,7 +489,7 @@ impl Daemon {
             .arg(dir.join("d.sock"))
             .arg("--state")
             .arg(dir.join("state.redb"))
-            .args(flags)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

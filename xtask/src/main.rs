@@ -49,6 +49,9 @@ enum Cmd {
         /// Only the program run-time table (each program alone on the hook, against the floor).
         #[arg(long)]
         programs_only: bool,
+        /// Only the per-system-call table (getppid: what a call without a check pays).
+        #[arg(long)]
+        syscalls_only: bool,
     },
     /// Only BENCHMARKS.md's `--seccomp` table (the system-call hook per call, in and out of
     /// scope); `bench` includes it.
@@ -57,7 +60,8 @@ enum Cmd {
     /// with nothing, the daemon, or the bpftrace one-liner attached; then a soak of containers
     /// started and stopped under load (the daemon's CPU, RSS and losses).
     BenchDaemon {
-        /// Rounds of the load measurements (each measures every case once).
+        /// Rounds of the load measurements (each measures every case once; 0: only the
+        /// accounting table).
         #[arg(long, default_value_t = 7)]
         rounds: usize,
         /// Length of the soak.
@@ -130,12 +134,15 @@ fn main() -> Result<()> {
             };
             tests.and(vm)
         }
-        Cmd::Bench { iterations, programs_only } => {
+        Cmd::Bench { iterations, programs_only, syscalls_only } => {
             setup()?;
             cargo(&["build", "--release", "-p", "capprof", "-p", "capprof-tests"])?;
             let release = root().join("target/release");
             if programs_only {
                 return bench::program_times(&release.join("capprof"), &release.join("scenario"), &iterations.to_string());
+            }
+            if syscalls_only {
+                return bench::syscall_times(&release.join("capprof"), &release.join("scenario"));
             }
             bench::run(&release, iterations)
         }

@@ -75,6 +75,13 @@ pub fn run(release: &Path) -> Result<()> {
         }
         script.push_str(&pinned_daemon_script(backend));
         script.push_str(&seccomp_script(backend));
+        // The network-use hooks on this kernel (cgroup socket programs, or the syscall
+        // tracepoints it falls back to): a ping socket that made no check gets its note.
+        script.push_str(&format!(
+            "capprof record --backend {backend} --containers always -f json -o /tmp/n.json -- scenario ping-socket-netns 2>/tmp/err || sed 's/^/ERR /' /tmp/err; \
+             echo \"NET {backend} $(tr -d ' \\n' < /tmp/n.json | grep -o '\"network_hooks\":\"[a-z]*' | cut -d'\"' -f4) $(tr -d ' \\n' < /tmp/n.json | grep -c '\"capability\":\"NET_RAW\",\"operation\":\"ICMP')\"; \
+             grep -o '\"network_hooks\": \"[^\"]*' /tmp/n.json | sed 's/^/NETHOOKS {backend} /'\n"
+        ));
         // What the backend says it sees.
         script.push_str(&format!(
             "capprof record --backend {backend} -f json -o /tmp/p.json -- true 2>/dev/null; \
@@ -84,7 +91,7 @@ pub fn run(release: &Path) -> Result<()> {
     let run = vm::run_in_vm(&[&capprof, &scenario], &script, Duration::from_secs(900))?;
     let mut got: BTreeMap<(String, String), (String, String)> = BTreeMap::new();
     for line in run.output.lines() {
-        if line.starts_with("KERNEL ") || line.starts_with("ERR ") || line.starts_with("OPTS ") || line.starts_with("TRACEPOINT_EXIT") {
+        if line.starts_with("KERNEL ") || line.starts_with("NET ") || line.starts_with("NETHOOKS ") || line.starts_with("ERR ") || line.starts_with("OPTS ") || line.starts_with("TRACEPOINT_EXIT") {
             println!("{line}");
         }
         let Some(rest) = line.strip_prefix("RESULT ") else { continue };
@@ -142,11 +149,21 @@ pub fn run(release: &Path) -> Result<()> {
             println!("--seccomp on {backend}: expected `{want}`: {}", run.output.lines().filter(|l| l.starts_with(&format!("SECCOMP {backend}"))).collect::<Vec<_>>().join("; "));
         }
     }
+    for backend in BACKENDS {
+        // Either hook is right; the line says which ran. The note must be there.
+        let ok = run.output.lines().any(|l| l.trim() == format!("NET {backend} cgroup 1") || l.trim() == format!("NET {backend} syscalls 1"));
+        if ok {
+            println!("network-use hooks on {backend}: the ping socket's portability note is there");
+        } else {
+            failures += 1;
+            println!("network-use hooks on {backend}: expected `NET {backend} cgroup|syscalls 1`: {}", run.output.lines().filter(|l| l.starts_with(&format!("NET {backend}"))).collect::<Vec<_>>().join("; "));
+        }
+    }
     if !run.output.contains("TRACEPOINT_EXIT 69") {
         failures += 1;
         println!("the tracepoint backend should be refused on 6.1 with exit 69 (unsupported kernel)");
     }
-    let total = (SCENARIOS.len() + PROBES_SEEN.len() + 3) * BACKENDS.len() + 1;
+    let total = (SCENARIOS.len() + PROBES_SEEN.len() + 4) * BACKENDS.len() + 1;
     println!("\nvm-test: {} passed, {failures} failed", total - failures.min(total));
     if failures > 0 {
         bail!("{failures} scenario(s) differ on the second kernel");

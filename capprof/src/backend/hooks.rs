@@ -4,11 +4,13 @@
 
 use std::path::Path;
 
+use aya::programs::cgroup_sock::CgroupSockLinkId;
+use aya::programs::cgroup_sock_addr::CgroupSockAddrLinkId;
 use aya::programs::fexit::FExitLinkId;
 use aya::programs::kprobe::KProbeLinkId;
 use aya::programs::raw_trace_point::RawTracePointLinkId;
 use aya::programs::trace_point::TracePointLinkId;
-use aya::programs::{FExit, KProbe, RawTracePoint, TracePoint};
+use aya::programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, FExit, KProbe, RawTracePoint, TracePoint};
 use aya::Ebpf;
 use capprof_common::{SITE_AT_ENTRY, SITE_SCAN};
 
@@ -124,12 +126,14 @@ pub enum Attached {
     FExit(&'static str, FExitLinkId),
     KProbe(&'static str, KProbeLinkId),
     TracePoint(&'static str, TracePointLinkId),
+    SockAddr(&'static str, CgroupSockAddrLinkId),
+    Sock(&'static str, CgroupSockLinkId),
 }
 
 impl Attached {
     pub fn program(&self) -> &'static str {
         match self {
-            Self::Raw(p, _) | Self::FExit(p, _) | Self::KProbe(p, _) | Self::TracePoint(p, _) => p,
+            Self::Raw(p, _) | Self::FExit(p, _) | Self::KProbe(p, _) | Self::TracePoint(p, _) | Self::SockAddr(p, _) | Self::Sock(p, _) => p,
         }
     }
 
@@ -150,15 +154,101 @@ impl Attached {
                 let link = program::<TracePoint>(ebpf, p)?.take_link(id).map_err(|e| pin_err(&e))?;
                 FdLink::try_from(link).map_err(|e| pin_err(&e))?
             }
+            Self::SockAddr(p, id) => {
+                let link = program::<CgroupSockAddr>(ebpf, p)?.take_link(id).map_err(|e| pin_err(&e))?;
+                FdLink::try_from(link).map_err(|e| pin_err(&e))?
+            }
+            Self::Sock(p, id) => {
+                let link = program::<CgroupSock>(ebpf, p)?.take_link(id).map_err(|e| pin_err(&e))?;
+                FdLink::try_from(link).map_err(|e| pin_err(&e))?
+            }
         };
         fd.pin(path).map_err(|e| pin_err(&e))?;
         Ok(())
     }
 }
 
-/// Attaches the network-use hooks (syscalls:sys_enter_bind/socket), for portable container
-/// profiles. Perf tracepoints: these events have no raw tracepoint of their own.
-pub(super) fn attach_network_hooks(ebpf: &mut aya::Ebpf) -> Result<Vec<Attached>> {
+/// Attaches the network-use hooks, for portable container profiles: the cgroup socket
+/// programs, else (a kernel that refuses them, or `CAPPROF_NET_HOOKS=syscalls`) the system
+/// calls' tracepoints. Says which: `cgroup`, or `syscalls` and why the first was not used.
+/// The cgroup programs (bind4, bind6, sock_create) run on those operations only; while a
+/// syscall tracepoint has a program, every system call on the host takes the kernel's
+/// tracing path.
+pub(super) fn attach_network_hooks(ebpf: &mut aya::Ebpf) -> Result<(Vec<Attached>, String)> {
+    let why = if std::env::var("CAPPROF_NET_HOOKS").as_deref() == Ok("syscalls") {
+        "CAPPROF_NET_HOOKS=syscalls".to_owned()
+    } else {
+        match attach_cgroup_net_hooks(ebpf) {
+            Ok(links) => return Ok((links, "cgroup".into())),
+            Err(e) => brief(&format!("{e:#}")),
+        }
+    };
+    Ok((attach_syscall_net_hooks(ebpf)?, format!("syscalls ({why})")))
+}
+
+/// A refusal in one line: its first, and the verifier's verdict (the last line before its
+/// statistics), not the whole log.
+fn brief(msg: &str) -> String {
+    let lines: Vec<&str> = msg.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    // The error chain's tail (": Invalid argument (os error 22)") follows the log's last line.
+    let verdict = lines.iter().skip(1).rev().find(|l| !l.starts_with(':') && !l.starts_with("processed ") && !l.starts_with("verification time") && !l.starts_with("stack depth"));
+    let mut out = match (lines.first(), verdict) {
+        (Some(first), Some(last)) if lines.len() > 1 => format!("{first} … {last}"),
+        _ => msg.trim().to_owned(),
+    };
+    if out.len() > 400 {
+        let cut = (0..=400).rev().find(|i| out.is_char_boundary(*i)).unwrap_or(0);
+        out.truncate(cut);
+        out.push('…');
+    }
+    out
+}
+
+/// aya attaches through a BPF link (Linux 5.7+), which takes no flags (the kernel refuses
+/// any: EINVAL) and always runs beside other programs on the same cgroups (systemd's
+/// SocketBind*, other tools): "Single" is the mode that passes none.
+const LINK_MODE: CgroupAttachMode = CgroupAttachMode::Single;
+
+fn attach_cgroup_net_hooks(ebpf: &mut aya::Ebpf) -> Result<Vec<Attached>> {
+    let root = crate::kernel::cgroup::unified_mount()?;
+    let dir = std::fs::File::open(&root).map_err(|e| Error::new(ErrorKind::UnsupportedKernel, format!("opening {}: {e}", root.display())))?;
+    let mut links = Vec::new();
+    let attached = (|| -> Result<()> {
+        for prog in ["bind4", "bind6"] {
+            let p: &mut CgroupSockAddr = program(ebpf, prog)?;
+            p.load().map_err(|e| load_error(&format!("loading cgroup/{prog}"), e))?;
+            let id = p.attach(&dir, LINK_MODE).map_err(|e| load_error(&format!("attaching cgroup/{prog} to {}", root.display()), e))?;
+            links.push(Attached::SockAddr(prog, id));
+        }
+        let p: &mut CgroupSock = program(ebpf, "sock_create")?;
+        p.load().map_err(|e| load_error("loading cgroup/sock_create", e))?;
+        let id = p.attach(&dir, LINK_MODE).map_err(|e| load_error(&format!("attaching cgroup/sock_create to {}", root.display()), e))?;
+        links.push(Attached::Sock("sock_create", id));
+        Ok(())
+    })();
+    match attached {
+        Ok(()) => Ok(links),
+        Err(e) => {
+            for link in links {
+                link.detach(ebpf);
+            }
+            Err(e)
+        }
+    }
+}
+
+impl Attached {
+    /// Detaches a link this process still owns (a failed attach's partners).
+    fn detach(self, ebpf: &mut Ebpf) {
+        let _ = match self {
+            Self::SockAddr(name, id) => program::<CgroupSockAddr>(ebpf, name).and_then(|p| p.detach(id).map_err(|e| load_error(name, e))),
+            Self::Sock(name, id) => program::<CgroupSock>(ebpf, name).and_then(|p| p.detach(id).map_err(|e| load_error(name, e))),
+            _ => Ok(()),
+        };
+    }
+}
+
+fn attach_syscall_net_hooks(ebpf: &mut aya::Ebpf) -> Result<Vec<Attached>> {
     let mut links = Vec::new();
     let tracefs = tracefs::ensure_mounted()?;
     for (prog, name, args) in [("sys_enter_bind", "sys_enter_bind", ["fd", "umyaddr"]), ("sys_enter_socket", "sys_enter_socket", ["family", "type"])] {
@@ -168,11 +258,7 @@ pub(super) fn attach_network_hooks(ebpf: &mut aya::Ebpf) -> Result<Vec<Attached>
         if tracefs::field(&format, args[0]).map(|f| f.0) != Some(16) || tracefs::field(&format, args[1]).map(|f| f.0) != Some(24) {
             return Err(Error::new(ErrorKind::UnsupportedKernel, format!("syscalls:{name} has an unexpected layout")));
         }
-        let p: &mut TracePoint = ebpf
-            .program_mut(prog)
-            .ok_or_else(|| Error::new(ErrorKind::Internal, format!("program {prog} missing")))?
-            .try_into()
-            .map_err(|e| load_error(prog, e))?;
+        let p: &mut TracePoint = program(ebpf, prog)?;
         p.load().map_err(|e| load_error(&format!("loading {prog}"), e))?;
         links.push(Attached::TracePoint(prog, p.attach("syscalls", name).map_err(|e| load_error(&format!("attaching to syscalls:{name}"), e))?));
     }
@@ -203,4 +289,17 @@ fn raw_tracepoint(ebpf: &mut Ebpf, prog: &'static str, tracepoint: &str) -> Resu
     p.load().map_err(|e| load_error(&format!("loading {prog}"), e))?;
     let id = p.attach(tracepoint).map_err(|e| load_error(&format!("attaching to raw tracepoint {tracepoint}"), e))?;
     Ok(Attached::Raw(prog, id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::brief;
+
+    #[test]
+    fn a_refusal_is_its_first_line_and_the_verifiers_verdict() {
+        let log = "loading cgroup/bind4: the BPF_PROG_LOAD syscall failed. Verifier output: 0: (b7) r1 = 0\n1: (85) call bpf_task_storage_get#156\nunknown func bpf_task_storage_get#156\nprocessed 2 insns (limit 1000000)\n: Invalid argument (os error 22)";
+        assert_eq!(brief(log), "loading cgroup/bind4: the BPF_PROG_LOAD syscall failed. Verifier output: 0: (b7) r1 = 0 … unknown func bpf_task_storage_get#156");
+        assert_eq!(brief("attaching: Invalid argument"), "attaching: Invalid argument");
+        assert!(brief(&"x".repeat(1000)).chars().count() <= 401);
+    }
 }

@@ -87,6 +87,8 @@ pub struct Backend {
     direct_stack_loads: bool,
     /// Links not yet pinned (dropping the object detaches them).
     links: Vec<hooks::Attached>,
+    /// Where the network-use hooks run, once attached (see [`Self::network_hooks`]).
+    network_hooks: Option<String>,
 }
 
 impl Backend {
@@ -121,7 +123,7 @@ impl Backend {
             ..Config::default()
         };
         let info = BackendInfo { name: kind.name(), sees_opts: kind.sees_opts() && facts.opts_mode != capprof_common::OPTS_NONE, classification: String::new() };
-        Ok(Backend { ebpf, config, kind, info, call_sites: None, direct_stack_loads: facts.rdonly_cast.is_some(), links })
+        Ok(Backend { ebpf, config, kind, info, call_sites: None, direct_stack_loads: facts.rdonly_cast.is_some(), links, network_hooks: None })
     }
 
     /// Finds where call sites sit on the stack (see `calibrate.rs`) and starts reading them.
@@ -237,12 +239,18 @@ impl Backend {
         Ok(())
     }
 
-    /// Watches the system calls behind network operations that need a capability on some
-    /// runtimes only (low ports, ping sockets).
+    /// Watches the network operations that need a capability on some runtimes only (low
+    /// ports, ping sockets).
     pub fn attach_network_hooks(&mut self) -> Result<()> {
-        let links = hooks::attach_network_hooks(&mut self.ebpf)?;
+        let (links, hooks) = hooks::attach_network_hooks(&mut self.ebpf)?;
         self.links.extend(links);
+        self.network_hooks = Some(hooks);
         Ok(())
+    }
+
+    /// Where the network-use hooks run, once attached: `cgroup`, or `syscalls (why)`.
+    pub fn network_hooks(&self) -> Option<&str> {
+        self.network_hooks.as_deref()
     }
 
     /// Counts the system calls of every workload task (`--seccomp`); with `refusals`, also

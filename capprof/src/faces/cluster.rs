@@ -153,6 +153,7 @@ pub fn build(series: &Series, selection: &Selection, source: &str) -> Profile {
         classification: format!("the nodes' own (capprof_checks_total's class label, from {source}); call sites, programs and hardening advice stay on the nodes"),
         program: None,
         syscall_program: None,
+        network_hooks: None,
     };
     Profile::assemble(backend, losses, 0, profiles)
 }

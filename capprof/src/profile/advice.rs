@@ -18,13 +18,14 @@ pub struct Portability {
 }
 
 /// Operations seen at the system call that made no capability check because this network
-/// namespace relaxes them, and that the recorded set does not already cover.
-pub fn portability(uses: &[NetUse], needed: CapSet) -> Vec<Portability> {
+/// namespace relaxes them, and whose capability was not checked here (`checked`: the needed
+/// set and the refused checks').
+pub fn portability(uses: &[NetUse], checked: CapSet) -> Vec<Portability> {
     let mut out = Vec::new();
     let mut ports: Vec<u32> = uses.iter().filter(|u| u.kind == net_use::LOW_PORT_BIND).map(|u| u.port).collect();
     ports.sort_unstable();
     ports.dedup();
-    if !ports.is_empty() && !needed.contains(Capability::NET_BIND_SERVICE) {
+    if !ports.is_empty() && !checked.contains(Capability::NET_BIND_SERVICE) {
         let list = ports.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
         out.push(Portability {
             capability: Capability::NET_BIND_SERVICE,
@@ -32,7 +33,7 @@ pub fn portability(uses: &[NetUse], needed: CapSet) -> Vec<Portability> {
             note: "no check here: this network namespace sets ip_unprivileged_port_start=0 (Docker, containerd 2); on the host network, an older engine or another runtime it needs NET_BIND_SERVICE".into(),
         });
     }
-    if uses.iter().any(|u| u.kind == net_use::PING_SOCKET) && !needed.contains(Capability::NET_RAW) {
+    if uses.iter().any(|u| u.kind == net_use::PING_SOCKET) && !checked.contains(Capability::NET_RAW) {
         out.push(Portability {
             capability: Capability::NET_RAW,
             operation: "ICMP (ping) socket".into(),

@@ -46,6 +46,10 @@ pub struct BackendSummary {
     /// host, in scope or not).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub syscall_program: Option<ProgramRunTime>,
+    /// Where the network-use hooks ran, when attached: `cgroup` (socket programs on the
+    /// unified hierarchy's root), or `syscalls` and why (bind/socket tracepoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_hooks: Option<String>,
 }
 
 /// Kernel-measured cost of the check program (every invocation, in scope or not).
@@ -372,7 +376,9 @@ impl WorkloadProfile {
         needed.0 |= conditional.0;
         let would_need_only = CapSet(would_need.0 & !needed.0);
         let optional_only = CapSet(optional.0 & !needed.0);
-        let portability = advice::portability(&meta.net_uses, needed);
+        // A capability checked here (needed, or refused and so would be) needs no portability
+        // note: the operation did not go unchecked.
+        let portability = advice::portability(&meta.net_uses, CapSet(needed.0 | would_need.0));
         let mut set = needed;
         if meta.portable {
             for p in &portability {

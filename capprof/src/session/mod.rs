@@ -165,6 +165,11 @@ impl Tracer {
         self.collector.take_new_cgroups()
     }
 
+    /// How many first-sighting events were read since the last call.
+    pub fn take_event_count(&mut self) -> u64 {
+        self.collector.take_event_count()
+    }
+
     pub fn events_fd(&self) -> std::os::fd::RawFd {
         self.collector.events_fd()
     }
@@ -215,6 +220,7 @@ impl Tracer {
             classification: info.classification.clone(),
             program: self.stats.as_ref().and_then(|_| self.collector.backend.program_stats()).map(ProgramRunTime::from),
             syscall_program: self.stats.as_ref().filter(|_| self.traces_syscalls()).and_then(|_| self.collector.backend.program_stats_of("sys_enter")).map(ProgramRunTime::from),
+            network_hooks: self.collector.backend.network_hooks().map(str::to_owned),
         }
     }
 
@@ -237,9 +243,9 @@ impl Tracer {
         self.watch_network_uses()
     }
 
-    /// Attaches the network-use hooks (low-port binds, ping sockets: the portability notes).
-    /// They are syscall tracepoints, so every system call on the host pays a little while they
-    /// are attached (BENCHMARKS.md).
+    /// Attaches the network-use hooks (low-port binds, ping sockets: the portability notes):
+    /// cgroup socket programs where the kernel takes them; else syscall tracepoints, and every
+    /// system call on the host then pays a little while they are attached (BENCHMARKS.md).
     pub fn watch_network_uses(&mut self) -> Result<()> {
         if !self.network_hooks {
             self.collector.backend.attach_network_hooks()?;

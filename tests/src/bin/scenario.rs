@@ -29,6 +29,9 @@ fn run(args: &[String]) -> std::io::Result<()> {
         Some("bind") => bind_tcp(arg(1).parse().unwrap_or_else(|_| usage())),
         // A minimal HTTP server on PORT, forever (a service run as a non-root User=).
         Some("serve") => serve(arg(1).parse().unwrap_or_else(|_| usage())),
+        // An ICMP datagram socket in a new network namespace whose ping_group_range covers
+        // every group (as Docker's do): allowed without a check (the portability note's case).
+        Some("ping-socket-netns") => ping_socket_netns(),
         Some("rawsock") => check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) }),
         Some("mknod") => path_call(&arg(1), |p| unsafe { libc::mknod(p, libc::S_IFCHR | 0o600, libc::makedev(1, 3)) }),
         Some("setuid") => check(unsafe { libc::setuid(65534) }),
@@ -97,7 +100,7 @@ fn run(args: &[String]) -> std::io::Result<()> {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: scenario nothing | when FILE SUBCOMMAND... | chown FILE | bind PORT | serve PORT | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | open-rw FILE | rcvbufforce | so-mark | setuid-loop N | mmap-loop N | timed-loop setuid|mmap|getppid SECS | chroot-n N | names N | sleep SECS | sleep-as UID SECS | exit CODE | capset-same | capset-raise-inheritable | setuid-self | setgid-self | kill0 PID | chmod-plain FILE | fork N | shmget N | stack-grow | epoll-wakeup | compat-getpid | list-as-nobody DIR | touch FILE | touch-at FILE | listxattr FILE | set-trusted-xattr FILE"
+        "usage: scenario nothing | when FILE SUBCOMMAND... | chown FILE | bind PORT | serve PORT | ping-socket-netns | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | open-rw FILE | rcvbufforce | so-mark | setuid-loop N | mmap-loop N | timed-loop setuid|mmap|getppid SECS | chroot-n N | names N | sleep SECS | sleep-as UID SECS | exit CODE | capset-same | capset-raise-inheritable | setuid-self | setgid-self | kill0 PID | chmod-plain FILE | fork N | shmget N | stack-grow | epoll-wakeup | compat-getpid | list-as-nobody DIR | touch FILE | touch-at FILE | listxattr FILE | set-trusted-xattr FILE"
     );
     std::process::exit(2)
 }
@@ -118,6 +121,15 @@ fn path_call(path: &str, f: impl FnOnce(*const libc::c_char) -> i32) -> std::io:
 fn bind_tcp(port: u16) -> std::io::Result<()> {
     let listener = std::net::TcpListener::bind(("0.0.0.0", port))?;
     drop(listener);
+    Ok(())
+}
+
+fn ping_socket_netns() -> std::io::Result<()> {
+    check(unsafe { libc::unshare(libc::CLONE_NEWNET) })?;
+    std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647")?;
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_ICMP) };
+    check(fd)?;
+    unsafe { libc::close(fd) };
     Ok(())
 }
 

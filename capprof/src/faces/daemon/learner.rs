@@ -46,6 +46,8 @@ pub struct Learner {
     workloads: HashMap<String, WorkloadRecord>,
     dirty_workloads: HashSet<String>,
     last_flush: Instant,
+    /// A first-sighting event (a new key in the kernel's maps) was read since the maps were.
+    new_keys: bool,
     unattributed: u64,
     /// Keys whose cgroup was not named yet (their first-sighting event may still be on its
     /// way), with the cycles waited.
@@ -93,6 +95,7 @@ impl Learner {
             workloads,
             dirty_workloads: HashSet::new(),
             last_flush: Instant::now(),
+            new_keys: true,
             unattributed: 0,
             unnamed: HashMap::new(),
             generation: None,
@@ -156,21 +159,35 @@ impl Learner {
     pub fn wait_for_events(&mut self, timeout: Duration) {
         let mut fd = libc::pollfd { fd: self.tracer.events_fd(), events: libc::POLLIN, revents: 0 };
         unsafe { libc::poll(&mut fd, 1, timeout.as_millis() as i32) };
+        self.take_events();
+    }
+
+    fn take_events(&mut self) {
         for path in self.tracer.poll_events() {
             self.discovery.observe(&path);
         }
+        self.new_keys |= self.tracer.take_event_count() > 0;
     }
 
     /// One pass: new cgroups, new checks, durable new facts, batched counts, eviction.
+    ///
+    /// The maps are read when a new key was announced (its fact becomes durable at once),
+    /// while a key waits for its cgroup's name, and at every flush; else the pass only paces
+    /// the containers' assessments. Iterating the kernel's hash maps walks all their buckets:
+    /// an idle node's daemon would spend most of its CPU on that (BENCHMARKS.md). Counts of
+    /// known keys (and system calls, network uses) then reach the store at the flush, as before.
     pub fn cycle(&mut self) -> Result<()> {
         let started = Instant::now();
-        for path in self.tracer.poll_events() {
-            self.discovery.observe(&path);
-        }
+        self.take_events();
         // Cgroups already gone before the maps are read: their counts in this read are final,
         // so their keys can be evicted after this cycle's flush (one still alive now could
         // count more between the read and the eviction).
         let due = self.last_flush.elapsed() >= self.flush_every;
+        if !due && !self.new_keys && self.unnamed.is_empty() {
+            self.refresh_containers(Duration::from_secs(10));
+            return Ok(());
+        }
+        self.new_keys = false;
         let gone: HashSet<u64> = if due {
             self.last_counts.keys().map(|k| k.cgroup_id).collect::<HashSet<_>>().into_iter().filter(|id| !crate::kernel::cgroup::exists(*id)).collect()
         } else {
@@ -297,6 +314,12 @@ impl Learner {
     /// Writes batched counts (and touched workloads).
     pub fn flush(&mut self) -> Result<()> {
         self.commit(Vec::new())
+    }
+
+    /// The pass before the daemon stops: the maps are read whatever the timers say.
+    pub fn last_cycle(&mut self) -> Result<()> {
+        self.new_keys = true;
+        self.cycle()
     }
 
     /// One durable transaction: new facts, batched counts of known facts, touched workloads,

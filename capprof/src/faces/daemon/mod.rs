@@ -48,6 +48,9 @@ pub struct DaemonConfig {
     pub detach: bool,
 }
 
+/// How often the learner reads the kernel maps.
+const CYCLE: Duration = Duration::from_millis(500);
+
 pub fn run(cfg: &DaemonConfig) -> Result<i32> {
     // What can be refused is refused before anything is attached.
     if let Some(dir) = cfg.socket.parent() {
@@ -99,13 +102,18 @@ pub fn run(cfg: &DaemonConfig) -> Result<i32> {
     // The learner owns the kernel side and runs on its own thread; the API only reads the store.
     let learner_stop = stop.clone();
     let exit_after = cfg.exit_after.map(|d| Instant::now() + d);
+    // Tells the API side the learner ended (its error or a stop), without a polling timer.
+    let (learner_done, learner_ended) = tokio::sync::oneshot::channel::<()>();
     let learner_thread = std::thread::spawn(move || -> Result<()> {
+        // Dropped when the thread ends, however it ends: the receiver then wakes.
+        let _done = learner_done;
         let mut last_cycle = Instant::now();
         while !learner_stop.load(Ordering::SeqCst) {
             // New cgroups are looked up the moment their first event arrives (a container may
-            // live for milliseconds); the maps are read every half second.
-            learner.wait_for_events(Duration::from_millis(100));
-            if last_cycle.elapsed() >= Duration::from_millis(500) {
+            // live for milliseconds); a pass every half second (see `Learner::cycle`). The
+            // wait lasts until the next pass: an idle daemon wakes twice a second.
+            learner.wait_for_events(CYCLE.saturating_sub(last_cycle.elapsed()).max(Duration::from_millis(1)));
+            if last_cycle.elapsed() >= CYCLE {
                 learner.cycle()?;
                 last_cycle = Instant::now();
             }
@@ -113,7 +121,7 @@ pub fn run(cfg: &DaemonConfig) -> Result<i32> {
                 break;
             }
         }
-        learner.cycle()?;
+        learner.last_cycle()?;
         learner.flush()
     });
 
@@ -144,9 +152,7 @@ pub fn run(cfg: &DaemonConfig) -> Result<i32> {
         };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| Error::io("signals", e))?;
         let until_done = async {
-            while !learner_thread.is_finished() {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            let _ = learner_ended.await;
         };
         tokio::select! {
             _ = serve_unix => {}
