@@ -83,7 +83,7 @@ fn port_80_in_dockers_network_namespace_needs_nothing_but_is_not_portable() {
 /// Python (Debian's, in a real Docker container) opening an ICMP "ping" socket: Docker's wide
 /// `ping_group_range` lets it without a check, so the set is empty and the portability note
 /// says NET_RAW. Seen by the cgroup socket program on this kernel, and by the system-call
-/// tracepoints it falls back to: both give the same profile.
+/// tracepoints it falls back to: both give the same profile, and a re-run under it works.
 #[test]
 fn a_ping_socket_in_docker_needs_nothing_but_is_not_portable_with_either_network_hook() {
     let _serial = container_lock();
@@ -106,6 +106,9 @@ fn a_ping_socket_in_docker_needs_nothing_but_is_not_portable_with_either_network
         let notes = c["portability"].as_array().unwrap();
         assert!(notes.iter().any(|n| n["capability"] == "NET_RAW" && n["operation"].as_str().unwrap().contains("ping")), "{hooks:?}: {c}");
     }
+    // The empty set, proven: the same program under --cap-drop=ALL still opens its socket.
+    let rerun = Command::new("docker").args(["run", "--rm", "--cap-drop=ALL", &img, "python3", "-c", script]).output().unwrap();
+    assert!(rerun.status.success(), "under --cap-drop=ALL: {}", String::from_utf8_lossy(&rerun.stderr));
 }
 
 /// On the host network with NET_BIND_SERVICE dropped, a bind to port 81 is checked and

@@ -137,6 +137,16 @@ impl Attached {
         }
     }
 
+    /// Detaches a cgroup link this process still owns: a failed attach's partners, which
+    /// would otherwise count beside the fallback hooks.
+    fn detach(self, ebpf: &mut Ebpf) {
+        let _ = match self {
+            Self::SockAddr(name, id) => program::<CgroupSockAddr>(ebpf, name).and_then(|p| p.detach(id).map_err(|e| load_error(name, e))),
+            Self::Sock(name, id) => program::<CgroupSock>(ebpf, name).and_then(|p| p.detach(id).map_err(|e| load_error(name, e))),
+            _ => Ok(()),
+        };
+    }
+
     /// Takes the link from the program (so dropping the object no longer detaches it) and
     /// pins it at `path`: the program then stays attached until the pin is removed.
     pub fn pin(self, ebpf: &mut Ebpf, path: &Path) -> Result<()> {
@@ -234,17 +244,6 @@ fn attach_cgroup_net_hooks(ebpf: &mut aya::Ebpf) -> Result<Vec<Attached>> {
             }
             Err(e)
         }
-    }
-}
-
-impl Attached {
-    /// Detaches a link this process still owns (a failed attach's partners).
-    fn detach(self, ebpf: &mut Ebpf) {
-        let _ = match self {
-            Self::SockAddr(name, id) => program::<CgroupSockAddr>(ebpf, name).and_then(|p| p.detach(id).map_err(|e| load_error(name, e))),
-            Self::Sock(name, id) => program::<CgroupSock>(ebpf, name).and_then(|p| p.detach(id).map_err(|e| load_error(name, e))),
-            _ => Ok(()),
-        };
     }
 }
 

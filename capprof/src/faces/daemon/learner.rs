@@ -179,15 +179,15 @@ impl Learner {
     pub fn cycle(&mut self) -> Result<()> {
         let started = Instant::now();
         self.take_events();
-        // Cgroups already gone before the maps are read: their counts in this read are final,
-        // so their keys can be evicted after this cycle's flush (one still alive now could
-        // count more between the read and the eviction).
         let due = self.last_flush.elapsed() >= self.flush_every;
         if !due && !self.new_keys && self.unnamed.is_empty() {
             self.refresh_containers(Duration::from_secs(10));
             return Ok(());
         }
         self.new_keys = false;
+        // Cgroups already gone before the maps are read: their counts in this read are final,
+        // so their keys can be evicted after this cycle's flush (one still alive now could
+        // count more between the read and the eviction).
         let gone: HashSet<u64> = if due {
             self.last_counts.keys().map(|k| k.cgroup_id).collect::<HashSet<_>>().into_iter().filter(|id| !crate::kernel::cgroup::exists(*id)).collect()
         } else {
