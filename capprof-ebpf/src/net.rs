@@ -59,20 +59,25 @@ pub fn bind6(ctx: SockAddrContext) -> i32 {
     1
 }
 
+/// The port first: every bind on the host runs this, and only a low port asks whose task binds.
 #[inline(always)]
 fn on_cgroup_bind(ctx: &SockAddrContext) {
-    if !by_workload() {
-        return;
-    }
     // SAFETY: the kernel's context; `user_port` is a 4-byte field the verifier rewrites to
     // the address being bound, the port in network order in its low 16 bits.
-    let port = unsafe { (*ctx.sock_addr).user_port } as u16;
-    note_bind(u16::from_be(port));
+    let port = u16::from_be(unsafe { (*ctx.sock_addr).user_port } as u16);
+    if low_port(port) && by_workload() {
+        note(net_use::LOW_PORT_BIND, port as u32);
+    }
+}
+
+#[inline(always)]
+fn low_port(port: u16) -> bool {
+    port != 0 && port < 1024
 }
 
 #[inline(always)]
 fn note_bind(port: u16) {
-    if port != 0 && port < 1024 {
+    if low_port(port) {
         note(net_use::LOW_PORT_BIND, port as u32);
     }
 }
@@ -92,15 +97,15 @@ pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
 }
 
 fn on_socket(ctx: &TracePointContext) -> Result<(), i32> {
-    if !by_workload() {
-        return Ok(());
-    }
     // SAFETY: an offset inside the tracepoint's record, checked against its format when attached.
     let family: u64 = unsafe { ctx.read_at(SYSCALL_ARG0)? };
     let kind: u64 = unsafe { ctx.read_at(SYSCALL_ARG1)? };
     // SAFETY: an offset inside the tracepoint's record, checked against its format when attached.
     let protocol: u64 = unsafe { ctx.read_at(SYSCALL_ARG2)? };
-    note_socket(family, kind & 0xf, protocol);
+    // The arguments first, as in `sock_create`.
+    if ping_socket(family, kind & 0xf, protocol) && by_workload() {
+        note(net_use::PING_SOCKET, 0);
+    }
     Ok(())
 }
 
@@ -108,25 +113,27 @@ fn on_socket(ctx: &TracePointContext) -> Result<(), i32> {
 /// runs it after the protocol's own set-up, so a ping socket the group range refuses is not
 /// seen: the program then falls back to a raw socket, whose CAP_NET_RAW check is. Always
 /// allows the socket.
+///
+/// The socket's kind is tested first: every inet socket on the host (a load generator's
+/// reconnects, a resolver's queries) runs this, and only a ping socket asks whose task it is.
 #[cgroup_sock(sock_create)]
 pub fn sock_create(ctx: SockContext) -> i32 {
-    if by_workload() {
-        // SAFETY: the kernel's context, 4-byte fields the verifier rewrites to the socket's.
-        let (family, kind, protocol) = unsafe { ((*ctx.sock).family, (*ctx.sock).type_, (*ctx.sock).protocol) };
-        note_socket(family as u64, kind as u64, protocol as u64);
+    // SAFETY: the kernel's context, 4-byte fields the verifier rewrites to the socket's.
+    let (family, kind, protocol) = unsafe { ((*ctx.sock).family, (*ctx.sock).type_, (*ctx.sock).protocol) };
+    if ping_socket(family as u64, kind as u64, protocol as u64) && by_workload() {
+        note(net_use::PING_SOCKET, 0);
     }
     1
 }
 
+/// An ICMP (or ICMPv6) datagram socket: the unprivileged "ping" socket.
 #[inline(always)]
-fn note_socket(family: u64, kind: u64, protocol: u64) {
+fn ping_socket(family: u64, kind: u64, protocol: u64) -> bool {
     const SOCK_DGRAM: u64 = 2;
     const IPPROTO_ICMP: u64 = 1;
     const IPPROTO_ICMPV6: u64 = 58;
     let icmp = (family == AF_INET as u64 && protocol == IPPROTO_ICMP) || (family == AF_INET6 as u64 && protocol == IPPROTO_ICMPV6);
-    if icmp && kind == SOCK_DGRAM {
-        note(net_use::PING_SOCKET, 0);
-    }
+    icmp && kind == SOCK_DGRAM
 }
 
 #[inline(always)]

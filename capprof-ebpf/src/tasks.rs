@@ -59,8 +59,16 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
     0
 }
 
+/// A task's waiting mark goes with it. Every task on the host exits through here: the hash
+/// delete (about 0.5 µs here, BENCHMARKS.md) only while some mark waits. Every mark is
+/// counted before anyone can look for it (the programs count theirs while its task cannot
+/// yet run or exit; userspace counts before it inserts), so none is left behind.
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
 pub fn sched_process_exit(_ctx: RawTracePointContext) -> u32 {
+    let Some(cfg) = config() else { return 0 };
+    if !marks_pending(cfg) {
+        return 0;
+    }
     let tid = bpf_get_current_pid_tgid() as u32;
     if WORKLOAD_TASKS.remove(&tid).is_ok() {
         pending(-1);

@@ -311,18 +311,19 @@ impl Backend {
     /// Marks already-running threads as workload of the cgroup `origin` (for attaching to
     /// running workloads).
     pub fn mark_workload_tasks(&mut self, tids: &[u32], origin: TaskOrigin) -> Result<()> {
+        let tasks: HashMap<&mut MapData, u32, TaskOrigin> = HashMap::try_from(self.map_mut("WORKLOAD_TASKS")?).map_err(internal)?;
+        let added = tids.iter().filter(|tid| tasks.get(tid, 0).is_err()).count();
+        // The programs look marks up (and remove an exiting task's) only while some wait:
+        // counted before they are inserted, a task exiting meanwhile takes its mark with it.
+        // Userspace's count is its own configuration field, which no program writes, so no
+        // update of theirs is lost.
+        self.config.pending_marks = self.config.pending_marks.wrapping_add(added as u32);
+        self.push_config()?;
         let mut tasks: HashMap<&mut MapData, u32, TaskOrigin> = HashMap::try_from(self.map_mut("WORKLOAD_TASKS")?).map_err(internal)?;
-        let mut added = 0i64;
         for tid in tids {
-            if tasks.get(tid, 0).is_err() {
-                added += 1;
-            }
             tasks.insert(*tid, origin, 0).map_err(internal)?;
         }
-        // The programs look marks up only while some wait: userspace's count is its own
-        // configuration field, which no program writes, so no update of theirs is lost.
-        self.config.pending_marks = self.config.pending_marks.wrapping_add(added as u32);
-        self.push_config()
+        Ok(())
     }
 
     /// The first-sighting ring buffer, for the collector to drain.
