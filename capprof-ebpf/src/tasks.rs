@@ -25,7 +25,7 @@ use crate::scope::in_scope;
 use crate::maps::{bump, config, kernel_state, SCOPE_CACHE, TASK_ORIGINS, WORKLOAD_TASKS};
 
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
-pub fn sched_process_exec(ctx: RawTracePointContext) -> u32 {
+pub fn task_exec(ctx: RawTracePointContext) -> u32 {
     let Some(cfg) = config() else { return 0 };
     crate::walks::exec_succeeded(unsafe { bpf_get_current_task_btf() }, ctx.arg(2));
     if in_scope(cfg) {
@@ -47,7 +47,7 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> u32 {
 /// TP_PROTO(struct task_struct *parent, struct task_struct *child): the child's pid is read
 /// at the `task_struct.pid` offset userspace found in the kernel's BTF.
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
-pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
+pub fn task_fork(ctx: RawTracePointContext) -> u32 {
     let Some(cfg) = config() else { return 0 };
     if let Some(origin) = workload_origin(cfg, unsafe { bpf_get_current_task_btf() }) {
         let child: u64 = ctx.arg(1);
@@ -64,7 +64,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> u32 {
 /// counted before anyone can look for it (the programs count theirs while its task cannot
 /// yet run or exit; userspace counts before it inserts), so none is left behind.
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
-pub fn sched_process_exit(_ctx: RawTracePointContext) -> u32 {
+pub fn task_exit(_ctx: RawTracePointContext) -> u32 {
     let Some(cfg) = config() else { return 0 };
     if !marks_pending(cfg) {
         return 0;

@@ -55,6 +55,8 @@ pub fn run(release: &Path, iterations: u64) -> Result<()> {
 
     program_times(&capprof, &scenario, &n)?;
 
+    crate::bench_hooks::run(release)?;
+
     println!("\n## Fixed cost: attach, run `true`, detach (mean of 10 runs)\n");
     println!("| command | wall time | peak RSS |");
     println!("|---|---|---|");

@@ -473,14 +473,19 @@ impl Drop for Kill {
 }
 
 /// `capprof daemon` on a throw-away state, detached (nothing left attached) when dropped.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     dir: PathBuf,
     capprof: PathBuf,
 }
 
 impl Daemon {
-    fn start(capprof: &Path, env: &[(&str, &str)]) -> Result<Self> {
+    /// The daemon's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub(crate) fn start(capprof: &Path, env: &[(&str, &str)]) -> Result<Self> {
         let dir = std::env::temp_dir().join(format!("capprof-bench-daemon-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;

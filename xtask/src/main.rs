@@ -6,6 +6,7 @@
 
 mod bench;
 mod bench_daemon;
+mod bench_hooks;
 mod bench_seccomp;
 mod churn;
 mod cpio;
@@ -52,6 +53,10 @@ enum Cmd {
         /// Only the per-system-call table (getppid: what a call without a check pays).
         #[arg(long)]
         syscalls_only: bool,
+        /// Only the daemon's other hooks, per run (every socket, bind, fork, exec and exit on
+        /// the host runs one).
+        #[arg(long)]
+        hooks_only: bool,
     },
     /// Only BENCHMARKS.md's `--seccomp` table (the system-call hook per call, in and out of
     /// scope); `bench` includes it.
@@ -134,7 +139,7 @@ fn main() -> Result<()> {
             };
             tests.and(vm)
         }
-        Cmd::Bench { iterations, programs_only, syscalls_only } => {
+        Cmd::Bench { iterations, programs_only, syscalls_only, hooks_only } => {
             setup()?;
             cargo(&["build", "--release", "-p", "capprof", "-p", "capprof-tests"])?;
             let release = root().join("target/release");
@@ -143,6 +148,9 @@ fn main() -> Result<()> {
             }
             if syscalls_only {
                 return bench::syscall_times(&release.join("capprof"), &release.join("scenario"));
+            }
+            if hooks_only {
+                return bench_hooks::run(&release);
             }
             bench::run(&release, iterations)
         }

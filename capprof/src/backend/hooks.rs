@@ -111,8 +111,10 @@ impl BackendKind {
                 }
             }
         }
-        for prog in ["sched_process_exec", "sched_process_fork", "sched_process_exit"] {
-            links.push(raw_tracepoint(ebpf, prog, prog)?);
+        // Named apart from their tracepoints: the kernel keeps 15 bytes of a program's name,
+        // and `sched_process_e` would be two of them in `bpftool prog` and the benchmarks.
+        for (prog, tracepoint) in [("task_exec", "sched_process_exec"), ("task_fork", "sched_process_fork"), ("task_exit", "sched_process_exit")] {
+            links.push(raw_tracepoint(ebpf, prog, tracepoint)?);
         }
         // Every move to another cgroup makes the check program's cached scope answers stale.
         links.push(raw_tracepoint(ebpf, "cgroup_attach_task", "cgroup_attach_task")?);

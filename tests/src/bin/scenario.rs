@@ -61,6 +61,9 @@ fn run(args: &[String]) -> std::io::Result<()> {
             "getppid" => timed_loop(&arg(2), || unsafe { libc::getppid() }),
             _ => usage(),
         },
+        // N inet sockets, each bound to an ephemeral port: what every socket and bind on a host
+        // pays the network-use hooks (`cargo xtask bench --hooks-only`).
+        Some("sockets") => (0..arg(1).parse::<u32>().unwrap_or_else(|_| usage())).try_for_each(|_| std::net::TcpListener::bind(("127.0.0.1", 0)).map(drop)),
         Some("chroot-n") => (0..arg(1).parse::<u32>().unwrap_or_else(|_| usage())).try_for_each(|_| path_call("/", |p| unsafe { libc::chroot(p) })),
         Some("names") => distinct_names(arg(1).parse().unwrap_or_else(|_| usage())),
         Some("sleep") => {
@@ -100,7 +103,7 @@ fn run(args: &[String]) -> std::io::Result<()> {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: scenario nothing | when FILE SUBCOMMAND... | chown FILE | bind PORT | serve PORT | ping-socket-netns | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | open-rw FILE | rcvbufforce | so-mark | setuid-loop N | mmap-loop N | timed-loop setuid|mmap|getppid SECS | chroot-n N | names N | sleep SECS | sleep-as UID SECS | exit CODE | capset-same | capset-raise-inheritable | setuid-self | setgid-self | kill0 PID | chmod-plain FILE | fork N | shmget N | stack-grow | epoll-wakeup | compat-getpid | list-as-nobody DIR | touch FILE | touch-at FILE | listxattr FILE | set-trusted-xattr FILE"
+        "usage: scenario nothing | when FILE SUBCOMMAND... | chown FILE | bind PORT | serve PORT | ping-socket-netns | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | open-rw FILE | rcvbufforce | so-mark | setuid-loop N | mmap-loop N | sockets N | timed-loop setuid|mmap|getppid SECS | chroot-n N | names N | sleep SECS | sleep-as UID SECS | exit CODE | capset-same | capset-raise-inheritable | setuid-self | setgid-self | kill0 PID | chmod-plain FILE | fork N | shmget N | stack-grow | epoll-wakeup | compat-getpid | list-as-nobody DIR | touch FILE | touch-at FILE | listxattr FILE | set-trusted-xattr FILE"
     );
     std::process::exit(2)
 }
