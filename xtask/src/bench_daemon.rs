@@ -203,11 +203,16 @@ fn cpu_ns(pid: u32) -> u64 {
     dir.flatten().filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok()).filter_map(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok())).sum()
 }
 
-/// (runs, run time in ns) summed over the BPF programs `pid` holds open (fdinfo, with
-/// kernel.bpf_stats_enabled on), each program once.
+/// (runs, run time in ns) summed over the BPF programs `pid` holds open, each program once.
 fn programs_of(pid: u32) -> (u64, u64) {
+    program_stats(pid).values().fold((0, 0), |(n, t), (a, b)| (n + a, t + b))
+}
+
+/// (runs, run time in ns) of each BPF program `pid` holds open, by program id (fdinfo, with
+/// kernel.bpf_stats_enabled on).
+pub(crate) fn program_stats(pid: u32) -> std::collections::BTreeMap<u64, (u64, u64)> {
     let mut seen = std::collections::BTreeMap::new();
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else { return (0, 0) };
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else { return seen };
     for fd in dir.flatten() {
         let Ok(info) = std::fs::read_to_string(fd.path()) else { continue };
         let field = |name: &str| info.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<u64>().ok());
@@ -215,7 +220,7 @@ fn programs_of(pid: u32) -> (u64, u64) {
             seen.insert(id, (n, t));
         }
     }
-    seen.values().fold((0, 0), |(n, t), (a, b)| (n + a, t + b))
+    seen
 }
 
 /// The nginx worker's pid (the one process of the bench's nginx container that serves).

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use crate::bench::{median, StatsOn};
-use crate::bench_daemon::Daemon;
+use crate::bench_daemon::{program_stats, Daemon};
 
 const ROUNDS: usize = 3;
 const SOCKETS: u32 = 100_000;
@@ -75,15 +75,7 @@ fn pinned(argv: &[std::ffi::OsString]) -> Result<()> {
 
 /// (runs, run time in ns) of each BPF program `pid` holds open, by name.
 fn programs_by_name(pid: u32) -> Result<BTreeMap<String, (u64, u64)>> {
-    let mut out = BTreeMap::new();
-    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))?.flatten() {
-        let Ok(info) = std::fs::read_to_string(fd.path()) else { continue };
-        let field = |name: &str| info.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<u64>().ok());
-        if let (Some(id), Some(t), Some(n)) = (field("prog_id:"), field("run_time_ns:"), field("run_cnt:")) {
-            out.insert(program_name(id as u32)?, (n, t));
-        }
-    }
-    Ok(out)
+    program_stats(pid).into_iter().map(|(id, stats)| Ok((program_name(id as u32)?, stats))).collect()
 }
 
 /// A loaded program's name, through `BPF_PROG_GET_FD_BY_ID` and `BPF_OBJ_GET_INFO_BY_FD`.
