@@ -367,3 +367,51 @@ fn containers_running_before_the_daemon_all_get_read_only_assessed() {
         assert!(!ro.recommended && ro.reason.contains("/etc"), "each wrote /etc: {ro:?}");
     }
 }
+
+/// With a flush a minute away the learner sleeps (an idle daemon wakes once per flush), yet a
+/// new container's first checks wake it at once, and a stop does not wait for the flush.
+#[test]
+fn a_sleeping_daemon_wakes_for_new_checks_and_stops_at_once() {
+    require_root();
+    let _serial = container_lock();
+    let img = busybox_image("docker");
+    let dir = scratch("daemon-sleep");
+    let socket = dir.join("capprof.sock");
+    let child = Command::new(capprof())
+        .args(["daemon", "--flush-interval", "60", "--socket"])
+        .arg(&socket)
+        .arg("--state")
+        .arg(dir.join("state.redb"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("capprof daemon");
+    let mut d = Daemon { child, socket, dir: dir.clone() };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while d.get("/health").is_none() {
+        assert!(Instant::now() < deadline, "daemon did not answer on {}", d.socket.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Past the start's first passes: from here nothing is due before the flush.
+    std::thread::sleep(Duration::from_secs(3));
+    let b = format!("capprof-sleep-{}", std::process::id());
+    docker(&["run", "--rm", "--name", &b, &img, "sh", "-c", "chroot / true"]);
+    assert_eq!(d.set_of(&format!("container:{img}/{b}"), &["SYS_CHROOT"]), ["SYS_CHROOT"], "a new container's facts wait for no flush");
+    // Past the container's young seconds too (its engine is asked about it often while
+    // young): now the learner sleeps until the flush.
+    std::thread::sleep(Duration::from_secs(11));
+    unsafe { libc::kill(d.child.id() as i32, libc::SIGTERM) };
+    let asked = Instant::now();
+    let status = loop {
+        if let Some(s) = d.child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if asked.elapsed() > Duration::from_secs(5) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.is_some_and(|s| s.success()), "the daemon did not stop within 5 s of SIGTERM with its flush a minute away: {status:?}");
+    std::mem::forget(d);
+    detach(&dir);
+}

@@ -1,7 +1,7 @@
 //! Discovery: asks the engines about containers as their cgroups appear (and what they
 //! changed on disk while they run), and lists the containers running now.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::container::{identify, ContainerInfo, ContainerRef, Source};
 use super::engine;
@@ -27,12 +27,12 @@ pub fn docker_inspect(name: &str) -> Option<serde_json::Value> {
 pub struct Discovery {
     pub containers: HashMap<String, (ContainerRef, ContainerInfo)>,
     /// Containers that were running before the recording and are left out of it.
-    ignored: std::collections::HashSet<String>,
+    ignored: HashSet<String>,
     /// When each container was first seen (young ones are asked about more often).
     seen_at: HashMap<String, std::time::Instant>,
     /// Containers already running when the daemon started: never young, and asked about
     /// for the first time one per pass, not all at once (see `refresh_paced`).
-    preexisting: std::collections::HashSet<String>,
+    preexisting: HashSet<String>,
     /// When the engine was last asked for a container's changes, and how long it took.
     asked: HashMap<String, (std::time::Instant, std::time::Duration)>,
 }
@@ -139,18 +139,12 @@ impl Discovery {
         let now = std::time::Instant::now();
         let mut first_asks_of_preexisting = 1;
         for (id, (r, info)) in self.containers.iter_mut() {
-            let preexisting = self.preexisting.contains(id);
-            let is_young = !preexisting && self.seen_at.get(id).is_none_or(|t| t.elapsed() < young);
-            let due = match self.asked.get(id) {
-                None if preexisting => {
+            let due = match refresh_due_in(id, &self.preexisting, &self.seen_at, &self.asked, young, now) {
+                None => {
                     first_asks_of_preexisting -= 1;
                     first_asks_of_preexisting >= 0
                 }
-                None => true,
-                // Young ones often, as `record` asks while they run (what a short-lived
-                // container writes is seen), unless the engine's answers are slow.
-                Some((at, took)) if is_young => now.duration_since(*at) >= *took * PACED_YOUNG_FACTOR,
-                Some((at, took)) => now.duration_since(*at) >= (*took * PACED_FACTOR).max(PACED_EVERY),
+                Some(wait) => wait.is_zero(),
             };
             if !due {
                 continue;
@@ -161,6 +155,14 @@ impl Discovery {
             }
             self.asked.insert(id.clone(), (started, started.elapsed()));
         }
+    }
+
+    /// How long until [`Discovery::refresh_paced`] next asks about some container (zero: at
+    /// its next call); None when there is no container to ask about. The daemon sleeps until
+    /// then when nothing else is due.
+    pub fn next_refresh_in(&self, young: std::time::Duration) -> Option<std::time::Duration> {
+        let now = std::time::Instant::now();
+        self.containers.keys().map(|id| refresh_due_in(id, &self.preexisting, &self.seen_at, &self.asked, young, now).unwrap_or_default()).min()
     }
 
     /// Forgets containers whose cgroups are gone (the daemon's memory bound).
@@ -188,3 +190,25 @@ impl Discovery {
     }
 }
 
+/// When a container is next due for [`Discovery::refresh_paced`]: zero when due now, None for
+/// a container that ran before the daemon and was never asked about (one such per pass).
+fn refresh_due_in(
+    id: &str,
+    preexisting: &HashSet<String>,
+    seen_at: &HashMap<String, std::time::Instant>,
+    asked: &HashMap<String, (std::time::Instant, std::time::Duration)>,
+    young: std::time::Duration,
+    now: std::time::Instant,
+) -> Option<std::time::Duration> {
+    let preexisting = preexisting.contains(id);
+    let is_young = !preexisting && seen_at.get(id).is_none_or(|t| t.elapsed() < young);
+    let pace = match asked.get(id) {
+        None if preexisting => return None,
+        None => return Some(std::time::Duration::ZERO),
+        // Young ones often, as `record` asks while they run (what a short-lived container
+        // writes is seen), unless the engine's answers are slow.
+        Some((at, took)) if is_young => *at + *took * PACED_YOUNG_FACTOR,
+        Some((at, took)) => *at + (*took * PACED_FACTOR).max(PACED_EVERY),
+    };
+    Some(pace.saturating_duration_since(now))
+}

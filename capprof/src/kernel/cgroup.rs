@@ -9,8 +9,19 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
 
-/// Mount point of the cgroup v2 hierarchy.
+/// Mount point of the cgroup v2 hierarchy. Found once per process: the daemon asks at every
+/// pass (a cgroup's path by its id), and reading mountinfo each time was a measurable part of
+/// an idle daemon's CPU (BENCHMARKS.md). A hierarchy mounted later is found then.
 pub fn unified_mount() -> Result<PathBuf> {
+    static FOUND: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if let Some(mount) = FOUND.get() {
+        return Ok(mount.clone());
+    }
+    let mount = find_unified_mount()?;
+    Ok(FOUND.get_or_init(|| mount).clone())
+}
+
+fn find_unified_mount() -> Result<PathBuf> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| Error::io("reading /proc/self/mountinfo", e))?;
     mountinfo
         .lines()

@@ -72,6 +72,10 @@ struct Taken {
     futile: HashMap<CheckKey, u64>,
 }
 
+/// A container's first seconds, when the daemon asks its engine about it often (a short-lived
+/// one is assessed while it still runs).
+const YOUNG: Duration = Duration::from_secs(10);
+
 /// Cycles a key may wait for its cgroup's name before its checks count as unattributed.
 const NAMING_CYCLES: u32 = 4;
 
@@ -123,7 +127,7 @@ impl Learner {
         let learned = self.learn(&obs, &mut taken, false, &mut new_facts);
         self.learn_net_uses(&obs);
         self.learn_syscalls(&obs, false);
-        self.commit(new_facts)?;
+        self.commit(new_facts, true)?;
         self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner).forget_generation(&generation.name)?;
         self.inherited += obs.counters;
         Ok(learned)
@@ -155,11 +159,28 @@ impl Learner {
         None
     }
 
-    /// Waits up to `timeout` for first-sighting events and names the new cgroups they bring.
-    pub fn wait_for_events(&mut self, timeout: Duration) {
-        let mut fd = libc::pollfd { fd: self.tracer.events_fd(), events: libc::POLLIN, revents: 0 };
-        unsafe { libc::poll(&mut fd, 1, timeout.as_millis() as i32) };
+    /// Waits up to `timeout` for first-sighting events (or for `wake`, the daemon's stop) and
+    /// names the new cgroups they bring.
+    pub fn wait_for_events(&mut self, timeout: Duration, wake: std::os::fd::RawFd) {
+        let mut fds = [libc::pollfd { fd: self.tracer.events_fd(), events: libc::POLLIN, revents: 0 }, libc::pollfd { fd: wake, events: libc::POLLIN, revents: 0 }];
+        // Rounded up: a wait cut short by a millisecond would wake twice per pass.
+        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
         self.take_events();
+    }
+
+    /// How long after the last pass the next one is due: `every` while a new key was announced
+    /// or waits for its cgroup's name, else when the next container assessment or the flush is
+    /// due, whichever comes first (never sooner than `every`). An idle node's daemon thus
+    /// wakes once per flush instead of every `every` (BENCHMARKS.md); a first-sighting event
+    /// wakes it at once whatever the wait.
+    pub fn next_pass_in(&self, every: Duration) -> Duration {
+        if self.new_keys || !self.unnamed.is_empty() {
+            return every;
+        }
+        let flush = self.flush_every.saturating_sub(self.last_flush.elapsed());
+        let refresh = self.discovery.next_refresh_in(YOUNG).unwrap_or(Duration::MAX);
+        flush.min(refresh).max(every)
     }
 
     fn take_events(&mut self) {
@@ -181,7 +202,7 @@ impl Learner {
         self.take_events();
         let due = self.last_flush.elapsed() >= self.flush_every;
         if !due && !self.new_keys && self.unnamed.is_empty() {
-            self.refresh_containers(Duration::from_secs(10));
+            self.refresh_containers(YOUNG);
             return Ok(());
         }
         self.new_keys = false;
@@ -203,11 +224,11 @@ impl Learner {
         self.learn_syscalls(&obs, true);
         // Those seen in the last 10 s at every cycle, as `record` asks every second while they
         // run (a short-lived one is assessed too); the others paced (see refresh_paced).
-        self.refresh_containers(Duration::from_secs(10));
+        self.refresh_containers(YOUNG);
         // New facts (and their workloads) are durable before this cycle ends: only then do the
         // API and metrics, which read the store, show them. Batched counts go with them.
         if !new_facts.is_empty() || due {
-            self.commit(new_facts)?;
+            self.commit(new_facts, false)?;
         }
         if due {
             self.evict(&obs, &gone)?;
@@ -311,9 +332,9 @@ impl Learner {
         }
     }
 
-    /// Writes batched counts (and touched workloads).
+    /// Writes batched counts (and touched workloads), and every kernel count taken.
     pub fn flush(&mut self) -> Result<()> {
-        self.commit(Vec::new())
+        self.commit(Vec::new(), true)
     }
 
     /// The pass before the daemon stops: the maps are read whatever the timers say.
@@ -324,9 +345,16 @@ impl Learner {
 
     /// One durable transaction: new facts, batched counts of known facts, touched workloads,
     /// and (when pinned) the kernel counts all of them account for.
-    fn commit(&mut self, new_facts: Vec<(String, Fact)>) -> Result<()> {
+    ///
+    /// Kernel counts taken of keys that went to no workload (the host's own checks: only
+    /// the unattributed total) wait for the next commit that writes anything else, or for
+    /// `all` (the last flush): alone they would cost an idle node's disk a synchronous write
+    /// at every flush (BENCHMARKS.md). Lost in a crash, they are only learned again, and
+    /// counted unattributed again.
+    fn commit(&mut self, new_facts: Vec<(String, Fact)>, all: bool) -> Result<()> {
         self.last_flush = Instant::now();
-        if new_facts.is_empty() && self.pending.is_empty() && self.dirty_workloads.is_empty() && self.undrained.is_empty() && self.evicted.is_empty() {
+        let nothing_else = new_facts.is_empty() && self.pending.is_empty() && self.dirty_workloads.is_empty() && self.evicted.is_empty();
+        if nothing_else && (self.undrained.is_empty() || !all) {
             return Ok(());
         }
         let mut store = self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -104,16 +104,23 @@ pub fn run(cfg: &DaemonConfig) -> Result<i32> {
     let exit_after = cfg.exit_after.map(|d| Instant::now() + d);
     // Tells the API side the learner ended (its error or a stop), without a polling timer.
     let (learner_done, learner_ended) = tokio::sync::oneshot::channel::<()>();
+    // Wakes the learner's wait at a stop (it may sleep until the next flush).
+    let wake = Waker::new()?;
+    let wake_fd = wake.fd();
     let learner_thread = std::thread::spawn(move || -> Result<()> {
         // Dropped when the thread ends, however it ends: the receiver then wakes.
         let _done = learner_done;
         let mut last_cycle = Instant::now();
         while !learner_stop.load(Ordering::SeqCst) {
             // New cgroups are looked up the moment their first event arrives (a container may
-            // live for milliseconds); a pass every half second (see `Learner::cycle`). The
-            // wait lasts until the next pass: an idle daemon wakes twice a second.
-            learner.wait_for_events(CYCLE.saturating_sub(last_cycle.elapsed()).max(Duration::from_millis(1)));
-            if last_cycle.elapsed() >= CYCLE {
+            // live for milliseconds); a pass at most every half second, and only as often as
+            // something is due (`Learner::next_pass_in`): an idle daemon wakes once per flush.
+            let mut wait = learner.next_pass_in(CYCLE).saturating_sub(last_cycle.elapsed());
+            if let Some(t) = exit_after {
+                wait = wait.min(t.saturating_duration_since(Instant::now()));
+            }
+            learner.wait_for_events(wait, wake_fd);
+            if last_cycle.elapsed() >= learner.next_pass_in(CYCLE) {
                 learner.cycle()?;
                 last_cycle = Instant::now();
             }
@@ -164,6 +171,7 @@ pub fn run(cfg: &DaemonConfig) -> Result<i32> {
         Ok::<(), Error>(())
     });
     stop.store(true, Ordering::SeqCst);
+    wake.wake();
     let learned = learner_thread.join().map_err(|_| Error::new(ErrorKind::Internal, "learner thread panicked"))?;
     release_socket(&cfg.socket, socket_inode);
     served?;
@@ -256,4 +264,29 @@ async fn bind(cfg: &DaemonConfig) -> Result<(tokio::net::UnixListener, Option<to
         None => None,
     };
     Ok((unix, tcp))
+}
+
+/// An eventfd the learner polls beside the ring buffer: written once at a stop.
+struct Waker(std::os::fd::OwnedFd);
+
+impl Waker {
+    fn new() -> Result<Self> {
+        // SAFETY: eventfd returns a new descriptor or -1.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(Error::io("creating the learner's wake-up eventfd", std::io::Error::last_os_error()));
+        }
+        // SAFETY: a descriptor just created and owned by nothing else.
+        Ok(Self(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }))
+    }
+
+    fn fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.0)
+    }
+
+    fn wake(&self) {
+        let one = 1u64;
+        // SAFETY: an 8-byte write to our eventfd; a failure leaves the learner to its timeout.
+        unsafe { libc::write(self.fd(), &one as *const u64 as *const libc::c_void, 8) };
+    }
 }
