@@ -129,7 +129,8 @@ fn range(v: &[f64]) -> String {
 }
 
 pub fn run(release: &Path, rounds: usize, soak: Duration, containers: u32) -> Result<()> {
-    let capprof = release.join("capprof");
+    // Another build measured the same way (before/after comparisons).
+    let capprof = std::env::var_os("CAPPROF_BENCH_BIN").map(PathBuf::from).unwrap_or_else(|| release.join("capprof"));
     servers_image()?;
     let _servers = Servers::start()?;
     // --rounds 0: the accounting alone (and the soak unless --soak-secs 0).
@@ -243,6 +244,7 @@ fn accounting(capprof: &Path) -> Result<()> {
     println!("|---|---|---|---|---|---|");
     let worker = nginx_worker().context("the nginx worker's pid")?;
     let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
+    let mut idle = Vec::new();
     let result = (|| -> Result<()> {
         for what in [Attached::Daemon, Attached::Bpftrace] {
             let guard = attach(what, capprof)?;
@@ -251,7 +253,12 @@ fn accounting(capprof: &Path) -> Result<()> {
                 Guard::Bpftrace(Some(b)) => b.pid(),
                 _ => bail!("nothing attached"),
             };
-            std::thread::sleep(Duration::from_millis(500));
+            // Idle first (the servers wait, no client): what the tool costs a node by itself.
+            let (cpu0, wakes0) = (cpu_ns(pid), wakeups(pid));
+            std::thread::sleep(IDLE);
+            let (cpu1, wakes1) = (cpu_ns(pid), wakeups(pid));
+            let secs = IDLE.as_secs_f64();
+            idle.push(format!("| {} | {:.3} ms | {:.1} |", what.label(), (cpu1 - cpu0) as f64 / 1e6 / secs, (wakes1 - wakes0) as f64 / secs));
             let (tool0, progs0, nginx0) = (cpu_ns(pid), programs_of(pid), cpu_ns(worker));
             let mut requests = 0.0;
             for _ in 0..WINDOWS {
@@ -266,7 +273,23 @@ fn accounting(capprof: &Path) -> Result<()> {
         Ok(())
     })();
     let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "0");
+    println!("\nIdle, before those windows ({} s, the servers waiting for a client): the tool's own CPU (all threads,", IDLE.as_secs());
+    println!("schedstat) per second, and how often its threads were woken.\n");
+    println!("| attached | CPU per second | wakeups per second |");
+    println!("|---|---|---|");
+    for row in idle {
+        println!("{row}");
+    }
     result
+}
+
+/// How long the accounting measures each tool idle.
+const IDLE: Duration = Duration::from_secs(20);
+
+/// Times `pid`'s threads were scheduled in (schedstat's third field), summed.
+fn wakeups(pid: u32) -> u64 {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    dir.flatten().filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok()).filter_map(|s| s.split_whitespace().nth(2).and_then(|v| v.parse::<u64>().ok())).sum()
 }
 
 /// The daemon's CPU and RSS while `containers` containers start and stop over `soak`, the
