@@ -33,9 +33,13 @@ fn detach(dir: &Path) -> String {
 
 impl Daemon {
     fn start(dir: &Path, extra: &[&str]) -> Self {
+        Self::start_flushing_every(dir, "1", extra)
+    }
+
+    fn start_flushing_every(dir: &Path, seconds: &str, extra: &[&str]) -> Self {
         let socket = dir.join("capprof.sock");
         let child = Command::new(capprof())
-            .args(["daemon", "--flush-interval", "1", "--socket"])
+            .args(["daemon", "--flush-interval", seconds, "--socket"])
             .arg(&socket)
             .arg("--state")
             .arg(dir.join("state.redb"))
@@ -376,22 +380,7 @@ fn a_sleeping_daemon_wakes_for_new_checks_and_stops_at_once() {
     let _serial = container_lock();
     let img = busybox_image("docker");
     let dir = scratch("daemon-sleep");
-    let socket = dir.join("capprof.sock");
-    let child = Command::new(capprof())
-        .args(["daemon", "--flush-interval", "60", "--socket"])
-        .arg(&socket)
-        .arg("--state")
-        .arg(dir.join("state.redb"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("capprof daemon");
-    let mut d = Daemon { child, socket, dir: dir.clone() };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while d.get("/health").is_none() {
-        assert!(Instant::now() < deadline, "daemon did not answer on {}", d.socket.display());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut d = Daemon::start_flushing_every(&dir, "60", &[]);
     // Past the start's first passes: from here nothing is due before the flush.
     std::thread::sleep(Duration::from_secs(3));
     let b = format!("capprof-sleep-{}", std::process::id());
