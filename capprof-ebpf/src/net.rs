@@ -29,17 +29,15 @@ pub fn sys_enter_bind(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// The address first, as in `bind4`: only an inet bind of a low port asks whose task binds.
 fn on_bind(ctx: &TracePointContext) -> Result<(), i32> {
-    if !by_workload() {
-        return Ok(());
-    }
     // SAFETY: an offset inside the tracepoint's record, checked against its format when attached.
     let addr: u64 = unsafe { ctx.read_at(SYSCALL_ARG1)? };
     let head: [u8; 4] = unsafe { bpf_probe_read_user(addr as *const [u8; 4])? };
     let family = u16::from_ne_bytes([head[0], head[1]]);
     let port = u16::from_be_bytes([head[2], head[3]]);
-    if family == AF_INET || family == AF_INET6 {
-        note_bind(port);
+    if (family == AF_INET || family == AF_INET6) && low_port(port) && by_workload() {
+        note(net_use::LOW_PORT_BIND, port as u32);
     }
     Ok(())
 }
@@ -73,13 +71,6 @@ fn on_cgroup_bind(ctx: &SockAddrContext) {
 #[inline(always)]
 fn low_port(port: u16) -> bool {
     port != 0 && port < 1024
-}
-
-#[inline(always)]
-fn note_bind(port: u16) {
-    if low_port(port) {
-        note(net_use::LOW_PORT_BIND, port as u32);
-    }
 }
 
 /// Whether the current task is a workload task past its set-up.

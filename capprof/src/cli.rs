@@ -252,7 +252,8 @@ pub struct DaemonArgs {
     /// Every system call on the node then pays for the hook (BENCHMARKS.md).
     #[arg(long)]
     pub seccomp: bool,
-    /// Seconds between writes of batched counters (new facts are written at once).
+    /// Seconds between reads of the kernel's counts and writes of batched counters (new facts
+    /// are written at once); an idle daemon wakes about this often.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     pub flush_interval: f64,
     /// Size of the in-kernel aggregation map; overflow is counted and reported.

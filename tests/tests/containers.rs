@@ -80,16 +80,18 @@ fn port_80_in_dockers_network_namespace_needs_nothing_but_is_not_portable() {
     assert_eq!(added(only_container(&p)), ["NET_BIND_SERVICE"]);
 }
 
-/// Python (Debian's, in a real Docker container) opening an ICMP "ping" socket: Docker's wide
-/// `ping_group_range` lets it without a check, so the set is empty and the portability note
-/// says NET_RAW. Seen by the cgroup socket program on this kernel, and by the system-call
-/// tracepoints it falls back to: both give the same profile, and a re-run under it works.
+/// Python (Debian's, in a real Docker container) opening an ICMP "ping" socket and binding
+/// port 80 in its own network namespace: Docker's wide `ping_group_range` and
+/// `ip_unprivileged_port_start` let both without a check, so the set is empty and the
+/// portability notes say NET_RAW and NET_BIND_SERVICE. Seen by the cgroup socket programs on
+/// this kernel, and by the system-call tracepoints they fall back to: both give the same
+/// profile, and a re-run under it works.
 #[test]
-fn a_ping_socket_in_docker_needs_nothing_but_is_not_portable_with_either_network_hook() {
+fn a_ping_socket_and_port_80_in_docker_need_nothing_but_are_not_portable_with_either_network_hook() {
     let _serial = container_lock();
     require_root();
     let img = debian_python_image();
-    let script = "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP).close()";
+    let script = "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP).close(); s = socket.socket(); s.bind(('0.0.0.0', 80)); s.close()";
     for (hooks, expected) in [(None, "cgroup"), (Some("syscalls"), "syscalls (CAPPROF_NET_HOOKS=syscalls)")] {
         let file = scratch("ping").join(format!("{}.json", unique()));
         let mut cmd = Command::new(capprof());
@@ -105,8 +107,9 @@ fn a_ping_socket_in_docker_needs_nothing_but_is_not_portable_with_either_network
         assert_eq!(added(c), Vec::<String>::new(), "{c}");
         let notes = c["portability"].as_array().unwrap();
         assert!(notes.iter().any(|n| n["capability"] == "NET_RAW" && n["operation"].as_str().unwrap().contains("ping")), "{hooks:?}: {c}");
+        assert!(notes.iter().any(|n| n["capability"] == "NET_BIND_SERVICE"), "{hooks:?}: the bind to port 80: {c}");
     }
-    // The empty set, proven: the same program under --cap-drop=ALL still opens its socket.
+    // The empty set, proven: the same program under --cap-drop=ALL still opens its socket and binds.
     let rerun = Command::new("docker").args(["run", "--rm", "--cap-drop=ALL", &img, "python3", "-c", script]).output().unwrap();
     assert!(rerun.status.success(), "under --cap-drop=ALL: {}", String::from_utf8_lossy(&rerun.stderr));
 }
