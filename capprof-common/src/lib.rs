@@ -263,8 +263,11 @@ pub mod counter {
     pub const WALKS_UNTRACKED: u32 = 6;
     /// System calls whose number is outside every table (not counted).
     pub const SYSCALLS_OUT_OF_RANGE: u32 = 7;
+    /// Not a loss: execs in scope not made the workload's, because a runtime moved the task
+    /// into its cgroup while it was inside that exec (its checks stay set-up).
+    pub const PLACED_IN_EXEC: u32 = 8;
     /// Number of counters.
-    pub const COUNT: u32 = 8;
+    pub const COUNT: u32 = 9;
 }
 
 /// One distinct capability check: the key of the in-kernel aggregation map.

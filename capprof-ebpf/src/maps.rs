@@ -69,6 +69,10 @@ pub static SYSCALL_ZERO: PerCpuArray<SyscallCounts> = PerCpuArray::with_max_entr
 #[btf_map]
 pub static TASK_ORIGINS: TaskStorage<TaskOrigin> = TaskStorage::new();
 
+/// The cgroup v2 id the task's execve started in, until its exec reads it (`tasks.rs`).
+#[btf_map]
+pub static EXEC_ENTRY: TaskStorage<u64> = TaskStorage::new();
+
 /// Granted DAC checks of the task's exec attempts, settled when one succeeds (`walks.rs`).
 #[btf_map]
 pub static WALKS: TaskStorage<PendingWalk> = TaskStorage::new();

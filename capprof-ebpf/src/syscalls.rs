@@ -208,7 +208,7 @@ fn runc_init(task: *mut task_struct) -> bool {
 
 /// A 32-bit compat call (the kernel's `in_ia32_syscall()`): TS_COMPAT in `thread_info.status`.
 #[inline(always)]
-fn compat(task: *mut task_struct) -> bool {
+pub(crate) fn compat(task: *mut task_struct) -> bool {
     // SAFETY: a load-time constant the loader sets; read volatile so its default is not folded in.
     let offset = unsafe { core::ptr::read_volatile(&TASK_STATUS_OFFSET) };
     if offset == 0 {

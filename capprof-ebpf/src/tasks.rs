@@ -1,5 +1,7 @@
 //! Which tasks are the workload: marked when they exec inside the scope (with the cgroup they
-//! exec'd in), inherited at fork, forgotten at exit.
+//! exec'd in), inherited at fork, forgotten at exit. An exec that a runtime moved its task into
+//! the scope during (Go's `os/exec` can return before the exec completes) marks nothing: the
+//! cgroup each execve started in is kept on the task (`EXEC_ENTRY`).
 //!
 //! The mark lives on the task (task-local storage, freed with it) so each check finds it
 //! with a pointer chase. A fork hook cannot address the child's storage (raw tracepoints
@@ -16,23 +18,30 @@ use aya_ebpf::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
         generated::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_task_btf},
     },
-    macros::raw_tracepoint,
-    programs::RawTracePointContext,
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
 };
 use capprof_common::{counter, Config, TaskOrigin, FLAG_SETUP, MAX_CGROUP_LEVELS, PHASE_WORKLOAD};
 
 use crate::scope::in_scope;
-use crate::maps::{bump, config, kernel_state, SCOPE_CACHE, TASK_ORIGINS, WORKLOAD_TASKS};
+use crate::maps::{bump, config, kernel_state, EXEC_ENTRY, SCOPE_CACHE, TASK_ORIGINS, WORKLOAD_TASKS};
 
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn task_exec(ctx: RawTracePointContext) -> u32 {
     let Some(cfg) = config() else { return 0 };
-    crate::walks::exec_succeeded(unsafe { bpf_get_current_task_btf() }, ctx.arg(2));
+    let task = unsafe { bpf_get_current_task_btf() };
+    crate::walks::exec_succeeded(task, ctx.arg(2));
+    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    let placed = placed_in_exec(task, cgroup_id);
     if in_scope(cfg) {
+        if placed {
+            // A runtime's helper moved here while it exec'd: set-up, as if moved after it.
+            bump(counter::PLACED_IN_EXEC);
+            scope_changed();
+            return 0;
+        }
         let tid = bpf_get_current_pid_tgid() as u32;
-        let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
         let origin = TaskOrigin::workload(cgroup_id, current_level(cgroup_id));
-        let task = unsafe { bpf_get_current_task_btf() };
         match TASK_ORIGINS.get_or_insert(task, &origin) {
             // Existing storage keeps its old value: overwrite (a re-exec in another cgroup).
             // SAFETY: a pointer a map lookup just returned, valid for this run (per-CPU or per-task: no concurrent writer).
@@ -84,6 +93,48 @@ pub fn task_exit(_ctx: RawTracePointContext) -> u32 {
 pub fn cgroup_attach_task(_ctx: RawTracePointContext) -> u32 {
     scope_changed();
     0
+}
+
+/// Where each native execve started: the task's cgroup v2 id (0: read by its exec). A
+/// runtime that moves its helper into a container while the helper still execs has placed a
+/// set-up task: Go's `os/exec` (runc, containerd's shim) and glibc's `posix_spawn` return
+/// once the child's vfork ends, before its exec completes, and a move that lands in the rest
+/// of the exec would otherwise make the helper the workload's (`runc init` under podman, on
+/// a busy machine). Comparing the two ends of the exec has no window: a move's own tracepoint
+/// fires after the move, possibly after the exec.
+#[tracepoint(category = "syscalls", name = "sys_enter_execve")]
+pub fn exec_entry(_ctx: TracePointContext) -> u32 {
+    note_exec_entry();
+    0
+}
+
+/// [`exec_entry`] for execveat (fexecve, runc's re-exec of its cloned binary).
+#[tracepoint(category = "syscalls", name = "sys_enter_execveat")]
+pub fn execat_entry(_ctx: TracePointContext) -> u32 {
+    note_exec_entry();
+    0
+}
+
+#[inline(always)]
+fn note_exec_entry() {
+    let task = unsafe { bpf_get_current_task_btf() };
+    // SAFETY: a helper call without pointer arguments.
+    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    if let Some(entered) = EXEC_ENTRY.get_or_insert(task, &cgroup_id) {
+        // SAFETY: a pointer a map lookup just returned, valid for this run (per-task: no concurrent writer).
+        unsafe { *entered = cgroup_id };
+    }
+}
+
+/// Whether the current exec started in another cgroup than the one it ends in: the task was
+/// moved during it. The note is consumed either way; a 32-bit execve (no syscall tracepoint:
+/// it left none, and an earlier failed exec's may remain) is never taken for one.
+#[inline(always)]
+fn placed_in_exec(task: *mut task_struct, cgroup_id: u64) -> bool {
+    let Some(entered) = EXEC_ENTRY.get(task) else { return false };
+    // SAFETY: a pointer a map lookup just returned, valid for this run (per-task: no concurrent writer).
+    let at_entry = unsafe { core::mem::replace(&mut *entered, 0) };
+    at_entry != 0 && at_entry != cgroup_id && !crate::syscalls::compat(task)
 }
 
 /// Whether a workload task is no longer where it exec'd: still inside that cgroup (the common

@@ -63,10 +63,16 @@ impl Drop for TestCgroup {
 
 /// Starts `capprof record --cgroup` and returns once its programs are attached.
 fn start_recording(cg: &TestCgroup, extra: &[&str], out: &std::path::Path) -> (Reaped, std::thread::JoinHandle<String>) {
+    start_recording_with(cg, extra, out, &[])
+}
+
+/// [`start_recording`] with variables in capprof's environment.
+fn start_recording_with(cg: &TestCgroup, extra: &[&str], out: &std::path::Path, env: &[(&str, &str)]) -> (Reaped, std::thread::JoinHandle<String>) {
     let mut rec = Command::new(capprof())
         .args(["record", "--cgroup", &cg.rel, "-f", "json", "-o"])
         .arg(out)
         .args(extra)
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -173,4 +179,48 @@ fn a_task_moved_into_the_cgroup_is_counted_from_the_move() {
     // About 1.5 s of setuid(0) calls: hundreds of thousands; the bar only says "counted".
     assert!(setuid["count"].as_u64().unwrap() > 1000, "{setuid}");
     assert_ne!(setuid["classification"], "needed", "joined after its exec: set-up: {setuid}");
+}
+
+/// A runtime that moves its helper into the container while the helper still execs has
+/// placed a set-up task, not started the workload. Go's `os/exec` (runc) and glibc's
+/// `posix_spawn` (what `Command::spawn` uses here) return once the child's vfork ends, at its
+/// new memory map, before its exec completes; the move can then land inside the exec: runc's
+/// `runc init` under podman, now and then on a busy machine. Each child here runs a copy of
+/// the helper whose page cache was dropped, so its exec waits for the disk after that point
+/// and the move lands inside it (`losses.placed_in_exec` counts the execs that ended in
+/// another cgroup than they started in). With CAPPROF_NO_EXEC_PLACEMENT=1 (no record of where
+/// an exec started) the same children's SYS_CHROOT comes out needed: the race the test sets
+/// up happens.
+#[test]
+fn a_task_moved_in_during_its_exec_is_set_up() {
+    require_root();
+    let copy = scratch("running").join(format!("scenario-{}", unique()));
+    std::fs::copy(scenario(), &copy).unwrap();
+    let record = |env: &[(&str, &str)]| -> Value {
+        let cg = TestCgroup::new();
+        let out = scratch("running").join(format!("{}.json", unique()));
+        let (mut rec, stderr) = start_recording_with(&cg, &["--duration", "3"], &out, env);
+        for _ in 0..10 {
+            let file = std::fs::File::open(&copy).unwrap();
+            // SAFETY: an open descriptor; DONTNEED only drops clean cached pages.
+            unsafe { libc::posix_fadvise(std::os::fd::AsRawFd::as_raw_fd(&file), 0, 0, libc::POSIX_FADV_DONTNEED) };
+            let mut child = Command::new(&copy).args(["chroot", "/"]).spawn().unwrap();
+            // A child that already ended cannot be moved (ESRCH): it made its check outside.
+            let _ = std::fs::write(cg.dir.join("cgroup.procs"), child.id().to_string());
+            assert!(child.wait().unwrap().success());
+        }
+        let status = rec.wait();
+        let stderr = stderr.join().unwrap();
+        assert!(status.success(), "{stderr}");
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap()
+    };
+    let profile = record(&[]);
+    let placed = profile["losses"]["placed_in_exec"].as_u64().unwrap();
+    assert!(placed >= 1, "no move landed inside an exec: {profile}");
+    let w = &profile["workloads"][0];
+    assert!(w["checks"].as_array().unwrap().iter().any(|c| c["capability"] == "SYS_CHROOT"), "the moved children's checks were counted: {profile}");
+    assert_eq!(added(w), Vec::<String>::new(), "moved in during their exec: set-up ({placed} such execs): {profile}");
+    let before = record(&[("CAPPROF_NO_EXEC_PLACEMENT", "1")]);
+    assert_eq!(before["losses"]["placed_in_exec"], 0, "{before}");
+    assert_eq!(added(&before["workloads"][0]), vec!["SYS_CHROOT"], "without the rule the race makes them the workload's: {before}");
 }

@@ -118,6 +118,7 @@ impl BackendKind {
         }
         // Every move to another cgroup makes the check program's cached scope answers stale.
         links.push(raw_tracepoint(ebpf, "cgroup_attach_task", "cgroup_attach_task")?);
+        links.extend(attach_exec_entries(ebpf)?);
         Ok(links)
     }
 }
@@ -247,6 +248,26 @@ fn attach_cgroup_net_hooks(ebpf: &mut aya::Ebpf) -> Result<Vec<Attached>> {
             Err(e)
         }
     }
+}
+
+/// Where each execve starts (`tasks::exec_entry`): a task a runtime moves into a container
+/// during its exec stays set-up. Without the syscall tracepoints (no CONFIG_FTRACE_SYSCALLS),
+/// or with CAPPROF_NO_EXEC_PLACEMENT=1, such an exec starts a workload task, as before.
+fn attach_exec_entries(ebpf: &mut aya::Ebpf) -> Result<Vec<Attached>> {
+    if std::env::var_os("CAPPROF_NO_EXEC_PLACEMENT").is_some() {
+        return Ok(Vec::new());
+    }
+    let tracefs = tracefs::ensure_mounted()?;
+    let mut links = Vec::new();
+    for (prog, name) in [("exec_entry", "sys_enter_execve"), ("execat_entry", "sys_enter_execveat")] {
+        if tracefs::event_format(&tracefs, "syscalls", name).is_none() {
+            return Ok(Vec::new());
+        }
+        let p: &mut TracePoint = program(ebpf, prog)?;
+        p.load().map_err(|e| load_error(&format!("loading {prog}"), e))?;
+        links.push(Attached::TracePoint(prog, p.attach("syscalls", name).map_err(|e| load_error(&format!("attaching to syscalls:{name}"), e))?));
+    }
+    Ok(links)
 }
 
 fn attach_syscall_net_hooks(ebpf: &mut aya::Ebpf) -> Result<Vec<Attached>> {

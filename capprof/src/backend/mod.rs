@@ -67,6 +67,8 @@ pub struct Counters {
     pub syscalls_map_full: u64,
     /// System calls with a number outside every table.
     pub syscalls_out_of_range: u64,
+    /// Not a loss: execs a runtime moved into the scope while they ran (left set-up).
+    pub placed_in_exec: u64,
 }
 
 /// What the kernel measured of the check program (BPF run-time statistics).
@@ -405,6 +407,8 @@ pub(crate) fn read_counters<T: std::borrow::Borrow<MapData>>(map: &PerCpuArray<T
         walks_lost: get(counter::FUTILE_MAP_FULL)? + get(counter::WALKS_UNTRACKED)?,
         syscalls_map_full: get(counter::SYSCALLS_MAP_FULL)?,
         syscalls_out_of_range: get(counter::SYSCALLS_OUT_OF_RANGE)?,
+        // An earlier daemon's pinned map may be one slot shorter.
+        placed_in_exec: get(counter::PLACED_IN_EXEC).unwrap_or(0),
     })
 }
 
@@ -418,6 +422,7 @@ impl std::ops::AddAssign for Counters {
         self.walks_lost += o.walks_lost;
         self.syscalls_map_full += o.syscalls_map_full;
         self.syscalls_out_of_range += o.syscalls_out_of_range;
+        self.placed_in_exec += o.placed_in_exec;
     }
 }
 

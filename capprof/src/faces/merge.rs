@@ -80,6 +80,7 @@ pub fn merge(profiles: Vec<Profile>) -> Option<Profile> {
         base.losses.walks_lost += p.losses.walks_lost;
         base.losses.syscalls_map_full += p.losses.syscalls_map_full;
         base.losses.syscalls_out_of_range += p.losses.syscalls_out_of_range;
+        base.losses.placed_in_exec += p.losses.placed_in_exec;
         base.unattributed_checks += p.unattributed_checks;
         base.duration_ms = base.duration_ms.max(p.duration_ms);
         for w in p.workloads {

@@ -82,6 +82,10 @@ pub struct Losses {
     /// System calls whose number no table holds (not counted).
     #[serde(default)]
     pub syscalls_out_of_range: u64,
+    /// Not a loss: execs in a recorded cgroup that a runtime moved its task into while the
+    /// exec ran (runc's `runc init` on a busy machine); their checks stay runtime set-up.
+    #[serde(default)]
+    pub placed_in_exec: u64,
 }
 
 impl Losses {

@@ -293,6 +293,7 @@ impl From<crate::backend::Counters> for Losses {
             walks_lost: c.walks_lost,
             syscalls_map_full: c.syscalls_map_full,
             syscalls_out_of_range: c.syscalls_out_of_range,
+            placed_in_exec: c.placed_in_exec,
         }
     }
 }

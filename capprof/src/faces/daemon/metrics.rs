@@ -71,6 +71,7 @@ pub fn render(shared: &Shared) -> crate::error::Result<String> {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{{node}{labels}}} {value}");
     };
     single("capprof_site_unknown_total", "counter", "Checks whose call site could not be read.", "", l.site_unknown.to_string());
+    single("capprof_placed_in_exec_total", "counter", "Execs a runtime moved into a cgroup while they ran: set-up, not workload.", "", l.placed_in_exec.to_string());
     single("capprof_unattributed_checks_total", "counter", "Checks of processes outside any workload.", "", h.unattributed.to_string());
     single("capprof_workloads", "gauge", "Workloads known.", "", records.len().to_string());
     single("capprof_kernel_map_checks", "gauge", "Distinct checks held in the kernel map.", "", h.kernel_checks.to_string());
