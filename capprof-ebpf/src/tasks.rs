@@ -95,13 +95,26 @@ pub fn cgroup_attach_task(_ctx: RawTracePointContext) -> u32 {
     0
 }
 
-/// Where each native execve started: the task's cgroup v2 id (0: read by its exec). A
-/// runtime that moves its helper into a container while the helper still execs has placed a
-/// set-up task: Go's `os/exec` (runc, containerd's shim) and glibc's `posix_spawn` return
-/// once the child's vfork ends, before its exec completes, and a move that lands in the rest
-/// of the exec would otherwise make the helper the workload's (`runc init` under podman, on
-/// a busy machine). Comparing the two ends of the exec has no window: a move's own tracepoint
-/// fires after the move, possibly after the exec.
+/// Where each exec stood before its task could be moved: the task's cgroup v2 id (0: read
+/// by its exec). A runtime that moves its helper into a container while the helper still
+/// execs has placed a set-up task: Go's `os/exec` (runc, containerd's shim) and glibc's
+/// `posix_spawn` return once the child's vfork ends, when the exec installs its new memory
+/// map, before it completes, and a move that lands in the rest of the exec would otherwise
+/// make the helper the workload's (`runc init` under podman, on a busy machine). Comparing
+/// the two ends of the exec has no window; the move's own tracepoint fires after the move,
+/// possibly after the exec.
+///
+/// `sched_prepare_exec` (Linux 6.10+) fires at the point of no return, before the new memory
+/// map (so before a vfork parent runs again), for every exec that will complete: a raw
+/// tracepoint, half the syscall tracepoint program's run time, without their perf-buffer
+/// path around it (BENCHMARKS.md).
+#[raw_tracepoint(tracepoint = "sched_prepare_exec")]
+pub fn exec_prepare(_ctx: RawTracePointContext) -> u32 {
+    note_exec_entry();
+    0
+}
+
+/// Before 6.10: where each native execve started (the `sys_enter` syscall tracepoints).
 #[tracepoint(category = "syscalls", name = "sys_enter_execve")]
 pub fn exec_entry(_ctx: TracePointContext) -> u32 {
     note_exec_entry();
@@ -127,8 +140,8 @@ fn note_exec_entry() {
 }
 
 /// Whether the current exec started in another cgroup than the one it ends in: the task was
-/// moved during it. The note is consumed either way; a 32-bit execve (no syscall tracepoint:
-/// it left none, and an earlier failed exec's may remain) is never taken for one.
+/// moved during it. The note is consumed either way. With the syscall tracepoints, a 32-bit
+/// execve (it has none: an earlier failed exec's note may remain) is never taken for one.
 #[inline(always)]
 fn placed_in_exec(task: *mut task_struct, cgroup_id: u64) -> bool {
     let Some(entered) = EXEC_ENTRY.get(task) else { return false };

@@ -214,12 +214,15 @@ fn a_task_moved_in_during_its_exec_is_set_up() {
         assert!(status.success(), "{stderr}");
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap()
     };
-    let profile = record(&[]);
-    let placed = profile["losses"]["placed_in_exec"].as_u64().unwrap();
-    assert!(placed >= 1, "no move landed inside an exec: {profile}");
-    let w = &profile["workloads"][0];
-    assert!(w["checks"].as_array().unwrap().iter().any(|c| c["capability"] == "SYS_CHROOT"), "the moved children's checks were counted: {profile}");
-    assert_eq!(added(w), Vec::<String>::new(), "moved in during their exec: set-up ({placed} such execs): {profile}");
+    // sched_prepare_exec (6.10+), and the execve syscall tracepoints older kernels use.
+    for env in [&[][..], &[("CAPPROF_EXEC_ENTRY", "syscalls")]] {
+        let profile = record(env);
+        let placed = profile["losses"]["placed_in_exec"].as_u64().unwrap();
+        assert!(placed >= 1, "{env:?}: no move landed inside an exec: {profile}");
+        let w = &profile["workloads"][0];
+        assert!(w["checks"].as_array().unwrap().iter().any(|c| c["capability"] == "SYS_CHROOT"), "{env:?}: the moved children's checks were counted: {profile}");
+        assert_eq!(added(w), Vec::<String>::new(), "{env:?}: moved in during their exec: set-up ({placed} such execs): {profile}");
+    }
     let before = record(&[("CAPPROF_NO_EXEC_PLACEMENT", "1")]);
     assert_eq!(before["losses"]["placed_in_exec"], 0, "{before}");
     assert_eq!(added(&before["workloads"][0]), vec!["SYS_CHROOT"], "without the rule the race makes them the workload's: {before}");

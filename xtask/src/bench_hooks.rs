@@ -37,7 +37,7 @@ pub fn run(release: &Path) -> Result<()> {
             &["sock_create", "bind4"],
             vec![scenario.into(), "sockets".into(), SOCKETS.to_string().into()],
         ),
-        ("fork, exec and exit of `/bin/true`", EXITS, &["task_fork", "exec_entry", "task_exec", "task_exit"], vec!["sh".into(), "-c".into(), shell_loop.into()]),
+        ("fork, exec and exit of `/bin/true`", EXITS, &["task_fork", "exec_prepare", "exec_entry", "task_exec", "task_exit"], vec!["sh".into(), "-c".into(), shell_loop.into()]),
     ];
     for (what, iterations, programs, argv) in loads {
         let mut per_run: BTreeMap<&str, Vec<f64>> = BTreeMap::new();

@@ -250,14 +250,20 @@ fn attach_cgroup_net_hooks(ebpf: &mut aya::Ebpf) -> Result<Vec<Attached>> {
     }
 }
 
-/// Where each execve starts (`tasks::exec_entry`): a task a runtime moves into a container
-/// during its exec stays set-up. Without the syscall tracepoints (no CONFIG_FTRACE_SYSCALLS),
-/// or with CAPPROF_NO_EXEC_PLACEMENT=1, such an exec starts a workload task, as before.
+/// Where each exec stands before its task can be moved (`tasks::exec_prepare`): a task a
+/// runtime moves into a container during its exec stays set-up. `sched_prepare_exec` (6.10+),
+/// else the execve syscall tracepoints (CAPPROF_EXEC_ENTRY=syscalls forces them). Without
+/// either (no CONFIG_FTRACE_SYSCALLS), or with CAPPROF_NO_EXEC_PLACEMENT=1, such an exec
+/// starts a workload task, as before.
 fn attach_exec_entries(ebpf: &mut aya::Ebpf) -> Result<Vec<Attached>> {
     if std::env::var_os("CAPPROF_NO_EXEC_PLACEMENT").is_some() {
         return Ok(Vec::new());
     }
     let tracefs = tracefs::ensure_mounted()?;
+    let syscalls = std::env::var("CAPPROF_EXEC_ENTRY").is_ok_and(|v| v == "syscalls");
+    if !syscalls && tracefs::event_format(&tracefs, "sched", "sched_prepare_exec").is_some() {
+        return Ok(vec![raw_tracepoint(ebpf, "exec_prepare", "sched_prepare_exec")?]);
+    }
     let mut links = Vec::new();
     for (prog, name) in [("exec_entry", "sys_enter_execve"), ("execat_entry", "sys_enter_execveat")] {
         if tracefs::event_format(&tracefs, "syscalls", name).is_none() {
