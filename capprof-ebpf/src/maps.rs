@@ -69,7 +69,9 @@ pub static SYSCALL_ZERO: PerCpuArray<SyscallCounts> = PerCpuArray::with_max_entr
 #[btf_map]
 pub static TASK_ORIGINS: TaskStorage<TaskOrigin> = TaskStorage::new();
 
-/// The cgroup v2 id the task's execve started in, until its exec reads it (`tasks.rs`).
+/// The cgroup v2 id the task's exec stood in before a vfork parent could run again
+/// (`sched_prepare_exec`, or the execve syscall's entry), until the exec's end reads it
+/// (`tasks::exec_prepare`).
 #[btf_map]
 pub static EXEC_ENTRY: TaskStorage<u64> = TaskStorage::new();
 

@@ -1,7 +1,7 @@
 //! Which tasks are the workload: marked when they exec inside the scope (with the cgroup they
 //! exec'd in), inherited at fork, forgotten at exit. An exec that a runtime moved its task into
 //! the scope during (Go's `os/exec` can return before the exec completes) marks nothing: the
-//! cgroup each execve started in is kept on the task (`EXEC_ENTRY`).
+//! cgroup each exec stood in before that could happen is kept on the task (`EXEC_ENTRY`).
 //!
 //! The mark lives on the task (task-local storage, freed with it) so each check finds it
 //! with a pointer chase. A fork hook cannot address the child's storage (raw tracepoints
