@@ -269,9 +269,7 @@ fn attach_exec_entries(ebpf: &mut aya::Ebpf) -> Result<Vec<Attached>> {
         if tracefs::event_format(&tracefs, "syscalls", name).is_none() {
             return Ok(Vec::new());
         }
-        let p: &mut TracePoint = program(ebpf, prog)?;
-        p.load().map_err(|e| load_error(&format!("loading {prog}"), e))?;
-        links.push(Attached::TracePoint(prog, p.attach("syscalls", name).map_err(|e| load_error(&format!("attaching to syscalls:{name}"), e))?));
+        links.push(syscall_tracepoint(ebpf, prog, name)?);
     }
     Ok(links)
 }
@@ -286,9 +284,7 @@ fn attach_syscall_net_hooks(ebpf: &mut aya::Ebpf) -> Result<Vec<Attached>> {
         if tracefs::field(&format, args[0]).map(|f| f.0) != Some(16) || tracefs::field(&format, args[1]).map(|f| f.0) != Some(24) {
             return Err(Error::new(ErrorKind::UnsupportedKernel, format!("syscalls:{name} has an unexpected layout")));
         }
-        let p: &mut TracePoint = program(ebpf, prog)?;
-        p.load().map_err(|e| load_error(&format!("loading {prog}"), e))?;
-        links.push(Attached::TracePoint(prog, p.attach("syscalls", name).map_err(|e| load_error(&format!("attaching to syscalls:{name}"), e))?));
+        links.push(syscall_tracepoint(ebpf, prog, name)?);
     }
     Ok(links)
 }
@@ -310,6 +306,14 @@ where
         .ok_or_else(|| Error::new(ErrorKind::Internal, format!("program {name} missing from the eBPF object")))?
         .try_into()
         .map_err(|e| load_error(name, e))
+}
+
+/// Loads `prog` and attaches it to the tracepoint `syscalls:{name}`.
+fn syscall_tracepoint(ebpf: &mut Ebpf, prog: &'static str, name: &str) -> Result<Attached> {
+    let p: &mut TracePoint = program(ebpf, prog)?;
+    p.load().map_err(|e| load_error(&format!("loading {prog}"), e))?;
+    let id = p.attach("syscalls", name).map_err(|e| load_error(&format!("attaching to syscalls:{name}"), e))?;
+    Ok(Attached::TracePoint(prog, id))
 }
 
 fn raw_tracepoint(ebpf: &mut Ebpf, prog: &'static str, tracepoint: &str) -> Result<Attached> {
