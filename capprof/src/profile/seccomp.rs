@@ -206,13 +206,17 @@ pub fn tally(observations: &[SyscallObservation]) -> (Vec<SyscallUse>, Vec<Sysca
     (uses(allowed), refused)
 }
 
-/// runc init that exec'd inside the container's cgroup (moved in before its exec completed),
-/// before it installed the filter: its set-up (mounts, pivot_root), never the workload's. Its
-/// stages name themselves `runc:[N:...]`; before that it is `exe` (exec'd as /proc/self/exe),
-/// taken as runc's only where runc's stages ran in the same cgroup. (docker-init, tini: the
-/// container's own init, under the filter: theirs count.)
+/// runc init that exec'd inside the container's cgroup, before it installed the filter: its
+/// set-up (sync socketpairs, mounts, pivot_root), never the workload's. Its stages name
+/// themselves `runc:[N:...]`; before that it is `exe` (exec'd as /proc/self/exe, moved in
+/// before that exec completed) or `runc` (runc 1.1 re-execs a copy of itself through
+/// `/dev/fd/N`, which Linux 6.14+ names after the copy's file, and runc's parent may have
+/// moved it in before that second exec began), taken as runc's only where runc's stages ran
+/// in the same cgroup. Older kernels name that second exec after its descriptor (`6`): left
+/// in, since a workload's program may be named so, and an extra name only widens the list.
+/// (docker-init, tini: the container's own init, under the filter: theirs count.)
 pub fn runc_before_filter(comm: &str, runc_in_cgroup: bool) -> bool {
-    comm.starts_with("runc:[") || (comm == "exe" && runc_in_cgroup)
+    comm.starts_with("runc:[") || ((comm == "exe" || comm == "runc") && runc_in_cgroup)
 }
 
 pub fn c_string(raw: &[u8]) -> String {
@@ -254,6 +258,27 @@ mod tests {
         assert_eq!(p.architectures, [Arch::X86_64, Arch::I386]);
         assert!(p.removed_from_docker_default().contains(&"ptrace"));
         assert_eq!(p.to_oci().architectures, ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"]);
+    }
+
+    #[test]
+    fn runc_init_before_its_stages_rename_it_is_runc_only_where_they_ran() {
+        // Seen under Docker on Linux 6.18: runc init re-exec'd its copy inside the container
+        // (comm `runc`) and made its sync socketpairs there as the workload.
+        let p = SyscallProfile::build(
+            &[
+                obs("runc", ARCH_X86_64, PHASE_WORKLOAD, &[(53, 2)]),
+                obs("exe", ARCH_X86_64, PHASE_WORKLOAD, &[(165, 1)]),
+                obs("runc:[2:INIT]", ARCH_X86_64, PHASE_FILTERED, &[(126, 1), (59, 1)]),
+                obs("python3", ARCH_X86_64, PHASE_WORKLOAD, &[(53, 1), (0, 1)]),
+            ],
+            WorkloadKind::Container,
+        );
+        let socketpair = p.syscalls.iter().find(|s| s.name == "socketpair").unwrap();
+        assert_eq!((socketpair.count, socketpair.programs.clone()), (1, vec!["python3".to_string()]));
+        assert!(!p.allowed_names().contains("mount"));
+        // Without runc's stages in that cgroup, a program named runc or exe is the workload's.
+        assert!(!runc_before_filter("runc", false) && !runc_before_filter("exe", false));
+        assert!(runc_before_filter("runc:[1:CHILD]", false));
     }
 
     #[test]
