@@ -27,7 +27,7 @@ for r in $(seq "$rounds"); do
     line="floor=$(mean_ns "$1" 1)"
     # The builds take turns going first: a run right after another runs faster here (about
     # 7 % on setuid-loop), which a fixed order would credit to the later build.
-    declare -A ns=()
+    ns=()
     for k in $(seq 0 $((${#builds[@]} - 1))); do
         i=$(( (k + r) % ${#builds[@]} ))
         ns[$i]=$(mean_ns "${builds[$i]}" 0)
@@ -35,7 +35,6 @@ for r in $(seq "$rounds"); do
     for i in $(seq 0 $((${#builds[@]} - 1))); do
         line="$line build$((i + 1))=${ns[$i]}"
     done
-    unset ns
     echo "$line"
 done | tee "$out/rounds.txt"
 /usr/bin/python3 - "$out/rounds.txt" <<'PY'
