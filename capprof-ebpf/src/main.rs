@@ -57,9 +57,9 @@ pub fn cap_capable(ctx: RawTracePointContext) -> u32 {
     0
 }
 
-/// The floor of any program on the raw tracepoint: does nothing. Attached in place of
-/// `cap_capable` only by the benchmarks (`CAPPROF_BENCH_FLOOR`), which report it beside every
-/// per-check figure.
+/// The floor of any program on the raw tracepoint: does nothing. Attached only by the
+/// benchmarks, in place of `cap_capable` (`CAPPROF_BENCH_FLOOR=1`) or before and after it
+/// (`=around`), which report it beside every per-check figure.
 #[raw_tracepoint(tracepoint = "cap_capable")]
 pub fn cap_capable_floor(_ctx: RawTracePointContext) -> u32 {
     0

@@ -202,7 +202,10 @@ impl Ord for CapabilityId {
 
 impl PartialEq<&str> for CapabilityId {
     fn eq(&self, other: &&str) -> bool {
-        self.to_string() == *other
+        match self {
+            Self::Known(c) => c.name() == *other,
+            Self::Unknown(n) => other.strip_prefix("CAP_").is_some_and(|rest| rest == n.to_string()),
+        }
     }
 }
 

@@ -85,7 +85,7 @@ fn workload(name: &str, labels: &[(&str, &str)], image: &str, comm: &str) -> Wor
 }
 
 fn profile(workloads: Vec<WorkloadProfile>) -> Profile {
-    let backend = BackendSummary { name: "tracepoint".into(), sees_opts: false, classification: String::new(), program: None, syscall_program: None, network_hooks: None };
+    let backend = BackendSummary { name: "tracepoint".into(), sees_opts: false, classification: String::new(), program: None, floor_program: None, syscall_program: None, network_hooks: None };
     Profile::assemble(backend, Losses::default(), 0, workloads)
 }
 
@@ -329,7 +329,7 @@ fn api() -> crate::faces::daemon::server::Shared {
     crate::faces::daemon::server::Shared {
         store: Arc::new(Mutex::new(store)),
         health: Arc::new(Mutex::new(crate::faces::daemon::learner::Health::default())),
-        backend: BackendSummary { name: "tracepoint".into(), sees_opts: false, classification: String::new(), program: None, syscall_program: None, network_hooks: None },
+        backend: BackendSummary { name: "tracepoint".into(), sees_opts: false, classification: String::new(), program: None, floor_program: None, syscall_program: None, network_hooks: None },
         started: std::time::Instant::now(),
         tcp_metrics_only: false,
         node: "node\"a\nb".into(),

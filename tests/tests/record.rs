@@ -260,3 +260,37 @@ fn repeated_checks_are_counted_exactly() {
     let probes: u64 = r.checks_of("SYS_ADMIN").iter().filter(|c| c.site.as_deref().is_some_and(|s| s.contains("vm_enough_memory"))).map(|c| c.count).sum();
     assert!((40_000..40_100).contains(&probes), "one overcommit probe per mmap (and the few of the exec): {probes}: {}", r.profile);
 }
+
+/// The benchmarks' floor on the same checks (`CAPPROF_BENCH_FLOOR=around`, BENCHMARKS.md): the
+/// empty program runs before and after the check program on every check, and with the
+/// tracepoint iterator's frame below it the check program still finds every call site and
+/// classifies as it does alone.
+#[test]
+fn the_benchmarks_floor_around_the_check_program_changes_nothing() {
+    require_root();
+    let s = scenario();
+    let file = scratch("floor-around").join(format!("{}.json", unique()));
+    let script = format!("{0} setuid-loop 5000; {0} chroot /", s.display());
+    let out = std::process::Command::new(capprof())
+        .env("CAPPROF_BENCH_FLOOR", "around")
+        .args(["record", "--bpf-stats", "-f", "json", "-o"])
+        .arg(&file)
+        .args(["--", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let profile: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let w = &profile["workloads"][0];
+    assert_eq!(added(w), vec!["SYS_CHROOT"], "setuid(0) to the ids it has is a probe: {profile}");
+    assert_eq!(profile["losses"]["site_unknown"], 0, "{}", profile["losses"]);
+    let checks = w["checks"].as_array().unwrap();
+    let setuid = checks.iter().find(|c| c["capability"] == "SETUID").expect("the loop's SETUID checks");
+    assert_eq!((setuid["count"].as_u64(), &setuid["site"], &setuid["classification"]), (Some(5000), &"ns_capable_setid".into(), &"probed".into()), "{setuid}");
+    let (program, floor) = (&profile["backend"]["program"], &profile["backend"]["floor_program"]);
+    let runs = program["runs"].as_u64().unwrap();
+    assert!(runs >= 5000, "{program}");
+    // The host's few checks between one attach and the next are the floor's alone.
+    let floor_runs = floor["runs"].as_u64().unwrap();
+    assert!(floor_runs.abs_diff(2 * runs) <= runs / 100, "the floor runs before and after every check ({runs}): {floor}");
+    assert!(program["mean_ns"].as_f64().unwrap() > 0.0 && floor["mean_ns"].as_f64().unwrap() > 0.0, "{}", profile["backend"]);
+}

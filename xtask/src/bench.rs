@@ -127,7 +127,46 @@ pub fn program_times(capprof: &Path, scenario: &Path, n: &str) -> Result<()> {
         );
     }
 
+    same_check_times(capprof, scenario, n)
+}
+
+/// The check program and the empty one timed on the same checks: the empty program attached
+/// before and after it (`CAPPROF_BENCH_FLOOR=around`), so both see the same moment of the
+/// machine, and the floor is the mean of a program that runs first (cold) and one that runs
+/// right after the check program (warm).
+fn same_check_times(capprof: &Path, scenario: &Path, n: &str) -> Result<()> {
+    println!("\n## The same, on the same checks\n");
+    println!("The empty program attached before and after the check program (`CAPPROF_BENCH_FLOOR=around`): the three");
+    println!("run on every check of the loop, so the floor and the check program share each moment of the machine. The");
+    println!("tracepoint iterator's frame is in both (calibration finds the call site through it). {ROUNDS} rounds; × floor");
+    println!("is the median of each round's ratio, with the lowest and highest.\n");
+    println!("| loop | capprof in scope: median | floor on the same checks: median | in scope × floor (lowest–highest) |");
+    println!("|---|---|---|---|");
+    for (name, what) in LOOPS {
+        let (mut cap, mut floor, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let _stats = StatsOn::new()?;
+            let (c, f) = capprof_around_ns(capprof, scenario, name, n)?;
+            cap.push(c);
+            floor.push(f);
+            ratio.push(c / f);
+        }
+        let (low, high) = (fastest(&ratio), slowest(&ratio));
+        println!("| {what} | {:.0} ns | {:.0} ns | {:.2} ({low:.2}–{high:.2}) |", median(&mut cap), median(&mut floor), median(&mut ratio));
+    }
     Ok(())
+}
+
+/// The check program's and the empty program's mean run times over the same checks.
+fn capprof_around_ns(capprof: &Path, scenario: &Path, name: &str, n: &str) -> Result<(f64, f64)> {
+    let mut args: Vec<std::ffi::OsString> = ["--", "taskset", "-c", "1"].iter().map(Into::into).collect();
+    args.push(scenario.into());
+    args.extend([name, n].iter().map(Into::into));
+    std::env::set_var("CAPPROF_BENCH_FLOOR", "around");
+    let text = profile_text(capprof, &[], &args);
+    std::env::remove_var("CAPPROF_BENCH_FLOOR");
+    let text = text?;
+    Ok((mean_ns_after(&text, "\"program\"")?, mean_ns_after(&text, "\"floor_program\"")?))
 }
 
 /// capprof's own report of its check program's mean run time (`--bpf-stats`), or with
@@ -184,6 +223,11 @@ fn bpftrace_program_ns(script: &str, scenario: &Path, name: &str, n: &str) -> Re
 /// `capprof record --bpf-stats EXTRA -f json -o FILE TARGET`: the mean run time of the
 /// program whose statistics follow `section` in the profile's `backend`.
 pub(crate) fn program_mean_ns(capprof: &Path, extra: &[&str], target: &[std::ffi::OsString], section: &str) -> Result<f64> {
+    mean_ns_after(&profile_text(capprof, extra, target)?, section)
+}
+
+/// The JSON profile of `capprof record --bpf-stats EXTRA -f json TARGET`.
+fn profile_text(capprof: &Path, extra: &[&str], target: &[std::ffi::OsString]) -> Result<String> {
     let file = std::env::temp_dir().join(format!("capprof-bench-profile-{}.json", std::process::id()));
     let status = Command::new(capprof)
         .args(["record", "--bpf-stats"])
@@ -199,7 +243,7 @@ pub(crate) fn program_mean_ns(capprof: &Path, extra: &[&str], target: &[std::ffi
     }
     let text = std::fs::read_to_string(&file)?;
     let _ = std::fs::remove_file(&file);
-    mean_ns_after(&text, section)
+    Ok(text)
 }
 
 /// The `mean_ns` of the program statistics that follow `section` in a profile's text.

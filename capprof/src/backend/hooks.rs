@@ -86,9 +86,17 @@ impl BackendKind {
                     return Err(Error::new(ErrorKind::UnsupportedKernel, "no capability:cap_capable tracepoint (added in Linux 6.14)"));
                 }
                 // The benchmarks' floor: an empty program alone on the tracepoint (a second
-                // program would add the tracepoint iterator's frame to both).
-                let prog = if std::env::var_os("CAPPROF_BENCH_FLOOR").is_some() { "cap_capable_floor" } else { "cap_capable" };
-                links.push(raw_tracepoint(ebpf, prog, "cap_capable")?);
+                // program adds the tracepoint iterator's frame to both), or `around` the check
+                // program, attached before and after it, to time both on the same checks.
+                match std::env::var("CAPPROF_BENCH_FLOOR").as_deref() {
+                    Err(_) => links.push(raw_tracepoint(ebpf, "cap_capable", "cap_capable")?),
+                    Ok("around") => {
+                        links.push(raw_tracepoint(ebpf, "cap_capable_floor", "cap_capable")?);
+                        links.push(raw_tracepoint(ebpf, "cap_capable", "cap_capable")?);
+                        links.push(attach_again(ebpf, "cap_capable_floor", "cap_capable")?);
+                    }
+                    Ok(_) => links.push(raw_tracepoint(ebpf, "cap_capable_floor", "cap_capable")?),
+                }
             }
             Self::Fexit => {
                 // aya needs the kernel's BTF to find cap_capable's type: parsed only here.
@@ -319,6 +327,13 @@ fn syscall_tracepoint(ebpf: &mut Ebpf, prog: &'static str, name: &str) -> Result
 fn raw_tracepoint(ebpf: &mut Ebpf, prog: &'static str, tracepoint: &str) -> Result<Attached> {
     let p: &mut RawTracePoint = program(ebpf, prog)?;
     p.load().map_err(|e| load_error(&format!("loading {prog}"), e))?;
+    let id = p.attach(tracepoint).map_err(|e| load_error(&format!("attaching to raw tracepoint {tracepoint}"), e))?;
+    Ok(Attached::Raw(prog, id))
+}
+
+/// A second link of a program already loaded and attached (the benchmarks' floor around).
+fn attach_again(ebpf: &mut Ebpf, prog: &'static str, tracepoint: &str) -> Result<Attached> {
+    let p: &mut RawTracePoint = program(ebpf, prog)?;
     let id = p.attach(tracepoint).map_err(|e| load_error(&format!("attaching to raw tracepoint {tracepoint}"), e))?;
     Ok(Attached::Raw(prog, id))
 }

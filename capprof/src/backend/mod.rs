@@ -349,6 +349,19 @@ impl Backend {
         self.program_stats_of("cap_capable").or_else(|| self.program_stats_of("cap_capable_floor"))
     }
 
+    /// The benchmarks' empty program when it ran around the check program on the same checks
+    /// (`CAPPROF_BENCH_FLOOR=around`): its runs are both of its links'.
+    pub fn floor_stats(&self) -> Option<ProgramStats> {
+        if !self.floor_beside() {
+            return None;
+        }
+        self.program_stats_of("cap_capable_floor")
+    }
+
+    fn floor_beside(&self) -> bool {
+        std::env::var("CAPPROF_BENCH_FLOOR").as_deref() == Ok("around")
+    }
+
     /// Run count and time of the program `name` (`sys_enter`: the system-call hook).
     pub fn program_stats_of(&self, name: &str) -> Option<ProgramStats> {
         let info = self.ebpf.program(name)?.info().ok()?;

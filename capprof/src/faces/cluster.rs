@@ -152,6 +152,7 @@ pub fn build(series: &Series, selection: &Selection, source: &str) -> Profile {
         sees_opts: false,
         classification: format!("the nodes' own (capprof_checks_total's class label, from {source}); call sites, programs and hardening advice stay on the nodes"),
         program: None,
+        floor_program: None,
         syscall_program: None,
         network_hooks: None,
     };

@@ -198,7 +198,7 @@ mod tests {
         let checks = caps.iter().map(|c| Check::for_test(*c, "ns_capable", &["__x64_sys_x", "ns_capable"])).collect();
         let container = ContainerInfo { name: "web".into(), image: "img".into(), changed_paths: Some(changed.iter().map(|s| s.to_string()).collect()), ..Default::default() };
         let meta = WorkloadMeta { service: None, name: "web".into(), kind: WorkloadKind::Container, command: vec![], cgroup: String::new(), exit_status: None, container: Some(container), net_uses: vec![], portable: false };
-        let backend = BackendSummary { name: "tracepoint".into(), sees_opts: false, classification: String::new(), program: None, syscall_program: None, network_hooks: None };
+        let backend = BackendSummary { name: "tracepoint".into(), sees_opts: false, classification: String::new(), program: None, floor_program: None, syscall_program: None, network_hooks: None };
         Profile::assemble(backend, Losses::default(), 1000, vec![WorkloadProfile::build(meta, checks)])
     }
 

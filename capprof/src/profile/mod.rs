@@ -42,6 +42,10 @@ pub struct BackendSummary {
     /// The check program's run time, with `--bpf-stats`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub program: Option<ProgramRunTime>,
+    /// The benchmarks' empty program, run before and after the check program on the same
+    /// checks (`CAPPROF_BENCH_FLOOR=around`, with `--bpf-stats`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor_program: Option<ProgramRunTime>,
     /// The system-call hook's run time, with `--seccomp --bpf-stats` (every system call on the
     /// host, in scope or not).
     #[serde(default, skip_serializing_if = "Option::is_none")]

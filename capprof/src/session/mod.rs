@@ -219,6 +219,7 @@ impl Tracer {
             sees_opts: info.sees_opts,
             classification: info.classification.clone(),
             program: self.stats.as_ref().and_then(|_| self.collector.backend.program_stats()).map(ProgramRunTime::from),
+            floor_program: self.stats.as_ref().and_then(|_| self.collector.backend.floor_stats()).map(ProgramRunTime::from),
             syscall_program: self.stats.as_ref().filter(|_| self.traces_syscalls()).and_then(|_| self.collector.backend.program_stats_of("sys_enter")).map(ProgramRunTime::from),
             network_hooks: self.collector.backend.network_hooks().map(str::to_owned),
         }
