@@ -219,18 +219,8 @@ fn concurrent_recordings_keep_their_call_sites() {
 #[test]
 fn stack_reads_without_kfuncs_give_the_same_sites() {
     require_root();
-    let s = scenario();
-    let file = scratch("nokfunc").join(format!("{}.json", unique()));
-    let script = format!("{0} setuid; {0} chroot /", s.display());
-    let out = std::process::Command::new(capprof())
-        .env("CAPPROF_NO_KFUNCS", "1")
-        .args(["record", "-f", "json", "-o"])
-        .arg(&file)
-        .args(["--", "sh", "-c", &script])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let profile: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let script = format!("{0} setuid; {0} chroot /", scenario().display());
+    let profile = record_script_with(("CAPPROF_NO_KFUNCS", "1"), &[], &script);
     let w = &profile["workloads"][0];
     assert_eq!(added(w), vec!["SETUID", "SYS_CHROOT"], "{profile}");
     assert_eq!(profile["losses"]["site_unknown"], 0, "{}", profile["losses"]);
@@ -268,18 +258,8 @@ fn repeated_checks_are_counted_exactly() {
 #[test]
 fn the_benchmarks_floor_around_the_check_program_changes_nothing() {
     require_root();
-    let s = scenario();
-    let file = scratch("floor-around").join(format!("{}.json", unique()));
-    let script = format!("{0} setuid-loop 5000; {0} chroot /", s.display());
-    let out = std::process::Command::new(capprof())
-        .env("CAPPROF_BENCH_FLOOR", "around")
-        .args(["record", "--bpf-stats", "-f", "json", "-o"])
-        .arg(&file)
-        .args(["--", "sh", "-c", &script])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let profile: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let script = format!("{0} setuid-loop 5000; {0} chroot /", scenario().display());
+    let profile = record_script_with(("CAPPROF_BENCH_FLOOR", "around"), &["--bpf-stats"], &script);
     let w = &profile["workloads"][0];
     assert_eq!(added(w), vec!["SYS_CHROOT"], "setuid(0) to the ids it has is a probe: {profile}");
     assert_eq!(profile["losses"]["site_unknown"], 0, "{}", profile["losses"]);
@@ -293,4 +273,12 @@ fn the_benchmarks_floor_around_the_check_program_changes_nothing() {
     let floor_runs = floor["runs"].as_u64().unwrap();
     assert!(floor_runs.abs_diff(2 * runs) <= runs / 100, "the floor runs before and after every check ({runs}): {floor}");
     assert!(program["mean_ns"].as_f64().unwrap() > 0.0 && floor["mean_ns"].as_f64().unwrap() > 0.0, "{}", profile["backend"]);
+}
+
+/// The JSON profile of `capprof record EXTRA -- sh -c SCRIPT` with one environment variable set.
+fn record_script_with((name, value): (&str, &str), extra: &[&str], script: &str) -> serde_json::Value {
+    let file = scratch("record-with").join(format!("{}.json", unique()));
+    let out = Command::new(capprof()).env(name, value).arg("record").args(extra).args(["-f", "json", "-o"]).arg(&file).args(["--", "sh", "-c", script]).output().unwrap();
+    assert!(out.status.success(), "{name}={value}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap()
 }
