@@ -83,8 +83,8 @@ pub fn syscall_times(capprof: &Path, scenario: &Path) -> Result<()> {
     Ok(())
 }
 
-/// BENCHMARKS.md's program table: each program alone on the hook, against the floor
-/// (`cargo xtask bench --programs-only` prints only this).
+/// BENCHMARKS.md's program tables: each program alone on the hook, against the floor, then the
+/// check program on the same checks as its floor (`cargo xtask bench --programs-only` prints only these).
 pub fn program_times(capprof: &Path, scenario: &Path, n: &str) -> Result<()> {
     println!("\n## Program run time per check (kernel BPF statistics), each program alone on the hook\n");
     println!("Kernel BPF statistics over the loop ({n} iterations), one program attached at a time, in turn each");

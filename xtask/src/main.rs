@@ -47,7 +47,8 @@ enum Cmd {
         /// Iterations of each per-check loop.
         #[arg(long, default_value_t = 200_000)]
         iterations: u64,
-        /// Only the program run-time table (each program alone on the hook, against the floor).
+        /// Only the program run-time tables (each program alone on the hook against the floor, and
+        /// the check program with the floor around it on the same checks).
         #[arg(long)]
         programs_only: bool,
         /// Only the per-system-call table (getppid: what a call without a check pays).
