@@ -350,16 +350,9 @@ impl Backend {
     }
 
     /// The benchmarks' empty program when it ran around the check program on the same checks
-    /// (`CAPPROF_BENCH_FLOOR=around`): its runs are both of its links'.
+    /// (`CAPPROF_BENCH_FLOOR=around`: both loaded): its runs are both of its links'.
     pub fn floor_stats(&self) -> Option<ProgramStats> {
-        if !self.floor_beside() {
-            return None;
-        }
-        self.program_stats_of("cap_capable_floor")
-    }
-
-    fn floor_beside(&self) -> bool {
-        std::env::var("CAPPROF_BENCH_FLOOR").as_deref() == Ok("around")
+        self.program_stats_of("cap_capable").and(self.program_stats_of("cap_capable_floor"))
     }
 
     /// Run count and time of the program `name` (`sys_enter`: the system-call hook).
