@@ -159,28 +159,23 @@ fn same_check_times(capprof: &Path, scenario: &Path, n: &str) -> Result<()> {
 
 /// The check program's and the empty program's mean run times over the same checks.
 fn capprof_around_ns(capprof: &Path, scenario: &Path, name: &str, n: &str) -> Result<(f64, f64)> {
+    let text = profile_text(capprof, Some("around"), &[], &pinned_loop(scenario, name, n))?;
+    Ok((mean_ns_after(&text, "\"program\"")?, mean_ns_after(&text, "\"floor_program\"")?))
+}
+
+/// `-- taskset -c 1 SCENARIO NAME N`: the loop pinned to CPU 1, as `record`'s target.
+fn pinned_loop(scenario: &Path, name: &str, n: &str) -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> = ["--", "taskset", "-c", "1"].iter().map(Into::into).collect();
     args.push(scenario.into());
     args.extend([name, n].iter().map(Into::into));
-    std::env::set_var("CAPPROF_BENCH_FLOOR", "around");
-    let text = profile_text(capprof, &[], &args);
-    std::env::remove_var("CAPPROF_BENCH_FLOOR");
-    let text = text?;
-    Ok((mean_ns_after(&text, "\"program\"")?, mean_ns_after(&text, "\"floor_program\"")?))
+    args
 }
 
 /// capprof's own report of its check program's mean run time (`--bpf-stats`), or with
 /// `floor` of the empty program attached in its place.
 fn capprof_program_ns(capprof: &Path, scenario: &Path, name: &str, n: &str, floor: bool) -> Result<f64> {
-    let mut args: Vec<std::ffi::OsString> = ["--", "taskset", "-c", "1"].iter().map(Into::into).collect();
-    args.push(scenario.into());
-    args.extend([name, n].iter().map(Into::into));
-    if floor {
-        std::env::set_var("CAPPROF_BENCH_FLOOR", "1");
-    }
-    let ns = program_mean_ns(capprof, &[], &args, "\"program\"");
-    std::env::remove_var("CAPPROF_BENCH_FLOOR");
-    ns
+    let text = profile_text(capprof, floor.then_some("1"), &[], &pinned_loop(scenario, name, n))?;
+    mean_ns_after(&text, "\"program\"")
 }
 
 /// The check program's mean run time while the loop runs outside the recorded scope: beside
@@ -223,13 +218,20 @@ fn bpftrace_program_ns(script: &str, scenario: &Path, name: &str, n: &str) -> Re
 /// `capprof record --bpf-stats EXTRA -f json -o FILE TARGET`: the mean run time of the
 /// program whose statistics follow `section` in the profile's `backend`.
 pub(crate) fn program_mean_ns(capprof: &Path, extra: &[&str], target: &[std::ffi::OsString], section: &str) -> Result<f64> {
-    mean_ns_after(&profile_text(capprof, extra, target)?, section)
+    mean_ns_after(&profile_text(capprof, None, extra, target)?, section)
 }
 
-/// The JSON profile of `capprof record --bpf-stats EXTRA -f json TARGET`.
-fn profile_text(capprof: &Path, extra: &[&str], target: &[std::ffi::OsString]) -> Result<String> {
+/// The JSON profile of `capprof record --bpf-stats EXTRA -f json TARGET`, with
+/// `CAPPROF_BENCH_FLOOR=FLOOR` when given (the empty program in place of the check program, or
+/// around it).
+fn profile_text(capprof: &Path, floor: Option<&str>, extra: &[&str], target: &[std::ffi::OsString]) -> Result<String> {
     let file = std::env::temp_dir().join(format!("capprof-bench-profile-{}.json", std::process::id()));
-    let status = Command::new(capprof)
+    let mut record = Command::new(capprof);
+    match floor {
+        Some(floor) => record.env("CAPPROF_BENCH_FLOOR", floor),
+        None => record.env_remove("CAPPROF_BENCH_FLOOR"),
+    };
+    let status = record
         .args(["record", "--bpf-stats"])
         .args(extra)
         .args(["-f", "json", "-o"])
