@@ -136,7 +136,10 @@ const DAEMON: &str = r#"
 capprof daemon --services --flush-interval 1 --socket /tmp/d.sock --state /tmp/d.redb 2>/tmp/d.err & D=$!
 i=0; while [ ! -S /tmp/d.sock ] && [ $i -lt 600 ]; do sleep 0.2; i=$((i+1)); done
 systemctl start lowport.service; poll 20 'curl -fsS -m 5 -o /dev/null http://127.0.0.1:99/'
-i=0; while ! capprof export service:lowport.service -f systemd --socket /tmp/d.sock >/tmp/daemon.conf 2>/dev/null && [ $i -lt 150 ]; do sleep 0.2; i=$((i+1)); done
+# The daemon commits the unit with its first checks (systemd's set-up) and the bind's at its
+# next pass, up to half a second later: polled until the bind is in, for at most 30 s (a bind
+# never learned still fails the expectation).
+i=0; until { capprof export service:lowport.service -f systemd --socket /tmp/d.sock >/tmp/daemon.conf 2>/dev/null && grep -q NET_BIND_SERVICE /tmp/daemon.conf; } || [ $i -ge 150 ]; do sleep 0.2; i=$((i+1)); done
 sed 's/^/DAEMON_DROPIN lowport.service /' /tmp/daemon.conf
 kill $D; wait $D 2>/dev/null; systemctl stop lowport.service
 grep -i 'error' /tmp/d.err | sed 's/^/ERR daemon /'
