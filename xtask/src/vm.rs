@@ -56,6 +56,13 @@ echo "@MARK@ end status=$?"
 poweroff -f
 "#;
 
+/// A kernel that stops making progress ends the run at once instead of filling the serial log
+/// with lockup lines until the harness's timeout: a soft lockup panics, and a panic reboots, which
+/// `-no-reboot` turns into QEMU's exit. Every CPU's stack is logged at the lockup, and the panic
+/// replays the whole kernel log on the console (0x20) with every level shown, so the stacks reach
+/// the error message despite the quiet console.
+const KERNEL_STALLS: &str = "panic=-1 softlockup_panic=1 softlockup_all_cpu_backtrace=1 panic_print=0x20";
+
 /// Runs `scripts/vm-setup.sh` (qemu, busybox-static, the 6.1 kernel; idempotent, needs root).
 pub fn setup() -> Result<()> {
     crate::run(Command::new("bash").arg(crate::root().join("scripts/vm-setup.sh")))
@@ -102,7 +109,7 @@ pub fn run_in_vm(binaries: &[&Path], script: &str, timeout: Duration) -> Result<
     let initrd = dir.0.join("initrd.cpio");
     let cpio = initramfs(binaries, script, &mark)?;
     fs::write(&initrd, cpio).with_context(|| format!("writing {}", initrd.display()))?;
-    boot(&initrd, "1024", "console=ttyS0 panic=-1 quiet", &mark, timeout)
+    boot(&initrd, "1024", &format!("console=ttyS0 quiet {KERNEL_STALLS}"), &mark, timeout)
 }
 
 /// The systemd VM's `/capprof-vm-run`, started by `capprof-vm-test.service` once the services
@@ -148,12 +155,35 @@ pub fn run_in_systemd_vm(rootfs: &Path, binaries: &[&Path], script: &str, timeou
     let mut file = fs::OpenOptions::new().append(true).open(&initrd).with_context(|| format!("opening {}", initrd.display()))?;
     std::io::Write::write_all(&mut file, &overlay).with_context(|| format!("writing {}", initrd.display()))?;
     drop(file);
-    let append = "console=ttyS0 panic=-1 quiet loglevel=1 rdinit=/lib/systemd/systemd systemd.show_status=0";
-    boot(&initrd, "2048", append, &mark, timeout)
+    let append = format!("console=ttyS0 quiet loglevel=1 rdinit=/lib/systemd/systemd systemd.show_status=0 {KERNEL_STALLS}");
+    boot(&initrd, "2048", &append, &mark, timeout)
 }
 
-/// Runs QEMU on `initrd` until it powers off or `timeout` passes; parses the markers.
+/// Runs QEMU on `initrd` until it powers off or `timeout` passes; parses the markers. A boot
+/// whose kernel locked up is booted once more, saying so with the console of the first: the guest
+/// kernel under TCG is not what the tests test, but a lockup on both boots fails.
 fn boot(initrd: &Path, memory: &str, append: &str, mark: &str, timeout: Duration) -> Result<VmRun> {
+    match boot_once(initrd, memory, append, mark, timeout)? {
+        Boot::Ran(run) => Ok(run),
+        Boot::KernelLockup(first) => {
+            eprintln!("xtask: the VM's kernel locked up (not a test result){first}\nxtask: booting the VM again, once");
+            match boot_once(initrd, memory, append, mark, timeout)? {
+                Boot::Ran(run) => Ok(run),
+                Boot::KernelLockup(second) => bail!("the VM's kernel locked up on both boots{second}"),
+            }
+        }
+    }
+}
+
+/// How one boot ended.
+enum Boot {
+    /// The script ran to its end marker.
+    Ran(VmRun),
+    /// The guest kernel reported a soft lockup and panicked (or hung): what its console showed.
+    KernelLockup(String),
+}
+
+fn boot_once(initrd: &Path, memory: &str, append: &str, mark: &str, timeout: Duration) -> Result<Boot> {
     let kernel = kernel();
     if !kernel.is_file() {
         bail!("no VM kernel at {}: run scripts/vm-setup.sh (as root) first", kernel.display());
@@ -187,12 +217,19 @@ fn boot(initrd: &Path, memory: &str, append: &str, mark: &str, timeout: Duration
     };
     let serial = String::from_utf8_lossy(&out.join().unwrap_or_default()).replace("\r\n", "\n");
     let stderr = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
+    let run = parse(&serial, mark);
+    if run.is_err() && locked_up(&serial) {
+        return Ok(Boot::KernelLockup(story(&serial, mark)));
+    }
     let Some(qemu_status) = exited else {
-        bail!("VM timed out after {timeout:?} and was killed; serial console ended with:\n{}", tail(&serial));
+        bail!("VM timed out after {timeout:?} and was killed{}", story(&serial, mark));
     };
-    parse(&serial, mark).with_context(|| {
-        format!("VM gave no exit status (qemu: {qemu_status}); stderr: {stderr}\nserial console ended with:\n{}", tail(&serial))
-    })
+    run.map(Boot::Ran).with_context(|| format!("VM gave no exit status (qemu: {qemu_status}); stderr: {stderr}{}", story(&serial, mark)))
+}
+
+/// The guest kernel's watchdog reported a CPU that stopped scheduling.
+fn locked_up(serial: &str) -> bool {
+    serial.contains("watchdog: BUG: soft lockup")
 }
 
 /// TCG emulating every CPU feature. KVM only on request (`CAPPROF_VM_KVM=1`): on this machine
@@ -217,10 +254,23 @@ fn parse(serial: &str, mark: &str) -> Result<VmRun> {
     Ok(VmRun { output: serial[start..stop].to_string(), status })
 }
 
-/// The last lines of a serial log, for error messages.
-fn tail(serial: &str) -> String {
-    let lines: Vec<&str> = serial.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
+/// What a failed run's serial log tells: how far the script got (its last lines before the
+/// kernel's first lockup report or panic) and how the console ended, for the error message.
+fn story(serial: &str, mark: &str) -> String {
+    let last = |text: &str, n: usize| -> String {
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    };
+    let begin = format!("{mark} begin\n");
+    let script = match serial.find(&begin) {
+        Some(at) => {
+            let ran = &serial[at + begin.len()..];
+            let ran = ["watchdog: BUG: soft lockup", "Kernel panic"].iter().filter_map(|m| ran.find(m)).min().map_or(ran, |end| &ran[..end]);
+            format!("\nthe script got as far as:\n{}", last(ran, 40))
+        }
+        None => "\nthe script never started".to_string(),
+    };
+    format!("{script}\nserial console ended with:\n{}", last(serial, 150))
 }
 
 /// Reads a pipe to its end on a thread, so QEMU never blocks on a full pipe.
@@ -346,4 +396,30 @@ fn shared_libs(bin: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(libs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The end of a real run's console (CI, 2026-12-03): both CPUs locked up mid-script.
+    const LOCKED: &str = "@M@ begin\nBOOT running\nKERNEL 6.1.0-57-amd64\n[  230.1] watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [systemctl:667]\n[  230.2] watchdog: BUG: soft lockup - CPU#1 stuck for 21s! [capprof:642]\n[  230.3] Kernel panic - not syncing: softlockup: hung tasks\n";
+
+    #[test]
+    fn a_lockup_is_told_from_a_finished_script() {
+        assert!(locked_up(LOCKED));
+        assert!(parse(LOCKED, "@M@").is_err());
+        let finished = "@M@ begin\nok\n@M@ end status=0\n";
+        assert!(!locked_up(finished));
+        assert_eq!(parse(finished, "@M@").map(|r| (r.output, r.status)).ok(), Some(("ok\n".to_string(), 0)));
+    }
+
+    #[test]
+    fn the_story_shows_the_script_up_to_the_lockup_and_the_console_after() {
+        let told = story(LOCKED, "@M@");
+        let (script, console) = told.split_once("serial console ended with:").expect("two parts");
+        assert!(script.contains("KERNEL 6.1.0-57-amd64") && !script.contains("soft lockup"), "{script}");
+        assert!(console.contains("CPU#1 stuck") && console.contains("Kernel panic"), "{console}");
+        assert!(story(LOCKED.replace("@M@ begin\n", "").as_str(), "@M@").contains("the script never started"));
+    }
 }
