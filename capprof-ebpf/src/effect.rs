@@ -1,14 +1,16 @@
 //! The effect test: does the system call's own request show that a granted check could change
 //! nothing, or that only a re-run can tell? The kernel asks some capabilities before it knows
 //! whether the answer matters (../shared/KERNEL-CHECK-SITES.md): capset asks SETPCAP on every
-//! call, setuid to the ids a task already has asks SETUID, kill(pid, 0) asks KILL, every chmod
-//! by a non-member of the file's group asks FSETID, a task opening its own /proc/self/fd asks
-//! for DAC capabilities before proc_fd_permission lets it in anyway (`FLAG_NO_EFFECT`). A
-//! timestamp touch asks FOWNER before falling back to write permission, fchown of an open file
-//! is often tolerated when refused, SO_RCVBUFFORCE falls back to the capped size
-//! (`FLAG_DOUBTFUL`). The arguments are in the task's saved user registers, and the ids and
-//! sets in the checked credentials, so the answer is known at check time, per check, and
-//! aggregated like every other key bit.
+//! call, setuid to the ids a task already has asks SETUID, every chmod by a non-member of the
+//! file's group asks FSETID, a task opening its own /proc/self/fd asks for DAC capabilities
+//! before proc_fd_permission lets it in anyway (`FLAG_NO_EFFECT`). kill(pid, 0) asks KILL and
+//! is flagged the same way, but refused the caller sees EPERM, so userspace keeps it
+//! conditional. A timestamp touch asks FOWNER before falling back to write permission, fchown
+//! of an open file is often tolerated when refused, SO_RCVBUFFORCE falls back to the capped
+//! size, a write or chown of a set-id file loses its bits without FSETID (`FLAG_DOUBTFUL`).
+//! The arguments are in the task's saved user registers, and the ids and sets in the checked
+//! credentials, so the answer is known at check time, per check, and aggregated like every
+//! other key bit.
 //!
 //! Only the native x86_64 system call ABI is read; anything else (ia32, x32, other
 //! architectures, a check outside a system call the table knows) gets no flag, so those
@@ -169,8 +171,9 @@ pub fn flags(cap: u32, cred: u64, task: *mut task_struct) -> u32 {
         // in_group_or_capable on chmod: without it only S_ISGID is cleared from the new mode.
         (CAP_FSETID, nr::CHMOD | nr::FCHMOD) => arg!(regs_at::SI) & S_ISGID == 0,
         (CAP_FSETID, nr::FCHMODAT | nr::FCHMODAT2) => arg!(regs_at::DX) & S_ISGID == 0,
-        // Elsewhere FSETID only decides whether set-id bits survive a write or chown.
-        (CAP_FSETID, _) => true,
+        // Elsewhere FSETID decides whether a set-id file keeps its bits through a write or a
+        // chown: refused, the call succeeds and the file's mode changes (conditional).
+        (CAP_FSETID, _) => return FLAG_DOUBTFUL,
         _ => return 0,
     };
     if no_effect {

@@ -6,12 +6,18 @@
 //! that come from ../shared/KERNEL-CHECK-SITES.md name their row there.
 //!
 //! Classes: runtime (set-up before the workload's exec, or a runtime's own process), borrowed
-//! (credentials not the task's own), probed (the kernel asks without acting on a "no", or the
-//! request shows the answer changes nothing), optional (granted, with a silent fallback),
-//! denied (refused: the workload would need it for what it tried), conditional (granted where
-//! the program may tolerate a refusal: in the set, a re-run decides), needed (granted and acted
-//! on). A check made while capprof was stopping the workload is "at stop" instead of needed,
-//! optional or denied: shown apart, never in the set.
+//! (credentials not the task's own), probed (a refusal would leave everything the program can
+//! observe unchanged: return value, data, files), optional (granted, where many programs fall
+//! back quietly: in the set, a re-run decides), denied (refused: the workload would need it for
+//! what it tried), conditional (granted where the program may tolerate a refusal: in the set,
+//! a re-run decides), needed (granted and acted on). A check made while capprof was stopping
+//! the workload is "at stop" instead of needed, optional or denied: shown apart, never in the
+//! set.
+//!
+//! The rule for "probed" (../shared/KERNEL-CHECK-SITES.md, at its top): only where a refusal
+//! changes nothing the program can see. A refusal the program sees but may tolerate (an EPERM,
+//! a listing with names left out, set-id bits stripped) is conditional or optional: kept in the
+//! set until a re-run without it (`record --prove`, `minimize`) shows it can go.
 //!
 //! Then alternatives are folded: a refused DAC_READ_SEARCH followed by a granted DAC_OVERRIDE
 //! (and NET_RAW before NET_ADMIN for SO_MARK/SO_PRIORITY) is one need, not two; and a narrower
@@ -30,6 +36,8 @@ pub enum Classification {
     /// Granted where the program may tolerate a refusal: kept in the set (an extra capability
     /// fails to protect, a missing one breaks), a re-run decides (`record --prove`).
     Conditional,
+    /// Granted where many programs fall back quietly when refused: kept in the set like
+    /// `Conditional`, a re-run decides.
     Optional,
     Denied,
     AtStop,
@@ -114,19 +122,22 @@ pub static RULES: &[Rule] = &[
     rule(Some(5), &[], &[], Signal::Borrowed, Borrowed, "checked on credentials that are not the task's own (e.g. overlayfs copy-up)"),
     rule(Some(4), &[], &["security_vm_enough_memory_mm", "cap_vm_enough_memory", "__vm_enough_memory"], Signal::Any, Probed,
         "overcommit reserve probe (mmap, brk, execve, fork, shmget, stack growth): never a need"),
-    rule(None, &[], &[], Signal::Noaudit, Probed, "NOAUDIT check (cap_capable's opts): the kernel degrades instead of failing"),
-    rule(None, &[], &["ns_capable_noaudit", "has_ns_capability_noaudit", "has_capability_noaudit"], Signal::Any, Probed,
-        "quiet (NOAUDIT) check: the kernel degrades instead of failing"),
+    rule(None, &[], &[], Signal::Noaudit, Conditional,
+        "NOAUDIT check (cap_capable's opts): refused, the kernel degrades instead of failing, but what it returns changes (a /proc field hidden or zeroed); a re-run decides (record --prove)"),
+    rule(None, &[], &["ns_capable_noaudit", "has_ns_capability_noaudit", "has_capability_noaudit"], Signal::Any, Conditional,
+        "quiet (NOAUDIT) check: refused, the kernel degrades instead of failing, but what it returns changes (a /proc field hidden or zeroed); a re-run decides (record --prove)"),
     rule(Some(1), &[C::SETPCAP], &["cap_capset", "cap_inh_is_capped", "security_capset"], Signal::NoEffect, Probed,
         "capset kept the inheritable set within the old inheritable and permitted sets: SETPCAP changes nothing there"),
     rule(Some(2), &[C::SETUID], &["__sys_setuid"], Signal::NoEffect, Probed,
         "setuid to the real and saved uid the task already has: the call succeeds without SETUID"),
     rule(Some(2), &[C::SETGID], &["__sys_setgid"], Signal::NoEffect, Probed,
         "setgid to the real and saved gid the task already has: the call succeeds without SETGID"),
-    rule(Some(12), &[C::KILL], &[], Signal::NoEffect, Probed,
-        "signal 0 only asks whether the process exists, and the EPERM it gets without KILL says so too"),
+    rule(Some(12), &[C::KILL], &[], Signal::NoEffect, Conditional,
+        "signal 0 to another user's process: without KILL it gets EPERM, which `kill -0` and many liveness checks read as \"gone\"; a re-run decides (record --prove)"),
     rule(Some(11), &[C::FSETID], &[], Signal::NoEffect, Probed,
-        "harmless: without it set-id bits are stripped (a write, a chown, a chmod without g+s) and the call still succeeds"),
+        "a chmod whose new mode has no set-gid bit: without FSETID the kernel would clear a bit the mode does not ask for, so the result is the same"),
+    rule(Some(11), &[C::FSETID], &[], Signal::Doubtful, Conditional,
+        "a write or chown of a set-id file: without FSETID the kernel strips its set-id bits (the file's mode changes) and the call still succeeds; a re-run decides (record --prove)"),
     rule(Some(3), DAC, &["generic_permission"], Signal::FutileExec, Probed,
         "granted only in an execvp's misses (PATH entries without the program, before the one that ran): refused, execvp goes on past the EACCES as past the ENOENT"),
     rule(Some(6), &[C::AUDIT_WRITE], &["audit_receive_msg", "audit_netlink_ok"], Signal::Granted, Conditional,
@@ -141,24 +152,30 @@ pub static RULES: &[Rule] = &[
         "opening the task's own /proc/self/fd: proc_fd_permission lets the task in whatever generic_permission answered first"),
     rule(Some(15), &[C::BLOCK_SUSPEND], &["ep_take_care_of_epollwakeup", "do_epoll_ctl", "ep_insert", "ep_modify"], Signal::Any, Probed,
         "EPOLLWAKEUP is cleared silently without it: never a need"),
-    rule(Some(16), &[C::SYS_ADMIN], &["simple_xattr_list", "ext4_xattr_list_entries", "ext4_xattr_trusted_list", "xfs_xattr_put_listent", "vfs_listxattr", "listxattr"], Signal::Any, Probed,
-        "listing extended attributes leaves trusted.* names out without it: the listing still succeeds"),
+    rule(Some(16), &[C::SYS_ADMIN], &["ext4_xattr_list_entries", "ext4_xattr_trusted_list", "xfs_xattr_put_listent"], Signal::Granted, Needed,
+        "listing a file's extended attributes on ext4/xfs asks once per trusted.* attribute: without it that name is left out, and a copy (cp -a, rsync -X, tar --xattrs) silently loses it"),
+    rule(Some(16), &[C::SYS_ADMIN], &["simple_xattr_list", "vfs_listxattr", "listxattr"], Signal::Granted, Conditional,
+        "listing extended attributes (tmpfs, kernfs ask before knowing whether a trusted.* name exists): without it trusted.* names are left out; a re-run decides (record --prove)"),
     rule(None, &[C::NET_ADMIN], &["sk_setsockopt"], Signal::Doubtful, Optional,
-        "checked, probably optional — verify: SO_RCVBUFFORCE/SO_SNDBUFFORCE fall back to the capped size"),
+        "in the set until a re-run decides (record --prove): SO_RCVBUFFORCE/SO_SNDBUFFORCE get EPERM without it, and many programs fall back to the capped size"),
     rule(Some(14), &[C::SYS_RESOURCE], &["pipe_set_size", "pipe_fcntl"], Signal::Granted, Optional,
-        "checked, probably optional — verify: pipe resizing falls back to the unprivileged limit"),
+        "in the set until a re-run decides (record --prove): resizing a pipe past the unprivileged limit gets EPERM without it, and many programs keep the smaller pipe"),
     rule(Some(19), &[C::SYS_RESOURCE], &["do_prlimit"], Signal::Granted, Optional,
-        "checked, probably optional — verify: raising rlimits is usually best-effort"),
+        "in the set until a re-run decides (record --prove): raising a hard rlimit gets EPERM without it; nginx logs and goes on, redis retries lower, others fail"),
     rule(None, &[C::SYS_RESOURCE], &["__set_oom_adj"], Signal::Granted, Optional,
-        "checked, probably optional — verify: a daemon lowering its own oom_score_adj (sshd shields itself from the OOM killer) logs the EACCES and goes on"),
+        "in the set until a re-run decides (record --prove): lowering oom_score_adj gets EACCES without it; sshd logs and goes on"),
     rule(None, &[C::SYS_NICE], &["set_one_prio", "can_nice", "__sched_setscheduler"], Signal::Granted, Optional,
-        "checked, probably optional — verify: nice/priority changes are usually best-effort"),
+        "in the set until a re-run decides (record --prove): raising a priority gets EPERM without it; a best effort for daemons, the purpose of nice/renice/chrt"),
     rule(None, &[], &[], Signal::Denied, Denied, "refused: the workload would need it for what it tried"),
     rule(None, &[], &[], Signal::Any, Needed, "granted and acted on"),
 ];
 
 impl Rule {
     fn matches(&self, c: &Check) -> bool {
+        // A refused check never lands in the set through a row written for granted ones.
+        if c.denied && matches!(self.class, Needed | Conditional | Optional) {
+            return false;
+        }
         if !self.capabilities.is_empty() && !self.capabilities.iter().any(|k| k.number() == c.capability) {
             return false;
         }

@@ -167,6 +167,29 @@ pub fn capprof_json(args: &[&str], argv: &[&str]) -> (i32, Value, String) {
     (out.status.code().unwrap_or(-1), profile, stderr)
 }
 
+/// What one capprof run printed and wrote: the workload's own stdout passes through.
+pub struct Run {
+    pub status: i32,
+    pub profile: Value,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// `capprof ARGS -f json -o FILE -- ARGV`, keeping the workload's stdout (what it observed).
+pub fn capprof_run(args: &[&str], argv: &[&str]) -> Run {
+    let dir = scratch("run");
+    let file = dir.join("profile.json");
+    let out = Command::new(capprof()).args(args).args(["-f", "json", "-o"]).arg(&file).arg("--").args(argv).output().expect("running capprof");
+    let profile = std::fs::read_to_string(&file).map(|t| serde_json::from_str(&t).expect("json")).unwrap_or(Value::Null);
+    let _ = std::fs::remove_dir_all(&dir);
+    Run {
+        status: out.status.code().unwrap_or(-1),
+        profile,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 /// The profile's container workloads.
 pub fn containers(profile: &Value) -> Vec<&Value> {
     profile["workloads"].as_array().map(|a| a.iter().filter(|w| w["kind"] == "container").collect()).unwrap_or_default()

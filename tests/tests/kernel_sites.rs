@@ -54,14 +54,40 @@ fn overcommit_probes_on_fork_shmget_and_stack_growth_row_4() {
     }
 }
 
+/// Runs `scenario ARGS` under `verify --caps CAPS`: what it observed (stdout), its status.
+fn observed_under(caps: &str, args: &[&str]) -> Run {
+    let scenario = scenario();
+    let mut argv = vec![scenario.to_str().unwrap()];
+    argv.extend(args);
+    capprof_run(&["verify", "--caps", caps], &argv)
+}
+
+/// Why the verification failed, as the profile says.
+fn failure(r: &Run) -> String {
+    r.profile["workloads"][0]["verification"]["failure"].as_str().unwrap_or_default().to_string()
+}
+
+/// Signal 0 to another user's process: refused, the caller gets EPERM (`kill -0 PID` exits 1,
+/// a liveness check calls the process dead), so KILL stays in the set (conditional) and a
+/// re-run keeps it.
 #[test]
-fn kill_with_signal_0_is_a_probe_row_12() {
+fn kill_with_signal_0_is_conditional_row_12() {
     require_root();
-    let mut victim = Command::new(scenario()).args(["sleep-as", "65534", "30"]).spawn().unwrap();
+    let mut victim = Command::new(scenario()).args(["sleep-as", "65534", "60"]).spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(200));
     let pid = victim.id().to_string();
-    let r = expect(&["kill0", &pid], &[]);
-    all_classified(&r, "KILL", "probed");
+    let r = expect(&["kill0", &pid], &["KILL"]);
+    all_classified(&r, "KILL", "conditional");
+    // What the program sees, with and without KILL: success, then EPERM.
+    let with = observed_under("kill", &["kill0", &pid]);
+    assert_eq!(with.status, 0, "{}", with.stderr);
+    let without = observed_under("none", &["kill0", &pid]);
+    assert_eq!(without.status, 1, "kill(pid, 0) of another user's process fails without KILL: {}", without.stderr);
+    assert_eq!(failure(&without), "exited with status 1", "{}", without.stderr);
+    // The re-run settles it: kept.
+    let (status, proven, stderr) = capprof_json(&["record", "--prove"], &[scenario().to_str().unwrap(), "kill0", &pid]);
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(added(&proven["workloads"][0]), ["KILL"], "{stderr}");
     // A real signal to another user's process needs KILL.
     let r = expect(&["kill", &pid], &["KILL"]);
     assert!(r.checks_of("KILL").iter().any(|c| c.classification.label() == "needed"));
@@ -69,20 +95,31 @@ fn kill_with_signal_0_is_a_probe_row_12() {
     let _ = victim.wait();
 }
 
+/// ext4 asks SYS_ADMIN once per trusted.* name when listing: without it the name vanishes
+/// from the listing (exit 0), so a copy loses the attribute. A need, never a probe.
 #[test]
-fn listing_trusted_xattrs_is_a_probe_row_16() {
+fn listing_a_trusted_xattr_on_ext4_is_a_need_row_16() {
     require_root();
-    let file = scratch("xattr").join("f");
+    let dir = scratch("xattr");
+    let file = dir.join("f");
     std::fs::write(&file, "x").unwrap();
     let path = file.to_str().unwrap();
     // Setting a trusted.* attribute needs SYS_ADMIN...
     let r = expect(&["set-trusted-xattr", path], &["SYS_ADMIN"]);
     assert!(r.checks_of("SYS_ADMIN").iter().any(|c| c.classification.label() == "needed"));
-    // ...listing it only hides the name without it.
-    let r = expect(&["listxattr", path], &[]);
+    // ...and so does seeing it in a listing.
+    let r = expect(&["listxattr", path], &["SYS_ADMIN"]);
     let listing: Vec<_> = r.checks_of("SYS_ADMIN").into_iter().filter(|c| c.stack.iter().any(|f| f == "listxattr")).collect();
     assert!(!listing.is_empty(), "listxattr of a trusted.* name checks SYS_ADMIN: {}", r.profile);
-    assert!(listing.iter().all(|c| c.classification.label() == "probed"), "{listing:?}");
+    assert!(listing.iter().all(|c| c.classification.label() == "needed"), "{listing:?}");
+    // What the program sees: the name with SYS_ADMIN, no name (and exit 0) without.
+    let with = observed_under("sys_admin", &["listxattr", path]);
+    assert_eq!((with.status, with.stdout.trim()), (0, "trusted.capprof"), "{}", with.stderr);
+    let without = observed_under("none", &["listxattr", path]);
+    assert_eq!(without.stdout.trim(), "", "the name is left out without SYS_ADMIN");
+    assert_eq!(without.status, 1, "exit 0 with a refused need is a failed proof: {}", without.stderr);
+    assert!(failure(&without).contains("refused SYS_ADMIN") && failure(&without).contains("give --check"), "{}", failure(&without));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -154,7 +191,14 @@ fn closed_dir(name: &str) -> std::path::PathBuf {
 /// `record --prove` then `minimize`: both must give `expected`. With `doubtful`, record had
 /// conditional capabilities for --prove to settle by re-runs.
 fn proven(argv: &[&str], expected: &[&str], doubtful: bool) {
-    let (status, settled, stderr) = capprof_json(&["record", "--prove"], argv);
+    proven_with(&[], argv, expected, doubtful)
+}
+
+/// [`proven`], judged by `extra` (`--check CMD`) as well.
+fn proven_with(extra: &[&str], argv: &[&str], expected: &[&str], doubtful: bool) {
+    let mut args = vec!["record", "--prove"];
+    args.extend(extra);
+    let (status, settled, stderr) = capprof_json(&args, argv);
     assert_eq!(status, 0, "{stderr}");
     let w = &settled["workloads"][0];
     assert_eq!(added(w), expected, "record --prove {argv:?}: {stderr}");
@@ -163,7 +207,9 @@ fn proven(argv: &[&str], expected: &[&str], doubtful: bool) {
         assert!(w["verification"]["runs"].as_u64().unwrap() >= 2, "one run per doubtful capability and a confirming one: {w}");
         assert_eq!(w["verification"]["passed"], true, "{w}");
     }
-    let (status, minimal, stderr) = capprof_json(&["minimize"], argv);
+    let mut args = vec!["minimize"];
+    args.extend(extra);
+    let (status, minimal, stderr) = capprof_json(&args, argv);
     assert_eq!(status, 0, "{stderr}");
     assert_eq!(added(&minimal["workloads"][0]), expected, "minimize {argv:?}: {stderr}");
 }
@@ -207,7 +253,16 @@ fn timestamp_touch_row_10() {
     // Touching another user's file asks FOWNER first; it is writable, so the fallback passes.
     let r = expect(&["touch", f], &["FOWNER"]);
     all_classified(&r, "FOWNER", "conditional");
-    proven(&[scenario().to_str().unwrap(), "touch", f], &[], true);
+    // Judged by exit status, FOWNER refused is a need refused: kept (the program cannot be
+    // seen to have done without it).
+    proven(&[scenario().to_str().unwrap(), "touch", f], &["FOWNER"], true);
+    // Judged by the result (the time moved; the check puts it back for the next run), the
+    // write-permission fallback is seen to work: dropped.
+    let old = "946684800"; // 2000-01-01
+    let reset = Command::new("touch").args(["-d", &format!("@{old}"), f]).status().unwrap();
+    assert!(reset.success());
+    let check = format!("test \"$(stat -c %Y {f})\" -gt {old} && touch -d @{old} {f}");
+    proven_with(&["--check", &check], &[scenario().to_str().unwrap(), "touch", f], &[], true);
     // Setting explicit times needs FOWNER.
     let r = expect(&["touch-at", f], &["FOWNER"]);
     all_classified(&r, "FOWNER", "needed");
@@ -225,8 +280,8 @@ fn real_program(argv: &[&str], expected: &[&str]) -> Recording {
     assert_eq!(status, 0, "minimize {argv:?}: {stderr}");
     assert_eq!(added(&proven["workloads"][0]), expected, "the proven set of {argv:?}: {stderr}");
     let caps = if expected.is_empty() { "none".to_string() } else { expected.join(",") };
-    let out = Command::new(capprof()).args(["verify", "--caps", &caps, "-f", "json", "-o", "/dev/null", "--"]).args(argv).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "verify {caps} -- {argv:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let v = capprof_run(&["verify", "--caps", &caps], argv);
+    assert_eq!(v.status, 0, "verify {caps} -- {argv:?}: {}: {}", v.profile["workloads"][0]["verification"]["failure"], v.stderr);
     r
 }
 

@@ -44,6 +44,8 @@ pub struct Check {
     pub syscall: Option<String>,
     /// Effective capabilities of the first sighting's process (what it was granted).
     pub cap_eff: Option<u64>,
+    /// The first sighting's user id (real).
+    pub uid: Option<u32>,
     /// Made while capprof was stopping the workload.
     pub at_stop: bool,
     /// The system call's arguments show the check could change nothing (`FLAG_NO_EFFECT`).
@@ -122,6 +124,7 @@ pub fn symbolize(obs: &Observation, symbols: &Symbols) -> Check {
         path: inner,
         syscall,
         cap_eff: obs.sighting.as_ref().and_then(|s| s.cap_eff),
+        uid: obs.sighting.as_ref().map(|s| s.uid),
         at_stop: obs.at_stop,
         no_effect: key.flags & FLAG_NO_EFFECT != 0,
         doubtful: key.flags & FLAG_DOUBTFUL != 0,
@@ -192,6 +195,7 @@ impl Check {
             path: path.iter().map(|s| s.to_string()).collect(),
             syscall: None,
             cap_eff: None,
+            uid: None,
             at_stop: false,
             no_effect: false,
             doubtful: false,

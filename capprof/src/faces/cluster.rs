@@ -17,6 +17,7 @@ use crate::capability::{CapSet, Capability, CapabilityId};
 use crate::classify::Classification;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::Format;
+use crate::profile::sets::{sorted, ClassSets};
 use crate::profile::{BackendSummary, CapabilityChange, CheckSummary, Losses, Profile, Verdict, WorkloadKind, WorkloadProfile};
 
 /// Which workloads to export: one (by id, or by its container name), a namespace's, or all.
@@ -172,20 +173,17 @@ fn entry<'a>(workloads: &'a mut BTreeMap<String, Workload>, s: &Sample) -> Optio
 }
 
 fn profile_of(w: &Workload, source: &str) -> WorkloadProfile {
-    let mut add = CapSet::empty();
-    let (mut would_need, mut optional, mut conditional) = (CapSet::empty(), CapSet::empty(), CapSet::empty());
+    let mut classes = ClassSets::default();
     let mut checks = Vec::new();
     for ((capability, verdict, class), (count, nodes)) in &w.checks {
         let known = capability.parse::<Capability>().ok();
         if let Some(c) = known {
             match class {
-                Classification::Needed | Classification::Conditional => add.insert(c),
-                Classification::Denied => would_need.insert(c),
-                Classification::Optional => optional.insert(c),
+                Classification::Needed => classes.certain.insert(c),
+                Classification::Conditional => classes.conditional.insert(c),
+                Classification::Denied => classes.refused.insert(c),
+                Classification::Optional => classes.optional.insert(c),
                 _ => {}
-            }
-            if *class == Classification::Conditional {
-                conditional.insert(c);
             }
         }
         let id = known.map(CapabilityId::Known).unwrap_or_else(|| CapabilityId::from_number(capability.trim_start_matches("CAP_").parse().unwrap_or(u32::MAX)));
@@ -200,13 +198,10 @@ fn profile_of(w: &Workload, source: &str) -> WorkloadProfile {
             path: String::new(),
             stack: vec![],
             programs: vec![],
+            privileged_exec: false,
         });
     }
-    let sorted = |s: CapSet| -> Vec<Capability> {
-        let mut v: Vec<Capability> = s.iter().collect();
-        v.sort_by_key(|c| c.name());
-        v
-    };
+    let sets = classes.derive();
     let mut labels = std::collections::HashMap::new();
     match w.kind.as_str() {
         "kubernetes" => {
@@ -233,10 +228,10 @@ fn profile_of(w: &Workload, source: &str) -> WorkloadProfile {
         command: vec![],
         cgroup: String::new(),
         exit_status: None,
-        capabilities: CapabilityChange { drop: vec!["ALL".into()], add: sorted(add) },
-        would_need: sorted(CapSet(would_need.0 & !add.0)),
-        optional: sorted(CapSet(optional.0 & !add.0)),
-        conditional: sorted(conditional),
+        capabilities: CapabilityChange { drop: vec!["ALL".into()], add: sets.add },
+        would_need: sets.would_need,
+        optional: sets.optional,
+        conditional: sets.conditional,
         // Not in the series: not claimed (the nodes' profiles say it).
         no_new_privileges_safe: false,
         container,

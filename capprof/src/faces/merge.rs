@@ -105,11 +105,9 @@ fn add(into: &mut BTreeMap<String, WorkloadProfile>, w: WorkloadProfile) {
         into.insert(w.name.clone(), w);
         return;
     };
-    union(&mut m.capabilities.add, &w.capabilities.add);
-    union(&mut m.optional, &w.optional);
-    union(&mut m.would_need, &w.would_need);
-    m.optional.retain(|c| !m.capabilities.add.contains(c));
-    m.would_need.retain(|c| !m.capabilities.add.contains(c));
+    // The sets, derived as every profile's are: certain on any node settles a doubt elsewhere.
+    let classes = m.class_sets().union(w.class_sets());
+    m.set_classes(classes);
     if let Some(g) = &w.granted {
         union(m.granted.get_or_insert_with(Vec::new), g);
     }
@@ -245,6 +243,33 @@ mod tests {
         }
         let m = merge(vec![old, node(&[], &["/etc/x"])]).unwrap();
         assert!(!read_only(&m).0);
+    }
+
+    /// Merging never changes a profile's sets: with itself, or with a profile of nothing,
+    /// conditional and optional capabilities included (they stay in the set, listed apart).
+    #[test]
+    fn merging_with_itself_or_nothing_gives_the_profile_back() {
+        let mut p = node(&[18], &[]);
+        let doubtful = |cap: Capability| Check { doubtful: true, ..Check::for_test(cap.number(), "ns_capable", &["__x64_sys_fchown"]) };
+        let optional = Check::for_test(Capability::SYS_NICE.number(), "ns_capable", &["__x64_sys_setpriority", "set_one_prio"]);
+        let mut checks = vec![doubtful(Capability::CHOWN), optional, Check { denied: true, ..Check::for_test(12, "ns_capable", &["__x64_sys_x"]) }];
+        checks.push(Check::for_test(18, "ns_capable", &["__x64_sys_chroot"]));
+        let meta = WorkloadMeta { service: None, name: "web".into(), kind: WorkloadKind::Container, command: vec![], cgroup: String::new(), exit_status: None, container: None, net_uses: vec![], portable: false };
+        p.workloads = vec![WorkloadProfile::build(meta, checks)];
+        let sets = |p: &Profile| {
+            let w = &p.workloads[0];
+            (w.capabilities.add.clone(), w.conditional.clone(), w.optional.clone(), w.would_need.clone())
+        };
+        let before = sets(&p);
+        assert_eq!(before.1, [Capability::CHOWN]);
+        assert_eq!(before.2, [Capability::SYS_NICE]);
+        assert_eq!(sets(&merge(vec![p.clone(), p.clone()]).unwrap()), before, "merged with itself");
+        let mut empty = p.clone();
+        empty.workloads.clear();
+        assert_eq!(sets(&merge(vec![p.clone(), empty.clone()]).unwrap()), before, "merged with an empty profile");
+        assert_eq!(sets(&merge(vec![empty, p.clone()]).unwrap()), before, "an empty profile merged with it");
+        let classes = |p: &Profile| p.workloads[0].checks.iter().map(|c| (c.capability.to_string(), c.classification)).collect::<Vec<_>>();
+        assert_eq!(classes(&merge(vec![p.clone(), p.clone()]).unwrap()), classes(&p));
     }
 
     #[test]

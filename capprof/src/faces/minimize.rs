@@ -1,10 +1,13 @@
 //! `capprof minimize -- CMD` (or `--unit NAME`): record under the full set, then search for the
 //! smallest set that still works, proving every kept capability by a failing run without it.
 //!
-//! Search: start from what the recording saw used (needed, optional and refused), confirm it
-//! works (else widen to every capability checked, then to everything), drop candidates one at
-//! a time, try narrower alternatives for what is kept (DAC_READ_SEARCH for DAC_OVERRIDE,
-//! NET_RAW for NET_ADMIN), and confirm the final set. Each trial runs `--runs` times.
+//! Search: start from what the recording saw used and granted (needed, conditional,
+//! optional), confirm it works (else widen to every capability checked and granted, then to
+//! every capability that can be granted here), drop candidates one at a time, try narrower
+//! alternatives for what is kept (DAC_READ_SEARCH for DAC_OVERRIDE, NET_RAW for NET_ADMIN),
+//! and confirm the final set. Each trial runs `--runs` times. A trial judged by exit status
+//! fails when the kernel refused what the first run was granted and acted on (the program went
+//! on without it): only `--check` can drop such a capability.
 //!
 //! With `--seccomp`, the first run also records the system calls; the workload is then run
 //! under that allow list with every capability (calls it refused and needs are added back, a
@@ -21,9 +24,9 @@ use std::collections::BTreeSet;
 use crate::profile::seccomp::SyscallProfile;
 use crate::session::seccomp::SeccompGuard;
 use crate::session::Tracer;
-use crate::profile::Evidence;
+use crate::profile::{Evidence, Verdict};
 use crate::session::subject::Subject;
-use crate::session::trial::{attach_verification, outcome, profile_of, refused, report_trial_end, Trial};
+use crate::session::trial::{attach_verification, outcome, profile_of, refused, report_trial_end, RefusedNeeds, Trial};
 
 /// Validated options of `minimize`.
 pub type MinimizeConfig = RunConfig;
@@ -42,11 +45,14 @@ struct Search<'a> {
     runs: u32,
     /// The seccomp allow list every trial runs under (`--seccomp`, after the first run).
     seccomp: Option<SeccompGuard>,
+    /// What the unrestricted run was granted and acted on: refused in a trial judged by exit
+    /// status, it fails that trial.
+    reference: CapSet,
 }
 
 impl Search<'_> {
     fn try_set(&mut self, set: Option<CapSet>, label: &str) -> Result<Trial> {
-        let (trial, n) = self.subject.repeat(&mut self.tracer, set, self.seccomp.as_ref(), self.cfg.probe.as_ref(), self.cfg.runs)?;
+        let (trial, n) = self.subject.repeat(&mut self.tracer, set, self.seccomp.as_ref(), self.cfg.probe.as_ref(), self.cfg.runs, RefusedNeeds::of(self.reference))?;
         self.runs += n;
         let verdict = if trial.success { "works".to_string() } else { format!("fails: {}", outcome(&trial)) };
         eprintln!("capprof minimize: run {:>3}: {label}: {verdict}", self.runs);
@@ -58,7 +64,7 @@ pub fn run(cfg: &MinimizeConfig) -> Result<i32> {
     let sink = output::Sink::open(cfg.output.as_deref(), output::Stream::Stderr)?;
     let subject = Subject::new(&cfg.argv, cfg.unit.as_deref(), cfg.options.containers)?;
     let tracer = Tracer::open(&cfg.options.kernel)?;
-    let mut s = Search { tracer, subject: &subject, cfg, runs: 0, seccomp: None };
+    let mut s = Search { tracer, subject: &subject, cfg, runs: 0, seccomp: None, reference: CapSet::empty() };
 
     let baseline = s.try_set(None, "with every capability")?;
     report_trial_end(&baseline);
@@ -77,18 +83,26 @@ pub fn run(cfg: &MinimizeConfig) -> Result<i32> {
         }
     }
     let seen = &profile.workloads[main];
-    let used: CapSet = seen.capabilities.add.iter().chain(&seen.optional).chain(&seen.would_need).copied().collect();
+    // Only what can be granted: what the unrestricted run was refused (outside the host's
+    // bounding set, or the engine's default) would make the engine refuse the whole set.
+    let grantable = grantable(subject.argv());
+    let used: CapSet = seen.capabilities.add.iter().copied().collect();
+    s.reference = used;
     let checked: CapSet = seen
         .checks
         .iter()
-        .filter(|c| !matches!(c.classification, Classification::Runtime | Classification::Borrowed))
+        .filter(|c| c.verdict == Verdict::Granted && !matches!(c.classification, Classification::Runtime | Classification::Borrowed))
         .filter_map(|c| c.capability.known())
         .collect();
+    let refused_outside = CapSet(seen.would_need.iter().copied().collect::<CapSet>().0 & !grantable.0);
+    if !refused_outside.is_empty() {
+        eprintln!("capprof minimize: refused in the unrestricted run and not grantable here: {} (left out of every trial)", list(refused_outside));
+    }
 
     // A starting set that works.
     let mut set = used;
     let mut trial = s.try_set(Some(set), &format!("with what was used ({})", list(set)))?;
-    for (wider, why) in [(checked, "every capability checked"), (CapSet::full(), "every capability")] {
+    for (wider, why) in [(CapSet(checked.0 | used.0), "every capability checked and granted"), (grantable, "every capability that can be granted")] {
         if trial.success {
             break;
         }
@@ -98,7 +112,7 @@ pub fn run(cfg: &MinimizeConfig) -> Result<i32> {
     if !trial.success {
         return Err(Error::new(
             ErrorKind::WorkloadFailed,
-            format!("{} fails under a restricted full set although it works unrestricted: {}", subject.describe(), outcome(&trial)),
+            format!("{} fails under every capability that can be granted here although it works unrestricted: {}", subject.describe(), outcome(&trial)),
         ));
     }
 
@@ -143,7 +157,9 @@ pub fn run(cfg: &MinimizeConfig) -> Result<i32> {
     let mut add: Vec<Capability> = set.iter().collect();
     add.sort_by_key(|c| c.name());
     w.capabilities.add = add;
-    w.optional.retain(|c| !set.contains(*c));
+    // Every doubt was settled by a re-run.
+    w.conditional.clear();
+    w.optional.clear();
     w.would_need.retain(|c| !set.contains(*c));
     drop(s);
     // A unit is put back as it was before the report is written.
@@ -202,6 +218,27 @@ fn denied_of(t: &Trial, cap: Capability) -> Vec<String> {
     } else {
         lines
     }
+}
+
+/// Every capability a trial can ask for: capprof's own (the host's bounding set) for a
+/// command; for an engine's `run` also only what the engine knows (Docker before 23 refuses
+/// PERFMON, BPF and CHECKPOINT_RESTORE as unknown).
+fn grantable(argv: &[String]) -> CapSet {
+    let own = crate::kernel::privileges::own_effective().unwrap_or_else(|_| CapSet::full());
+    let Some((_, engine)) = crate::attribution::run_command::locate_run(argv) else { return own };
+    let mut known = own;
+    if argv[engine].ends_with("docker") && docker_major(&argv[engine]).is_none_or(|v| v < 23) {
+        for c in [Capability::PERFMON, Capability::BPF, Capability::from_number(40).unwrap_or(Capability::BPF)] {
+            known.remove(c);
+        }
+    }
+    known
+}
+
+/// The Docker engine's major version, as its client reports it.
+fn docker_major(client: &str) -> Option<u32> {
+    let out = std::process::Command::new(client).args(["version", "--format", "{{.Server.Version}}"]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().split('.').next()?.parse().ok()
 }
 
 fn list(set: CapSet) -> String {

@@ -13,7 +13,7 @@ use crate::session::seccomp::SeccompGuard;
 use crate::session::Tracer;
 use crate::profile::Evidence;
 use crate::session::subject::Subject;
-use crate::session::trial::{attach_verification, outcome, profile_of, refused, report_trial_end};
+use crate::session::trial::{attach_verification, outcome, profile_of, refused, report_trial_end, RefusedNeeds, Refusers};
 
 /// Validated options of `verify`.
 #[derive(Clone, Debug)]
@@ -33,7 +33,9 @@ pub fn run(v: &VerifyConfig) -> Result<i32> {
     let guard = v.seccomp.as_deref().map(SeccompGuard::from_file).transpose()?;
     let subject = Subject::new(&cfg.argv, cfg.unit.as_deref(), cfg.options.containers)?;
     let mut tracer = Tracer::open(&cfg.options.kernel)?;
-    let (trial, runs) = subject.repeat(&mut tracer, v.caps, guard.as_ref(), cfg.probe.as_ref(), cfg.runs)?;
+    // No reference run: what the command holds unrestricted stands in for what it acts on.
+    let reference = RefusedNeeds { capabilities: crate::session::trial::unrestricted_grant(subject.argv()), by: Refusers::Root };
+    let (trial, runs) = subject.repeat(&mut tracer, v.caps, guard.as_ref(), cfg.probe.as_ref(), cfg.runs, reference)?;
     let mut profile = profile_of(&tracer, &subject.argv_under(v.caps, guard.as_ref()), &trial, &cfg.options);
     drop(tracer);
     // A unit is put back as it was before the report is written.

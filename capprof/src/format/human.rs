@@ -157,8 +157,9 @@ fn workload(out: &mut String, p: &Profile, w: &WorkloadProfile) {
     if !w.would_need.is_empty() {
         let _ = writeln!(out, "  note: refused during the run: {} (not in the set; add them if the run failed because of it)", names(&w.would_need));
     }
-    if !w.optional.is_empty() {
-        let _ = writeln!(out, "  note: not in the set, checked with a fallback: {}", names(&w.optional));
+    let doubtful = w.doubtful();
+    if !doubtful.is_empty() {
+        let _ = writeln!(out, "  note: a re-run could still remove: {} (record --prove tries each once, minimize searches)", names(&doubtful));
     }
     let _ = writeln!(out);
 }

@@ -24,7 +24,8 @@ pub fn check_tracer() -> Result<()> {
     ))
 }
 
-fn own_effective() -> Result<CapSet> {
+/// capprof's own effective set.
+pub fn own_effective() -> Result<CapSet> {
     let status = std::fs::read_to_string("/proc/self/status").map_err(|e| Error::io("reading /proc/self/status", e))?;
     let hex = status
         .lines()

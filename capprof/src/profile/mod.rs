@@ -7,8 +7,10 @@ use serde::{Deserialize, Serialize};
 
 pub mod advice;
 pub mod seccomp;
+pub mod sets;
 
 use advice::{Advice, Portability};
+use sets::{sorted, ClassSets};
 use crate::attribution::container::ContainerInfo;
 use crate::attribution::systemd::ServiceInfo;
 use crate::attribution::workloads::NetUse;
@@ -139,7 +141,8 @@ pub struct WorkloadProfile {
     pub capabilities: CapabilityChange,
     /// Refused capabilities the workload tried to use.
     pub would_need: Vec<Capability>,
-    /// Granted, but with a silent fallback: verify before keeping.
+    /// In the set only because of checks where many programs fall back quietly when refused:
+    /// `record --prove` re-runs without each to settle it.
     pub optional: Vec<Capability>,
     /// In the set only because of checks the trace cannot decide (the program may tolerate a
     /// refusal): `record --prove` re-runs without each to settle it.
@@ -284,6 +287,26 @@ pub struct CheckSummary {
     /// The first sighting's kernel stack, outermost first.
     pub stack: Vec<String>,
     pub programs: Vec<Program>,
+    /// Made by a program whose executable is set-id or has file capabilities (a helper a
+    /// server execs): its failure may be tolerated.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub privileged_exec: bool,
+}
+
+/// Kernel functions that create namespaces (clone, unshare): refused, many programs fall back
+/// to a plain fork.
+const NAMESPACE_CREATION: [&str; 3] = ["copy_namespaces", "unshare_nsproxy_namespaces", "create_new_namespaces"];
+
+/// File permission overrides: a server may do without the file (a log, a certificate, a spool).
+const FILE_OVERRIDES: [Capability; 4] = [Capability::DAC_OVERRIDE, Capability::DAC_READ_SEARCH, Capability::CHOWN, Capability::FOWNER];
+
+impl CheckSummary {
+    /// A need the trace cannot call certain: only a re-run can tell whether the program
+    /// tolerates its refusal.
+    pub fn doubtful_need(&self) -> bool {
+        let via = |f: &str| self.site.as_deref() == Some(f) || self.stack.iter().any(|s| s == f);
+        self.privileged_exec || NAMESPACE_CREATION.iter().any(|f| via(f)) || self.capability.known().is_some_and(|c| FILE_OVERRIDES.contains(&c))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -361,8 +384,10 @@ impl WorkloadProfile {
                 path: c.path_summary(),
                 stack: c.path.clone(),
                 programs: Vec::new(),
+                privileged_exec: false,
             });
             entry.count += c.count;
+            entry.privileged_exec |= c.exe_gains_privilege;
             if entry.stack.is_empty() && !c.path.is_empty() {
                 entry.path = c.path_summary();
                 entry.stack = c.path.clone();
@@ -378,21 +403,18 @@ impl WorkloadProfile {
             c.programs.dedup_by(|b, a| a.comm == b.comm && (a.exe.is_some() || b.exe.is_none()));
         }
         checks.sort_by(|a, b| (a.classification, &a.capability, a.verdict).cmp(&(b.classification, &b.capability, b.verdict)));
-        let conditional_only = CapSet(conditional.0 & !needed.0);
-        // Doubtful ones stay in the set: a missing capability breaks, an extra one only fails
-        // to protect.
-        needed.0 |= conditional.0;
-        let would_need_only = CapSet(would_need.0 & !needed.0);
-        let optional_only = CapSet(optional.0 & !needed.0);
         // A capability checked here (needed, or refused and so would be) needs no portability
         // note: the operation did not go unchecked.
-        let portability = advice::portability(&meta.net_uses, CapSet(needed.0 | would_need.0));
-        let mut set = needed;
+        let portability = advice::portability(&meta.net_uses, CapSet(needed.0 | conditional.0 | optional.0 | would_need.0));
         if meta.portable {
             for p in &portability {
-                set.insert(p.capability);
+                needed.insert(p.capability);
             }
         }
+        // Doubtful ones stay in the set: a missing capability breaks, an extra one only fails
+        // to protect.
+        let sets = ClassSets { certain: needed, conditional, optional, refused: would_need }.derive();
+        let set: CapSet = sets.add.iter().copied().collect();
         let hardening = advice::hardening(&advice::Seen {
             needed: set,
             no_new_privileges_safe: no_new_privs_safe,
@@ -414,10 +436,10 @@ impl WorkloadProfile {
             command: meta.command,
             cgroup: meta.cgroup,
             exit_status: meta.exit_status,
-            capabilities: CapabilityChange { drop: vec!["ALL".into()], add: sorted(set) },
-            would_need: sorted(would_need_only),
-            optional: sorted(optional_only),
-            conditional: sorted(conditional_only),
+            capabilities: CapabilityChange { drop: vec!["ALL".into()], add: sets.add },
+            would_need: sets.would_need,
+            optional: sets.optional,
+            conditional: sets.conditional,
             no_new_privileges_safe: no_new_privs_safe,
             container: meta.container,
             service: meta.service,
@@ -435,12 +457,36 @@ impl WorkloadProfile {
     pub fn needed(&self) -> CapSet {
         self.capabilities.add.iter().copied().collect()
     }
-}
 
-fn sorted(set: CapSet) -> Vec<Capability> {
-    let mut v: Vec<Capability> = set.iter().collect();
-    v.sort_by_key(|c| c.name());
-    v
+    /// What a re-run could still take out of the set, in the order `record --prove` tries
+    /// them: conditional and optional capabilities, then needs whose every check is doubtful
+    /// ([`CheckSummary::doubtful_need`]).
+    pub fn doubtful(&self) -> Vec<Capability> {
+        let mut out: Vec<Capability> = self.conditional.iter().chain(&self.optional).copied().collect();
+        out.sort_by_key(|c| c.name());
+        out.dedup();
+        for cap in &self.capabilities.add {
+            let needs: Vec<&CheckSummary> = self.checks.iter().filter(|c| c.capability == cap.name() && c.classification == Classification::Needed).collect();
+            if !out.contains(cap) && !needs.is_empty() && needs.iter().all(|c| c.doubtful_need()) {
+                out.push(*cap);
+            }
+        }
+        out
+    }
+
+    /// The classes its sets stand for (see [`sets`]).
+    pub fn class_sets(&self) -> ClassSets {
+        ClassSets::of(&self.capabilities.add, &self.conditional, &self.optional, &self.would_need)
+    }
+
+    /// Sets its sets from `classes`, derived the one way every face derives them.
+    pub fn set_classes(&mut self, classes: ClassSets) {
+        let d = classes.derive();
+        self.capabilities.add = d.add;
+        self.conditional = d.conditional;
+        self.optional = d.optional;
+        self.would_need = d.would_need;
+    }
 }
 
 impl Profile {
@@ -492,7 +538,8 @@ mod tests {
         let doubtful = Check { doubtful: true, ..check(Capability::CHOWN) };
         let w = WorkloadProfile::build(meta(None, vec![], false), vec![check(Capability::SYS_CHROOT), denied, setup, probe, optional, doubtful]);
         // Conditional ones stay in the set (a missing capability breaks; an extra one does not).
-        assert_eq!(names(&w.capabilities.add), ["CHOWN", "SYS_CHROOT"]);
+        // So do optional ones: only a re-run may take either out.
+        assert_eq!(names(&w.capabilities.add), ["CHOWN", "SYS_CHROOT", "SYS_RESOURCE"]);
         assert_eq!(names(&w.conditional), ["CHOWN"]);
         assert_eq!(names(&w.would_need), ["NET_ADMIN"]);
         assert_eq!(names(&w.optional), ["SYS_RESOURCE"]);

@@ -6,7 +6,7 @@ use crate::attribution::systemd::Controlled;
 use crate::capability::CapSet;
 use crate::error::{Error, ErrorKind, Result};
 use crate::session::service::{self, ServiceTrial};
-use crate::session::trial::{self, Probe, Trial, TrialSpec};
+use crate::session::trial::{self, Probe, RefusedNeeds, Trial, TrialSpec};
 use crate::session::seccomp::SeccompGuard;
 use crate::session::Tracer;
 
@@ -51,11 +51,13 @@ impl Subject {
     }
 
     /// One trial under `set` (None: unrestricted), `runs` times or until the first failure.
-    /// With `seccomp`, under that profile too (commands only).
-    pub fn repeat(&self, tracer: &mut Tracer, set: Option<CapSet>, seccomp: Option<&SeccompGuard>, probe: Option<&Probe>, runs: u32) -> Result<(Trial, u32)> {
+    /// With `seccomp`, under that profile too (commands only). Judged by exit status, a trial
+    /// whose kernel refused what `reference` holds and `set` leaves out fails
+    /// ([`TrialSpec::refusals_fail`]); a unit is always judged by its `--check`.
+    pub fn repeat(&self, tracer: &mut Tracer, set: Option<CapSet>, seccomp: Option<&SeccompGuard>, probe: Option<&Probe>, runs: u32, reference: RefusedNeeds) -> Result<(Trial, u32)> {
         match self {
             Self::Command { argv, containers } => {
-                let spec = TrialSpec::under(argv, set, seccomp, probe.cloned(), *containers)?;
+                let spec = TrialSpec::under(argv, set, seccomp, probe.cloned(), *containers, reference)?;
                 trial::repeat(tracer, &spec, runs)
             }
             Self::Unit(_) if seccomp.is_some() => {

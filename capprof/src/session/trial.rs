@@ -48,6 +48,38 @@ pub struct TrialSpec {
     pub cleanup: Cleanup,
     /// A seccomp filter capprof installs before the exec (plain commands).
     pub seccomp: Option<std::sync::Arc<crate::seccomp::filter::Program>>,
+    /// Judged by exit status alone (no probe), the trial fails when the kernel refused one of
+    /// these: capabilities left out of the trial's set that the workload is granted and acts
+    /// on when unrestricted. It went on without what it asked for, and only a test of the
+    /// result (`--check`) can tell whether that matters.
+    pub refusals_fail: RefusedNeeds,
+}
+
+/// Which refusals fail a trial judged by exit status (see [`TrialSpec::refusals_fail`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RefusedNeeds {
+    pub capabilities: CapSet,
+    pub by: Refusers,
+}
+
+/// Whose refusals count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Refusers {
+    /// Any process of the workload: `capabilities` are what a reference run (unrestricted,
+    /// the same command) was granted and acted on.
+    #[default]
+    Any,
+    /// Processes running as root: with no reference run (`verify`), `capabilities` are what
+    /// the command holds unrestricted, which a process that changed to another user dropped
+    /// on its own (its refusals are the same unrestricted).
+    Root,
+}
+
+impl RefusedNeeds {
+    /// Refusals of `capabilities` by any process of the workload.
+    pub fn of(capabilities: CapSet) -> Self {
+        Self { capabilities, by: Refusers::Any }
+    }
 }
 
 impl TrialSpec {
@@ -55,11 +87,36 @@ impl TrialSpec {
     /// `--cap-drop=ALL --cap-add=...` and `--security-opt seccomp=FILE` (the engine
     /// restricts its container), anything else is restricted by capprof itself. `None` runs
     /// it as it is.
-    pub fn under(argv: &[String], set: Option<CapSet>, seccomp: Option<&SeccompGuard>, probe: Option<Probe>, containers: bool) -> Result<Self> {
+    /// `reference`: what the workload is granted and acts on unrestricted (see
+    /// [`TrialSpec::refusals_fail`]); what `set` leaves out of it fails an exit-status trial
+    /// when refused.
+    pub fn under(argv: &[String], set: Option<CapSet>, seccomp: Option<&SeccompGuard>, probe: Option<Probe>, containers: bool, reference: RefusedNeeds) -> Result<Self> {
+        let capabilities = set.map_or(CapSet::empty(), |s| CapSet(reference.capabilities.0 & !s.0));
+        let refusals_fail = RefusedNeeds { capabilities, by: reference.by };
         Ok(match engine_run_under(argv, set, seccomp) {
-            Some(rewritten) => Self { argv: rewritten, restrict: None, probe, containers: true, cleanup: Cleanup::Remove, seccomp: None },
-            None => Self { argv: argv.to_vec(), restrict: set, probe, containers, cleanup: Cleanup::Remove, seccomp: seccomp.map(SeccompGuard::program).transpose()? },
+            Some(rewritten) => Self { argv: rewritten, restrict: None, probe, containers: true, cleanup: Cleanup::Remove, seccomp: None, refusals_fail },
+            None => Self {
+                argv: argv.to_vec(),
+                restrict: set,
+                probe,
+                containers,
+                cleanup: Cleanup::Remove,
+                seccomp: seccomp.map(SeccompGuard::program).transpose()?,
+                refusals_fail,
+            },
         })
+    }
+}
+
+/// What a command holds when nothing restricts it, for a trial with no reference run
+/// (`verify`): an engine's `run` gets the engine's default set (its own `--cap-add` options
+/// aside), anything else capprof's own effective set.
+pub fn unrestricted_grant(argv: &[String]) -> CapSet {
+    use crate::capability::{DOCKER_DEFAULT, PODMAN_DEFAULT};
+    match crate::attribution::run_command::locate_run(argv) {
+        Some((_, engine)) if argv[engine].ends_with("podman") => PODMAN_DEFAULT.into_iter().collect(),
+        Some(_) => DOCKER_DEFAULT.into_iter().collect(),
+        None => crate::kernel::privileges::own_effective().unwrap_or_default(),
     }
 }
 
@@ -173,17 +230,54 @@ pub fn run(tracer: &mut Tracer, spec: &TrialSpec) -> Result<Trial> {
         (Some(_), Some(PROBE_PASSED), None) => (true, None),
         (Some(p), _, None) => (false, Some(format!("check `{}` did not pass (workload exit status {})", p.check, exit.status))),
     };
-    Ok(Trial { exit, success, failure, observations, checks, cgroup: cgroup.relative.clone(), cgroup_id: cgroup.id, left_behind, discovery, stopped, service: None })
+    let mut trial = Trial { exit, success, failure, observations, checks, cgroup: cgroup.relative.clone(), cgroup_id: cgroup.id, left_behind, discovery, stopped, service: None };
+    if trial.success && spec.probe.is_none() {
+        trial.fail_on_refused_needs(spec.refusals_fail);
+    }
+    Ok(trial)
+}
+
+impl Trial {
+    /// A trial judged by exit status that the kernel refused one of `reference` (what the
+    /// workload is granted and acts on unrestricted) fails: the program went on without what
+    /// it asked for (a chown refused, a warning, exit 0), and capprof cannot know whether that
+    /// matters. The failure names the refusal and asks for `--check`, a test of the result.
+    pub fn fail_on_refused_needs(&mut self, reference: RefusedNeeds) {
+        if reference.capabilities.is_empty() {
+            return;
+        }
+        let checks: Vec<Check> = self
+            .workload_checks()
+            .into_iter()
+            // A DAC check refused on an exec's path walk fails that exec attempt: execvp goes
+            // on to the next PATH entry, and an exec that fails in the end shows in the exit
+            // status.
+            .filter(|c| !(is_dac(c.capability) && c.syscall.as_deref().is_some_and(|s| s.starts_with("execve"))))
+            .filter(|c| reference.by == Refusers::Any || c.uid.is_none_or(|u| u == 0))
+            .collect();
+        let refused: Vec<String> = refused(&checks).into_iter().filter(|(c, _)| reference.capabilities.contains(*c)).flat_map(|(_, lines)| lines).collect();
+        if refused.is_empty() {
+            return;
+        }
+        self.success = false;
+        self.failure = Some(format!(
+            "exited with status {}, but the kernel refused {}, which it is granted and acts on unrestricted: it went on without it, and only a test of the result can tell whether that matters (give --check)",
+            self.exit.status,
+            refused.join("; ")
+        ));
+    }
 }
 
 fn run_in(this: &mut Tracer, cgroup: &RecordCgroup, spec: &TrialSpec, discovery: &RefCell<Discovery>) -> Result<(Exit, Option<u8>)> {
     let mut workload = Workload::spawn(&spec.argv, cgroup, spec.restrict, spec.seccomp.clone())?;
     let state = Arc::new(AtomicU8::new(PROBE_RUNNING));
-    if let Some(probe) = spec.probe.clone() {
-        let state = state.clone();
-        std::thread::spawn(move || state.store(run_probe(&probe), Ordering::SeqCst));
-    }
+    let stop_polling = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = spec.probe.clone().map(|probe| {
+        let (state, stop) = (state.clone(), stop_polling.clone());
+        std::thread::spawn(move || state.store(poll_probe(&probe, &stop), Ordering::SeqCst))
+    });
     let has_probe = spec.probe.is_some();
+    let final_check = spec.probe.as_ref().map(|p| (p.check.clone(), p.timeout));
     // Containers are asked about as they appear (a `--rm` container is gone by the end),
     // and their filesystem changes every second while they run.
     let mut last_refresh = Instant::now();
@@ -203,31 +297,54 @@ fn run_in(this: &mut Tracer, cgroup: &RecordCgroup, spec: &TrialSpec, discovery:
             has_probe && state.load(Ordering::SeqCst) != PROBE_RUNNING
         },
     )?;
-    Ok((exit, has_probe.then(|| state.load(Ordering::SeqCst))))
+    // The poller finishes the check it is running (one that passes may change what it
+    // tests, as a check that puts a file back does) before the state is read.
+    stop_polling.store(true, Ordering::SeqCst);
+    if let Some(p) = poller {
+        let _ = p.join();
+    }
+    let mut probe = has_probe.then(|| state.load(Ordering::SeqCst));
+    // A one-shot command (a tool, an installer) that ended well: its result is tested once
+    // it is done. A server that ended is not serving, and one that failed is not waited for.
+    if let (Some(PROBE_RUNNING), Some((check, timeout))) = (probe, final_check) {
+        if exit.status == 0 && exit.signal.is_none() {
+            probe = Some(if shell_until(&check, Instant::now() + timeout) { PROBE_PASSED } else { PROBE_FAILED });
+        }
+    }
+    Ok((exit, probe))
 }
 
 /// Readiness, then the check; runs outside the workload's cgroup so its checks don't count.
 pub(crate) fn run_probe(p: &Probe) -> u8 {
+    poll_probe(p, &std::sync::atomic::AtomicBool::new(false))
+}
+
+/// [`run_probe`], which gives up between two polls once `stop` is set: `PROBE_RUNNING` then,
+/// unless it passed.
+fn poll_probe(p: &Probe, stop: &std::sync::atomic::AtomicBool) -> u8 {
     let deadline = Instant::now() + p.timeout;
-    let poll_until = |cmd: &str| -> bool {
+    let poll_until = |cmd: &str| -> Option<bool> {
         loop {
             if shell_until(cmd, deadline) {
-                return true;
+                return Some(true);
             }
             if Instant::now() >= deadline {
-                return false;
+                return Some(false);
+            }
+            if stop.load(Ordering::SeqCst) {
+                return None;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
     };
     let passed = match &p.ready {
-        Some(ready) => poll_until(ready) && shell_until(&p.check, deadline),
+        Some(ready) => poll_until(ready).map(|r| r && shell_until(&p.check, deadline)),
         None => poll_until(&p.check),
     };
-    if passed {
-        PROBE_PASSED
-    } else {
-        PROBE_FAILED
+    match passed {
+        Some(true) => PROBE_PASSED,
+        Some(false) => PROBE_FAILED,
+        None => PROBE_RUNNING,
     }
 }
 
@@ -284,10 +401,23 @@ pub fn outcome(trial: &Trial) -> String {
     }
 }
 
-/// Refused checks that are not probes or runtime set-up, by capability.
+fn is_dac(capability: u32) -> bool {
+    capability == Capability::DAC_OVERRIDE.number() || capability == Capability::DAC_READ_SEARCH.number()
+}
+
+/// Refused checks that are not probes or runtime set-up, by capability (a refused first
+/// alternative, DAC_READ_SEARCH before a granted DAC_OVERRIDE, is not one).
 pub fn refused(checks: &[Check]) -> Vec<(Capability, Vec<String>)> {
+    let mut classified: Vec<(Check, Classification, String)> = checks
+        .iter()
+        .map(|c| {
+            let (k, r) = classify(c);
+            (c.clone(), k, r)
+        })
+        .collect();
+    crate::classify::fold_alternatives(&mut classified);
     let mut out: Vec<(Capability, Vec<String>)> = Vec::new();
-    for c in checks.iter().filter(|c| c.denied && classify(c).0 == Classification::Denied) {
+    for c in classified.iter().filter(|(c, k, _)| c.denied && *k == Classification::Denied).map(|(c, _, _)| c) {
         let Some(cap) = Capability::from_number(c.capability) else { continue };
         let line = format!("{cap} via {} (by {})", c.path_summary(), c.comm);
         match out.iter_mut().find(|(k, _)| *k == cap) {

@@ -96,6 +96,22 @@ fn run(args: &[String]) -> std::io::Result<()> {
             path_call(&arg(1), |p| unsafe { libc::utimensat(libc::AT_FDCWD, p, t.as_ptr(), 0) })
         }
         Some("listxattr") => listxattr(&arg(1)),
+        // A tool that degrades silently: chowns FILE to nobody, warns when refused, exits 0
+        // (as useradd does for a home directory).
+        Some("chown-or-warn") => {
+            if let Err(e) = path_call(&arg(1), |p| unsafe { libc::chown(p, 65534, 65534) }) {
+                eprintln!("scenario: warning: cannot chown {}: {e}", arg(1));
+            }
+            Ok(())
+        }
+        // A server that isolates itself in new namespaces when it may and forks plainly when
+        // refused (vsftpd's isolate=YES), then serves on PORT.
+        Some("serve-try-unshare") => {
+            if unsafe { libc::unshare(libc::CLONE_NEWUTS | libc::CLONE_NEWIPC) } < 0 {
+                eprintln!("scenario: no namespaces ({}): serving without", Error::last_os_error());
+            }
+            serve(arg(1).parse().unwrap_or_else(|_| usage()))
+        }
         Some("set-trusted-xattr") => path_call(&arg(1), |p| unsafe { libc::setxattr(p, c"trusted.capprof".as_ptr(), b"1".as_ptr().cast(), 1, 0) }),
         _ => usage(),
     }
@@ -103,7 +119,7 @@ fn run(args: &[String]) -> std::io::Result<()> {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: scenario nothing | when FILE SUBCOMMAND... | chown FILE | bind PORT | serve PORT | ping-socket-netns | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | open-rw FILE | rcvbufforce | so-mark | setuid-loop N | mmap-loop N | sockets N | timed-loop setuid|mmap|getppid SECS | chroot-n N | names N | sleep SECS | sleep-as UID SECS | exit CODE | capset-same | capset-raise-inheritable | setuid-self | setgid-self | kill0 PID | chmod-plain FILE | fork N | shmget N | stack-grow | epoll-wakeup | compat-getpid | list-as-nobody DIR | touch FILE | touch-at FILE | listxattr FILE | set-trusted-xattr FILE"
+        "usage: scenario nothing | when FILE SUBCOMMAND... | chown FILE | bind PORT | serve PORT | ping-socket-netns | rawsock | mknod PATH | setuid | setgid | kill PID | chmod-setgid FILE | chroot DIR | read FILE | open-rw FILE | rcvbufforce | so-mark | setuid-loop N | mmap-loop N | sockets N | timed-loop setuid|mmap|getppid SECS | chroot-n N | names N | sleep SECS | sleep-as UID SECS | exit CODE | capset-same | capset-raise-inheritable | setuid-self | setgid-self | kill0 PID | chmod-plain FILE | fork N | shmget N | stack-grow | epoll-wakeup | compat-getpid | list-as-nobody DIR | touch FILE | touch-at FILE | listxattr FILE | set-trusted-xattr FILE | chown-or-warn FILE | serve-try-unshare PORT"
     );
     std::process::exit(2)
 }
@@ -321,11 +337,16 @@ fn epoll_wakeup() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Lists `path`'s extended attributes, one name a line on stdout (what a copy would carry).
 fn listxattr(path: &str) -> std::io::Result<()> {
     let c = CString::new(path).map_err(|_| Error::from_raw_os_error(libc::EINVAL))?;
-    let mut buf = [0 as libc::c_char; 4096];
-    let n = unsafe { libc::listxattr(c.as_ptr(), buf.as_mut_ptr(), buf.len()) };
-    check(n as i32)
+    let mut buf = [0u8; 4096];
+    let n = unsafe { libc::listxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    check(n as i32)?;
+    for name in buf[..n as usize].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        println!("{}", String::from_utf8_lossy(name));
+    }
+    Ok(())
 }
 
 /// Becomes uid/gid 65534 keeping its permitted set, raises DAC_READ_SEARCH in the effective

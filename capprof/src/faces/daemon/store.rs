@@ -180,6 +180,7 @@ impl Fact {
             path: self.path.clone(),
             syscall: self.syscall.clone(),
             cap_eff: self.cap_eff,
+            uid: None,
             at_stop: false,
             no_effect: self.no_effect,
             doubtful: self.doubtful,

@@ -80,7 +80,7 @@ pub fn run(cfg: &RecordConfig) -> Result<i32> {
 pub fn record(argv: &[String], options: &RecordOptions, prove: bool, probe: Option<&crate::session::trial::Probe>) -> Result<(Profile, i32)> {
     let mut tracer = Tracer::open(&options.kernel)?;
     let cleanup = if probe.is_some() { crate::attribution::stop::Cleanup::Remove } else { crate::attribution::stop::Cleanup::Stop };
-    let spec = TrialSpec { argv: argv.to_vec(), restrict: None, probe: probe.cloned(), containers: options.containers, cleanup, seccomp: None };
+    let spec = TrialSpec { argv: argv.to_vec(), restrict: None, probe: probe.cloned(), containers: options.containers, cleanup, seccomp: None, refusals_fail: trial::RefusedNeeds::default() };
     let trial = trial::run(&mut tracer, &spec)?;
     let mut profile = profile_of(&tracer, argv, &trial, options);
     report_trial_end(&trial);
