@@ -17,8 +17,9 @@ PKGS=(
   # Real programs for the accuracy tests (tests/tests/corpus.rs, kernel_sites.rs) and clients.
   iputils-ping nginx-light lighttpd haproxy redis-server redis-tools memcached chrony dnsmasq-base
   tcpdump openssh-server openssh-client postgresql curl python3
-  # One-shot administration tools of the corpus: copies and archives that keep attributes.
-  attr rsync cpio
+  # One-shot administration tools of the corpus: copies and archives that keep attributes;
+  # vsftpd, a server that tries namespaces.
+  attr rsync cpio vsftpd
   # An independent YAML parser for the injection tests (tests/tests/hostile.rs).
   python3-yaml
   # Real Debian images without a registry (tests/src/lib.rs: debian_python_image).

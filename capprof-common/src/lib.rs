@@ -169,7 +169,8 @@ pub struct TaskOrigin {
     /// on must be allowed by the profile).
     pub phase: u32,
     /// With refusal tracking (`SECCOMP_REFUSALS`): the system call the task entered, plus one
-    /// (0: none). A call that exits with EPERM without having entered was refused by seccomp.
+    /// (0: none). A call that exits with EPERM or ENOSYS without having entered was refused
+    /// by seccomp.
     pub entered: u64,
 }
 
@@ -190,6 +191,11 @@ pub const PHASE_FILTERED: u32 = 1;
 pub const PHASE_REFUSED: u32 = 2;
 /// `SyscallKey::phase` only: calls of a filtered runtime task refused likewise.
 pub const PHASE_REFUSED_FILTERED: u32 = 3;
+/// `SyscallKey::phase` only: calls of workload tasks that seccomp answered with ENOSYS before
+/// they entered (Docker's profile does so for `clone3`: glibc then falls back to `clone`).
+pub const PHASE_ENOSYS: u32 = 4;
+/// `SyscallKey::phase` only: calls of a filtered runtime task answered ENOSYS likewise.
+pub const PHASE_ENOSYS_FILTERED: u32 = 5;
 
 /// `SyscallKey::arch`: the native x86_64 table (AUDIT_ARCH_X86_64).
 pub const ARCH_X86_64: u32 = 0;
@@ -204,9 +210,10 @@ pub const SYSCALL_SLOTS: usize = 1024;
 
 /// `Config::seccomp`: system calls are not counted (the hooks are not attached).
 pub const SECCOMP_OFF: u32 = 0;
-/// Count each workload's system calls.
+/// Count each workload's system calls (no longer set: counting always tracks refusals).
 pub const SECCOMP_COUNT: u32 = 1;
-/// Count them, and the calls refused before they entered (verify under a profile).
+/// Count them, and the calls refused before they entered (the engine's filter while
+/// recording, the profile being proven under verify and minimize).
 pub const SECCOMP_REFUSALS: u32 = 2;
 
 /// Key of the system-call map: one counter array per (cgroup, program, table, phase).

@@ -9,10 +9,11 @@
 //! child) is marked `PHASE_FILTERED`, because what it calls from then on passes through the
 //! filter the profile becomes, and the exec itself is one of those calls.
 //!
-//! `sys_exit` (attached only to prove a profile) finds the calls seccomp refused: seccomp runs
-//! before the `sys_enter` tracepoint and a refused call skips it, but still exits through
-//! `sys_exit`. A call that exits with EPERM (the profile's errno) without having entered was
-//! refused.
+//! `sys_exit` finds the calls seccomp refused: seccomp runs before the `sys_enter` tracepoint
+//! and a refused call skips it, but still exits through `sys_exit`. A call that exits with
+//! EPERM or ENOSYS without having entered was refused, and the answer is kept: a program that
+//! got ENOSYS probed a call and fell back (glibc's `clone3`), and its profile must answer the
+//! same, not EPERM.
 
 use aya_ebpf::{
     bindings::{task_struct, BPF_NOEXIST},
@@ -21,7 +22,7 @@ use aya_ebpf::{
     programs::RawTracePointContext,
 };
 use capprof_common::{
-    counter, SyscallKey, TaskOrigin, ARCH_I386, ARCH_X32, ARCH_X86_64, PHASE_FILTERED, PHASE_REFUSED,
+    counter, SyscallKey, TaskOrigin, ARCH_I386, ARCH_X32, ARCH_X86_64, PHASE_ENOSYS, PHASE_ENOSYS_FILTERED, PHASE_FILTERED, PHASE_REFUSED,
     PHASE_REFUSED_FILTERED, PHASE_WORKLOAD, SECCOMP_REFUSALS, SYSCALL_SLOTS,
 };
 
@@ -40,6 +41,7 @@ const X32_SYSCALL_BIT: u64 = 0x4000_0000;
 /// `thread_info.status` bit of a 32-bit compat system call in progress (arch/x86).
 const TS_COMPAT: u32 = 0x0002;
 const EPERM: i64 = 1;
+const ENOSYS: i64 = 38;
 const EEXIST: i64 = 17;
 
 /// Offset of `thread_info.status` in `struct task_struct` (thread_info is embedded), from the
@@ -96,7 +98,7 @@ pub fn sys_exit(ctx: RawTracePointContext) -> u32 {
     let entered = origin.entered;
     origin.entered = 0;
     let ret: i64 = ctx.arg(1);
-    if ret != -EPERM {
+    if ret != -EPERM && ret != -ENOSYS {
         return 0;
     }
     let regs: u64 = ctx.arg(0);
@@ -105,10 +107,12 @@ pub fn sys_exit(ctx: RawTracePointContext) -> u32 {
         return 0;
     }
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    let phase = match origin.phase {
-        PHASE_WORKLOAD if moved(origin, cgroup_id) => return 0,
-        PHASE_WORKLOAD => PHASE_REFUSED,
-        _ => PHASE_REFUSED_FILTERED,
+    let phase = match (origin.phase, ret == -ENOSYS) {
+        (PHASE_WORKLOAD, _) if moved(origin, cgroup_id) => return 0,
+        (PHASE_WORKLOAD, false) => PHASE_REFUSED,
+        (PHASE_WORKLOAD, true) => PHASE_ENOSYS,
+        (_, false) => PHASE_REFUSED_FILTERED,
+        (_, true) => PHASE_ENOSYS_FILTERED,
     };
     count(task, cgroup_id, id, phase);
     0

@@ -457,7 +457,7 @@ impl VerifyArgs {
     pub fn validate(self) -> Result<VerifyConfig> {
         let mut run = self.trial.validate()?;
         if self.seccomp.is_some() {
-            run.options.kernel.syscalls = SyscallTracing::Refusals;
+            run.options.kernel.syscalls = SyscallTracing::Count;
         }
         Ok(VerifyConfig { caps: self.caps.as_deref().map(CapSet::parse_list).transpose()?, seccomp: self.seccomp, run })
     }
@@ -468,7 +468,7 @@ impl MinimizeArgs {
         needs_syscalls(self.trial.output.format, self.seccomp)?;
         let mut run = self.trial.validate()?;
         if self.seccomp {
-            run.options.kernel.syscalls = SyscallTracing::Refusals;
+            run.options.kernel.syscalls = SyscallTracing::Count;
         }
         Ok(run)
     }

@@ -348,3 +348,71 @@ fn changes_read_from_the_overlay_layer_are_dockers_own() {
     assert!(docker.iter().any(|p| p == "/bin/ls") && docker.iter().any(|p| p == "/var/lib/app/cache/f"), "docker diff: {docker:?}");
     assert_eq!(ours, Some(docker));
 }
+
+/// Whether a container exists and runs, as Docker says.
+fn running(name: &str) -> bool {
+    let out = Command::new("docker").args(["inspect", "-f", "{{.State.Running}}", name]).output().unwrap();
+    out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "true"
+}
+
+/// A shared host: while capprof records, verifies and minimizes a `docker run`, someone else
+/// starts a container from another shell. It is recorded (its own profile) but never
+/// stopped or removed, and its set never lands on the user's rewritten command.
+#[test]
+fn a_bystander_container_is_recorded_never_touched_and_never_lends_its_set() {
+    let _serial = container_lock();
+    require_root();
+    let img = busybox_image("docker");
+    let argv = docker_run(&["IMG", "sh", "-c", "sleep 2; touch /tmp/f && chown 65534 /tmp/f"]);
+    let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+    for face in [&["record", "-f", "docker-run"][..], &["verify", "--caps", "chown"], &["minimize"]] {
+        let name = format!("capprof-bystander-{}-{}", face[0], unique());
+        let bystander = {
+            let (name, img) = (name.clone(), img.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(700));
+                let out = Command::new("docker").args(["run", "-d", "--name", &name, &img, "sh", "-c", "while true; do mknod /tmp/n$$ c 1 3; rm -f /tmp/n$$; sleep 0.2; done"]).output().unwrap();
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            })
+        };
+        let out_file = scratch("bystander").join("out");
+        let out = Command::new(capprof()).args(face).args(["-o", out_file.to_str().unwrap(), "--"]).args(&refs).output().unwrap();
+        bystander.join().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let alive = running(&name);
+        let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+        assert_eq!(out.status.code(), Some(0), "{face:?}: {stderr}");
+        assert!(alive, "{face:?} stopped or removed a container its command did not start: {stderr}");
+        assert!(stderr.contains(&format!("container {name}: not started by this command")), "{face:?} says it left it alone: {stderr}");
+        if face[0] == "record" {
+            // The rewrite carries the set of the container the command started.
+            let line = std::fs::read_to_string(&out_file).unwrap();
+            assert!(line.starts_with("docker run --cap-drop=ALL --cap-add=CHOWN --rm "), "{line}");
+            assert!(!line.contains("MKNOD"), "the bystander's set: {line}");
+        }
+    }
+}
+
+/// A container that tries to raise its memlock limit (SYS_RESOURCE, refused: Docker does not
+/// grant it, and this host's bounding set lacks it, so runc could not apply it) and goes on:
+/// minimize starts from what was used and granted, never asks the engine for what cannot be
+/// granted, and completes.
+#[test]
+fn minimize_completes_when_the_unrestricted_run_was_refused_what_cannot_be_granted() {
+    let _serial = container_lock();
+    require_root();
+    let argv = docker_run(&["IMG", "sh", "-c", "touch /tmp/f && chown 65534 /tmp/f; ulimit -H -l unlimited 2>/dev/null; true"]);
+    let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let (status, p, stderr) = capprof_json(&["record"], &refs);
+    assert_eq!(status, 0, "{stderr}");
+    let c = only_container(&p);
+    assert!(c["would_need"].as_array().unwrap().iter().any(|x| x == "SYS_RESOURCE"), "the refused raise: {c}");
+    let (status, p, stderr) = capprof_json(&["minimize"], &refs);
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(added(only_container(&p)), ["CHOWN"], "{stderr}");
+    let bounding = std::fs::read_to_string("/proc/self/status").unwrap();
+    let bounding = u64::from_str_radix(bounding.lines().find_map(|l| l.strip_prefix("CapBnd:")).unwrap().trim(), 16).unwrap();
+    if bounding & (1 << 24) == 0 {
+        assert!(stderr.contains("not grantable here: SYS_RESOURCE"), "{stderr}");
+    }
+}

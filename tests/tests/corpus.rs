@@ -45,7 +45,10 @@ fn corpus(p: Program) {
     let w = &recorded["workloads"][0];
     let conditional: Vec<String> = w["conditional"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
     let mut settled = added(w);
-    if !conditional.is_empty() {
+    // Zero missing: whatever record kept beyond the expected set, it dropped nothing of it.
+    let missing: Vec<&&str> = p.expected.iter().filter(|c| !settled.iter().any(|r| r == *c)).collect();
+    assert!(missing.is_empty(), "record {:?} dropped {missing:?}: {recorded}", p.argv);
+    if !conditional.is_empty() || settled != p.expected {
         let mut prove = args.clone();
         prove.push("--prove");
         let (status, proven, stderr) = capprof_json(&prove, p.argv);
@@ -53,12 +56,14 @@ fn corpus(p: Program) {
         settled = added(&proven["workloads"][0]);
         assert!(proven["workloads"][0]["conditional"].as_array().unwrap().is_empty(), "{stderr}");
     }
+    eprintln!("ACCURACY {} tracer={:?} record={:?} prove={settled:?} expected={:?}", p.argv[0], traced(w), added(w), p.expected);
     assert_eq!(settled, p.expected, "record{} {:?} (conditional: {conditional:?}): {}", if conditional.is_empty() { "" } else { " --prove" }, p.argv, recorded);
 
     let mut args = vec!["minimize"];
     args.extend(&check);
     let (status, minimal, stderr) = capprof_json(&args, p.argv);
     assert_eq!(status, 0, "minimize {:?}: {stderr}", p.argv);
+    eprintln!("ACCURACY {} minimize={:?}", p.argv[0], added(&minimal["workloads"][0]));
     assert_eq!(added(&minimal["workloads"][0]), p.expected, "the set proven by re-runs of {:?}: {stderr}", p.argv);
 
     let caps = if p.expected.is_empty() { "none".to_string() } else { p.expected.join(",") };
@@ -66,6 +71,21 @@ fn corpus(p: Program) {
     args.extend(&check);
     let (status, _, stderr) = capprof_json(&args, p.argv);
     assert_eq!(status, 0, "verify {caps} -- {:?}: {stderr}", p.argv);
+}
+
+/// What a plain tracer would report: every capability a granted check asked for (runtime
+/// set-up aside), for README's accuracy table.
+fn traced(w: &serde_json::Value) -> Vec<String> {
+    let mut caps: Vec<String> = w["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["verdict"] == "granted" && c["classification"] != "runtime")
+        .map(|c| c["capability"].as_str().unwrap().to_string())
+        .collect();
+    caps.sort();
+    caps.dedup();
+    caps
 }
 
 /// A scratch file with `text`.
@@ -233,6 +253,41 @@ fn postgresql_started_through_su() {
     corpus(Program { argv: &["su", "postgres", "-c", &server], check: Some(&check), expected: &["SETGID", "SETUID"] });
 }
 
+#[test]
+fn vsftpd_tries_namespaces_and_forks_plainly_when_refused() {
+    require_program("/usr/sbin/vsftpd");
+    let _l = corpus_lock();
+    let dir = scratch("vsftpd");
+    let d = dir.display();
+    for sub in ["ftproot", "empty"] {
+        std::fs::create_dir(dir.join(sub)).unwrap();
+    }
+    std::fs::write(dir.join("ftproot/hello.txt"), "hello-from-vsftpd\n").unwrap();
+    for sub in ["ftproot", "empty"] {
+        std::fs::set_permissions(dir.join(sub), std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
+    }
+    // isolate=YES: each session is cloned into new PID, IPC and network namespaces when
+    // allowed (SYS_ADMIN), else forked plainly ("failok"); either way it serves.
+    let conf = file(&dir, "vsftpd.conf", &format!(
+        "listen=YES\nlisten_ipv6=NO\nlisten_address=127.0.0.1\nlisten_port=2121\nbackground=NO\nanonymous_enable=YES\nno_anon_password=YES\n\
+         anon_root={d}/ftproot\nftp_username=ftp\nnopriv_user=ftp\nlocal_enable=NO\nwrite_enable=NO\nsecure_chroot_dir={d}/empty\n\
+         connect_from_port_20=NO\npasv_enable=YES\npasv_address=127.0.0.1\npasv_min_port=42100\npasv_max_port=42199\nisolate=YES\n\
+         isolate_network=YES\nseccomp_sandbox=NO\nvsftpd_log_file={d}/vsftpd.log\n"
+    ));
+    // A real download and listing, and the session process really runs as ftp (uid and gid).
+    let check = file(&dir, "check.sh", &format!(
+        "set -e\n[ \"$(curl -sS --max-time 5 ftp://127.0.0.1:2121/hello.txt)\" = hello-from-vsftpd ]\n\
+         curl -sS --max-time 5 --list-only ftp://127.0.0.1:2121/ | grep -qx hello.txt\n\
+         exec 3<>/dev/tcp/127.0.0.1/2121\nread -t 3 -r l <&3\nprintf 'USER anonymous\\r\\n' >&3\nread -t 3 -r l <&3\n\
+         case $l in 230*) ;; *) exit 1;; esac\nsleep 0.2\nwant=\"$(id -u ftp) $(id -u ftp) $(id -u ftp) $(id -u ftp)/$(id -g ftp) $(id -g ftp) $(id -g ftp) $(id -g ftp)\"\n\
+         found=\nfor p in $(pgrep -x vsftpd); do grep -qa {d}/vsftpd.conf /proc/$p/cmdline 2>/dev/null || continue\n\
+           ids=\"$(awk '/^Uid:/{{u=$2\" \"$3\" \"$4\" \"$5}} /^Gid:/{{g=$2\" \"$3\" \"$4\" \"$5}} END{{print u\"/\"g}}' /proc/$p/status)\"\n\
+           [ \"$ids\" = \"$want\" ] && found=1\ndone\nprintf 'QUIT\\r\\n' >&3\n[ -n \"$found\" ]\n"
+    ));
+    let check = format!("bash {check}");
+    corpus(Program { argv: &["vsftpd", &conf], check: Some(&check), expected: &["SETGID", "SETUID", "SYS_CHROOT"] });
+}
+
 /// A one-shot tool run as root (an administrator's copy, archive, user or attribute tool, a
 /// network tool with file capabilities), judged by what it leaves: owners, modes, extended
 /// attributes, what it printed. `expected` was found by an oracle independent of capprof
@@ -315,6 +370,8 @@ fn tool(t: Tool) {
     let (proven, _, stderr) = run(&["record", "--prove"]);
     assert_eq!(proven, t.expected, "{}: record --prove (record gave {recorded:?}): {stderr}", t.name);
     let (minimal, _, stderr) = run(&["minimize"]);
+    // What README's accuracy table counts (cargo test --test corpus -- --nocapture).
+    eprintln!("ACCURACY {} tracer={:?} record={recorded:?} prove={proven:?} minimize={minimal:?} expected={:?}", t.name, traced(&profile["workloads"][0]), t.expected);
     assert_eq!(minimal, t.expected, "{}: minimize: {stderr}", t.name);
     let caps = if t.expected.is_empty() { "none".to_string() } else { t.expected.join(",") };
     let (verified, _, stderr) = run(&["verify", "--caps", &caps]);

@@ -108,8 +108,10 @@ fn reading_a_mode_000_file_needs_dac_read_search() {
 }
 
 #[test]
+/// Optional: in the set (refused, the buffer is smaller, which the program may or may not
+/// mind), listed apart for a re-run to settle.
 fn forced_receive_buffer_with_fallback_is_optional() {
-    let r = expect_set(&["rcvbufforce"], &[]);
+    let r = expect_set(&["rcvbufforce"], &["NET_ADMIN"]);
     let net_admin = r.checks_of("NET_ADMIN");
     assert_eq!(net_admin.len(), 1, "{}", r.profile);
     assert_eq!(net_admin[0].classification.label(), "optional");

@@ -165,3 +165,19 @@ fn containerd_containers_carry_their_kubernetes_names() {
         assert_eq!(w["granted"].as_array().map(Vec::len), Some(14), "containerd's default set, from the bundle: {w}");
     }
 }
+
+/// `ctr run IMAGE NAME` with neither a 64-hex id nor the kubelet's layout: containerd puts it
+/// in `/NAMESPACE/NAME`, and capprof finds it by containerd's own task directory.
+#[test]
+fn a_named_ctr_container_is_found_by_what_containerd_says() {
+    require_root();
+    let _c = container_lock();
+    let image = containerd_image();
+    let name = format!("capprof-named-{}", std::process::id());
+    let argv: Vec<String> = ["ctr", "-n", "k8s.io", "run", "--rm", &image, &name, "sh", "-c", "touch /tmp/f && chown 65534 /tmp/f"].iter().map(|s| s.to_string()).collect();
+    let c = record_container(&argv);
+    assert_eq!(c["container"]["engine"], "containerd", "{c}");
+    assert_eq!(c["container"]["id"], name.as_str(), "{c}");
+    assert_eq!(c["cgroup"], format!("/k8s.io/{name}").as_str(), "{c}");
+    assert_eq!(added(&c), ["CHOWN"], "{c}");
+}

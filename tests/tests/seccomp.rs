@@ -390,3 +390,118 @@ fn the_daemon_learns_a_containers_calls_across_a_restart() {
     let detach = Command::new(capprof()).args(["daemon", "--detach", "--socket"]).arg(&socket).arg("--state").arg(&state).output().unwrap();
     assert!(detach.status.success(), "{}", String::from_utf8_lossy(&detach.stderr));
 }
+
+/// The Debian image with the host's prometheus (Debian's package: a Go server, linked to
+/// glibc) copied in: a Go runtime's threads beside glibc's.
+fn debian_go_image() -> String {
+    let tag = "capprof-test:bookworm-prometheus";
+    if Command::new("docker").args(["image", "inspect", tag]).output().is_ok_and(|o| o.status.success()) {
+        return tag.into();
+    }
+    let base = debian_python_image();
+    let dir = scratch("go-image");
+    std::fs::copy("/usr/bin/prometheus", dir.join("prometheus")).expect("prometheus (scripts/setup.sh installs it)");
+    std::fs::write(dir.join("prometheus.yml"), "global:\n  scrape_interval: 1m\n").unwrap();
+    std::fs::write(dir.join("Dockerfile"), format!("FROM {base}\nCOPY prometheus /usr/bin/prometheus\nCOPY prometheus.yml /etc/prometheus.yml\n")).unwrap();
+    let out = Command::new("docker").args(["build", "-q", "--network", "none", "-t", tag]).arg(&dir).output().unwrap();
+    assert!(out.status.success(), "docker build: {}", String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+    tag.into()
+}
+
+/// `check` passes within 20 s.
+fn serves(check: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if Command::new("sh").args(["-c", check]).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap().success() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+/// Records `server` (a `docker run` of a multi-threaded server on the host network) with
+/// `--seccomp` until `check` passes, then has Docker itself run it under the recorded seccomp
+/// profile and capability set, detached, and asks it the same request twice (a thread per
+/// request). Returns the recorded seccomp section.
+fn engine_serves_under_its_recording(server: &[&str], check: &str) -> Value {
+    let (status, p, stderr) = capprof_json(&["record", "--seccomp", "--check", check, "--timeout", "30"], server);
+    assert_eq!(status, 0, "record --seccomp --check: {stderr}");
+    let w = main_workload(&p).clone();
+    let file = scratch("served").join("profile.json");
+    std::fs::write(&file, serde_json::to_string(&p).unwrap()).unwrap();
+    let oci = oci_file(&file);
+    let run = server.iter().position(|a| *a == "run").unwrap();
+    let name = format!("capprof-served-{}", unique());
+    let mut cmd = Command::new("docker");
+    cmd.args(&server[1..=run]).args(["-d", "--name", &name, "--security-opt"]).arg(format!("seccomp={}", oci.display())).arg("--cap-drop=ALL");
+    for c in added(&w) {
+        cmd.arg(format!("--cap-add={c}"));
+    }
+    let started = cmd.args(server[run + 1..].iter().filter(|a| **a != "--rm")).output().unwrap();
+    assert!(started.status.success(), "docker run under the recorded profile: {}", String::from_utf8_lossy(&started.stderr));
+    let served = serves(check) && serves(check);
+    let logs = Command::new("docker").args(["logs", "--tail", "20", &name]).output().unwrap();
+    let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+    assert!(served, "{server:?} under its recorded profile {} did not serve: {}{}", oci.display(), String::from_utf8_lossy(&logs.stdout), String::from_utf8_lossy(&logs.stderr));
+    w["seccomp"].clone()
+}
+
+/// glibc's pthread_create asks clone3 first and falls back to clone only on ENOSYS, which
+/// Docker's default profile answers: recorded under it, clone3 never entered, and a profile
+/// answering EPERM for it stops python's threading server at its first request. The recorded
+/// profile answers clone3 with ENOSYS, as the engine did, and Docker runs the server under it.
+#[test]
+fn threaded_servers_serve_under_their_recorded_profiles() {
+    require_root();
+    let _serial = container_lock();
+    let img = debian_python_image();
+    let check = "curl -fsS -m 5 -o /dev/null http://127.0.0.1:8097/";
+    let server = ["docker", "run", "--rm", "--network", "host", &img, "python3", "-m", "http.server", "--bind", "127.0.0.1", "8097"];
+    let s = engine_serves_under_its_recording(&server, check);
+    let enosys: Vec<&str> = s["enosys"].as_array().map(|a| a.iter().map(|e| e["name"].as_str().unwrap()).collect()).unwrap_or_default();
+    assert!(enosys.contains(&"clone3"), "clone3 was answered ENOSYS by Docker's profile while recording: {s}");
+    assert!(!s["syscalls"].as_array().unwrap().iter().any(|c| c["name"] == "clone3"), "{s}");
+    // A profile that answers clone3 EPERM instead (the default for a call never made) does
+    // not serve: the rule is what makes it work.
+    let p = scratch("eperm").join("p.json");
+    let file = oci_file_of(&s, &p);
+    let mut oci: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    oci["syscalls"].as_array_mut().unwrap().truncate(1);
+    std::fs::write(&file, serde_json::to_string(&oci).unwrap()).unwrap();
+    let name = format!("capprof-eperm-{}", unique());
+    let run = Command::new("docker")
+        .args(["run", "-d", "--name", &name, "--network", "host", "--security-opt"])
+        .arg(format!("seccomp={}", file.display()))
+        .args([&img, "python3", "-m", "http.server", "--bind", "127.0.0.1", "8097"])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let served = serves(check);
+    let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+    assert!(!served, "python's threading server needs its clone3 answered ENOSYS");
+
+    // Recorded without any filter, clone3 entered: allowed.
+    let unconfined = ["docker", "run", "--rm", "--network", "host", "--security-opt", "seccomp=unconfined", &img, "python3", "-m", "http.server", "--bind", "127.0.0.1", "8097"];
+    let s = engine_serves_under_its_recording(&unconfined, check);
+    assert!(s["syscalls"].as_array().unwrap().iter().any(|c| c["name"] == "clone3"), "{s}");
+
+    // A Go server (Debian's prometheus), recorded under Docker's default profile.
+    let go = debian_go_image();
+    let check = "curl -fsS -m 5 -o /dev/null http://127.0.0.1:9497/-/ready";
+    let server = ["docker", "run", "--rm", "--network", "host", &go, "prometheus", "--config.file=/etc/prometheus.yml", "--storage.tsdb.path=/tmp/tsdb", "--web.listen-address=127.0.0.1:9497"];
+    engine_serves_under_its_recording(&server, check);
+}
+
+/// The OCI file of a recorded seccomp section, written beside `path`.
+fn oci_file_of(seccomp: &Value, path: &Path) -> PathBuf {
+    let profile = serde_json::json!({
+        "capprof_version": env!("CARGO_PKG_VERSION"), "kernel": "", "backend": {"name": "", "sees_opts": false, "classification": ""},
+        "duration_ms": 0, "losses": {"checks_seen": 0, "checks_map_full": 0, "events_dropped": 0, "tasks_map_full": 0, "site_unknown": 0},
+        "workloads": [{"name": "w", "kind": "container", "command": [], "cgroup": "", "exit_status": null,
+            "capabilities": {"drop": ["ALL"], "add": []}, "would_need": [], "optional": [], "no_new_privileges_safe": true, "checks": [], "seccomp": seccomp}]
+    });
+    std::fs::write(path, serde_json::to_string(&profile).unwrap()).unwrap();
+    oci_file(path)
+}

@@ -82,6 +82,10 @@ pub struct ContainerInfo {
     pub changed_paths: Option<Vec<String>>,
     /// Where this came from: the engine, or the cgroup's path only.
     pub source: Source,
+    /// The recorded command started it (see [`super::ownership`]): the container a
+    /// `-f docker-run` rewrite is about, and the only kind a trial stops.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub started_by_command: bool,
 }
 
 fn is_hex_id(s: &str) -> bool {
@@ -155,7 +159,23 @@ pub fn identify(path: &str) -> Option<ContainerRef> {
             return Some(ContainerRef { engine, id, cgroup });
         }
     }
-    None
+    containerd_task(&parts, std::path::Path::new(CONTAINERD_TASKS))
+}
+
+/// containerd's task directory: one directory per namespace (`k8s.io` for the kubelet's CRI,
+/// `moby` for Docker's, `default` for `ctr`), each holding a directory per running task.
+pub(crate) const CONTAINERD_TASKS: &str = "/run/containerd/io.containerd.runtime.v2.task";
+
+/// A container of any containerd namespace and any id, as the runtime says: `ctr run IMAGE
+/// NAME` puts it in `/NAMESPACE/NAME` (no 64-hex id), and nerdctl or a CRI with its own
+/// cgroup layout elsewhere; a cgroup whose last two components name a task directory of
+/// containerd (`TASKS/NAMESPACE/ID`) is that task's container.
+fn containerd_task(parts: &[&str], tasks: &std::path::Path) -> Option<ContainerRef> {
+    (1..parts.len()).find_map(|i| {
+        let (ns, id) = (parts[i - 1], parts[i]);
+        let safe = |s: &str| !s.is_empty() && s != "." && s != ".." && !s.contains('/');
+        (safe(ns) && safe(id) && tasks.join(ns).join(id).is_dir()).then(|| ContainerRef { engine: Engine::Containerd, id: id.to_string(), cgroup: format!("/{}", parts[..=i].join("/")) })
+    })
 }
 
 #[cfg(test)]
@@ -184,6 +204,14 @@ mod tests {
         }
         assert_eq!(identify(&format!("/docker/{ID}/sub")).unwrap().cgroup, format!("/docker/{ID}"));
         assert!(identify("/capprof/record-1-2").is_none());
+        // A named containerd task, found by its task directory.
+        let tasks = std::env::temp_dir().join(format!("capprof-tasks-{}", std::process::id()));
+        std::fs::create_dir_all(tasks.join("default/web")).unwrap();
+        let r = containerd_task(&["default", "web", "sub"], &tasks).unwrap();
+        assert_eq!((r.engine, r.id.as_str(), r.cgroup.as_str()), (Engine::Containerd, "web", "/default/web"));
+        assert!(containerd_task(&["default", "db"], &tasks).is_none());
+        assert!(containerd_task(&["capprof", "record-1-2"], &tasks).is_none());
+        let _ = std::fs::remove_dir_all(&tasks);
         assert!(identify("/system.slice/ssh.service").is_none());
         assert!(identify("/libpod_parent/conmon").is_none());
     }

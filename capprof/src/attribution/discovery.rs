@@ -184,9 +184,12 @@ impl Discovery {
         self.containers.values().map(|(r, i)| (r, i))
     }
 
-    /// The container a cgroup path belongs to.
+    /// The container a cgroup path belongs to (also once a containerd task named by its
+    /// directory is gone: the cgroup it was seen in is kept).
     pub fn container_of(&self, path: &str) -> Option<&(ContainerRef, ContainerInfo)> {
-        identify(path).and_then(|r| self.containers.get(&r.id))
+        identify(path)
+            .and_then(|r| self.containers.get(&r.id))
+            .or_else(|| self.containers.values().find(|(r, _)| path == r.cgroup || path.strip_prefix(r.cgroup.as_str()).is_some_and(|rest| rest.starts_with('/'))))
     }
 }
 

@@ -12,7 +12,8 @@ use serde_json::Value;
 use super::container::{ContainerInfo, ContainerRef, Engine, Source};
 
 /// Labels worth keeping: they name workloads across restarts and replicas.
-const LABELS: [&str; 6] = [
+const LABELS: [&str; 7] = [
+    super::ownership::TRIAL_LABEL,
     "com.docker.compose.project",
     "com.docker.compose.service",
     "io.kubernetes.pod.namespace",
@@ -183,12 +184,11 @@ pub(crate) fn parse_inspect(r: &ContainerRef, v: &Value) -> ContainerInfo {
         labels,
         changed_paths: None,
         source: Source::Engine,
+        started_by_command: false,
     }
 }
 
-/// containerd's task directory: one directory per namespace (`k8s.io` for the kubelet's CRI,
-/// `moby` for Docker's, `default` for `ctr`), each holding the bundles of its containers.
-const CONTAINERD_TASKS: &str = "/run/containerd/io.containerd.runtime.v2.task";
+use super::container::CONTAINERD_TASKS;
 
 /// Where a container's OCI bundle (`config.json`) is: its annotations name the pod, its
 /// namespace and the container; its process says the bounding set and the user.

@@ -9,6 +9,7 @@ pub mod container;
 pub mod discovery;
 pub(crate) mod engine;
 pub mod identity;
+pub mod ownership;
 pub mod run_command;
 pub mod stop;
 pub mod systemd;

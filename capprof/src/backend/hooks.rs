@@ -297,13 +297,10 @@ fn attach_syscall_net_hooks(ebpf: &mut aya::Ebpf) -> Result<Vec<Attached>> {
     Ok(links)
 }
 
-/// Attaches the system-call hooks (raw tracepoints sys_enter, and sys_exit for refusals).
-pub(super) fn attach_syscall_hooks(ebpf: &mut aya::Ebpf, refusals: bool) -> Result<Vec<Attached>> {
-    let mut links = vec![raw_tracepoint(ebpf, "sys_enter", "sys_enter")?];
-    if refusals {
-        links.push(raw_tracepoint(ebpf, "sys_exit", "sys_exit")?);
-    }
-    Ok(links)
+/// Attaches the system-call hooks (raw tracepoints sys_enter, and sys_exit for the calls
+/// seccomp refused).
+pub(super) fn attach_syscall_hooks(ebpf: &mut aya::Ebpf) -> Result<Vec<Attached>> {
+    Ok(vec![raw_tracepoint(ebpf, "sys_enter", "sys_enter")?, raw_tracepoint(ebpf, "sys_exit", "sys_exit")?])
 }
 
 pub(super) fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T>

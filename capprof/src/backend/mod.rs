@@ -255,13 +255,13 @@ impl Backend {
         self.network_hooks.as_deref()
     }
 
-    /// Counts the system calls of every workload task (`--seccomp`); with `refusals`, also
-    /// the calls seccomp refused (proving a profile). Every system call on the host pays for
-    /// the hook while it is attached (BENCHMARKS.md).
-    pub fn attach_syscall_hooks(&mut self, refusals: bool) -> Result<()> {
-        let links = hooks::attach_syscall_hooks(&mut self.ebpf, refusals)?;
+    /// Counts the system calls of every workload task (`--seccomp`), and the calls a seccomp
+    /// filter refused (the engine's while recording, the one being proven). Every system call
+    /// on the host pays for both hooks while they are attached (BENCHMARKS.md).
+    pub fn attach_syscall_hooks(&mut self) -> Result<()> {
+        let links = hooks::attach_syscall_hooks(&mut self.ebpf)?;
         self.links.extend(links);
-        self.config.seccomp = if refusals { capprof_common::SECCOMP_REFUSALS } else { capprof_common::SECCOMP_COUNT };
+        self.config.seccomp = capprof_common::SECCOMP_REFUSALS;
         self.push_config()
     }
 

@@ -60,12 +60,7 @@ pub fn render(profile: &Profile, format: Format) -> Result<String> {
         Format::Docker => profile.workloads.iter().map(|w| docker_flags(w) + "\n").collect(),
         Format::DockerRun => {
             // The container the command started carries the set; a plain command its own.
-            let w = profile
-                .workloads
-                .iter()
-                .find(|w| w.kind == WorkloadKind::Container)
-                .or(profile.workloads.first())
-                .ok_or_else(|| Error::new(ErrorKind::Internal, "profile has no workload"))?;
+            let w = command_container(profile)?;
             let set: CapSet = w.capabilities.add.iter().copied().collect();
             let seccomp = w.seccomp.as_ref().and_then(|s| s.file.clone());
             let argv = crate::attribution::run_command::rewrite_run_with(&profile.command, Some(set), seccomp.as_deref()).ok_or_else(|| {
@@ -86,6 +81,32 @@ pub fn render(profile: &Profile, format: Format) -> Result<String> {
             serde_json::to_string_pretty(profile).map_err(|e| Error::new(ErrorKind::Internal, format!("rendering JSON: {e}")))? + "\n"
         }
     })
+}
+
+/// The workload whose set `-f docker-run` puts on the user's command: the one container the
+/// command started (told by the engine: [`crate::attribution::ownership`]), never another that
+/// started meanwhile; a command that started none, its own. A profile of an older capprof,
+/// which did not mark it, names it by image when only one container ran that image.
+fn command_container(profile: &Profile) -> Result<&crate::profile::WorkloadProfile> {
+    let containers: Vec<&crate::profile::WorkloadProfile> = profile.workloads.iter().filter(|w| w.kind == WorkloadKind::Container).collect();
+    if containers.is_empty() {
+        return profile.workloads.first().ok_or_else(|| Error::new(ErrorKind::Internal, "profile has no workload"));
+    }
+    let marked: Vec<_> = containers.iter().filter(|w| w.container.as_ref().is_some_and(|c| c.started_by_command)).collect();
+    let image = crate::attribution::run_command::run_image(&profile.command);
+    let by_image: Vec<_> = containers.iter().filter(|w| image.is_some() && w.container.as_ref().map(|c| Some(&c.image)) == Some(image.as_ref())).collect();
+    match (marked.as_slice(), by_image.as_slice()) {
+        ([one], _) => Ok(one),
+        ([], [one]) => Ok(one),
+        _ => Err(Error::new(
+            ErrorKind::Usage,
+            format!(
+                "--format docker-run: cannot tell which of the {} containers recorded ({}) the command started: use --format docker, or record the `docker run` alone",
+                containers.len(),
+                containers.iter().map(|w| plain(&w.name)).collect::<Vec<_>>().join(", ")
+            ),
+        )),
+    }
 }
 
 /// A name usable as a Kubernetes container or compose service name (DNS-1123 label).

@@ -71,9 +71,12 @@ struct Spec {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Rule {
     action: &'static str,
     names: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errno_ret: Option<u32>,
 }
 
 /// One `SeccompProfile` per workload with system calls; pods then use
@@ -91,7 +94,9 @@ pub fn spo(p: &Profile) -> Result<String> {
             spec: Spec {
                 default_action: "SCMP_ACT_ERRNO",
                 architectures: s.architectures.iter().map(|a| a.scmp_name()).collect(),
-                syscalls: vec![Rule { action: "SCMP_ACT_ALLOW", names: s.allowed_names().into_iter().collect() }],
+                syscalls: std::iter::once(Rule { action: "SCMP_ACT_ALLOW", names: s.allowed_names().into_iter().collect(), errno_ret: None })
+                    .chain((!s.enosys_names().is_empty()).then(|| Rule { action: "SCMP_ACT_ERRNO", names: s.enosys_names().into_iter().collect(), errno_ret: Some(crate::seccomp::oci::ENOSYS) }))
+                    .collect(),
             },
         };
         let yaml = serde_norway::to_string(&resource).map_err(|e| Error::new(ErrorKind::Internal, format!("rendering YAML: {e}")))?;
@@ -133,6 +138,9 @@ pub fn summary(out: &mut String, s: &crate::profile::seccomp::SyscallProfile) {
     let _ = writeln!(out, "  against Docker's default profile: {} calls it allows are refused here{}", removed.len(), if removed.is_empty() { String::new() } else { format!(" (e.g. {})", removed.iter().filter(|n| NOTABLE.contains(*n)).take(8).copied().collect::<Vec<_>>().join(", ")) });
     for r in &s.refused {
         let _ = writeln!(out, "  refused by seccomp: {} ({}) {}x by {}", r.name, r.arch.name(), r.count, super::plain(&r.programs.join(", ")));
+    }
+    for r in &s.enosys {
+        let _ = writeln!(out, "  answered ENOSYS by seccomp, and the program went on: {} ({}) {}x by {} (the profile answers it ENOSYS too)", r.name, r.arch.name(), r.count, super::plain(&r.programs.join(", ")));
     }
     for u in &s.unnamed {
         let _ = writeln!(out, "  not in any table (left out): {} ({}) {}x", u.name, u.arch.name(), u.count);

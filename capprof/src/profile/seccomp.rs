@@ -29,6 +29,11 @@ pub enum Source {
     Assumed,
     /// Not seen while recording, refused on a re-run under the allow list, and needed.
     Proven,
+    /// Not in the allow list: the filter the workload ran under while recording answered it
+    /// with ENOSYS before it entered (Docker's profile does for `clone3`), and the program
+    /// went on (glibc falls back to `clone`). The profile answers it the same: EPERM would
+    /// stop the fallback.
+    Enosys,
 }
 
 /// One system call: how often, by which programs.
@@ -49,10 +54,14 @@ pub struct SyscallProfile {
     pub architectures: Vec<Arch>,
     /// The allow list, by table then name.
     pub syscalls: Vec<SyscallUse>,
-    /// Calls seccomp refused (the workload ran under a profile: the engine's during `record`,
-    /// the one being proven during `verify` and `minimize`).
+    /// Calls seccomp refused with EPERM (the workload ran under a profile: the engine's during
+    /// `record`, the one being proven during `verify` and `minimize`). They stay refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<SyscallUse>,
+    /// Calls seccomp answered with ENOSYS before they entered, and the program went on: the
+    /// profile answers them ENOSYS too (an explicit rule), never the default EPERM.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub enosys: Vec<SyscallUse>,
     /// Numbers no known table names (`nr:N`): not in the allow list.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unnamed: Vec<SyscallUse>,
@@ -78,7 +87,10 @@ impl SyscallProfile {
     /// `refused` by seccomp.
     pub fn from_uses(allowed: Vec<SyscallUse>, refused: Vec<SyscallUse>, kind: WorkloadKind) -> Self {
         let runtime_seen = allowed.iter().any(|s| s.source == Source::Runtime);
-        let (unnamed, mut syscalls): (Vec<SyscallUse>, Vec<SyscallUse>) = allowed.into_iter().partition(|s| s.name.starts_with("nr:"));
+        let (unnamed, made): (Vec<SyscallUse>, Vec<SyscallUse>) = allowed.into_iter().partition(|s| s.name.starts_with("nr:"));
+        let (mut enosys, mut syscalls): (Vec<SyscallUse>, Vec<SyscallUse>) = made.into_iter().partition(|s| s.source == Source::Enosys);
+        // A call some program made gets through; only one never made is answered ENOSYS.
+        enosys.retain(|e| !syscalls.iter().any(|s| s.arch == e.arch && s.name == e.name));
         let (assumed, boundary): (&[&str], String) = match kind {
             // The measured boundary even when one was seen: Go's runtime in runc init does not
             // make the same calls on every start.
@@ -100,9 +112,14 @@ impl SyscallProfile {
         let mut architectures: Vec<Arch> = syscalls.iter().map(|s| s.arch).chain([Arch::X86_64]).collect();
         architectures.sort();
         architectures.dedup();
-        let mut p = Self { architectures, syscalls, refused, unnamed, boundary, removed_from_docker_default: 0, file: None };
+        let mut p = Self { architectures, syscalls, refused, enosys, unnamed, boundary, removed_from_docker_default: 0, file: None };
         p.removed_from_docker_default = p.removed_from_docker_default().len();
         p
+    }
+
+    /// The calls the profile answers with ENOSYS (see [`SyscallProfile::enosys`]).
+    pub fn enosys_names(&self) -> BTreeSet<String> {
+        self.enosys.iter().map(|s| s.name.clone()).filter(|n| !self.syscalls.iter().any(|s| &s.name == n)).collect()
     }
 
     /// Every name the allow list holds (all tables: OCI profiles name calls, libseccomp
@@ -113,7 +130,7 @@ impl SyscallProfile {
 
     /// The OCI/Docker profile file.
     pub fn to_oci(&self) -> SeccompFile {
-        SeccompFile::allow_list(&self.architectures, &self.allowed_names())
+        SeccompFile::allow_list(&self.architectures, &self.allowed_names()).answering_enosys(&self.enosys_names())
     }
 
     /// Calls Docker's default profile allows that this one does not.
@@ -155,6 +172,14 @@ impl SyscallProfile {
                 self.refused.push(s.clone());
             }
         }
+        for s in &other.enosys {
+            if !self.enosys.iter().any(|m| m.arch == s.arch && m.name == s.name) {
+                self.enosys.push(s.clone());
+            }
+        }
+        // Made somewhere: allowed everywhere.
+        let allowed = self.syscalls.clone();
+        self.enosys.retain(|e| !allowed.iter().any(|s| s.arch == e.arch && s.name == e.name));
         for a in &other.architectures {
             if !self.architectures.contains(a) {
                 self.architectures.push(*a);
@@ -168,12 +193,14 @@ impl SyscallProfile {
     }
 }
 
-/// Observations summed by (table, name): the calls the allow list needs, and those refused.
+/// Observations summed by (table, name): the calls the allow list needs (with those answered
+/// ENOSYS, `Source::Enosys`), and those refused with EPERM.
 pub fn tally(observations: &[SyscallObservation]) -> (Vec<SyscallUse>, Vec<SyscallUse>) {
-    use capprof_common::{PHASE_FILTERED, PHASE_REFUSED, PHASE_REFUSED_FILTERED, PHASE_WORKLOAD};
+    use capprof_common::{PHASE_ENOSYS, PHASE_ENOSYS_FILTERED, PHASE_FILTERED, PHASE_REFUSED, PHASE_REFUSED_FILTERED, PHASE_WORKLOAD};
     // (arch, name) -> (count, programs, runtime only?)
     let mut allowed: BTreeMap<(Arch, String), (u64, BTreeSet<String>, bool)> = BTreeMap::new();
     let mut refused: BTreeMap<(Arch, String), (u64, BTreeSet<String>, bool)> = BTreeMap::new();
+    let mut enosys: BTreeMap<(Arch, String), (u64, BTreeSet<String>, bool)> = BTreeMap::new();
     let runc_in: BTreeSet<u64> = observations.iter().filter(|o| c_string(&o.key.comm).starts_with("runc:[")).map(|o| o.key.cgroup_id).collect();
     for o in observations {
         let Some(arch) = Arch::from_kernel(o.key.arch) else { continue };
@@ -184,6 +211,7 @@ pub fn tally(observations: &[SyscallObservation]) -> (Vec<SyscallUse>, Vec<Sysca
         let into = match o.key.phase {
             PHASE_WORKLOAD | PHASE_FILTERED => &mut allowed,
             PHASE_REFUSED | PHASE_REFUSED_FILTERED => &mut refused,
+            PHASE_ENOSYS | PHASE_ENOSYS_FILTERED => &mut enosys,
             _ => continue,
         };
         for &(nr, n) in &o.calls {
@@ -203,7 +231,9 @@ pub fn tally(observations: &[SyscallObservation]) -> (Vec<SyscallUse>, Vec<Sysca
     for r in &mut refused {
         r.source = Source::Workload;
     }
-    (uses(allowed), refused)
+    let mut allowed = uses(allowed);
+    allowed.extend(uses(enosys).into_iter().map(|e| SyscallUse { source: Source::Enosys, ..e }));
+    (allowed, refused)
 }
 
 /// runc init that exec'd inside the container's cgroup, before it installed the filter: its

@@ -1,11 +1,12 @@
 //! The seccomp filter capprof installs itself before a plain command's exec (`verify
-//! --seccomp FILE -- CMD`): the profile's allow list compiled to classic BPF, every other call
-//! answered with EPERM (the profile's `defaultErrnoRet`), as libseccomp would compile it for
-//! runc. Installed like runc without no-new-privileges: before the capabilities are dropped,
+//! --seccomp FILE -- CMD`): the profile's allow list and errno rules (the calls answered
+//! ENOSYS) compiled to classic BPF, every other call answered with EPERM (the profile's
+//! `defaultErrnoRet`), as libseccomp would compile it for runc. Installed like runc without no-new-privileges: before the capabilities are dropped,
 //! so those calls (prctl, capget, capset) and the exec pass through it too.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
+use super::oci::Answer;
 use super::{Arch, AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT};
 
 const BPF_LD_W_ABS: u16 = 0x20;
@@ -51,18 +52,21 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> SockFilter {
 }
 
 impl Program {
-    /// Allows `allowed` (numbers per table), refuses everything else with `errno`; a table not
-    /// in `allowed` gets the errno for every call.
-    pub fn compile(allowed: &[(Arch, BTreeSet<u32>)], errno: u32) -> Result<Self, String> {
+    /// Answers each call of `answers` (numbers per table) as it says, refuses everything else
+    /// with `errno`; a table not in `answers` gets the errno for every call.
+    pub fn compile(answers: &[(Arch, BTreeMap<u32, Answer>)], errno: u32) -> Result<Self, String> {
         let refuse = stmt(BPF_RET_K, SECCOMP_RET_ERRNO | (errno & 0xffff));
-        let allow = stmt(BPF_RET_K, SECCOMP_RET_ALLOW);
-        let chain = |numbers: &BTreeSet<u32>, offset: u32| -> Vec<SockFilter> {
-            // `jeq nr; ret allow` pairs: every jump is short whatever the list's length.
-            let mut v: Vec<SockFilter> = numbers.iter().flat_map(|nr| [jump(BPF_JEQ_K, nr | offset, 0, 1), allow]).collect();
+        let ret = |a: &Answer| match a {
+            Answer::Allow => stmt(BPF_RET_K, SECCOMP_RET_ALLOW),
+            Answer::Errno(e) => stmt(BPF_RET_K, SECCOMP_RET_ERRNO | (e & 0xffff)),
+        };
+        let chain = |numbers: &BTreeMap<u32, Answer>, offset: u32| -> Vec<SockFilter> {
+            // `jeq nr; ret answer` pairs: every jump is short whatever the list's length.
+            let mut v: Vec<SockFilter> = numbers.iter().flat_map(|(nr, a)| [jump(BPF_JEQ_K, nr | offset, 0, 1), ret(a)]).collect();
             v.push(refuse);
             v
         };
-        let set = |arch: Arch| allowed.iter().find(|(a, _)| *a == arch).map(|(_, s)| s.clone()).unwrap_or_default();
+        let set = |arch: Arch| answers.iter().find(|(a, _)| *a == arch).map(|(_, s)| s.clone()).unwrap_or_default();
         // x86_64 and x32 share AUDIT_ARCH_X86_64; x32 numbers carry the x32 bit.
         let native = chain(&set(Arch::X86_64), 0);
         let x32 = chain(&set(Arch::X32), X32_SYSCALL_BIT);
@@ -119,26 +123,33 @@ impl Program {
 mod tests {
     use super::*;
 
+    fn allow(numbers: impl IntoIterator<Item = u32>) -> BTreeMap<u32, Answer> {
+        numbers.into_iter().map(|n| (n, Answer::Allow)).collect()
+    }
+
     #[test]
     fn the_allow_list_is_what_the_filter_allows() {
-        let many: BTreeSet<u32> = (0..400).step_by(2).collect();
-        let p = Program::compile(&[(Arch::X86_64, many.clone()), (Arch::I386, [11u32].into())], 1).unwrap();
+        let many: BTreeMap<u32, Answer> = allow((0..400).step_by(2));
+        let mut native = many.clone();
+        native.insert(435, Answer::Errno(38));
+        let p = Program::compile(&[(Arch::X86_64, native), (Arch::I386, allow([11u32]))], 1).unwrap();
         for nr in 0..420 {
-            let want = if many.contains(&nr) { SECCOMP_RET_ALLOW } else { SECCOMP_RET_ERRNO | 1 };
+            let want = if many.contains_key(&nr) { SECCOMP_RET_ALLOW } else { SECCOMP_RET_ERRNO | 1 };
             assert_eq!(p.verdict(AUDIT_ARCH_X86_64, nr), want, "x86_64 {nr}");
         }
+        assert_eq!(p.verdict(AUDIT_ARCH_X86_64, 435), SECCOMP_RET_ERRNO | 38, "clone3 answered ENOSYS");
         assert_eq!(p.verdict(AUDIT_ARCH_X86_64, X32_SYSCALL_BIT | 2), SECCOMP_RET_ERRNO | 1, "x32 not allowed");
         assert_eq!(p.verdict(AUDIT_ARCH_I386, 11), SECCOMP_RET_ALLOW);
         assert_eq!(p.verdict(AUDIT_ARCH_I386, 12), SECCOMP_RET_ERRNO | 1);
         assert_eq!(p.verdict(0xdead, 0), SECCOMP_RET_ERRNO | 1, "an unknown architecture");
-        let x32 = Program::compile(&[(Arch::X32, [0u32].into())], 1).unwrap();
+        let x32 = Program::compile(&[(Arch::X32, allow([0u32]))], 1).unwrap();
         assert_eq!(x32.verdict(AUDIT_ARCH_X86_64, X32_SYSCALL_BIT), SECCOMP_RET_ALLOW);
         assert_eq!(x32.verdict(AUDIT_ARCH_X86_64, 0), SECCOMP_RET_ERRNO | 1);
     }
 
     #[test]
     fn a_filter_longer_than_the_kernel_takes_is_refused() {
-        let all: BTreeSet<u32> = (0..1024).collect();
+        let all = allow(0..1024);
         let e = Program::compile(&[(Arch::X86_64, all.clone()), (Arch::X32, all.clone()), (Arch::I386, all)], 1).unwrap_err();
         assert!(e.contains("4096"), "{e}");
     }

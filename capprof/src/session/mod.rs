@@ -36,10 +36,10 @@ pub enum SyscallTracing {
     /// Not attached: nothing is paid.
     #[default]
     Off,
-    /// Each workload's calls (`record --seccomp`, the daemon's `--seccomp`).
+    /// Each workload's calls, and those a seccomp filter refused before they entered (with
+    /// the errno it answered): the engine's profile while recording (Docker's answers `clone3`
+    /// with ENOSYS), the one being proven under `verify` and `minimize`.
     Count,
-    /// Also the calls seccomp refused (running under a profile: `verify`, `minimize`).
-    Refusals,
 }
 
 /// How a recording is made (record, verify, minimize, record --container).
@@ -82,7 +82,7 @@ impl Tracer {
             tracer.enable_stats()?;
         }
         if options.syscalls != SyscallTracing::Off {
-            tracer.collector.backend.attach_syscall_hooks(options.syscalls == SyscallTracing::Refusals)?;
+            tracer.collector.backend.attach_syscall_hooks()?;
             tracer.syscalls = options.syscalls;
         }
         Ok(tracer)

@@ -37,9 +37,7 @@ impl SeccompGuard {
 
     /// The same guard with `extra` calls allowed too (a widened candidate).
     pub fn widened(&self, extra: &std::collections::BTreeSet<String>, label: &str) -> Result<Self> {
-        let mut names = self.profile.allowed_names();
-        names.extend(extra.iter().cloned());
-        Self::written(SeccompFile::allow_list(&self.profile.arches()?, &names), label)
+        Self::written(self.profile.with_allowed(extra)?, label)
     }
 
     /// `profile` in a temporary file of its own (a widened guard replaces the one it came from,
@@ -54,8 +52,8 @@ impl SeccompGuard {
 
     /// The filter for a plain command (only allow lists compile).
     pub fn program(&self) -> Result<Arc<Program>> {
-        let numbers = self.profile.numbers()?;
-        Program::compile(&numbers, self.profile.errno()).map(Arc::new).map_err(|e| Error::new(ErrorKind::Usage, format!("{}: {e}", self.file.display())))
+        let answers = self.profile.answers()?;
+        Program::compile(&answers, self.profile.errno()).map(Arc::new).map_err(|e| Error::new(ErrorKind::Usage, format!("{}: {e}", self.file.display())))
     }
 
     pub fn file_arg(&self) -> String {

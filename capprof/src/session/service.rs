@@ -111,6 +111,8 @@ pub fn run(tracer: &mut Tracer, unit: &Controlled, spec: &ServiceTrial) -> Resul
         discovery: Discovery::default(),
         stopped: vec![],
         service: Some(unit.unit.info.clone()),
+        ownership: crate::attribution::ownership::Ownership::default(),
+        left_alone: vec![],
     })
 }
 

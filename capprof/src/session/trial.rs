@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::attribution::container::ContainerRef;
 use crate::attribution::discovery::Discovery;
+use crate::attribution::ownership::Ownership;
 use crate::attribution::stop::{self, Cleanup, Stopped};
 use crate::attribution::workloads::{group, Grouped};
 use crate::attribution::Check;
@@ -146,6 +147,11 @@ pub struct Trial {
     pub stopped: Vec<Stopped>,
     /// The systemd service the trial started (see [`crate::session::service`]).
     pub service: Option<crate::attribution::systemd::ServiceInfo>,
+    /// What tells the containers its command started from everyone else's.
+    pub ownership: Ownership,
+    /// Containers seen during the trial that its command did not start: recorded, never
+    /// stopped or removed.
+    pub left_alone: Vec<String>,
 }
 
 impl Trial {
@@ -193,12 +199,17 @@ pub fn run(tracer: &mut Tracer, spec: &TrialSpec) -> Result<Trial> {
     if spec.containers {
         this.watch_containers()?;
     }
+    let ownership = Ownership::of(&spec.argv);
     let discovery = RefCell::new(if spec.containers { Discovery::for_recording(&spec.argv) } else { Discovery::default() });
-    let result = run_in(this, &cgroup, spec, &discovery);
+    // An engine's `run` carries the trial's label: its container is told by the engine.
+    let argv = if spec.containers { ownership.label_run(&spec.argv).unwrap_or_else(|| spec.argv.clone()) } else { spec.argv.clone() };
+    let result = run_in(this, &cgroup, spec, &argv, &discovery);
     let mut discovery = discovery.into_inner();
-    // Containers still running are stopped while the programs still count: what they
-    // check then is "at stop".
-    let started: Vec<(ContainerRef, String)> = discovery.containers.values().map(|(r, i)| (r.clone(), i.name.clone())).collect();
+    // Only the containers its command started are stopped, while the programs still count:
+    // what they check then is "at stop". Everyone else's are recorded and left alone.
+    let (started, others): (Vec<_>, Vec<_>) = discovery.containers.values().partition(|(r, i)| ownership.owns(&r.id, i));
+    let started: Vec<(ContainerRef, String)> = started.into_iter().map(|(r, i)| (r.clone(), i.name.clone())).collect();
+    let left_alone: Vec<String> = others.into_iter().map(|(_, i)| i.name.clone()).collect();
     if !started.is_empty() {
         this.mark_stop()?;
     }
@@ -230,7 +241,7 @@ pub fn run(tracer: &mut Tracer, spec: &TrialSpec) -> Result<Trial> {
         (Some(_), Some(PROBE_PASSED), None) => (true, None),
         (Some(p), _, None) => (false, Some(format!("check `{}` did not pass (workload exit status {})", p.check, exit.status))),
     };
-    let mut trial = Trial { exit, success, failure, observations, checks, cgroup: cgroup.relative.clone(), cgroup_id: cgroup.id, left_behind, discovery, stopped, service: None };
+    let mut trial = Trial { exit, success, failure, observations, checks, cgroup: cgroup.relative.clone(), cgroup_id: cgroup.id, left_behind, discovery, stopped, service: None, ownership, left_alone };
     if trial.success && spec.probe.is_none() {
         trial.fail_on_refused_needs(spec.refusals_fail);
     }
@@ -268,8 +279,8 @@ impl Trial {
     }
 }
 
-fn run_in(this: &mut Tracer, cgroup: &RecordCgroup, spec: &TrialSpec, discovery: &RefCell<Discovery>) -> Result<(Exit, Option<u8>)> {
-    let mut workload = Workload::spawn(&spec.argv, cgroup, spec.restrict, spec.seccomp.clone())?;
+fn run_in(this: &mut Tracer, cgroup: &RecordCgroup, spec: &TrialSpec, argv: &[String], discovery: &RefCell<Discovery>) -> Result<(Exit, Option<u8>)> {
+    let mut workload = Workload::spawn(argv, cgroup, spec.restrict, spec.seccomp.clone())?;
     let state = Arc::new(AtomicU8::new(PROBE_RUNNING));
     let stop_polling = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let poller = spec.probe.clone().map(|probe| {
@@ -488,6 +499,7 @@ pub fn profile_of(tracer: &Tracer, argv: &[String], trial: &Trial, options: &Rec
     let mut syscalls = Vec::new();
     let single = grouped.containers.len() == 1;
     for (r, mut info, share) in grouped.containers {
+        info.started_by_command = trial.ownership.owns(&r.id, &info);
         // Gone before its engine could be asked: the command line still names the image.
         if info.image.is_empty() && single {
             if let Some(image) = crate::attribution::run_command::run_image(argv) {
@@ -510,7 +522,14 @@ pub fn profile_of(tracer: &Tracer, argv: &[String], trial: &Trial, options: &Rec
         syscalls.push(share.syscalls);
     }
     let command_needs = grouped.command.checks.iter().any(|c| !c.denied && crate::classify::classify(c).0 == crate::classify::Classification::Needed);
-    if workloads.is_empty() || command_needs {
+    // An engine's client (podman and ctr do privileged set-up of their own) that started
+    // containers is the engine, not a workload: its checks are reported apart.
+    let engine_client = !workloads.is_empty() && is_engine_client(argv);
+    if engine_client && command_needs {
+        let caps: std::collections::BTreeSet<String> = grouped.command.checks.iter().filter(|c| !c.denied).map(|c| crate::capability::name_of(c.capability)).collect();
+        eprintln!("capprof: {}'s own checks ({}) are the engine's set-up, not a workload's: left out of the profile", crate::format::plain(&argv[0]), caps.into_iter().collect::<Vec<_>>().join(", "));
+    }
+    if workloads.is_empty() || (command_needs && !engine_client) {
         let meta = WorkloadMeta {
             service: None,
             name: crate::format::shell_line(argv),
@@ -532,6 +551,12 @@ pub fn profile_of(tracer: &Tracer, argv: &[String], trial: &Trial, options: &Rec
     profile
 }
 
+/// Is `argv` a container engine's client itself (`podman run`, `ctr run`, `docker compose up`),
+/// not a script that calls one?
+fn is_engine_client(argv: &[String]) -> bool {
+    argv.first().is_some_and(|a| matches!(a.rsplit('/').next().unwrap_or(a), "docker" | "podman" | "nerdctl" | "ctr" | "crictl" | "docker-compose" | "podman-compose"))
+}
+
 /// Each workload's seccomp allow list, when system calls were counted (in the order the
 /// workloads were built).
 pub fn attach_syscalls(tracer: &Tracer, profile: &mut Profile, syscalls: Vec<Vec<crate::collector::SyscallObservation>>) {
@@ -545,6 +570,9 @@ pub fn attach_syscalls(tracer: &Tracer, profile: &mut Profile, syscalls: Vec<Vec
 
 /// Notes on stderr about how the workload ended.
 pub fn report_trial_end(trial: &Trial) {
+    for name in &trial.left_alone {
+        eprintln!("capprof: container {}: not started by this command: recorded, left as it was", crate::format::plain(name));
+    }
     for s in trial.stopped.iter().filter(|s| s.was_running || s.error.is_some()) {
         eprintln!("capprof: {}", s.describe());
     }

@@ -270,6 +270,8 @@ impl Learner {
             let source = match s.key.phase {
                 capprof_common::PHASE_WORKLOAD => Source::Workload,
                 capprof_common::PHASE_FILTERED => Source::Runtime,
+                // The filter it runs under answered ENOSYS and it went on: its profile must too.
+                capprof_common::PHASE_ENOSYS | capprof_common::PHASE_ENOSYS_FILTERED => Source::Enosys,
                 _ => continue,
             };
             let Some(arch) = crate::seccomp::Arch::from_kernel(s.key.arch) else { continue };
@@ -278,7 +280,7 @@ impl Learner {
             let Some(record) = self.workloads.get_mut(&identity.id) else { continue };
             let comm = c_string(&s.key.comm);
             // runc init before its filter (see `SyscallProfile::build`).
-            if source == Source::Workload && crate::profile::seccomp::runc_before_filter(&comm, runc_in.contains(&s.key.cgroup_id)) {
+            if source != Source::Runtime && crate::profile::seccomp::runc_before_filter(&comm, runc_in.contains(&s.key.cgroup_id)) {
                 continue;
             }
             for &(nr, n) in &s.calls {
