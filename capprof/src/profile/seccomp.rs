@@ -311,6 +311,27 @@ mod tests {
         assert!(runc_before_filter("runc:[1:CHILD]", false));
     }
 
+    /// glibc's clone3 probe answered ENOSYS by the engine's profile while recording: not in the
+    /// allow list, answered ENOSYS by the profile too; a call some program made stays allowed.
+    #[test]
+    fn calls_answered_enosys_while_recording_are_answered_enosys() {
+        use capprof_common::PHASE_ENOSYS;
+        let p = SyscallProfile::build(
+            &[obs("python3", ARCH_X86_64, PHASE_WORKLOAD, &[(56, 3), (0, 9)]), obs("python3", ARCH_X86_64, PHASE_ENOSYS, &[(435, 3)]), obs("python3", ARCH_X86_64, PHASE_REFUSED, &[(165, 1)])],
+            WorkloadKind::Container,
+        );
+        assert_eq!(p.enosys.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["clone3"]);
+        assert!(!p.allowed_names().contains("clone3") && p.allowed_names().contains("clone"));
+        assert_eq!(p.refused[0].name, "mount", "EPERM stays refused");
+        let oci = p.to_oci();
+        assert_eq!(oci.enosys_names(), ["clone3".to_string()].into());
+        assert!(!oci.enosys_names().contains("mount"));
+        // Merged with a recording where clone3 entered (seccomp=unconfined): allowed.
+        let mut m = p.clone();
+        m.merge(&SyscallProfile::build(&[obs("python3", ARCH_X86_64, PHASE_WORKLOAD, &[(435, 1)])], WorkloadKind::Container));
+        assert!(m.allowed_names().contains("clone3") && m.enosys.is_empty() && m.to_oci().enosys_names().is_empty());
+    }
+
     #[test]
     fn a_boundary_not_seen_is_assumed() {
         let p = SyscallProfile::build(&[obs("busybox", ARCH_X86_64, PHASE_WORKLOAD, &[(0, 1)])], WorkloadKind::Container);
