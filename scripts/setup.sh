@@ -18,8 +18,9 @@ PKGS=(
   iputils-ping nginx-light lighttpd haproxy redis-server redis-tools memcached chrony dnsmasq-base
   tcpdump openssh-server openssh-client postgresql curl python3
   # One-shot administration tools of the corpus: copies and archives that keep attributes;
-  # vsftpd, a server that tries namespaces.
-  attr rsync cpio vsftpd
+  # vsftpd, a server that tries namespaces; mtr, whose helper has a file capability; setcap
+  # for an image whose ping keeps its file capability (tests/tests/containers.rs).
+  attr rsync cpio vsftpd mtr-tiny libcap2-bin
   # An independent YAML parser for the injection tests (tests/tests/hostile.rs).
   python3-yaml
   # Real Debian images without a registry (tests/src/lib.rs: debian_python_image).

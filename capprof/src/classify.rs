@@ -166,6 +166,8 @@ pub static RULES: &[Rule] = &[
         "in the set until a re-run decides (record --prove): lowering oom_score_adj gets EACCES without it; sshd logs and goes on"),
     rule(None, &[C::SYS_NICE], &["set_one_prio", "can_nice", "__sched_setscheduler"], Signal::Granted, Optional,
         "in the set until a re-run decides (record --prove): raising a priority gets EPERM without it; a best effort for daemons, the purpose of nice/renice/chrt"),
+    rule(None, &[], &["bprm_caps_from_vfs_caps"], Signal::Granted, Needed,
+        "exec of a program whose file capability asks for it (effective bit): without it in the bounding set the kernel refuses the exec itself, whether or not the program then checks it"),
     rule(None, &[], &[], Signal::Denied, Denied, "refused: the workload would need it for what it tried"),
     rule(None, &[], &[], Signal::Any, Needed, "granted and acted on"),
 ];

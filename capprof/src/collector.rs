@@ -20,6 +20,10 @@ pub struct Sighting {
     pub exe: Option<String>,
     /// The executable is set-id or carries file capabilities (gains privilege at exec).
     pub exe_gains_privilege: bool,
+    /// The capabilities the executable's file capability demands at exec (effective bit set,
+    /// not under no-new-privileges): without all of them in the bounding set the kernel
+    /// refuses the exec itself (`bprm_caps_from_vfs_caps`), whether or not a check is made.
+    pub file_caps: Option<u64>,
     /// The process's effective capabilities when the event was read (what it was granted).
     pub cap_eff: Option<u64>,
     /// Kernel return addresses, innermost first.
@@ -119,7 +123,10 @@ impl Sightings {
             let exe = (ev.key.flags & capprof_common::FLAG_SETUP == 0)
                 .then(|| std::fs::read_link(format!("/proc/{}/exe", ev.tgid)).ok().map(|p| p.display().to_string()))
                 .flatten();
-            let exe_gains_privilege = exe.as_deref().is_some_and(gains_privilege);
+            // Through /proc/PID/exe: the file itself, also inside a container's mounts.
+            let proc_exe = format!("/proc/{}/exe", ev.tgid);
+            let exe_gains_privilege = exe.is_some() && gains_privilege(&proc_exe);
+            let file_caps = exe.as_ref().and_then(|_| exec_file_caps(&proc_exe)).filter(|_| proc_status_field(ev.tgid, "NoNewPrivs:").as_deref() != Some("1"));
             let cap_eff = proc_status_field(ev.tgid, "CapEff:").and_then(|h| u64::from_str_radix(&h, 16).ok());
             if let std::collections::hash_map::Entry::Vacant(slot) = self.cgroup_paths.entry(ev.key.cgroup_id) {
                 // By id first: the process may be gone already, its cgroup rarely is; else the
@@ -136,7 +143,7 @@ impl Sightings {
             }
             self.sightings.insert(
                 ev.key,
-                Sighting { tid: ev.tid, tgid: ev.tgid, uid: ev.uid, exe, exe_gains_privilege, cap_eff, stack: ev.stack[..frames].to_vec() },
+                Sighting { tid: ev.tid, tgid: ev.tgid, uid: ev.uid, exe, exe_gains_privilege, file_caps, cap_eff, stack: ev.stack[..frames].to_vec() },
             );
         }
     }
@@ -257,6 +264,29 @@ fn gains_privilege(path: &str) -> bool {
     setid || has_fcaps
 }
 
+/// The permitted capabilities of `path`'s file capability (`security.capability`) when its
+/// effective bit is set: the exec then needs every one of them in the bounding set.
+pub fn exec_file_caps(path: &str) -> Option<u64> {
+    let c = std::ffi::CString::new(path).ok()?;
+    let mut buf = [0u8; 24];
+    // SAFETY: a valid C string and a buffer of the given length.
+    let n = unsafe { libc::getxattr(c.as_ptr(), c"security.capability".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    file_caps_of(buf.get(..usize::try_from(n).ok()?)?)
+}
+
+/// `struct vfs_cap_data` (revisions 1 to 3): the permitted set when the effective bit is set.
+fn file_caps_of(raw: &[u8]) -> Option<u64> {
+    const EFFECTIVE: u32 = 0x1;
+    let word = |i: usize| raw.get(i * 4..i * 4 + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let magic = word(0)?;
+    if magic & EFFECTIVE == 0 {
+        return None;
+    }
+    let low = word(1)? as u64;
+    let high = if magic >> 24 >= 2 { word(3).unwrap_or(0) as u64 } else { 0 };
+    Some(low | (high << 32)).filter(|p| *p != 0)
+}
+
 fn proc_status_field(pid: u32, key: &str) -> Option<String> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     text.lines().find_map(|l| l.strip_prefix(key)).map(|v| v.trim().to_string())
@@ -265,4 +295,24 @@ fn proc_status_field(pid: u32, key: &str) -> Option<String> {
 fn c_string(raw: &[u8]) -> String {
     let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
     String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file_caps_of;
+
+    #[test]
+    fn file_capabilities_are_read_from_vfs_cap_data() {
+        // ping: cap_net_raw=ep (revision 2: magic, permitted/inheritable low, then high).
+        let ping = [0x01, 0, 0, 0x02, 0x00, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(file_caps_of(&ping), Some(1 << 13));
+        // Without the effective bit the exec proceeds whatever the bounding set holds.
+        let mut lazy = ping;
+        lazy[0] = 0;
+        assert_eq!(file_caps_of(&lazy), None);
+        // Revision 3 (a root id follows), a capability above 31 (CAP_BPF).
+        let bpf = [0x01, 0, 0, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(file_caps_of(&bpf), Some(1 << 39));
+        assert_eq!(file_caps_of(&[1, 2]), None);
+    }
 }

@@ -416,3 +416,52 @@ fn minimize_completes_when_the_unrestricted_run_was_refused_what_cannot_be_grant
         assert!(stderr.contains("not grantable here: SYS_RESOURCE"), "{stderr}");
     }
 }
+
+/// The Debian image with iputils' ping carrying its file capability (cap_net_raw=ep, as
+/// Debian installs it), added as a tar layer that keeps the attribute.
+fn ping_image() -> String {
+    let tag = "capprof-test:bookworm-ping";
+    if Command::new("docker").args(["image", "inspect", tag]).output().is_ok_and(|o| o.status.success()) {
+        return tag.into();
+    }
+    let base = debian_python_image();
+    let dir = scratch("ping-image");
+    std::fs::create_dir_all(dir.join("root/usr/bin")).unwrap();
+    std::fs::create_dir_all(dir.join("ctx")).unwrap();
+    let ping = dir.join("root/usr/bin/ping");
+    std::fs::copy("/usr/bin/ping", &ping).expect("iputils-ping");
+    assert!(Command::new("setcap").arg("cap_net_raw=ep").arg(&ping).status().expect("setcap (libcap2-bin)").success());
+    let tar = Command::new("tar").args(["--xattrs", "--xattrs-include=security.*", "-C"]).arg(dir.join("root")).arg("-cf").arg(dir.join("ctx/ping.tar")).arg("usr").status().unwrap();
+    assert!(tar.success());
+    std::fs::write(dir.join("ctx/Dockerfile"), format!("FROM {base}\nADD ping.tar /\n")).unwrap();
+    let out = Command::new("docker").args(["build", "-q", "--network", "none", "-t", tag]).arg(dir.join("ctx")).output().unwrap();
+    assert!(out.status.success(), "docker build: {}", String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+    tag.into()
+}
+
+/// In Docker's network namespace ping uses an ICMP datagram socket and makes no NET_RAW
+/// check, but its file capability makes the exec itself fail without NET_RAW in the bounding
+/// set: the profile keeps it, and the rewritten command starts.
+#[test]
+fn a_file_capability_program_in_a_container_keeps_its_capability() {
+    let _serial = container_lock();
+    require_root();
+    let img = ping_image();
+    let argv = ["docker", "run", "--rm", "--network", "none", &img, "ping", "-c1", "-W2", "127.0.0.1"];
+    let (status, p, stderr) = capprof_json(&["record"], &argv);
+    assert_eq!(status, 0, "{stderr}");
+    let c = only_container(&p);
+    assert_eq!(added(c), ["NET_RAW"], "{c}");
+    let exec = c["checks"].as_array().unwrap().iter().find(|k| k["capability"] == "NET_RAW").unwrap();
+    assert_eq!(exec["site"], "bprm_caps_from_vfs_caps", "the exec's need, no NET_RAW check: {exec}");
+    assert!(exec["programs"].to_string().contains("/usr/bin/ping"), "the program is named: {exec}");
+    let file = scratch("ping-run").join("cmd");
+    let out = Command::new(capprof()).args(["record", "-f", "docker-run", "-o", file.to_str().unwrap(), "--"]).args(argv).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = std::fs::read_to_string(&file).unwrap();
+    assert!(line.starts_with("docker run --cap-drop=ALL --cap-add=NET_RAW "), "{line}");
+    assert!(Command::new("sh").arg("-c").arg(line.trim()).status().unwrap().success(), "the rewritten command starts: {line}");
+    let without = line.replace(" --cap-add=NET_RAW", "");
+    assert!(!Command::new("sh").arg("-c").arg(without.trim()).status().unwrap().success(), "{without}");
+}

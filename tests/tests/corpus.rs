@@ -491,3 +491,16 @@ fn ping_as_nobody_through_its_file_capability() {
         expected: &["NET_RAW", "SETGID", "SETUID"],
     });
 }
+
+#[test]
+fn mtr_as_nobody_runs_its_file_capability_helper() {
+    // mtr runs mtr-packet (cap_net_raw=ep) for its raw sockets: the helper's exec needs NET_RAW
+    // in the bounding set, the drop to nobody SETUID and SETGID.
+    tool(Tool {
+        name: "mtr-nobody",
+        setup: "true",
+        run: "setpriv --reuid=65534 --regid=65534 --clear-groups -- mtr -r -n -c1 127.0.0.1 > out 2>&1",
+        check: "grep -Eq '1\\.\\|-- 127\\.0\\.0\\.1 +0\\.0% +1 ' out",
+        expected: &["NET_RAW", "SETGID", "SETUID"],
+    });
+}

@@ -79,3 +79,25 @@ fn prove_settles_namespace_creation_with_a_fallback() {
     let (status, _, stderr) = capprof_json(&args, &argv);
     assert_eq!(status, 0, "{stderr}");
 }
+
+/// ping as nobody in a network namespace whose ping_group_range covers every group (as
+/// Docker's do): an ICMP datagram socket, no NET_RAW check at all. Its file capability
+/// (cap_net_raw=ep) still needs NET_RAW in the bounding set, or the exec is refused.
+#[test]
+fn a_file_capability_program_that_makes_no_check_keeps_its_capability() {
+    require_root();
+    let script = "echo '0 2147483647' > /proc/sys/net/ipv4/ping_group_range && ip link set lo up && \
+                  setpriv --reuid=65534 --regid=65534 --clear-groups ping -c1 -W2 127.0.0.1";
+    let argv = ["unshare", "-n", "sh", "-c", script];
+    let r = record(&[], &argv);
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    assert!(r.checks_of("NET_RAW").iter().all(|c| c.path.contains("bprm_caps_from_vfs_caps")), "no NET_RAW check but the exec's: {}", r.profile);
+    assert!(r.added().iter().any(|c| c == "NET_RAW"), "{}", r.profile);
+    // Without it the exec itself is refused; with record's set it works.
+    let set = r.added().join(",");
+    let without: Vec<String> = r.added().into_iter().filter(|c| c != "NET_RAW").collect();
+    let v = capprof_run(&["verify", "--caps", &without.join(",")], &argv);
+    assert_eq!(v.status, 1, "{}", v.stderr);
+    let v = capprof_run(&["verify", "--caps", &set], &argv);
+    assert_eq!(v.status, 0, "{}", v.stderr);
+}

@@ -17,6 +17,12 @@ pub fn container_changes(r: &ContainerRef) -> Option<Vec<String>> {
     engine::changes(r)
 }
 
+/// What a program of `image` named `comm` demands at exec by its file capability, from the
+/// image's layers (see [`engine::image_program_file_caps`]).
+pub fn image_program_file_caps(image: &str, comm: &str) -> Option<(String, u64)> {
+    engine::image_program_file_caps(image, comm)
+}
+
 /// Docker's view of a container by name or id (for `record --container`).
 pub fn docker_inspect(name: &str) -> Option<serde_json::Value> {
     engine::docker_get(&format!("/containers/{name}/json"))

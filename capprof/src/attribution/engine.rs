@@ -88,6 +88,32 @@ fn announced(id: &str) -> Option<ContainerInfo> {
     ANNOUNCED.get()?.lock().ok()?.get(id).cloned()
 }
 
+/// Directories a program named `comm` is looked for in, inside an image.
+const BIN_DIRS: [&str; 6] = ["usr/local/sbin", "usr/local/bin", "usr/sbin", "usr/bin", "sbin", "bin"];
+
+/// The file capabilities a program of a Docker image would demand at exec (see
+/// [`crate::collector::Sighting::file_caps`]), found by its name in the image's layers: for a
+/// process gone before its executable could be read (ping -c1 lives a millisecond), whose
+/// container may be gone too. Docker's overlay2 driver only; the topmost layer holding the
+/// name wins. The program's path in the image and what it demands.
+pub fn image_program_file_caps(image: &str, comm: &str) -> Option<(String, u64)> {
+    if image.is_empty() || comm.is_empty() || comm.contains('/') {
+        return None;
+    }
+    let v = docker_get(&format!("/images/{image}/json"))?;
+    let data = &v["GraphDriver"]["Data"];
+    let layers: Vec<&str> = data["UpperDir"].as_str().into_iter().chain(data["LowerDir"].as_str().into_iter().flat_map(|l| l.split(':'))).collect();
+    for layer in layers {
+        for dir in BIN_DIRS {
+            let path = std::path::Path::new(layer).join(dir).join(comm);
+            if std::fs::symlink_metadata(&path).is_ok() {
+                return crate::collector::exec_file_caps(&path.display().to_string()).map(|caps| (format!("/{dir}/{comm}"), caps));
+            }
+        }
+    }
+    None
+}
+
 /// Paths changed in the container's writable layer (Docker only).
 pub fn changes(r: &ContainerRef) -> Option<Vec<String>> {
     if r.engine != Engine::Docker {

@@ -37,6 +37,9 @@ pub struct Check {
     pub exe: Option<String>,
     /// The executable is set-id or has file capabilities.
     pub exe_gains_privilege: bool,
+    /// What the executable's file capability demands at exec (see
+    /// [`crate::collector::Sighting::file_caps`]).
+    pub file_caps: Option<u64>,
     /// The kernel function that asked for the capability (`capable_wrt_inode_uidgid`, ...).
     pub site: Option<String>,
     /// The first sighting's kernel path, outermost first, tracing frames removed.
@@ -121,6 +124,7 @@ pub fn symbolize(obs: &Observation, symbols: &Symbols) -> Check {
         comm: comm_string(&key.comm),
         exe: obs.sighting.as_ref().and_then(|s| s.exe.clone()),
         exe_gains_privilege: obs.sighting.as_ref().is_some_and(|s| s.exe_gains_privilege),
+        file_caps: obs.sighting.as_ref().and_then(|s| s.file_caps),
         site,
         path: inner,
         syscall,
@@ -176,11 +180,11 @@ fn comm_string(raw: &[u8]) -> String {
     String::from_utf8_lossy(&raw[..end]).into_owned()
 }
 
-#[cfg(test)]
 impl Check {
-    /// A granted check built by hand (root-free tests): of capability `capability`, asked by
-    /// `site`, with `path` (outermost first) below it, made once by `prog`.
-    pub fn for_test(capability: u32, site: &str, path: &[&str]) -> Self {
+    /// A granted check of `capability` asked by `site`, with `path` (outermost first) below it,
+    /// made once by `prog`: what a kernel site implies without a check being traced (the
+    /// exec of a file-capability program), and root-free tests.
+    pub fn granted_at(capability: u32, site: &str, path: &[&str]) -> Self {
         Check {
             capability,
             denied: false,
@@ -192,6 +196,7 @@ impl Check {
             comm: "prog".into(),
             exe: None,
             exe_gains_privilege: false,
+            file_caps: None,
             site: Some(site.into()),
             path: path.iter().map(|s| s.to_string()).collect(),
             syscall: None,
@@ -202,6 +207,12 @@ impl Check {
             doubtful: false,
             futile: 0,
         }
+    }
+
+    /// [`Check::granted_at`], for root-free tests.
+    #[cfg(test)]
+    pub fn for_test(capability: u32, site: &str, path: &[&str]) -> Self {
+        Self::granted_at(capability, site, path)
     }
 }
 

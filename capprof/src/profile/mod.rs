@@ -331,7 +331,8 @@ pub struct WorkloadMeta {
 
 impl WorkloadProfile {
     /// Classifies and aggregates a workload's checks and derives its minimal set.
-    pub fn build(meta: WorkloadMeta, checks: Vec<Check>) -> Self {
+    pub fn build(meta: WorkloadMeta, mut checks: Vec<Check>) -> Self {
+        checks.extend(file_capability_needs(&checks));
         let mut classified: Vec<(Check, Classification, String)> = checks
             .into_iter()
             .map(|c| {
@@ -489,6 +490,41 @@ impl WorkloadProfile {
     }
 }
 
+/// Where the kernel refuses the exec of a program whose file capability asks for more than the
+/// bounding set holds.
+pub const FILE_CAPABILITY_SITE: &str = "bprm_caps_from_vfs_caps";
+
+/// Every exec of a program with file capabilities (effective bit set, not under
+/// no-new-privileges) needs them in the bounding set, or the kernel refuses the exec itself:
+/// one check per program and capability, made by that exec. ping in Docker's network namespace
+/// uses an ICMP datagram socket and makes no NET_RAW check at all, yet does not start without
+/// NET_RAW in the bounding set. Made by a helper a server may do without, a re-run decides
+/// (`record --prove`: a need made by a privileged exec is doubtful).
+fn file_capability_needs(checks: &[Check]) -> Vec<Check> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for c in checks.iter().filter(|c| !c.setup && !crate::attribution::is_runtime_comm(&c.comm)) {
+        let (Some(caps), Some(exe)) = (c.file_caps, &c.exe) else { continue };
+        for cap in CapSet(caps).iter() {
+            if seen.insert((exe.clone(), cap.number())) {
+                out.push(Check {
+                    capability: cap.number(),
+                    count: 1,
+                    comm: c.comm.clone(),
+                    exe: Some(exe.clone()),
+                    exe_gains_privilege: true,
+                    cgroup_id: c.cgroup_id,
+                    cap_eff: c.cap_eff,
+                    uid: c.uid,
+                    syscall: Some("execve".into()),
+                    ..Check::granted_at(cap.number(), FILE_CAPABILITY_SITE, &["__x64_sys_execve", "bprm_execve", FILE_CAPABILITY_SITE])
+                });
+            }
+        }
+    }
+    out
+}
+
 impl Profile {
     /// A profile of these workloads, on this kernel.
     pub fn assemble(backend: BackendSummary, losses: Losses, duration_ms: u64, workloads: Vec<WorkloadProfile>) -> Self {
@@ -568,6 +604,26 @@ mod tests {
         // Runtime set-up running a set-id helper is not the workload's.
         let runtime = WorkloadProfile::build(meta(None, vec![], false), vec![Check { exe_gains_privilege: true, setup: true, ..check(Capability::SETUID) }]);
         assert!(runtime.no_new_privileges_safe);
+    }
+
+    /// ping with cap_net_raw=ep, seen only through its overcommit probes (an ICMP datagram
+    /// socket makes no NET_RAW check): its exec needs NET_RAW in the bounding set.
+    #[test]
+    fn an_exec_of_a_file_capability_program_needs_its_capabilities() {
+        let probe = Check {
+            exe: Some("/usr/bin/ping".into()),
+            comm: "ping".into(),
+            exe_gains_privilege: true,
+            file_caps: Some(1 << Capability::NET_RAW.number()),
+            ..Check::for_test(Capability::SYS_ADMIN.number(), "security_vm_enough_memory_mm", &["__x64_sys_mmap", "security_vm_enough_memory_mm"])
+        };
+        let w = WorkloadProfile::build(meta(None, vec![], false), vec![probe.clone(), Check { count: 5, ..probe }]);
+        assert_eq!(names(&w.capabilities.add), ["NET_RAW"]);
+        let exec = w.checks.iter().find(|c| c.capability == "NET_RAW").expect("the exec's need");
+        assert_eq!((exec.classification, exec.site.as_deref(), exec.count), (Classification::Needed, Some(FILE_CAPABILITY_SITE), 1));
+        assert!(!w.no_new_privileges_safe);
+        // A helper's exec a server may do without: a re-run decides.
+        assert_eq!(w.doubtful(), [Capability::NET_RAW]);
     }
 
     #[test]

@@ -498,8 +498,17 @@ pub fn profile_of(tracer: &Tracer, argv: &[String], trial: &Trial, options: &Rec
     let mut workloads = Vec::new();
     let mut syscalls = Vec::new();
     let single = grouped.containers.len() == 1;
-    for (r, mut info, share) in grouped.containers {
+    for (r, mut info, mut share) in grouped.containers {
         info.started_by_command = trial.ownership.owns(&r.id, &info);
+        // Programs gone before their executable could be read: their file capabilities
+        // from the image, by name.
+        for c in share.checks.iter_mut().filter(|c| c.exe.is_none() && c.file_caps.is_none() && !c.setup && !crate::attribution::is_runtime_comm(&c.comm)) {
+            if let Some((path, caps)) = crate::attribution::discovery::image_program_file_caps(&info.image, &c.comm) {
+                c.file_caps = Some(caps);
+                c.exe = Some(path);
+                c.exe_gains_privilege = true;
+            }
+        }
         // Gone before its engine could be asked: the command line still names the image.
         if info.image.is_empty() && single {
             if let Some(image) = crate::attribution::run_command::run_image(argv) {

@@ -114,6 +114,9 @@ pub struct Fact {
     /// Effective capabilities of the first sighting's process (what it was granted).
     #[serde(default)]
     pub cap_eff: Option<u64>,
+    /// What the executable's file capability demands at exec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_caps: Option<u64>,
     pub site: Option<String>,
     pub path: Vec<String>,
     pub syscall: Option<String>,
@@ -154,6 +157,7 @@ impl Fact {
             exe: c.exe.clone(),
             exe_gains_privilege: c.exe_gains_privilege,
             cap_eff: c.cap_eff,
+            file_caps: c.file_caps,
             site: c.site.clone(),
             path: c.path.clone(),
             syscall: c.syscall.clone(),
@@ -176,6 +180,7 @@ impl Fact {
             comm: self.comm.clone(),
             exe: self.exe.clone(),
             exe_gains_privilege: self.exe_gains_privilege,
+            file_caps: self.file_caps,
             site: self.site.clone(),
             path: self.path.clone(),
             syscall: self.syscall.clone(),
@@ -479,6 +484,7 @@ mod tests {
             exe: Some(format!("/usr/bin/prog{i}")),
             exe_gains_privilege: false,
             cap_eff: None,
+            file_caps: None,
             site: Some("ns_capable".into()),
             path: vec!["__x64_sys_chown".into(), "chown_common".into()],
             syscall: Some("chown".into()),
