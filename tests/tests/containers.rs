@@ -465,3 +465,106 @@ fn a_file_capability_program_in_a_container_keeps_its_capability() {
     let without = line.replace(" --cap-add=NET_RAW", "");
     assert!(!Command::new("sh").arg("-c").arg(without.trim()).status().unwrap().success(), "{without}");
 }
+
+/// A real container of kinds users run (Debian bookworm from Debian's packages): its set found
+/// by the engine itself (`--cap-drop=ALL --cap-add=...`: the set works, and fails without each
+/// of its capabilities), then capprof's record (zero missing), record --prove and minimize
+/// (exact). One-shot containers test their own result in the command (owners as uid and gid,
+/// modes); servers are judged by `check` (a request, and the uid and gid it serves as).
+struct ContainerCase<'a> {
+    /// `docker run` options and the image's command, after `docker run --rm`.
+    args: &'a [&'a str],
+    check: Option<&'a str>,
+    expected: &'a [&'a str],
+}
+
+/// The engine runs the case under exactly `caps`: does it work?
+fn engine_works(c: &ContainerCase, caps: &[&str]) -> bool {
+    let mut cmd = Command::new("docker");
+    let name = format!("capprof-oracle-{}", unique());
+    cmd.args(["run", "--name", &name, "--cap-drop=ALL"]);
+    for cap in caps {
+        cmd.arg(format!("--cap-add={cap}"));
+    }
+    let works = match c.check {
+        None => cmd.arg("--rm").args(c.args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status().unwrap().success(),
+        Some(check) => {
+            assert!(cmd.arg("-d").args(c.args).output().unwrap().status.success());
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let mut passed = false;
+            while !passed && std::time::Instant::now() < deadline {
+                passed = Command::new("sh").args(["-c", check]).status().unwrap().success();
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            passed
+        }
+    };
+    let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+    works
+}
+
+fn container_case(c: ContainerCase) {
+    require_root();
+    assert!(engine_works(&c, c.expected), "the engine's oracle: {:?} works under {:?}", c.args, c.expected);
+    for cap in c.expected {
+        let without: Vec<&str> = c.expected.iter().copied().filter(|x| x != cap).collect();
+        assert!(!engine_works(&c, &without), "the engine's oracle: {:?} fails without {cap}", c.args);
+    }
+    let mut argv = vec!["docker", "run", "--rm"];
+    argv.extend(c.args);
+    let judged: Vec<&str> = c.check.map(|k| vec!["--check", k, "--timeout", "20"]).unwrap_or_default();
+    let run = |face: &[&str]| -> Vec<String> {
+        let mut args = face.to_vec();
+        args.extend(&judged);
+        let (status, p, stderr) = capprof_json(&args, &argv);
+        assert_eq!(status, 0, "{face:?} {argv:?}: {stderr}");
+        added(only_container(&p))
+    };
+    let recorded = run(&["record"]);
+    let missing: Vec<&&str> = c.expected.iter().filter(|e| !recorded.iter().any(|r| r == *e)).collect();
+    assert!(missing.is_empty(), "record dropped {missing:?} of {:?}: {recorded:?}", c.args);
+    let proven = run(&["record", "--prove"]);
+    assert_eq!(proven, c.expected, "record --prove {:?} (record: {recorded:?})", c.args);
+    let minimal = run(&["minimize"]);
+    assert_eq!(minimal, c.expected, "minimize {:?}", c.args);
+    eprintln!("ACCURACY container {:?} record={recorded:?} prove={proven:?} minimize={minimal:?} expected={:?}", c.args.last(), c.expected);
+}
+
+/// A restore that keeps owners and set-gid bits (tar as root), checked in the container.
+#[test]
+fn a_restore_keeping_owners_in_a_debian_container() {
+    let _serial = container_lock();
+    let img = debian_python_image();
+    let script = "set -e; mkdir -p /src/d; echo x > /src/d/f; chown 1234:2345 /src/d /src/d/f; chmod 2750 /src/d; chmod 2755 /src/d/f; \
+                  tar -C /src -cpf /tmp/a.tar d; rm -rf /src/d; mkdir /dst; tar --same-owner -xpf /tmp/a.tar -C /dst; \
+                  [ \"$(stat -c %u:%g:%a /dst/d /dst/d/f | tr '\\n' ' ')\" = '1234:2345:2750 1234:2345:2755 ' ]";
+    container_case(ContainerCase { args: &["--network", "none", &img, "sh", "-c", script], check: None, expected: &["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"] });
+}
+
+/// A CI step that builds and installs a package with dpkg, checked by dpkg and the owner of
+/// what it installed.
+#[test]
+fn a_package_installed_by_dpkg_in_a_debian_container() {
+    let _serial = container_lock();
+    let img = debian_python_image();
+    let script = "set -e; mkdir -p /p/DEBIAN /p/usr/local/bin; printf 'Package: capprof-hello\\nVersion: 1\\nArchitecture: all\\nMaintainer: t <t@t>\\nDescription: t\\n' > /p/DEBIAN/control; \
+                  printf '#!/bin/sh\\necho hello\\n' > /p/usr/local/bin/capprof-hello; chmod 755 /p/usr/local/bin/capprof-hello; \
+                  dpkg-deb --root-owner-group -b /p /tmp/h.deb >/dev/null; dpkg -i /tmp/h.deb >/dev/null; \
+                  dpkg -s capprof-hello | grep -q 'Status: install ok installed'; [ \"$(stat -c %u:%g:%a /usr/local/bin/capprof-hello)\" = 0:0:755 ]; [ \"$(capprof-hello)\" = hello ]";
+    container_case(ContainerCase { args: &["--network", "none", &img, "sh", "-c", script], check: None, expected: &[] });
+}
+
+/// A server whose entrypoint prepares its directory as root and drops to its user: judged by
+/// a request and by the uid and gid the server really runs as.
+#[test]
+fn a_server_that_prepares_as_root_and_drops_to_its_user() {
+    let _serial = container_lock();
+    let img = debian_python_image();
+    let entry = "mkdir -p /srv/www && echo hi > /srv/www/index.html && chown -R nobody:nogroup /srv/www && \
+                 exec setpriv --reuid=nobody --regid=nogroup --clear-groups python3 -m http.server 8099 --bind 127.0.0.1 --directory /srv/www";
+    let check = "[ \"$(curl -fsS -m 5 http://127.0.0.1:8099/index.html)\" = hi ] && \
+                 p=$(for q in $(pgrep -x python3); do tr '\\0' ' ' < /proc/$q/cmdline | grep -q 'http.server 8099' && echo $q; done | head -1) && [ -n \"$p\" ] && \
+                 grep -q '^Uid:[[:space:]]*65534[[:space:]]*65534[[:space:]]*65534[[:space:]]*65534$' /proc/$p/status && \
+                 grep -q '^Gid:[[:space:]]*65534[[:space:]]*65534[[:space:]]*65534[[:space:]]*65534$' /proc/$p/status";
+    container_case(ContainerCase { args: &["--network", "host", &img, "sh", "-c", entry], check: Some(check), expected: &["CHOWN", "SETGID", "SETUID"] });
+}

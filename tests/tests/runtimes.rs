@@ -180,4 +180,12 @@ fn a_named_ctr_container_is_found_by_what_containerd_says() {
     assert_eq!(c["container"]["id"], name.as_str(), "{c}");
     assert_eq!(c["cgroup"], format!("/k8s.io/{name}").as_str(), "{c}");
     assert_eq!(added(&c), ["CHOWN"], "{c}");
+    // Re-runs restrict the container (ctr's own --cap-drop/--cap-add), not the ctr client.
+    let args: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let (status, p, stderr) = capprof_json(&["verify", "--caps", "none"], &args);
+    assert_eq!(status, 1, "the container's chown is refused without CHOWN: {stderr}");
+    assert!(containers(&p).first().is_some_and(|c| c["verification"]["evidence"].to_string().contains("CHOWN")), "{p}");
+    let (status, p, stderr) = capprof_json(&["minimize"], &args);
+    assert_eq!(status, 0, "{stderr}");
+    assert_eq!(containers(&p).first().map(|c| added(c)), Some(vec!["CHOWN".to_string()]), "{stderr}");
 }

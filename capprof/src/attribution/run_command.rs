@@ -11,7 +11,20 @@ pub fn cap_flags(set: &CapSet) -> Vec<String> {
     out
 }
 
-const ENGINES: [&str; 3] = ["docker", "podman", "nerdctl"];
+const ENGINES: [&str; 4] = ["docker", "podman", "nerdctl", "ctr"];
+
+/// containerd's `ctr run` takes capabilities one option each, with their `CAP_` names, and
+/// starts from the same 14 as Docker: the set is given as those dropped and those added.
+fn ctr_cap_flags(set: &CapSet) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in crate::capability::DOCKER_DEFAULT.iter().filter(|c| !set.contains(**c)) {
+        out.extend(["--cap-drop".to_string(), format!("CAP_{}", c.name())]);
+    }
+    for name in set.sorted_names() {
+        out.extend(["--cap-add".to_string(), format!("CAP_{name}")]);
+    }
+    out
+}
 
 /// `run` options that take their value as the next word (the rest are flags, or `--opt=value`).
 pub(crate) const VALUE_OPTIONS: &[&str] = &[
@@ -24,6 +37,9 @@ pub(crate) const VALUE_OPTIONS: &[&str] = &[
     "-p", "--publish", "--pid", "--pids-limit", "--platform", "--pull", "--restart", "--runtime", "--security-opt",
     "--shm-size", "--stop-signal", "--stop-timeout", "--storage-opt", "--sysctl", "--tmpfs", "-u", "--user", "--ulimit",
     "--userns", "--uts", "-v", "--volume", "--volumes-from", "-w", "--workdir", "--cgroup-manager", "--pod", "--secret",
+    // ctr run's.
+    "--cgroup", "--snapshotter", "--seccomp-profile", "--apparmor-profile", "--cwd", "--device", "--memory-limit", "--cpu-quota",
+    "--cpu-period", "--uidmap", "--gidmap", "--pid-file", "--fifo-dir", "--runtime-config-path", "--rootfs-propagation",
 ];
 
 /// The image a `docker|podman run` command runs.
@@ -63,10 +79,15 @@ pub fn rewrite_run(argv: &[String], set: CapSet) -> Option<Vec<String>> {
 /// `--security-opt seccomp=PROFILE` in place of the command's own seccomp option when
 /// `seccomp` is.
 pub fn rewrite_run_with(argv: &[String], set: Option<CapSet>, seccomp: Option<&str>) -> Option<Vec<String>> {
-    let (run, _) = locate_run(argv)?;
+    let (run, engine) = locate_run(argv)?;
+    let ctr = argv[engine].rsplit('/').next() == Some("ctr");
+    if ctr && seccomp.is_some() {
+        // ctr's seccomp options are not the engines': not rewritten.
+        return None;
+    }
     let mut out: Vec<String> = argv[..=run].to_vec();
     if let Some(set) = &set {
-        out.extend(cap_flags(set));
+        out.extend(if ctr { ctr_cap_flags(set) } else { cap_flags(set) });
     }
     if let Some(profile) = seccomp {
         out.push("--security-opt".into());
@@ -101,9 +122,9 @@ pub fn rewrite_run_with(argv: &[String], set: Option<CapSet>, seccomp: Option<&s
     Some(out)
 }
 
-/// A global option's value (`podman --cgroup-manager cgroupfs run`).
+/// A global option's value (`podman --cgroup-manager cgroupfs run`, `ctr -n k8s.io run`).
 fn looks_like_value(argv: &[String], word: &str) -> bool {
-    argv.windows(2).any(|w| w[1] == word && w[0].starts_with("--") && !w[0].contains('='))
+    argv.windows(2).any(|w| w[1] == word && (w[0].starts_with("--") && !w[0].contains('=') || matches!(w[0].as_str(), "-n" | "-a")))
 }
 
 #[cfg(test)]
@@ -113,6 +134,18 @@ mod tests {
 
     fn v(s: &str) -> Vec<String> {
         s.split(' ').map(String::from).collect()
+    }
+
+    #[test]
+    fn ctr_run_gets_the_set_in_its_own_options() {
+        let set: CapSet = [Capability::CHOWN].into_iter().collect();
+        let out = rewrite_run(&v("ctr -n k8s.io run --rm --cap-add CAP_SYS_ADMIN --cgroup /x img web sh -c true"), set).unwrap();
+        let line = out.join(" ");
+        assert!(line.starts_with("ctr -n k8s.io run --cap-drop CAP_DAC_OVERRIDE "), "{line}");
+        assert!(line.contains(" --cap-add CAP_CHOWN --rm --cgroup /x img web sh -c true"), "{line}");
+        assert!(!line.contains("SYS_ADMIN") && !line.contains("--cap-drop CAP_CHOWN"), "{line}");
+        assert_eq!(run_image(&v("ctr -n k8s.io run --rm --cgroup /x img web sh")).as_deref(), Some("img"));
+        assert!(rewrite_run_with(&v("ctr run img web"), Some(set), Some("/p.json")).is_none(), "seccomp is not rewritten for ctr");
     }
 
     #[test]
