@@ -237,6 +237,29 @@ pub fn debian_python_image() -> String {
     tag.into()
 }
 
+/// The Debian image with iputils' ping carrying its file capability (cap_net_raw=ep, as
+/// Debian installs it), added as a tar layer that keeps the attribute.
+pub fn ping_image() -> String {
+    let tag = "capprof-test:bookworm-ping";
+    if Command::new("docker").args(["image", "inspect", tag]).output().is_ok_and(|o| o.status.success()) {
+        return tag.into();
+    }
+    let base = debian_python_image();
+    let dir = scratch("ping-image");
+    std::fs::create_dir_all(dir.join("root/usr/bin")).unwrap();
+    std::fs::create_dir_all(dir.join("ctx")).unwrap();
+    let ping = dir.join("root/usr/bin/ping");
+    std::fs::copy("/usr/bin/ping", &ping).expect("iputils-ping");
+    assert!(Command::new("setcap").arg("cap_net_raw=ep").arg(&ping).status().expect("setcap (libcap2-bin)").success());
+    let tar = Command::new("tar").args(["--xattrs", "--xattrs-include=security.*", "-C"]).arg(dir.join("root")).arg("-cf").arg(dir.join("ctx/ping.tar")).arg("usr").status().unwrap();
+    assert!(tar.success());
+    std::fs::write(dir.join("ctx/Dockerfile"), format!("FROM {base}\nADD ping.tar /\n")).unwrap();
+    let out = Command::new("docker").args(["build", "-q", "--network", "none", "-t", tag]).arg(dir.join("ctx")).output().unwrap();
+    assert!(out.status.success(), "docker build: {}", String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+    tag.into()
+}
+
 /// A random 64-hex-digit container id.
 pub fn hex_id() -> String {
     let mut bytes = [0u8; 32];

@@ -370,7 +370,16 @@ fn a_bystander_container_is_recorded_never_touched_and_never_lends_its_set() {
         let bystander = {
             let (name, img) = (name.clone(), img.clone());
             std::thread::spawn(move || {
-                std::thread::sleep(std::time::Duration::from_millis(700));
+                // Once the command's own container runs (the trial has begun, however long
+                // capprof took to load its programs), someone starts another.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                while std::time::Instant::now() < deadline {
+                    let ps = Command::new("docker").args(["ps", "-q", "--filter", &format!("ancestor={img}")]).output().unwrap();
+                    if !ps.stdout.is_empty() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
                 let out = Command::new("docker").args(["run", "-d", "--name", &name, &img, "sh", "-c", "while true; do mknod /tmp/n$$ c 1 3; rm -f /tmp/n$$; sleep 0.2; done"]).output().unwrap();
                 assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
             })
@@ -415,29 +424,6 @@ fn minimize_completes_when_the_unrestricted_run_was_refused_what_cannot_be_grant
     if bounding & (1 << 24) == 0 {
         assert!(stderr.contains("not grantable here: SYS_RESOURCE"), "{stderr}");
     }
-}
-
-/// The Debian image with iputils' ping carrying its file capability (cap_net_raw=ep, as
-/// Debian installs it), added as a tar layer that keeps the attribute.
-fn ping_image() -> String {
-    let tag = "capprof-test:bookworm-ping";
-    if Command::new("docker").args(["image", "inspect", tag]).output().is_ok_and(|o| o.status.success()) {
-        return tag.into();
-    }
-    let base = debian_python_image();
-    let dir = scratch("ping-image");
-    std::fs::create_dir_all(dir.join("root/usr/bin")).unwrap();
-    std::fs::create_dir_all(dir.join("ctx")).unwrap();
-    let ping = dir.join("root/usr/bin/ping");
-    std::fs::copy("/usr/bin/ping", &ping).expect("iputils-ping");
-    assert!(Command::new("setcap").arg("cap_net_raw=ep").arg(&ping).status().expect("setcap (libcap2-bin)").success());
-    let tar = Command::new("tar").args(["--xattrs", "--xattrs-include=security.*", "-C"]).arg(dir.join("root")).arg("-cf").arg(dir.join("ctx/ping.tar")).arg("usr").status().unwrap();
-    assert!(tar.success());
-    std::fs::write(dir.join("ctx/Dockerfile"), format!("FROM {base}\nADD ping.tar /\n")).unwrap();
-    let out = Command::new("docker").args(["build", "-q", "--network", "none", "-t", tag]).arg(dir.join("ctx")).output().unwrap();
-    assert!(out.status.success(), "docker build: {}", String::from_utf8_lossy(&out.stderr));
-    let _ = std::fs::remove_dir_all(&dir);
-    tag.into()
 }
 
 /// In Docker's network namespace ping uses an ICMP datagram socket and makes no NET_RAW

@@ -404,3 +404,21 @@ fn a_sleeping_daemon_wakes_for_new_checks_and_stops_at_once() {
     std::mem::forget(d);
     detach(&dir);
 }
+
+/// ping in a container makes no NET_RAW check (an ICMP datagram socket in Docker's network
+/// namespace) and is gone in a millisecond: the daemon still learns that its exec needs NET_RAW
+/// (its file capability, found in the image when the process was already gone).
+#[test]
+fn the_daemon_learns_a_file_capability_programs_need() {
+    require_root();
+    let _serial = container_lock();
+    let img = ping_image();
+    let dir = scratch("daemon-fcaps");
+    let d = Daemon::start(&dir, &[]);
+    let name = format!("capprof-fcaps-{}", std::process::id());
+    docker(&["run", "--rm", "--network", "none", "--name", &name, &img, "ping", "-c1", "-W2", "127.0.0.1"]);
+    let id = format!("container:{img}/{name}");
+    let set = d.set_of(&id, &["NET_RAW"]);
+    d.stop();
+    assert_eq!(set, ["NET_RAW"]);
+}

@@ -63,6 +63,9 @@ pub struct Learner {
     inherited: Counters,
     /// System calls already taken per kernel key and number (the live map counts up).
     last_syscalls: HashMap<(capprof_common::SyscallKey, u32), u64>,
+    /// File capabilities of programs found by name in their images (image, comm): for
+    /// processes gone before their executable could be read.
+    image_programs: HashMap<(String, String), Option<(String, u64)>>,
 }
 
 /// Counts already taken from one generation's maps, per kernel key.
@@ -107,6 +110,7 @@ impl Learner {
             evicted: Vec::new(),
             inherited: Counters::default(),
             last_syscalls: HashMap::new(),
+            image_programs: HashMap::new(),
         })
     }
 
@@ -428,7 +432,27 @@ impl Learner {
                 continue;
             };
             learned += delta;
-            let check = symbolize(o, self.tracer.symbols());
+            let mut check = symbolize(o, self.tracer.symbols());
+            // A program gone before its executable could be read (ping -c1): its file
+            // capabilities from its image, by name, as record does.
+            if check.exe.is_none() && check.file_caps.is_none() && !check.setup && !crate::attribution::is_runtime_comm(&check.comm) {
+                if let Some((_, info)) = self.discovery.container_of(path) {
+                    let image = info.image.clone();
+                    if self.image_programs.len() > 4096 {
+                        self.image_programs.clear();
+                    }
+                    let found = self
+                        .image_programs
+                        .entry((image.clone(), check.comm.clone()))
+                        .or_insert_with(|| crate::attribution::discovery::image_program_file_caps(&image, &check.comm))
+                        .clone();
+                    if let Some((exe, caps)) = found {
+                        check.exe = Some(exe);
+                        check.file_caps = Some(caps);
+                        check.exe_gains_privilege = true;
+                    }
+                }
+            }
             let key = Fact::key(&identity.id, &check);
             let record = self.workloads.entry(identity.id.clone()).or_insert_with(|| WorkloadRecord {
                 identity: identity.clone(),
