@@ -120,6 +120,7 @@ impl Capability {
     pub const BLOCK_SUSPEND: Self = Self(36);
     pub const BPF: Self = Self(39);
     pub const PERFMON: Self = Self(38);
+    pub const CHECKPOINT_RESTORE: Self = Self(40);
 
     /// The capability with this number, if this build knows it.
     pub fn from_number(n: u32) -> Option<Self> {

@@ -228,7 +228,7 @@ fn grantable(argv: &[String]) -> CapSet {
     let Some((_, engine)) = crate::attribution::run_command::locate_run(argv) else { return own };
     let mut known = own;
     if argv[engine].ends_with("docker") && docker_major(&argv[engine]).is_none_or(|v| v < 23) {
-        for c in [Capability::PERFMON, Capability::BPF, Capability::from_number(40).unwrap_or(Capability::BPF)] {
+        for c in [Capability::PERFMON, Capability::BPF, Capability::CHECKPOINT_RESTORE] {
             known.remove(c);
         }
     }

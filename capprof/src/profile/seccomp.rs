@@ -178,8 +178,8 @@ impl SyscallProfile {
             }
         }
         // Made somewhere: allowed everywhere.
-        let allowed = self.syscalls.clone();
-        self.enosys.retain(|e| !allowed.iter().any(|s| s.arch == e.arch && s.name == e.name));
+        let syscalls = &self.syscalls;
+        self.enosys.retain(|e| !syscalls.iter().any(|s| s.arch == e.arch && s.name == e.name));
         for a in &other.architectures {
             if !self.architectures.contains(a) {
                 self.architectures.push(*a);
