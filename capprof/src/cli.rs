@@ -154,8 +154,10 @@ impl OutputArgs {
 /// How to tell that a server works, and how often to try.
 #[derive(clap::Args, Debug)]
 pub struct ProbeArgs {
-    /// Success test run while the workload is up (e.g. `curl -fsS localhost:8080/`); without it,
-    /// success means exit status 0.
+    /// Success test run while the workload is up (e.g. `curl -fsS localhost:8080/`), or once
+    /// after a command that ended with status 0 (a tool: test what it left); without it,
+    /// success means exit status 0 with no refused need (a capability the workload is granted
+    /// and acts on unrestricted, refused in the trial, fails it).
     #[arg(long, value_name = "COMMAND")]
     pub check: Option<String>,
     /// Polled until it succeeds before --check runs (e.g. `nc -z localhost 8080`).
@@ -200,13 +202,15 @@ pub struct RecordArgs {
     /// container exits, the cgroup is removed, the unit stops).
     #[arg(long, value_name = "SECS", requires = "running")]
     pub duration: Option<f64>,
-    /// Settle the capabilities the trace cannot decide ("conditional": the program may
-    /// tolerate a refusal) by re-running the command once without each; success is exit
-    /// status 0, or --check passing (with --unit: restarting the unit without each).
+    /// Settle what the trace cannot decide (conditional and optional capabilities, then
+    /// doubtful needs: namespace creation, file-capability helpers, file permission overrides)
+    /// by re-running the command once without each, at most 8; success is --check passing, or
+    /// exit status 0 with no refused need (with --unit: restarting the unit without each).
     #[arg(long, conflicts_with_all = ["container", "cgroup"])]
     pub prove: bool,
     /// For a server: record until this passes while it runs (e.g. a real client request),
-    /// then stop it (SIGTERM, SIGKILL 3 s later; its containers through their engine). With
+    /// then stop it (SIGTERM, SIGKILL 3 s later; the containers it started through their
+    /// engine). For a command that ends by itself: run once after it ended with status 0. With
     /// --unit: record until it passes; the unit keeps running.
     #[arg(long, value_name = "COMMAND", conflicts_with_all = ["container", "cgroup", "duration"])]
     pub check: Option<String>,
